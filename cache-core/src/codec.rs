@@ -1,0 +1,333 @@
+//! The bytes stored in Redis: a versioned header, the entry's expiry, then bincode (zlib above a
+//! threshold).
+//!
+//! ```text
+//! byte 0      header: bits 7..5 envelope version (1), bit 4 zlib, bits 3..0 format (1 = bincode 2)
+//! bytes 1..9  absolute expiry, unix ms, little endian (0 = none); lets a reader bound its L1 TTL
+//! bytes 9..13 only when zlib: uncompressed length, u32 LE; caps decompression before it starts
+//! rest       payload
+//! ```
+//! The format nibble lets the serializer change later without misreading old entries: an unknown
+//! version or format is a [`CodecError`], read as a miss, and overwritten by the next write.
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+const VERSION: u8 = 1;
+const FORMAT_BINCODE2: u8 = 1;
+const FLAG_ZLIB: u8 = 0b0001_0000;
+const PLAIN_HEADER: usize = 9;
+const ZLIB_HEADER: usize = 13;
+/// bincode refuses any length prefix claiming more than this, so garbage cannot make it allocate
+/// without bound.
+const DECODE_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Why bytes could not become a value, or a value bytes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// Shorter than its header says.
+    #[error("stored value is truncated ({0} bytes)")]
+    Truncated(usize),
+    /// Written by an envelope version this build does not know.
+    #[error("stored value has unknown envelope version {0}")]
+    UnsupportedVersion(u8),
+    /// Written with a serialization format this build does not know.
+    #[error("stored value has unknown format {0}")]
+    UnsupportedFormat(u8),
+    /// Larger than the configured maximum (before or after decompression).
+    #[error("value of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Size seen or claimed.
+        size: usize,
+        /// The configured cap.
+        max: usize,
+    },
+    /// zlib stream is corrupt or its size differs from the header.
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+    /// Serialization failed.
+    #[error("encode failed: {0}")]
+    Encode(String),
+    /// The payload does not decode as the requested type.
+    #[error("decode failed: {0}")]
+    Decode(String),
+}
+
+/// Encoder/decoder settings, taken from [`CacheConfig`](crate::CacheConfig).
+///
+/// ```
+/// use cache_core::codec::Codec;
+/// let codec = Codec::new(1024, 1, 16 << 20);
+/// let big = "x".repeat(10_000);
+/// let enc = codec.encode(&big, 0).unwrap();
+/// assert!(enc.compressed && enc.bytes.len() < 1_000);
+/// let back = codec.decode::<String>(&enc.bytes).unwrap();
+/// assert_eq!(back.value, big);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Codec {
+    threshold: usize,
+    level: u32,
+    max_value_size: usize,
+}
+
+/// An encoded value.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The bytes to store.
+    pub bytes: Vec<u8>,
+    /// Payload size before compression.
+    pub raw_len: usize,
+    /// Whether zlib was applied.
+    pub compressed: bool,
+}
+
+/// A decoded value and the expiry recorded with it.
+#[derive(Debug, Clone)]
+pub struct Decoded<T> {
+    /// The value.
+    pub value: T,
+    /// Absolute expiry in unix milliseconds; 0 when the entry has none.
+    pub expires_at_ms: u64,
+}
+
+impl Codec {
+    /// `threshold`: payloads larger than this many bytes are compressed; `level`: zlib level 0..=9;
+    /// `max_value_size`: cap on stored and on decompressed sizes.
+    pub fn new(threshold: usize, level: u32, max_value_size: usize) -> Self {
+        Codec {
+            threshold,
+            level: level.min(9),
+            max_value_size,
+        }
+    }
+
+    /// Serializes `value`, compressing when above the threshold and when it actually shrinks.
+    pub fn encode<T: Serialize + ?Sized>(&self, value: &T, expires_at_ms: u64) -> Result<Encoded, CodecError> {
+        let mut bytes = Vec::with_capacity(64);
+        bytes.push(header(false));
+        bytes.extend_from_slice(&expires_at_ms.to_le_bytes());
+        bincode::serde::encode_into_std_write(value, &mut bytes, bincode::config::standard())
+            .map_err(|e| CodecError::Encode(e.to_string()))?;
+        let raw_len = bytes.len() - PLAIN_HEADER;
+        if raw_len > self.max_value_size {
+            return Err(CodecError::TooLarge {
+                size: raw_len,
+                max: self.max_value_size,
+            });
+        }
+        if raw_len > self.threshold {
+            if let Some(compressed) = self.compress(&bytes[PLAIN_HEADER..], expires_at_ms, raw_len) {
+                return Ok(Encoded {
+                    bytes: compressed,
+                    raw_len,
+                    compressed: true,
+                });
+            }
+        }
+        Ok(Encoded {
+            bytes,
+            raw_len,
+            compressed: false,
+        })
+    }
+
+    /// Size the payload of `value` would have, without keeping the bytes (L1-only mode uses it
+    /// to weigh entries).
+    pub fn encoded_len<T: Serialize + ?Sized>(&self, value: &T) -> usize {
+        bincode::serde::encode_into_std_write(value, &mut std::io::sink(), bincode::config::standard())
+            .unwrap_or(0)
+            + PLAIN_HEADER
+    }
+
+    fn compress(&self, payload: &[u8], expires_at_ms: u64, raw_len: usize) -> Option<Vec<u8>> {
+        let len = u32::try_from(raw_len).ok()?;
+        let mut out = Vec::with_capacity(ZLIB_HEADER + payload.len() / 3);
+        out.push(header(true));
+        out.extend_from_slice(&expires_at_ms.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        let mut enc = flate2::write::ZlibEncoder::new(out, flate2::Compression::new(self.level));
+        enc.write_all(payload).ok()?;
+        let out = enc.finish().ok()?;
+        // Incompressible data is stored as it is: smaller and cheaper to read.
+        (out.len() < PLAIN_HEADER + payload.len()).then_some(out)
+    }
+
+    /// Decodes bytes written by [`encode`](Self::encode). Never panics and never allocates more
+    /// than the configured cap, whatever the bytes are.
+    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Decoded<T>, CodecError> {
+        if bytes.len() > self.max_value_size.saturating_add(ZLIB_HEADER) {
+            return Err(CodecError::TooLarge {
+                size: bytes.len(),
+                max: self.max_value_size,
+            });
+        }
+        let (&h, rest) = bytes.split_first().ok_or(CodecError::Truncated(0))?;
+        if h >> 5 != VERSION {
+            return Err(CodecError::UnsupportedVersion(h >> 5));
+        }
+        if h & 0x0f != FORMAT_BINCODE2 {
+            return Err(CodecError::UnsupportedFormat(h & 0x0f));
+        }
+        let expiry: [u8; 8] = rest
+            .get(..8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(CodecError::Truncated(bytes.len()))?;
+        let expires_at_ms = u64::from_le_bytes(expiry);
+        let value = if h & FLAG_ZLIB != 0 {
+            let len: [u8; 4] = rest
+                .get(8..12)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(CodecError::Truncated(bytes.len()))?;
+            let raw_len = u32::from_le_bytes(len) as usize;
+            if raw_len > self.max_value_size {
+                return Err(CodecError::TooLarge {
+                    size: raw_len,
+                    max: self.max_value_size,
+                });
+            }
+            let mut raw = Vec::with_capacity(raw_len);
+            // One byte past the claim tells a stream that lies about its size.
+            flate2::read::ZlibDecoder::new(&rest[12..])
+                .take(raw_len as u64 + 1)
+                .read_to_end(&mut raw)
+                .map_err(|e| CodecError::Decompress(e.to_string()))?;
+            if raw.len() != raw_len {
+                return Err(CodecError::Decompress(format!(
+                    "header says {raw_len} bytes, stream has {}{}",
+                    raw.len().min(raw_len),
+                    if raw.len() > raw_len { "+" } else { "" }
+                )));
+            }
+            decode_payload(&raw)?
+        } else {
+            decode_payload(&rest[8..])?
+        };
+        Ok(Decoded { value, expires_at_ms })
+    }
+}
+
+fn header(compressed: bool) -> u8 {
+    (VERSION << 5) | if compressed { FLAG_ZLIB } else { 0 } | FORMAT_BINCODE2
+}
+
+fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, config).map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != payload.len() {
+        return Err(CodecError::Decode(format!(
+            "{} trailing bytes after the value",
+            payload.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct User {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+    }
+
+    fn codec() -> Codec {
+        Codec::new(1024, 1, 1 << 20)
+    }
+
+    #[test]
+    fn small_values_are_plain_and_round_trip() {
+        let u = User {
+            id: 1,
+            name: "ann".into(),
+            tags: vec!["a".into()],
+        };
+        let enc = codec().encode(&u, 1234).unwrap();
+        assert!(!enc.compressed);
+        assert_eq!(enc.bytes[0], 0b0010_0001);
+        let dec = codec().decode::<User>(&enc.bytes).unwrap();
+        assert_eq!(dec.value, u);
+        assert_eq!(dec.expires_at_ms, 1234);
+    }
+
+    #[test]
+    fn threshold_is_exclusive() {
+        let c = Codec::new(100, 1, 1 << 20);
+        // bincode writes a 1-byte length prefix for short strings.
+        assert!(!c.encode(&"a".repeat(99), 0).unwrap().compressed);
+        assert!(c.encode(&"a".repeat(200), 0).unwrap().compressed);
+    }
+
+    #[test]
+    fn incompressible_payloads_stay_plain() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let enc = codec().encode(&noise, 0).unwrap();
+        assert!(!enc.compressed);
+        assert_eq!(codec().decode::<Vec<u8>>(&enc.bytes).unwrap().value, noise);
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error_not_a_panic() {
+        let good = codec().encode(&"x".repeat(5000), 0).unwrap().bytes;
+        assert!(good.len() > ZLIB_HEADER);
+        for cut in 0..good.len() {
+            assert!(codec().decode::<String>(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(codec().decode::<String>(&[]).unwrap_err(), CodecError::Truncated(0));
+        assert!(matches!(
+            codec().decode::<String>(&[0xE1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(CodecError::UnsupportedVersion(7))
+        ));
+        assert!(matches!(
+            codec().decode::<String>(&[0x2F, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(CodecError::UnsupportedFormat(15))
+        ));
+        assert!(codec().decode::<String>(b"plain text from another writer").is_err());
+    }
+
+    #[test]
+    fn huge_length_claims_are_refused() {
+        // A plain entry whose bincode length prefix claims ~2^60 bytes.
+        let mut bytes = vec![header(false)];
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.push(253);
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(matches!(codec().decode::<Vec<u8>>(&bytes), Err(CodecError::Decode(_))));
+    }
+
+    #[test]
+    fn zip_bomb_is_capped() {
+        let small_cap = Codec::new(16, 9, 64 * 1024);
+        let big = vec![0u8; 1 << 20];
+        // Encode with a generous codec, then decode with a small cap: refused before inflating.
+        let enc = Codec::new(16, 9, 4 << 20).encode(&big, 0).unwrap();
+        assert!(enc.compressed && enc.bytes.len() < 8 * 1024);
+        assert!(matches!(small_cap.decode::<Vec<u8>>(&enc.bytes), Err(CodecError::TooLarge { .. })));
+        // A header that understates the size is caught after at most claim + 1 bytes.
+        let mut lying = enc.bytes.clone();
+        lying[9..13].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(small_cap.decode::<Vec<u8>>(&lying), Err(CodecError::Decompress(_))));
+    }
+
+    #[test]
+    fn too_large_values_are_not_encoded() {
+        let c = Codec::new(1 << 30, 1, 100);
+        assert!(matches!(c.encode(&vec![1u8; 200], 0), Err(CodecError::TooLarge { .. })));
+    }
+}

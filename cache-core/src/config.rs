@@ -1,0 +1,505 @@
+//! Configuration: from code (builder), from a TOML file, or from the environment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CacheError, Result};
+use crate::pattern::Pattern;
+
+/// Every setting of a [`Cache`](crate::Cache). Fields are public; [`CacheConfig::builder`] is the
+/// shorter way to set a few, and [`Cache::new`](crate::Cache::new) validates them.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::CacheConfig;
+/// let config = CacheConfig::builder()
+///     .ttl_default(Duration::from_secs(120))
+///     .ttl_pattern("query:users:*", Duration::from_secs(30))
+///     .build()
+///     .unwrap();
+/// assert!(config.redis_url.is_none()); // L1-only until a URL is given
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `redis://` URL of the L2; `None` runs L1-only. Env `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// TTL for keys that match no pattern. Env `CACHE_TTL_DEFAULT` (seconds or `5m`).
+    #[serde(with = "humantime_serde")]
+    pub ttl_default: Duration,
+    /// Glob → TTL; the most specific matching pattern (most literal characters) wins.
+    #[serde(with = "duration_map")]
+    pub ttl_patterns: BTreeMap<String, Duration>,
+    /// Encoded values larger than this many bytes are zlib-compressed. Env `CACHE_COMPRESSION_THRESHOLD`.
+    pub compression_threshold: usize,
+    /// zlib level, 0..=9.
+    pub compression_level: u32,
+    /// Largest value written to or read from Redis, before and after decompression.
+    pub max_value_size: usize,
+    /// L1 capacity in entries. Env `CACHE_L1_MAX_ENTRIES`.
+    pub max_memory_cache_size: usize,
+    /// L1 capacity in bytes (encoded size of values plus keys).
+    pub l1_max_bytes: u64,
+    /// Longest time an entry stays in L1; never longer than the entry's own TTL. Env `CACHE_L1_TTL`.
+    #[serde(with = "humantime_serde")]
+    pub l1_ttl: Duration,
+    /// Set to false to skip L1 everywhere (every read goes to Redis).
+    pub l1_enabled: bool,
+    /// Upper bound of Redis connections in the pool. Env `CACHE_POOL_MAX_SIZE`.
+    pub pool_max_size: usize,
+    /// Multiplexed connections shared by all tasks for ordinary commands.
+    pub redis_connections: usize,
+    /// How often the pool's shared connections are pinged.
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
+    /// Per-command response timeout; a timed-out read or write is retried once. Env `CACHE_COMMAND_TIMEOUT`.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// TCP connect timeout.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Consecutive Redis failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker skips Redis before probing again.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+    /// Run registered warmups at startup. Env `CACHE_WARMUP_ON_STARTUP`.
+    pub warmup_on_startup: bool,
+    /// Refresh hot keys before they expire. Env `CACHE_SMART_WARMUP_ENABLED`.
+    pub smart_warmup_enabled: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            redis_url: None,
+            ttl_default: Duration::from_secs(300),
+            ttl_patterns: default_ttl_patterns(),
+            compression_threshold: 1024,
+            compression_level: 1,
+            max_value_size: 16 * 1024 * 1024,
+            max_memory_cache_size: 10_000,
+            l1_max_bytes: 256 * 1024 * 1024,
+            l1_ttl: Duration::from_secs(60),
+            l1_enabled: true,
+            pool_max_size: 50,
+            redis_connections: 2,
+            health_check_interval: Duration::from_secs(30),
+            command_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_millis(500),
+            warmup_on_startup: false,
+            smart_warmup_enabled: false,
+        }
+    }
+}
+
+/// The product's TTL table: `query:*` 5 min, `resource:*` 10 min, `analysis:*` 30 min,
+/// `ml:*` 1 h, `static:*` 24 h.
+pub fn default_ttl_patterns() -> BTreeMap<String, Duration> {
+    [
+        ("query:*", 300),
+        ("resource:*", 600),
+        ("analysis:*", 1800),
+        ("ml:*", 3600),
+        ("static:*", 86_400),
+    ]
+    .into_iter()
+    .map(|(p, s)| (p.to_owned(), Duration::from_secs(s)))
+    .collect()
+}
+
+impl CacheConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> CacheConfigBuilder {
+        CacheConfigBuilder {
+            config: CacheConfig::default(),
+        }
+    }
+
+    /// Defaults overridden by the environment (see the field docs for the variable names;
+    /// `CACHE_CONFIG_FILE` names a TOML file read first). A present but unparsable variable is
+    /// an error, not silently ignored.
+    ///
+    /// ```
+    /// let config = cache_core::CacheConfig::from_env().unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any variable source (tests pass a map).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// let env = HashMap::from([("CACHE_TTL_DEFAULT", "90"), ("CACHE_WARMUP_ON_STARTUP", "true")]);
+    /// let c = cache_core::CacheConfig::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+    /// assert_eq!(c.ttl_default.as_secs(), 90);
+    /// assert!(c.warmup_on_startup);
+    /// ```
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut c = match get("CACHE_CONFIG_FILE") {
+            Some(path) if !path.is_empty() => CacheConfig::from_file(path)?,
+            _ => CacheConfig::default(),
+        };
+        if let Some(url) = get("REDIS_URL").filter(|u| !u.trim().is_empty()) {
+            c.redis_url = Some(url);
+        }
+        let dur = |name: &str, target: &mut Duration| -> Result<()> {
+            if let Some(v) = get(name) {
+                *target = parse_duration(&v).map_err(|e| CacheError::Config(format!("{name}={v:?}: {e}")))?;
+            }
+            Ok(())
+        };
+        dur("CACHE_TTL_DEFAULT", &mut c.ttl_default)?;
+        dur("CACHE_L1_TTL", &mut c.l1_ttl)?;
+        dur("CACHE_COMMAND_TIMEOUT", &mut c.command_timeout)?;
+        let num = |name: &str, target: &mut usize| -> Result<()> {
+            if let Some(v) = get(name) {
+                *target = v
+                    .trim()
+                    .parse()
+                    .map_err(|e| CacheError::Config(format!("{name}={v:?}: {e}")))?;
+            }
+            Ok(())
+        };
+        num("CACHE_COMPRESSION_THRESHOLD", &mut c.compression_threshold)?;
+        num("CACHE_L1_MAX_ENTRIES", &mut c.max_memory_cache_size)?;
+        num("CACHE_POOL_MAX_SIZE", &mut c.pool_max_size)?;
+        let flag = |name: &str, target: &mut bool| -> Result<()> {
+            if let Some(v) = get(name) {
+                *target = parse_bool(&v).ok_or_else(|| {
+                    CacheError::Config(format!("{name}={v:?}: expected true/false, 1/0, yes/no, on/off"))
+                })?;
+            }
+            Ok(())
+        };
+        flag("CACHE_WARMUP_ON_STARTUP", &mut c.warmup_on_startup)?;
+        flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads a TOML file whose keys are this struct's field names; durations are written like
+    /// `"5m"` or `"300s"`. Missing keys keep their defaults; unknown keys are an error.
+    ///
+    /// ```
+    /// let c = cache_core::CacheConfig::from_toml_str(r#"
+    ///     ttl_default = "2m"
+    ///     [ttl_patterns]
+    ///     "query:*" = "30s"
+    /// "#).unwrap();
+    /// assert_eq!(c.ttl_default.as_secs(), 120);
+    /// assert_eq!(c.ttl_patterns["query:*"].as_secs(), 30);
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CacheError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml_str(&text).map_err(|e| CacheError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text (see [`from_file`](Self::from_file)).
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let c: CacheConfig = toml::from_str(text).map_err(|e| CacheError::Config(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every setting; [`Cache::new`](crate::Cache::new) calls this.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.redis_url {
+            redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map_err(|e| CacheError::Config(format!("redis_url {url:?}: {e}")))?;
+        }
+        let positive = [
+            ("max_memory_cache_size", self.max_memory_cache_size as u64),
+            ("l1_max_bytes", self.l1_max_bytes),
+            ("pool_max_size", self.pool_max_size as u64),
+            ("redis_connections", self.redis_connections as u64),
+            ("max_value_size", self.max_value_size as u64),
+            ("breaker_threshold", u64::from(self.breaker_threshold)),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(CacheError::Config(format!("{name} must be greater than zero")));
+            }
+        }
+        if self.redis_connections > self.pool_max_size {
+            return Err(CacheError::Config(format!(
+                "redis_connections ({}) cannot exceed pool_max_size ({})",
+                self.redis_connections, self.pool_max_size
+            )));
+        }
+        if self.compression_level > 9 {
+            return Err(CacheError::Config("compression_level must be 0..=9".into()));
+        }
+        for (name, d) in [
+            ("ttl_default", self.ttl_default),
+            ("l1_ttl", self.l1_ttl),
+            ("command_timeout", self.command_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(CacheError::Config(format!("{name} must be greater than zero")));
+            }
+        }
+        TtlRules::compile(self)?;
+        Ok(())
+    }
+}
+
+/// Fluent construction of a [`CacheConfig`].
+///
+/// ```
+/// let c = cache_core::CacheConfig::builder()
+///     .redis_url("redis://127.0.0.1:6379")
+///     .max_memory_cache_size(1000)
+///     .build()
+///     .unwrap();
+/// assert_eq!(c.max_memory_cache_size, 1000);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CacheConfigBuilder {
+    config: CacheConfig,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.config.$name = v;
+            self
+        }
+    )*};
+}
+
+impl CacheConfigBuilder {
+    /// Redis URL (`redis://host:port/db`); enables L2.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
+    }
+
+    /// Adds or replaces one TTL pattern.
+    pub fn ttl_pattern(mut self, pattern: impl Into<String>, ttl: Duration) -> Self {
+        self.config.ttl_patterns.insert(pattern.into(), ttl);
+        self
+    }
+
+    /// Removes every TTL pattern, default ones included.
+    pub fn clear_ttl_patterns(mut self) -> Self {
+        self.config.ttl_patterns.clear();
+        self
+    }
+
+    setters! {
+        /// See [`CacheConfig::ttl_default`].
+        ttl_default: Duration,
+        /// See [`CacheConfig::compression_threshold`].
+        compression_threshold: usize,
+        /// See [`CacheConfig::compression_level`].
+        compression_level: u32,
+        /// See [`CacheConfig::max_value_size`].
+        max_value_size: usize,
+        /// See [`CacheConfig::max_memory_cache_size`].
+        max_memory_cache_size: usize,
+        /// See [`CacheConfig::l1_max_bytes`].
+        l1_max_bytes: u64,
+        /// See [`CacheConfig::l1_ttl`].
+        l1_ttl: Duration,
+        /// See [`CacheConfig::l1_enabled`].
+        l1_enabled: bool,
+        /// See [`CacheConfig::pool_max_size`].
+        pool_max_size: usize,
+        /// See [`CacheConfig::redis_connections`].
+        redis_connections: usize,
+        /// See [`CacheConfig::health_check_interval`].
+        health_check_interval: Duration,
+        /// See [`CacheConfig::command_timeout`].
+        command_timeout: Duration,
+        /// See [`CacheConfig::connect_timeout`].
+        connect_timeout: Duration,
+        /// See [`CacheConfig::breaker_threshold`].
+        breaker_threshold: u32,
+        /// See [`CacheConfig::breaker_cooldown`].
+        breaker_cooldown: Duration,
+        /// See [`CacheConfig::warmup_on_startup`].
+        warmup_on_startup: bool,
+        /// See [`CacheConfig::smart_warmup_enabled`].
+        smart_warmup_enabled: bool,
+    }
+
+    /// Validates and returns the config.
+    pub fn build(self) -> Result<CacheConfig> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+/// The compiled TTL table: patterns ordered most specific first.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{CacheConfig, config::TtlRules};
+/// let rules = TtlRules::compile(&CacheConfig::default()).unwrap();
+/// assert_eq!(rules.resolve("resource:freight:123"), Duration::from_secs(600));
+/// assert_eq!(rules.resolve("something:else"), Duration::from_secs(300));
+/// ```
+#[derive(Debug, Clone)]
+pub struct TtlRules {
+    rules: Vec<(Pattern, Duration)>,
+    default: Duration,
+}
+
+impl TtlRules {
+    /// Compiles the config's patterns; a malformed one or a zero TTL is an error.
+    pub fn compile(config: &CacheConfig) -> Result<Self> {
+        let mut rules = Vec::with_capacity(config.ttl_patterns.len());
+        for (p, ttl) in &config.ttl_patterns {
+            if ttl.is_zero() {
+                return Err(CacheError::Config(format!("TTL for pattern {p:?} must be greater than zero")));
+            }
+            rules.push((Pattern::new(p)?, *ttl));
+        }
+        // Stable sort keeps BTreeMap order among equals, so ties resolve the same way every run.
+        rules.sort_by_key(|(p, _)| std::cmp::Reverse(p.specificity()));
+        Ok(TtlRules {
+            rules,
+            default: config.ttl_default,
+        })
+    }
+
+    /// TTL for `key`: the most specific matching pattern's, else the default.
+    pub fn resolve(&self, key: &str) -> Duration {
+        self.rules
+            .iter()
+            .find(|(p, _)| p.matches(key))
+            .map_or(self.default, |(_, ttl)| *ttl)
+    }
+}
+
+fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v).map_err(|e| e.to_string())
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+mod duration_map {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
+        let text: BTreeMap<&str, String> = map
+            .iter()
+            .map(|(k, v)| (k.as_str(), humantime::format_duration(*v).to_string()))
+            .collect();
+        text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let text = BTreeMap::<String, String>::deserialize(d)?;
+        text.into_iter()
+            .map(|(k, v)| {
+                super::parse_duration(&v)
+                    .map(|d| (k.clone(), d))
+                    .map_err(|e| serde::de::Error::custom(format!("TTL for {k:?}: {e}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<CacheConfig> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        CacheConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn product_ttl_table() {
+        let rules = TtlRules::compile(&CacheConfig::default()).unwrap();
+        for (key, secs) in [
+            ("query:users:list", 300),
+            ("resource:freight:123", 600),
+            ("analysis:trends:2025-01", 1800),
+            ("ml:prediction:model1", 3600),
+            ("static:logo", 86_400),
+            ("other", 300),
+        ] {
+            assert_eq!(rules.resolve(key), Duration::from_secs(secs), "{key}");
+        }
+    }
+
+    #[test]
+    fn most_specific_pattern_wins() {
+        let c = CacheConfig::builder()
+            .ttl_pattern("query:users:*", Duration::from_secs(7))
+            .ttl_pattern("query:users:vip:*", Duration::from_secs(9))
+            .build()
+            .unwrap();
+        let rules = TtlRules::compile(&c).unwrap();
+        assert_eq!(rules.resolve("query:users:1"), Duration::from_secs(7));
+        assert_eq!(rules.resolve("query:users:vip:1"), Duration::from_secs(9));
+        assert_eq!(rules.resolve("query:orders:1"), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn env_overrides_and_rejects_garbage() {
+        let c = env(&[
+            ("REDIS_URL", "redis://127.0.0.1:7000"),
+            ("CACHE_TTL_DEFAULT", "2m"),
+            ("CACHE_SMART_WARMUP_ENABLED", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
+        assert_eq!(c.ttl_default, Duration::from_secs(120));
+        assert!(c.smart_warmup_enabled && !c.warmup_on_startup);
+        assert!(matches!(env(&[("CACHE_TTL_DEFAULT", "soon")]), Err(CacheError::Config(_))));
+        assert!(matches!(env(&[("CACHE_WARMUP_ON_STARTUP", "maybe")]), Err(CacheError::Config(_))));
+        assert!(matches!(env(&[("REDIS_URL", "http://x")]), Err(CacheError::Config(_))));
+        assert_eq!(env(&[("REDIS_URL", "")]).unwrap().redis_url, None);
+    }
+
+    #[test]
+    fn invalid_settings_are_config_errors() {
+        assert!(CacheConfig::builder().max_memory_cache_size(0).build().is_err());
+        assert!(CacheConfig::builder().ttl_pattern("bad[", Duration::from_secs(1)).build().is_err());
+        assert!(CacheConfig::builder().ttl_pattern("ok:*", Duration::ZERO).build().is_err());
+        assert!(CacheConfig::builder().redis_url("nope").build().is_err());
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c = CacheConfig::builder().ttl_pattern("x:*", Duration::from_secs(5)).build().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(CacheConfig::from_toml_str(&text).unwrap(), c);
+        assert!(CacheConfig::from_toml_str("no_such_setting = 1").is_err());
+        let dir = std::env::temp_dir().join(format!("cache-core-config-{}.toml", std::process::id()));
+        std::fs::write(&dir, "ttl_default = \"10s\"\n").unwrap();
+        let from_file = env(&[("CACHE_CONFIG_FILE", dir.to_str().unwrap()), ("CACHE_TTL_DEFAULT", "20")]).unwrap();
+        assert_eq!(from_file.ttl_default, Duration::from_secs(20));
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

@@ -1,0 +1,684 @@
+//! [`Cache`]: the handle that ties L1, L2, the codec, single flight and the counters together.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Codec;
+use crate::config::{CacheConfig, TtlRules};
+use crate::error::{CacheError, Result};
+use crate::flight::{Flights, Outcome};
+use crate::key::Fingerprint;
+use crate::l1::{self, Entry, QuickStore, L1};
+use crate::l2::{BreakerState, PoolStatus, RedisL2};
+use crate::pattern::Pattern;
+use crate::stats::{Counters, Stats};
+
+/// What a value needs to be cached: serializable for Redis, cloneable for L1 hits.
+///
+/// Implemented for every type with those traits.
+pub trait CacheValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> CacheValue for T {}
+
+/// The two-level cache. Cheap to clone: clones share everything.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+/// use cache_core::{Cache, CacheConfig};
+/// let cache = Cache::new(CacheConfig::default())?; // no redis_url: L1 only
+/// cache.set("query:users:list", &vec![1u64, 2, 3], None).await?;
+/// assert_eq!(cache.get::<Vec<u64>>("query:users:list").await?, Some(vec![1, 2, 3]));
+/// let n = cache.get_or_insert_with("query:answer", None, || async { 42u32 }).await;
+/// assert_eq!(n, 42);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CacheConfig,
+    ttl_rules: TtlRules,
+    codec: Codec,
+    l1: Option<L1>,
+    l2: Option<RedisL2>,
+    flights: Flights,
+    counters: Counters,
+}
+
+/// Per-call options of the loading path (what the macros set).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Explicit TTL; `None` takes it from the pattern table.
+    pub ttl: Option<Duration>,
+    /// Whether this call may use L1 (`l1 = false` in the macro keeps a function Redis-only).
+    pub use_l1: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ttl: None,
+            use_l1: true,
+        }
+    }
+}
+
+/// Whether the cache runs with Redis behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No `redis_url`: in-process only.
+    L1Only,
+    /// L1 in front of Redis.
+    TwoLevel,
+}
+
+/// The answer of [`Cache::health`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// False only when Redis is configured and unreachable. L1-only mode is healthy.
+    pub healthy: bool,
+    /// L1-only or two-level.
+    pub mode: Mode,
+    /// Entries in L1.
+    pub l1_entries: u64,
+    /// Approximate bytes in L1.
+    pub l1_bytes: u64,
+    /// Redis details; `None` in L1-only mode.
+    pub redis: Option<RedisHealth>,
+}
+
+/// Redis part of [`Health`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisHealth {
+    /// The URL, password masked.
+    pub url: String,
+    /// Whether a `PING` got through.
+    pub reachable: bool,
+    /// Round trip of that `PING`.
+    pub latency_ms: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Circuit breaker state.
+    pub breaker: BreakerState,
+    /// Connection pool figures.
+    pub pool: PoolStatus,
+    /// `maxmemory` in bytes (0 = unlimited).
+    pub maxmemory: Option<u64>,
+    /// `maxmemory-policy`.
+    pub maxmemory_policy: Option<String>,
+    /// Configuration risks worth a look (e.g. `noeviction` without `maxmemory`).
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("mode", &self.mode())
+            .field("l1_entries", &self.inner.l1.as_ref().map(L1::len))
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Cache {
+    /// Builds a cache. Connects lazily: a Redis that is down now is not an error here (calls fall
+    /// back until it answers), but an invalid configuration is.
+    pub fn new(config: CacheConfig) -> Result<Self> {
+        config.validate()?;
+        let ttl_rules = TtlRules::compile(&config)?;
+        let l1 = if config.l1_enabled {
+            Some(L1::new(Box::new(QuickStore::new(
+                config.max_memory_cache_size,
+                config.l1_max_bytes,
+            )?)))
+        } else {
+            None
+        };
+        let l2 = match &config.redis_url {
+            Some(url) => Some(RedisL2::new(url, &config)?),
+            None => None,
+        };
+        let codec = Codec::new(
+            config.compression_threshold,
+            config.compression_level,
+            config.max_value_size,
+        );
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                ttl_rules,
+                codec,
+                l1,
+                l2,
+                flights: Flights::default(),
+                counters: Counters::default(),
+                config,
+            }),
+        };
+        cache.spawn_health_check();
+        match &cache.inner.l2 {
+            Some(l2) => tracing::info!(redis = %l2.display_url(), "cache ready: L1 + Redis"),
+            None => tracing::info!("cache ready: L1 only (no REDIS_URL)"),
+        }
+        Ok(cache)
+    }
+
+    /// [`Cache::new`] over [`CacheConfig::from_env`].
+    pub fn from_env() -> Result<Self> {
+        Cache::new(CacheConfig::from_env()?)
+    }
+
+    /// The configuration this cache was built with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// L1-only or two-level.
+    pub fn mode(&self) -> Mode {
+        if self.inner.l2.is_some() {
+            Mode::TwoLevel
+        } else {
+            Mode::L1Only
+        }
+    }
+
+    /// The TTL a key gets when none is given: most specific pattern, else the default.
+    pub fn ttl_for(&self, key: &str) -> Duration {
+        self.inner.ttl_rules.resolve(key)
+    }
+
+    fn spawn_health_check(&self) {
+        let (Some(_), Ok(rt)) = (&self.inner.l2, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.config.health_check_interval;
+        if every.is_zero() {
+            return;
+        }
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                if let Some(l2) = &inner.l2 {
+                    if let Err(e) = l2.ping().await {
+                        tracing::warn!(error = %e, "redis health check failed");
+                    }
+                }
+            }
+        });
+    }
+
+    fn record_error(&self, op: &'static str, key: &str, err: &CacheError) {
+        if matches!(err, CacheError::CircuitOpen) {
+            self.inner.counters.l2_skipped.incr();
+            tracing::debug!(op, key, "redis skipped: circuit breaker open");
+        } else {
+            self.inner.counters.errors.incr();
+            tracing::warn!(op, key, error = %err, "cache error; falling back");
+        }
+    }
+
+    #[inline]
+    fn l1_get<T: CacheValue>(&self, fp: Fingerprint) -> Option<T> {
+        let entry = self.inner.l1.as_ref()?.get(fp)?;
+        let v = entry.value.downcast_ref::<T>()?.clone();
+        self.inner.counters.l1_hits.incr();
+        Some(v)
+    }
+
+    /// When an entry that expires at `expires_at_ms` (unix ms, 0 = never) leaves L1.
+    fn l1_deadline(&self, expires_at_ms: u64) -> Instant {
+        let mut ttl = self.inner.config.l1_ttl;
+        if expires_at_ms != 0 {
+            ttl = ttl.min(Duration::from_millis(expires_at_ms.saturating_sub(unix_ms())));
+        }
+        Instant::now() + ttl
+    }
+
+    /// Reads `key` from Redis and decodes it; undecodable bytes are a logged miss.
+    async fn l2_read<T: CacheValue>(&self, key: &str) -> Result<Option<(T, u64, usize)>> {
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(None);
+        };
+        let Some(bytes) = l2.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(self.decode(key, &bytes))
+    }
+
+    fn decode<T: CacheValue>(&self, key: &str, bytes: &[u8]) -> Option<(T, u64, usize)> {
+        match self.inner.codec.decode::<T>(bytes) {
+            Ok(d) => Some((d.value, d.expires_at_ms, bytes.len())),
+            Err(e) => {
+                self.record_error("decode", key, &CacheError::Codec(e));
+                None
+            }
+        }
+    }
+
+    fn fill_l1<T: CacheValue>(&self, key: &str, fp: Fingerprint, value: T, deadline: Instant, bytes: usize) -> Entry {
+        let entry = l1::entry(key, value, deadline, bytes as u64);
+        if let Some(l1) = &self.inner.l1 {
+            l1.insert(fp, entry.clone());
+        }
+        entry
+    }
+
+    /// Reads a value: L1, then Redis (filling L1). A corrupt Redis entry reads as `None` and is
+    /// counted in `errors`; a Redis transport failure is returned.
+    pub async fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>> {
+        let fp = Fingerprint::of(key);
+        if let Some(v) = self.l1_get(fp) {
+            return Ok(Some(v));
+        }
+        match self.l2_read::<T>(key).await {
+            Ok(Some((v, exp, len))) => {
+                self.inner.counters.l2_hits.incr();
+                self.fill_l1(key, fp, v.clone(), self.l1_deadline(exp), len);
+                Ok(Some(v))
+            }
+            Ok(None) => {
+                self.inner.counters.misses.incr();
+                Ok(None)
+            }
+            Err(e) => {
+                self.record_error("get", key, &e);
+                self.inner.counters.misses.incr();
+                Err(e)
+            }
+        }
+    }
+
+    /// Encodes `value` for Redis, counting compression. `None` when it cannot be stored there.
+    fn encode<T: CacheValue>(&self, key: &str, value: &T, expires_at_ms: u64) -> Option<Vec<u8>> {
+        match self.inner.codec.encode(value, expires_at_ms) {
+            Ok(enc) => {
+                if enc.compressed {
+                    let c = &self.inner.counters;
+                    c.compressions.incr();
+                    c.bytes_saved.add((enc.raw_len + 9).saturating_sub(enc.bytes.len()) as u64);
+                }
+                Some(enc.bytes)
+            }
+            Err(e) => {
+                self.record_error("encode", key, &CacheError::Codec(e));
+                None
+            }
+        }
+    }
+
+    /// Writes `value` under `key` in both levels. `ttl = None` takes the TTL from the pattern
+    /// table. L1 is filled even when Redis fails; the Redis error is returned.
+    pub async fn set<T: CacheValue>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()> {
+        self.store(key, Fingerprint::of(key), value.clone(), ttl, true)
+            .await
+            .1
+    }
+
+    /// Writes both levels; returns the L1 entry (shared with single-flight waiters) and the
+    /// outcome of the Redis write.
+    async fn store<T: CacheValue>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        value: T,
+        ttl: Option<Duration>,
+        use_l1: bool,
+    ) -> (Entry, Result<()>) {
+        let ttl = ttl.unwrap_or_else(|| self.ttl_for(key));
+        let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
+        self.inner.counters.sets.incr();
+        let mut result = Ok(());
+        let mut size = 0;
+        if let Some(l2) = &self.inner.l2 {
+            if let Some(bytes) = self.encode(key, &value, expires_at_ms) {
+                size = bytes.len();
+                if let Err(e) = l2.set(key, &bytes, ttl).await {
+                    self.record_error("set", key, &e);
+                    result = Err(e);
+                }
+            }
+        } else if use_l1 && self.inner.l1.is_some() {
+            size = self.inner.codec.encoded_len(&value);
+        }
+        let deadline = Instant::now() + ttl.min(self.inner.config.l1_ttl);
+        let entry = l1::entry(key, value, deadline, size as u64);
+        if use_l1 {
+            if let Some(l1) = &self.inner.l1 {
+                l1.insert(fp, entry.clone());
+            }
+        }
+        (entry, result)
+    }
+
+    /// Removes `key` from both levels; returns whether Redis held it (L1-only: whether L1 did).
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let fp = Fingerprint::of(key);
+        let in_l1 = self.inner.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some());
+        if let Some(l1) = &self.inner.l1 {
+            l1.remove(fp);
+        }
+        match &self.inner.l2 {
+            Some(l2) => match l2.unlink(&[key]).await {
+                Ok(n) => Ok(n > 0),
+                Err(e) => {
+                    self.record_error("delete", key, &e);
+                    Err(e)
+                }
+            },
+            None => Ok(in_l1),
+        }
+    }
+
+    /// Whether `key` is cached (L1, else Redis).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        let fp = Fingerprint::of(key);
+        if self.inner.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some()) {
+            return Ok(true);
+        }
+        match &self.inner.l2 {
+            Some(l2) => l2.exists(key).await.inspect_err(|e| self.record_error("exists", key, e)),
+            None => Ok(false),
+        }
+    }
+
+    /// Reads many keys: L1 first, then ONE `MGET` for the rest. Results are in input order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::new(Default::default())?;
+    /// cache.mset(&[("a", 1u8), ("b", 2u8)], None).await?;
+    /// assert_eq!(cache.mget::<u8, _>(&["a", "x", "b"]).await?, vec![Some(1), None, Some(2)]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mget<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
+        let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let v = self.l1_get::<T>(Fingerprint::of(k.as_ref()));
+            if v.is_none() {
+                missing.push(i);
+            }
+            out.push(v);
+        }
+        let Some(l2) = &self.inner.l2 else {
+            self.inner.counters.misses.add(missing.len() as u64);
+            return Ok(out);
+        };
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let miss_keys: Vec<&str> = missing.iter().map(|&i| keys[i].as_ref()).collect();
+        let values = match l2.mget(&miss_keys).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.record_error("mget", miss_keys[0], &e);
+                self.inner.counters.misses.add(missing.len() as u64);
+                return Err(e);
+            }
+        };
+        for (&i, bytes) in missing.iter().zip(values) {
+            let key = keys[i].as_ref();
+            match bytes.and_then(|b| self.decode::<T>(key, &b)) {
+                Some((v, exp, len)) => {
+                    self.inner.counters.l2_hits.incr();
+                    self.fill_l1(key, Fingerprint::of(key), v.clone(), self.l1_deadline(exp), len);
+                    out[i] = Some(v);
+                }
+                None => self.inner.counters.misses.incr(),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes many values in ONE pipelined round trip (`SET .. PX` each; `MSET` has no TTL).
+    /// `ttl = None` takes each key's TTL from the pattern table.
+    pub async fn mset<T: CacheValue, K: AsRef<str>>(&self, items: &[(K, T)], ttl: Option<Duration>) -> Result<()> {
+        let now = unix_ms();
+        let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let key = k.as_ref();
+            let ttl = ttl.unwrap_or_else(|| self.ttl_for(key));
+            let mut size = 0;
+            if self.inner.l2.is_some() {
+                if let Some(bytes) = self.encode(key, v, now.saturating_add(ttl.as_millis() as u64)) {
+                    size = bytes.len();
+                    encoded.push((key, bytes, ttl));
+                }
+            } else {
+                size = self.inner.codec.encoded_len(v);
+            }
+            self.inner.counters.sets.incr();
+            let deadline = Instant::now() + ttl.min(self.inner.config.l1_ttl);
+            self.fill_l1(key, Fingerprint::of(key), v.clone(), deadline, size);
+        }
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(());
+        };
+        let refs: Vec<(&str, &[u8], Duration)> = encoded.iter().map(|(k, b, t)| (*k, b.as_slice(), *t)).collect();
+        l2.mset(&refs).await.inspect_err(|e| {
+            self.record_error("mset", refs.first().map_or("", |r| r.0), e);
+        })
+    }
+
+    /// Deletes every key matching a Redis glob (`resource:users:*`) from L1 and from Redis
+    /// (`SCAN MATCH` + `UNLINK`, never `KEYS`). Returns the number of Redis keys deleted
+    /// (L1-only: L1 entries). L1 is cleared even when Redis fails; the error is returned.
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
+        let p = Pattern::new(pattern)?;
+        let l1_removed = self.inner.l1.as_ref().map_or(0, |l1| l1.remove_where(&|k| p.matches(k)));
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(l1_removed);
+        };
+        let result = if p.is_literal() {
+            l2.unlink(&[p.as_str()]).await
+        } else {
+            l2.unlink_matching(p.as_str()).await
+        };
+        result.inspect_err(|e| self.record_error("invalidate_pattern", pattern, e))
+    }
+
+    /// Empties L1 and deletes every key in the Redis database (by `SCAN`, so other clients are
+    /// not blocked). Returns the count as [`invalidate_pattern`](Self::invalidate_pattern) does.
+    pub async fn clear(&self) -> Result<u64> {
+        let l1_removed = self.inner.l1.as_ref().map_or(0, |l1| {
+            let n = l1.len();
+            l1.clear();
+            n
+        });
+        match &self.inner.l2 {
+            Some(l2) => l2
+                .unlink_matching("*")
+                .await
+                .inspect_err(|e| self.record_error("clear", "*", e)),
+            None => Ok(l1_removed),
+        }
+    }
+
+    /// Returns the cached value or runs `load`, caches its result and returns it. Concurrent
+    /// callers of a cold key run `load` once. Cache failures are logged and counted, never
+    /// returned: the worst case is that `load` runs.
+    pub async fn get_or_insert_with<T, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> T
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let opts = LoadOptions { ttl, ..LoadOptions::default() };
+        let r = self
+            .load(key, Fingerprint::of(key), opts, |_: &T| true, || async {
+                Ok::<T, Infallible>(load().await)
+            })
+            .await;
+        match r {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`get_or_insert_with`](Self::get_or_insert_with) for a fallible loader: only `Ok`
+    /// is cached; an `Err` goes to this caller and is never cached or shared.
+    pub async fn try_get_or_insert_with<T, E, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> Result<T, E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let opts = LoadOptions { ttl, ..LoadOptions::default() };
+        self.load(key, Fingerprint::of(key), opts, |_: &T| true, load).await
+    }
+
+    /// The one loading path under every cached call: L1 → single flight → Redis → `load`.
+    /// `keep` decides whether a loaded value is stored (e.g. not `None` under `skip_none`).
+    pub(crate) async fn load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        keep: impl FnOnce(&T) -> bool,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if opts.use_l1 {
+            if let Some(v) = self.l1_get::<T>(fp) {
+                return Ok(v);
+            }
+        }
+        let mut keep = Some(keep);
+        let outcome = self
+            .inner
+            .flights
+            .run(fp, || self.load_miss(key, fp, opts, keep.take(), load))
+            .await;
+        match outcome {
+            Outcome::Led(r) => r.map(|(v, _)| v),
+            Outcome::Joined(entry, load) => match entry.value.downcast_ref::<T>() {
+                Some(v) => {
+                    self.inner.counters.coalesced.incr();
+                    Ok(v.clone())
+                }
+                // Two call sites share this key with different types: load this one's own value
+                // rather than hand out the wrong type.
+                None => {
+                    tracing::warn!(key, "key is shared by values of different types");
+                    self.inner.counters.errors.incr();
+                    load().await.map(|(v, _)| v)
+                }
+            },
+        }
+    }
+
+    async fn load_miss<T, E, F, Fut>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        keep: Option<impl FnOnce(&T) -> bool>,
+        load: F,
+    ) -> Result<(T, Entry), E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.l2_read::<T>(key).await {
+            Ok(Some((v, exp, len))) => {
+                self.inner.counters.l2_hits.incr();
+                let deadline = self.l1_deadline(exp);
+                let entry = l1::entry(key, v.clone(), deadline, len as u64);
+                if opts.use_l1 {
+                    if let Some(l1) = &self.inner.l1 {
+                        l1.insert(fp, entry.clone());
+                    }
+                }
+                return Ok((v, entry));
+            }
+            Ok(None) => {}
+            Err(e) => self.record_error("get", key, &e),
+        }
+        self.inner.counters.misses.incr();
+        self.inner.counters.loader_calls.incr();
+        let value = load().await?;
+        let entry = if keep.is_none_or(|keep| keep(&value)) {
+            self.store(key, fp, value.clone(), opts.ttl, opts.use_l1).await.0
+        } else {
+            l1::entry(key, value.clone(), Instant::now(), 0)
+        };
+        Ok((value, entry))
+    }
+
+    /// Counters, L1 size and Redis `INFO` (skipped in L1-only mode or when Redis is down).
+    pub async fn stats(&self) -> Stats {
+        let info = match &self.inner.l2 {
+            Some(l2) => l2.info().await.ok(),
+            None => None,
+        };
+        let (len, bytes) = self.inner.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        self.inner.counters.snapshot(len, bytes, info)
+    }
+
+    /// Reachability and latency of Redis, pool status, L1 size.
+    pub async fn health(&self) -> Health {
+        let (l1_entries, l1_bytes) = self.inner.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        let Some(l2) = &self.inner.l2 else {
+            return Health {
+                healthy: true,
+                mode: Mode::L1Only,
+                l1_entries,
+                l1_bytes,
+                redis: None,
+            };
+        };
+        let ping = l2.ping().await;
+        let info = if ping.is_ok() { l2.info().await.ok() } else { None };
+        let mut warnings = Vec::new();
+        if let Some(i) = &info {
+            if i.maxmemory == 0 && i.maxmemory_policy == "noeviction" {
+                warnings.push(
+                    "maxmemory is unlimited with policy noeviction: Redis grows until the host runs out \
+                     of memory; set maxmemory and an allkeys-* or volatile-* policy"
+                        .to_owned(),
+                );
+            }
+        }
+        let redis = RedisHealth {
+            url: l2.display_url(),
+            reachable: ping.is_ok(),
+            latency_ms: ping.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
+            error: ping.as_ref().err().map(ToString::to_string),
+            breaker: l2.breaker_state(),
+            pool: l2.pool_status(),
+            maxmemory: info.as_ref().map(|i| i.maxmemory),
+            maxmemory_policy: info.map(|i| i.maxmemory_policy),
+            warnings,
+        };
+        Health {
+            healthy: redis.reachable,
+            mode: Mode::TwoLevel,
+            l1_entries,
+            l1_bytes,
+            redis: Some(redis),
+        }
+    }
+}
+

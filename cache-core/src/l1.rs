@@ -1,0 +1,265 @@
+//! L1: the in-process level. Typed values (`Arc` of the value itself), so a hit costs a lookup and
+//! a clone, never a decode.
+
+use std::any::Any;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use quick_cache::sync::{Cache as QuickCache, DefaultLifecycle};
+use quick_cache::{OptionsBuilder, Weighter};
+
+use crate::error::{CacheError, Result};
+use crate::key::Fingerprint;
+
+/// One L1 entry. The readable key is kept so pattern invalidation can match L1 entries too.
+pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
+    pub key: Box<str>,
+    pub expires_at: Instant,
+    pub bytes: u64,
+    units: u32,
+    pub value: V,
+}
+
+pub(crate) type Entry = Arc<L1Entry>;
+
+/// Builds an entry; `bytes` is the value's encoded size (its weight in the byte bound).
+pub(crate) fn entry<T: Any + Send + Sync>(key: &str, value: T, expires_at: Instant, bytes: u64) -> Entry {
+    let bytes = bytes + key.len() as u64 + ENTRY_OVERHEAD;
+    Arc::new(L1Entry {
+        key: key.into(),
+        expires_at,
+        bytes,
+        units: 0,
+        value,
+    })
+}
+
+/// Rough fixed cost of an entry beyond its value and key: the Arc header, the entry fields and the
+/// cache's own slot.
+const ENTRY_OVERHEAD: u64 = 96;
+
+/// The operations the engine needs from any L1 store. quick_cache backs the default; the strategy
+/// module adds stores with other eviction policies behind the same trait.
+pub(crate) trait L1Store: Send + Sync + 'static {
+    fn get(&self, fp: Fingerprint) -> Option<Entry>;
+    fn insert(&self, fp: Fingerprint, entry: Entry);
+    fn remove(&self, fp: Fingerprint);
+    /// Removes `fp` only if it still holds `entry` (an expired entry may have been replaced).
+    fn remove_same(&self, fp: Fingerprint, entry: &Entry);
+    /// Removes every entry whose readable key satisfies `pred`; returns how many.
+    fn remove_where(&self, pred: &dyn Fn(&str) -> bool) -> u64;
+    fn clear(&self);
+    fn len(&self) -> u64;
+    fn bytes(&self) -> u64;
+}
+
+/// The L1 used by the engine: a store plus TTL checks on read.
+pub(crate) struct L1 {
+    store: Box<dyn L1Store>,
+}
+
+impl L1 {
+    pub(crate) fn new(store: Box<dyn L1Store>) -> Self {
+        L1 { store }
+    }
+
+    /// The live entry for `fp`; an expired one is dropped and reads as absent.
+    #[inline]
+    pub(crate) fn get(&self, fp: Fingerprint) -> Option<Entry> {
+        let e = self.store.get(fp)?;
+        if e.expires_at > Instant::now() {
+            return Some(e);
+        }
+        self.store.remove_same(fp, &e);
+        None
+    }
+
+    pub(crate) fn insert(&self, fp: Fingerprint, entry: Entry) {
+        self.store.insert(fp, entry);
+    }
+
+    pub(crate) fn remove(&self, fp: Fingerprint) {
+        self.store.remove(fp);
+    }
+
+    pub(crate) fn remove_where(&self, pred: &dyn Fn(&str) -> bool) -> u64 {
+        self.store.remove_where(pred)
+    }
+
+    pub(crate) fn clear(&self) {
+        self.store.clear();
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.store.len()
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.store.bytes()
+    }
+}
+
+/// The fingerprint is already a uniform hash: hashing it again would only cost time.
+#[derive(Clone, Default)]
+pub(crate) struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29);
+        }
+    }
+    #[inline]
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct FingerprintHash;
+
+impl BuildHasher for FingerprintHash {
+    type Hasher = FingerprintHasher;
+    #[inline]
+    fn build_hasher(&self) -> FingerprintHasher {
+        FingerprintHasher(0)
+    }
+}
+
+/// Weight in units of `l1_max_bytes / max_entries`, at least one: with a capacity of `max_entries`
+/// units this bounds both the entry count and the bytes.
+#[derive(Clone)]
+struct UnitsWeighter;
+
+impl Weighter<u128, Entry> for UnitsWeighter {
+    #[inline]
+    fn weight(&self, _key: &u128, val: &Entry) -> u64 {
+        u64::from(val.units)
+    }
+}
+
+/// quick_cache (CLOCK-Pro-like, S3-FIFO family): the fast default, ~16 ns a read here.
+pub(crate) struct QuickStore {
+    cache: QuickCache<u128, Entry, UnitsWeighter, FingerprintHash, DefaultLifecycle<u128, Entry>>,
+    unit_bytes: u64,
+}
+
+impl QuickStore {
+    pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Result<Self> {
+        let unit_bytes = (max_bytes / max_entries as u64).max(1);
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(max_entries)
+            .weight_capacity(max_entries as u64)
+            .build()
+            .map_err(|e| CacheError::Config(format!("L1: {e}")))?;
+        Ok(QuickStore {
+            cache: QuickCache::with_options(options, UnitsWeighter, FingerprintHash, DefaultLifecycle::default()),
+            unit_bytes,
+        })
+    }
+}
+
+/// Sets the weight units of a freshly built entry (still uniquely owned).
+fn with_units(mut entry: Entry, unit_bytes: u64) -> Entry {
+    let units = entry.bytes.div_ceil(unit_bytes).clamp(1, u64::from(u32::MAX)) as u32;
+    if let Some(e) = Arc::get_mut(&mut entry) {
+        e.units = units;
+    }
+    entry
+}
+
+impl L1Store for QuickStore {
+    #[inline]
+    fn get(&self, fp: Fingerprint) -> Option<Entry> {
+        self.cache.get(&fp.0)
+    }
+
+    fn insert(&self, fp: Fingerprint, entry: Entry) {
+        self.cache.insert(fp.0, with_units(entry, self.unit_bytes));
+    }
+
+    fn remove(&self, fp: Fingerprint) {
+        self.cache.remove(&fp.0);
+    }
+
+    fn remove_same(&self, fp: Fingerprint, entry: &Entry) {
+        self.cache.remove_if(&fp.0, |e| Arc::ptr_eq(e, entry));
+    }
+
+    fn remove_where(&self, pred: &dyn Fn(&str) -> bool) -> u64 {
+        let before = self.cache.len();
+        self.cache.retain(|_, e| !pred(&e.key));
+        before.saturating_sub(self.cache.len()) as u64
+    }
+
+    fn clear(&self) {
+        self.cache.clear();
+    }
+
+    fn len(&self) -> u64 {
+        self.cache.len() as u64
+    }
+
+    fn bytes(&self) -> u64 {
+        self.cache.iter().map(|(_, e)| e.bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fp(s: &str) -> Fingerprint {
+        Fingerprint::of(s)
+    }
+
+    #[test]
+    fn expired_entries_read_as_absent() {
+        let l1 = L1::new(Box::new(QuickStore::new(100, 1 << 20).unwrap()));
+        let past = Instant::now() - Duration::from_millis(1);
+        l1.insert(fp("a"), entry("a", 1u32, past, 4));
+        l1.insert(fp("b"), entry("b", 2u32, Instant::now() + Duration::from_secs(60), 4));
+        assert!(l1.get(fp("a")).is_none());
+        assert_eq!(l1.len(), 1);
+        let b = l1.get(fp("b")).unwrap();
+        assert_eq!(b.value.downcast_ref::<u32>(), Some(&2));
+    }
+
+    #[test]
+    fn bounded_by_count_and_bytes() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let by_count = QuickStore::new(100, 1 << 30).unwrap();
+        for i in 0..1000 {
+            by_count.insert(fp(&i.to_string()), entry(&i.to_string(), i, later, 8));
+        }
+        assert!(by_count.len() <= 100, "len {}", by_count.len());
+        // 1 MiB for up to 1000 entries: 100 KiB values fit about ten at a time.
+        let by_bytes = QuickStore::new(1000, 1 << 20).unwrap();
+        for i in 0..100 {
+            by_bytes.insert(fp(&i.to_string()), entry(&i.to_string(), i, later, 100 * 1024));
+        }
+        assert!(by_bytes.bytes() <= 1 << 20, "bytes {}", by_bytes.bytes());
+        assert!(by_bytes.len() >= 1);
+    }
+
+    #[test]
+    fn remove_where_matches_readable_keys() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let s = QuickStore::new(100, 1 << 20).unwrap();
+        for k in ["q:1", "q:2", "r:1"] {
+            s.insert(fp(k), entry(k, 0u8, later, 1));
+        }
+        assert_eq!(s.remove_where(&|k| k.starts_with("q:")), 2);
+        assert_eq!(s.len(), 1);
+        assert!(s.get(fp("r:1")).is_some());
+    }
+}

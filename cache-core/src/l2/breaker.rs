@@ -1,0 +1,124 @@
+//! Circuit breaker in front of Redis: after repeated transport failures, skip Redis for a
+//! cool-down instead of making every call wait for a timeout, then let one probe through.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Redis is called normally.
+    Closed,
+    /// Redis is skipped until the cool-down ends.
+    Open,
+    /// The cool-down ended; the next call probes Redis.
+    HalfOpen,
+}
+
+pub(crate) struct Breaker {
+    threshold: u32,
+    cooldown_ms: u64,
+    epoch: Instant,
+    failures: AtomicU32,
+    /// Milliseconds since `epoch` until which Redis is skipped; 0 = closed.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+        Breaker {
+            threshold: threshold.max(1),
+            cooldown_ms: cooldown.as_millis().max(1) as u64,
+            epoch: Instant::now(),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // +1 keeps 0 free to mean "closed".
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether a call may go to Redis now. While half-open, exactly one caller gets through.
+    #[inline]
+    pub(crate) fn allow(&self) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        if self.now_ms() < until {
+            return false;
+        }
+        self.probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(crate) fn success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if self.open_until.load(Ordering::Relaxed) != 0 {
+            self.open_until.store(0, Ordering::Release);
+            self.probing.store(false, Ordering::Release);
+            tracing::info!("redis reachable again; circuit breaker closed");
+        }
+    }
+
+    pub(crate) fn failure(&self) {
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let was_probe = self.probing.load(Ordering::Acquire);
+        if n >= self.threshold || was_probe {
+            let until = self.now_ms() + self.cooldown_ms;
+            if self.open_until.swap(until, Ordering::AcqRel) == 0 {
+                tracing::warn!(
+                    failures = n,
+                    cooldown_ms = self.cooldown_ms,
+                    "redis failing; circuit breaker open"
+                );
+            }
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => BreakerState::Closed,
+            until if self.now_ms() < until => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_probes_once() {
+        let b = Breaker::new(3, Duration::from_millis(30));
+        b.failure();
+        b.failure();
+        assert!(b.allow());
+        b.failure();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.allow());
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.allow(), "first caller probes");
+        assert!(!b.allow(), "second caller waits for the probe");
+        b.failure();
+        assert_eq!(b.state(), BreakerState::Open, "failed probe reopens");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow());
+        b.success();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.allow() && b.allow());
+    }
+}

@@ -1,0 +1,38 @@
+//! `cache-core`: a two-level cache for async Rust — an in-process L1 in front of Redis — and
+//! the engine behind the `#[cache]` family of attribute macros.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+//! use std::time::Duration;
+//! use cache_core::{Cache, CacheConfig};
+//!
+//! // Without REDIS_URL this runs L1-only; with it, Redis is the shared second level.
+//! let cache = Cache::new(CacheConfig::from_env()?)?;
+//! let orders = cache
+//!     .get_or_insert_with("query:orders:42", Some(Duration::from_secs(60)), || async {
+//!         vec!["order-1".to_string()] // the expensive call
+//!     })
+//!     .await;
+//! assert_eq!(orders.len(), 1);
+//! # Ok(()) }
+//! ```
+
+pub mod codec;
+pub mod config;
+mod engine;
+mod error;
+mod flight;
+mod global;
+pub mod key;
+mod l1;
+mod l2;
+pub mod pattern;
+mod stats;
+
+pub use config::{CacheConfig, CacheConfigBuilder};
+pub use engine::{Cache, CacheValue, Health, LoadOptions, Mode, RedisHealth};
+pub use error::{CacheError, Result};
+pub use global::{global, init};
+pub use l2::{BreakerState, PoolStatus};
+pub use pattern::Pattern;
+pub use stats::{RedisInfo, Stats};

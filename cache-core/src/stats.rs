@@ -1,0 +1,221 @@
+//! Counters and the stats snapshot.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use serde::{Deserialize, Serialize};
+
+const STRIPES: usize = 16;
+
+/// A counter striped over cache lines: hit paths on several threads must not fight over one
+/// atomic (that alone costs more than an L1 lookup).
+#[derive(Default)]
+pub(crate) struct Counter {
+    stripes: [CachePadded<AtomicU64>; STRIPES],
+}
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        s.set(v);
+        v
+    })
+}
+
+impl Counter {
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.stripes[stripe()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The engine's live counters.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub l1_hits: Counter,
+    pub l2_hits: Counter,
+    pub misses: Counter,
+    pub errors: Counter,
+    pub compressions: Counter,
+    pub bytes_saved: Counter,
+    pub l2_skipped: Counter,
+    pub coalesced: Counter,
+    pub sets: Counter,
+    pub loader_calls: Counter,
+}
+
+/// A point-in-time view of the cache, shaped like the product's stats JSON.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = cache_core::Cache::new(Default::default()).unwrap();
+/// cache.set("k", &1u32, None).await.unwrap();
+/// let _ = cache.get::<u32>("k").await.unwrap();
+/// let s = cache.stats().await;
+/// assert_eq!((s.hits, s.l1_hits, s.local_cache_size), (1, 1, 1));
+/// let json = serde_json::to_value(&s).unwrap();
+/// assert!(json["hit_rate"].is_number());
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Entries in L1.
+    pub local_cache_size: u64,
+    /// Approximate bytes held by L1 (encoded value sizes plus keys).
+    pub local_cache_bytes: u64,
+    /// Reads answered by L1 or Redis.
+    pub hits: u64,
+    /// Callers that waited for another caller's load of the same key (single flight); counted in `hits`.
+    pub coalesced: u64,
+    /// Reads answered by neither.
+    pub misses: u64,
+    /// hits / (hits + misses); 0 before any read.
+    pub hit_rate: f64,
+    /// Reads answered by L1.
+    pub l1_hits: u64,
+    /// Reads answered by Redis.
+    pub l2_hits: u64,
+    /// Cache failures (Redis errors, timeouts, undecodable entries) that were logged and absorbed.
+    pub errors: u64,
+    /// Redis calls skipped because the circuit breaker was open.
+    pub l2_skipped: u64,
+    /// Values stored compressed.
+    pub compressions: u64,
+    /// Bytes compression saved across all writes.
+    pub bytes_saved: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Times a loader (the cached function itself) ran.
+    pub loader_calls: u64,
+    /// `INFO` fields of the L2 server; `None` in L1-only mode or when Redis is unreachable.
+    pub redis_info: Option<RedisInfo>,
+}
+
+/// The `INFO` fields reported in [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedisInfo {
+    /// `connected_clients`.
+    pub connected_clients: u64,
+    /// `used_memory_human`, e.g. `15.2M`.
+    pub used_memory_human: String,
+    /// `used_memory` in bytes.
+    pub used_memory: u64,
+    /// `total_connections_received`.
+    pub total_connections_received: u64,
+    /// `total_commands_processed`.
+    pub total_commands_processed: u64,
+    /// `maxmemory` in bytes (0 = unlimited).
+    pub maxmemory: u64,
+    /// `maxmemory_policy`.
+    pub maxmemory_policy: String,
+    /// `redis_version`.
+    pub redis_version: String,
+}
+
+impl RedisInfo {
+    /// Reads the fields out of an `INFO` reply.
+    ///
+    /// ```
+    /// let info = cache_core::RedisInfo::parse("# Clients\r\nconnected_clients:5\r\nused_memory_human:15.2M\r\n");
+    /// assert_eq!(info.connected_clients, 5);
+    /// assert_eq!(info.used_memory_human, "15.2M");
+    /// ```
+    pub fn parse(text: &str) -> Self {
+        let mut info = RedisInfo::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.trim_end().split_once(':') else {
+                continue;
+            };
+            let num = || v.parse().unwrap_or(0);
+            match k {
+                "connected_clients" => info.connected_clients = num(),
+                "used_memory_human" => info.used_memory_human = v.to_owned(),
+                "used_memory" => info.used_memory = num(),
+                "total_connections_received" => info.total_connections_received = num(),
+                "total_commands_processed" => info.total_commands_processed = num(),
+                "maxmemory" => info.maxmemory = num(),
+                "maxmemory_policy" => info.maxmemory_policy = v.to_owned(),
+                "redis_version" => info.redis_version = v.to_owned(),
+                _ => {}
+            }
+        }
+        info
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, l1_len: u64, l1_bytes: u64, redis_info: Option<RedisInfo>) -> Stats {
+        let (l1_hits, l2_hits, misses) = (self.l1_hits.get(), self.l2_hits.get(), self.misses.get());
+        let coalesced = self.coalesced.get();
+        let hits = l1_hits + l2_hits + coalesced;
+        let hit_rate = if hits + misses == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + misses) as f64
+        };
+        Stats {
+            local_cache_size: l1_len,
+            local_cache_bytes: l1_bytes,
+            hits,
+            coalesced,
+            misses,
+            hit_rate,
+            l1_hits,
+            l2_hits,
+            errors: self.errors.get(),
+            l2_skipped: self.l2_skipped.get(),
+            compressions: self.compressions.get(),
+            bytes_saved: self.bytes_saved.get(),
+            sets: self.sets.get(),
+            loader_calls: self.loader_calls.get(),
+            redis_info,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn striped_counter_sums_across_threads() {
+        let c = std::sync::Arc::new(Counter::default());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| c.incr()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(c.get(), 8000);
+    }
+
+    #[test]
+    fn hit_rate_is_zero_before_reads() {
+        let s = Counters::default().snapshot(0, 0, None);
+        assert_eq!(s.hit_rate, 0.0);
+    }
+}

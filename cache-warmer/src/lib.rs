@@ -1,0 +1,1 @@
+//! Cache warming for `cache-core`: startup warmup, scheduled refresh, smart warming.
