@@ -106,7 +106,11 @@ impl Codec {
     }
 
     /// Serializes `value`, compressing when above the threshold and when it actually shrinks.
-    pub fn encode<T: Serialize + ?Sized>(&self, value: &T, expires_at_ms: u64) -> Result<Encoded, CodecError> {
+    pub fn encode<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        expires_at_ms: u64,
+    ) -> Result<Encoded, CodecError> {
         let mut bytes = Vec::with_capacity(64);
         bytes.push(header(false));
         bytes.extend_from_slice(&expires_at_ms.to_le_bytes());
@@ -289,7 +293,10 @@ mod tests {
         for cut in 0..good.len() {
             assert!(codec().decode::<String>(&good[..cut]).is_err(), "cut at {cut}");
         }
-        assert_eq!(codec().decode::<String>(&[]).unwrap_err(), CodecError::Truncated(0));
+        assert_eq!(
+            codec().decode::<String>(&[]).unwrap_err(),
+            CodecError::Truncated(0)
+        );
         assert!(matches!(
             codec().decode::<String>(&[0xE1, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(CodecError::UnsupportedVersion(7))
@@ -298,7 +305,9 @@ mod tests {
             codec().decode::<String>(&[0x2F, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(CodecError::UnsupportedFormat(15))
         ));
-        assert!(codec().decode::<String>(b"plain text from another writer").is_err());
+        assert!(codec()
+            .decode::<String>(b"plain text from another writer")
+            .is_err());
     }
 
     #[test]
@@ -308,7 +317,10 @@ mod tests {
         bytes.extend_from_slice(&0u64.to_le_bytes());
         bytes.push(253);
         bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
-        assert!(matches!(codec().decode::<Vec<u8>>(&bytes), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            codec().decode::<Vec<u8>>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
     }
 
     #[test]
@@ -318,16 +330,25 @@ mod tests {
         // Encode with a generous codec, then decode with a small cap: refused before inflating.
         let enc = Codec::new(16, 9, 4 << 20).encode(&big, 0).unwrap();
         assert!(enc.compressed && enc.bytes.len() < 8 * 1024);
-        assert!(matches!(small_cap.decode::<Vec<u8>>(&enc.bytes), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            small_cap.decode::<Vec<u8>>(&enc.bytes),
+            Err(CodecError::TooLarge { .. })
+        ));
         // A header that understates the size is caught after at most claim + 1 bytes.
         let mut lying = enc.bytes.clone();
         lying[9..13].copy_from_slice(&1000u32.to_le_bytes());
-        assert!(matches!(small_cap.decode::<Vec<u8>>(&lying), Err(CodecError::Decompress(_))));
+        assert!(matches!(
+            small_cap.decode::<Vec<u8>>(&lying),
+            Err(CodecError::Decompress(_))
+        ));
     }
 
     #[test]
     fn too_large_values_are_not_encoded() {
         let c = Codec::new(1 << 30, 1, 100);
-        assert!(matches!(c.encode(&vec![1u8; 200], 0), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            c.encode(&vec![1u8; 200], 0),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 }

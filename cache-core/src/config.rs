@@ -364,7 +364,9 @@ impl TtlRules {
         let mut rules = Vec::with_capacity(config.ttl_patterns.len());
         for (p, ttl) in &config.ttl_patterns {
             if ttl.is_zero() {
-                return Err(CacheError::Config(format!("TTL for pattern {p:?} must be greater than zero")));
+                return Err(CacheError::Config(format!(
+                    "TTL for pattern {p:?} must be greater than zero"
+                )));
             }
             rules.push((Pattern::new(p)?, *ttl));
         }
@@ -433,7 +435,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Result<CacheConfig> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         CacheConfig::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -476,29 +481,51 @@ mod tests {
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
         assert_eq!(c.ttl_default, Duration::from_secs(120));
         assert!(c.smart_warmup_enabled && !c.warmup_on_startup);
-        assert!(matches!(env(&[("CACHE_TTL_DEFAULT", "soon")]), Err(CacheError::Config(_))));
-        assert!(matches!(env(&[("CACHE_WARMUP_ON_STARTUP", "maybe")]), Err(CacheError::Config(_))));
-        assert!(matches!(env(&[("REDIS_URL", "http://x")]), Err(CacheError::Config(_))));
+        assert!(matches!(
+            env(&[("CACHE_TTL_DEFAULT", "soon")]),
+            Err(CacheError::Config(_))
+        ));
+        assert!(matches!(
+            env(&[("CACHE_WARMUP_ON_STARTUP", "maybe")]),
+            Err(CacheError::Config(_))
+        ));
+        assert!(matches!(
+            env(&[("REDIS_URL", "http://x")]),
+            Err(CacheError::Config(_))
+        ));
         assert_eq!(env(&[("REDIS_URL", "")]).unwrap().redis_url, None);
     }
 
     #[test]
     fn invalid_settings_are_config_errors() {
         assert!(CacheConfig::builder().max_memory_cache_size(0).build().is_err());
-        assert!(CacheConfig::builder().ttl_pattern("bad[", Duration::from_secs(1)).build().is_err());
-        assert!(CacheConfig::builder().ttl_pattern("ok:*", Duration::ZERO).build().is_err());
+        assert!(CacheConfig::builder()
+            .ttl_pattern("bad[", Duration::from_secs(1))
+            .build()
+            .is_err());
+        assert!(CacheConfig::builder()
+            .ttl_pattern("ok:*", Duration::ZERO)
+            .build()
+            .is_err());
         assert!(CacheConfig::builder().redis_url("nope").build().is_err());
     }
 
     #[test]
     fn toml_round_trip_and_unknown_keys() {
-        let c = CacheConfig::builder().ttl_pattern("x:*", Duration::from_secs(5)).build().unwrap();
+        let c = CacheConfig::builder()
+            .ttl_pattern("x:*", Duration::from_secs(5))
+            .build()
+            .unwrap();
         let text = toml::to_string(&c).unwrap();
         assert_eq!(CacheConfig::from_toml_str(&text).unwrap(), c);
         assert!(CacheConfig::from_toml_str("no_such_setting = 1").is_err());
         let dir = std::env::temp_dir().join(format!("cache-core-config-{}.toml", std::process::id()));
         std::fs::write(&dir, "ttl_default = \"10s\"\n").unwrap();
-        let from_file = env(&[("CACHE_CONFIG_FILE", dir.to_str().unwrap()), ("CACHE_TTL_DEFAULT", "20")]).unwrap();
+        let from_file = env(&[
+            ("CACHE_CONFIG_FILE", dir.to_str().unwrap()),
+            ("CACHE_TTL_DEFAULT", "20"),
+        ])
+        .unwrap();
         assert_eq!(from_file.ttl_default, Duration::from_secs(20));
         std::fs::remove_file(&dir).unwrap();
     }

@@ -272,7 +272,14 @@ impl Cache {
         }
     }
 
-    fn fill_l1<T: CacheValue>(&self, key: &str, fp: Fingerprint, value: T, deadline: Instant, bytes: usize) -> Entry {
+    fn fill_l1<T: CacheValue>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        value: T,
+        deadline: Instant,
+        bytes: usize,
+    ) -> Entry {
         let entry = l1::entry(key, value, deadline, bytes as u64);
         if let Some(l1) = &self.inner.l1 {
             l1.insert(fp, entry.clone());
@@ -312,7 +319,8 @@ impl Cache {
                 if enc.compressed {
                     let c = &self.inner.counters;
                     c.compressions.incr();
-                    c.bytes_saved.add((enc.raw_len + 9).saturating_sub(enc.bytes.len()) as u64);
+                    c.bytes_saved
+                        .add((enc.raw_len + 9).saturating_sub(enc.bytes.len()) as u64);
                 }
                 Some(enc.bytes)
             }
@@ -393,7 +401,10 @@ impl Cache {
             return Ok(true);
         }
         match &self.inner.l2 {
-            Some(l2) => l2.exists(key).await.inspect_err(|e| self.record_error("exists", key, e)),
+            Some(l2) => l2
+                .exists(key)
+                .await
+                .inspect_err(|e| self.record_error("exists", key, e)),
             None => Ok(false),
         }
     }
@@ -449,7 +460,11 @@ impl Cache {
 
     /// Writes many values in ONE pipelined round trip (`SET .. PX` each; `MSET` has no TTL).
     /// `ttl = None` takes each key's TTL from the pattern table.
-    pub async fn mset<T: CacheValue, K: AsRef<str>>(&self, items: &[(K, T)], ttl: Option<Duration>) -> Result<()> {
+    pub async fn mset<T: CacheValue, K: AsRef<str>>(
+        &self,
+        items: &[(K, T)],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
         let now = unix_ms();
         let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
         for (k, v) in items {
@@ -471,7 +486,8 @@ impl Cache {
         let Some(l2) = &self.inner.l2 else {
             return Ok(());
         };
-        let refs: Vec<(&str, &[u8], Duration)> = encoded.iter().map(|(k, b, t)| (*k, b.as_slice(), *t)).collect();
+        let refs: Vec<(&str, &[u8], Duration)> =
+            encoded.iter().map(|(k, b, t)| (*k, b.as_slice(), *t)).collect();
         l2.mset(&refs).await.inspect_err(|e| {
             self.record_error("mset", refs.first().map_or("", |r| r.0), e);
         })
@@ -482,7 +498,11 @@ impl Cache {
     /// (L1-only: L1 entries). L1 is cleared even when Redis fails; the error is returned.
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let p = Pattern::new(pattern)?;
-        let l1_removed = self.inner.l1.as_ref().map_or(0, |l1| l1.remove_where(&|k| p.matches(k)));
+        let l1_removed = self
+            .inner
+            .l1
+            .as_ref()
+            .map_or(0, |l1| l1.remove_where(&|k| p.matches(k)));
         let Some(l2) = &self.inner.l2 else {
             return Ok(l1_removed);
         };
@@ -520,11 +540,18 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let opts = LoadOptions { ttl, ..LoadOptions::default() };
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
         let r = self
-            .load(key, Fingerprint::of(key), opts, |_: &T| true, || async {
-                Ok::<T, Infallible>(load().await)
-            })
+            .load(
+                key,
+                Fingerprint::of(key),
+                opts,
+                |_: &T| true,
+                || async { Ok::<T, Infallible>(load().await) },
+            )
             .await;
         match r {
             Ok(v) => v,
@@ -534,14 +561,23 @@ impl Cache {
 
     /// Like [`get_or_insert_with`](Self::get_or_insert_with) for a fallible loader: only `Ok`
     /// is cached; an `Err` goes to this caller and is never cached or shared.
-    pub async fn try_get_or_insert_with<T, E, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> Result<T, E>
+    pub async fn try_get_or_insert_with<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<T, E>
     where
         T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let opts = LoadOptions { ttl, ..LoadOptions::default() };
-        self.load(key, Fingerprint::of(key), opts, |_: &T| true, load).await
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        self.load(key, Fingerprint::of(key), opts, |_: &T| true, load)
+            .await
     }
 
     /// The one loading path under every cached call: L1 → single flight → Redis → `load`.
@@ -681,4 +717,3 @@ impl Cache {
         }
     }
 }
-

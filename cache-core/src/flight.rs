@@ -160,9 +160,14 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let waiter = flights.run(Fingerprint(2), || async { Ok::<_, &str>((9u32, value(9))) }).await;
+        let waiter = flights
+            .run(Fingerprint(2), || async { Ok::<_, &str>((9u32, value(9))) })
+            .await;
         assert!(leader.await.unwrap());
-        assert!(matches!(waiter, Outcome::Led(Ok(_))), "the waiter ran its own loader");
+        assert!(
+            matches!(waiter, Outcome::Led(Ok(_))),
+            "the waiter ran its own loader"
+        );
         assert_eq!(flights.len(), 0);
     }
 
@@ -173,7 +178,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok::<_, ()>((1u32, value(1)))
         });
-        assert!(tokio::time::timeout(Duration::from_millis(10), fut).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(10), fut)
+            .await
+            .is_err());
         assert_eq!(flights.len(), 0);
     }
 }

@@ -205,7 +205,8 @@ impl<T: KeyPart + ?Sized> KeyPart for Box<T> {
 pub fn write_serialized_hash<T: Serialize + ?Sized>(value: &T, key: &mut KeyBuf) {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let writer = HashWriter(&mut hasher);
-    if let Err(e) = bincode::serde::encode_into_std_write(value, &mut { writer }, bincode::config::standard()) {
+    if let Err(e) = bincode::serde::encode_into_std_write(value, &mut { writer }, bincode::config::standard())
+    {
         // Serialize impls that fail give no stable text; keep the key deterministic anyway.
         tracing::warn!(error = %e, "key argument failed to serialize; hashing its error text");
         hasher.update(e.to_string().as_bytes());

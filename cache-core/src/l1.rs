@@ -161,7 +161,12 @@ impl QuickStore {
             .build()
             .map_err(|e| CacheError::Config(format!("L1: {e}")))?;
         Ok(QuickStore {
-            cache: QuickCache::with_options(options, UnitsWeighter, FingerprintHash, DefaultLifecycle::default()),
+            cache: QuickCache::with_options(
+                options,
+                UnitsWeighter,
+                FingerprintHash,
+                DefaultLifecycle::default(),
+            ),
             unit_bytes,
         })
     }
@@ -227,7 +232,10 @@ mod tests {
         let l1 = L1::new(Box::new(QuickStore::new(100, 1 << 20).unwrap()));
         let past = Instant::now() - Duration::from_millis(1);
         l1.insert(fp("a"), entry("a", 1u32, past, 4));
-        l1.insert(fp("b"), entry("b", 2u32, Instant::now() + Duration::from_secs(60), 4));
+        l1.insert(
+            fp("b"),
+            entry("b", 2u32, Instant::now() + Duration::from_secs(60), 4),
+        );
         assert!(l1.get(fp("a")).is_none());
         assert_eq!(l1.len(), 1);
         let b = l1.get(fp("b")).unwrap();

@@ -220,7 +220,10 @@ mod tests {
 
     #[test]
     fn specificity_counts_literals() {
-        assert!(Pattern::new("query:users:*").unwrap().specificity() > Pattern::new("query:*").unwrap().specificity());
+        assert!(
+            Pattern::new("query:users:*").unwrap().specificity()
+                > Pattern::new("query:*").unwrap().specificity()
+        );
         assert!(Pattern::new("exact").unwrap().is_literal());
         assert!(!Pattern::new("ex*").unwrap().is_literal());
     }

@@ -45,11 +45,8 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments, e.g. `["--maxmemory", "1mb"]`.
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "cache-test-redis-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("cache-test-redis-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create redis work dir");
         let mut server = RedisServer {
             port: 0,
@@ -63,7 +60,10 @@ impl RedisServer {
                 return server;
             }
         }
-        panic!("redis-server did not start after 5 attempts (is `{}` installed?)", binary());
+        panic!(
+            "redis-server did not start after 5 attempts (is `{}` installed?)",
+            binary()
+        );
     }
 
     fn spawn(&mut self) -> bool {

@@ -87,7 +87,9 @@ async fn ttl_comes_from_the_most_specific_pattern() {
         let ms = pttl(&redis, key).await;
         assert!(ms <= secs * 1000 && ms > secs * 1000 - 5_000, "{key}: pttl {ms}");
     }
-    c.set("explicit", &1u8, Some(Duration::from_secs(7))).await.unwrap();
+    c.set("explicit", &1u8, Some(Duration::from_secs(7)))
+        .await
+        .unwrap();
     let ms = pttl(&redis, "explicit").await;
     assert!(ms <= 7000 && ms > 2000, "explicit pttl {ms}");
 }
@@ -96,14 +98,19 @@ async fn ttl_comes_from_the_most_specific_pattern() {
 async fn l1_never_outlives_the_entry_ttl() {
     let redis = RedisServer::start();
     let c = cache(&redis);
-    c.set("short", &5u32, Some(Duration::from_millis(150))).await.unwrap();
+    c.set("short", &5u32, Some(Duration::from_millis(150)))
+        .await
+        .unwrap();
     assert_eq!(c.get::<u32>("short").await.unwrap(), Some(5));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(c.get::<u32>("short").await.unwrap(), None);
 
     // An entry read from Redis keeps its remaining Redis TTL in L1 too.
     let writer = cache(&redis);
-    writer.set("short2", &6u32, Some(Duration::from_millis(300))).await.unwrap();
+    writer
+        .set("short2", &6u32, Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
     let reader = cache(&redis);
     assert_eq!(reader.get::<u32>("short2").await.unwrap(), Some(6));
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -118,9 +125,17 @@ async fn l1_ttl_bounds_local_staleness() {
     // Another writer changes Redis behind this instance's back.
     let other = cache(&redis);
     other.set("k", &2u32, None).await.unwrap();
-    assert_eq!(c.get::<u32>("k").await.unwrap(), Some(1), "L1 still serves its copy");
+    assert_eq!(
+        c.get::<u32>("k").await.unwrap(),
+        Some(1),
+        "L1 still serves its copy"
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(c.get::<u32>("k").await.unwrap(), Some(2), "after l1_ttl Redis is read again");
+    assert_eq!(
+        c.get::<u32>("k").await.unwrap(),
+        Some(2),
+        "after l1_ttl Redis is read again"
+    );
 }
 
 #[tokio::test]
@@ -131,7 +146,10 @@ async fn mget_and_mset_use_one_command_each() {
     c.mset(&items, None).await.unwrap();
     assert_eq!(redis.command_calls("set").await, 100);
     assert_eq!(redis.command_calls("mset").await, 0);
-    assert!(pttl(&redis, "query:o:5").await > 290_000, "mset applies pattern TTLs");
+    assert!(
+        pttl(&redis, "query:o:5").await > 290_000,
+        "mset applies pattern TTLs"
+    );
 
     let reader = cache(&redis);
     let mut keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
@@ -162,8 +180,15 @@ async fn pattern_invalidation_scans_and_clears_both_levels() {
     let removed = c.invalidate_pattern("resource:users:*").await.unwrap();
     assert_eq!(removed, 2500);
     assert_eq!(redis.command_calls("keys").await, 0, "never KEYS");
-    assert!(redis.command_calls("scan").await >= 2, "many keys need several SCAN pages");
-    assert_eq!(c.get::<u32>("resource:users:7").await.unwrap(), None, "L1 entry gone too");
+    assert!(
+        redis.command_calls("scan").await >= 2,
+        "many keys need several SCAN pages"
+    );
+    assert_eq!(
+        c.get::<u32>("resource:users:7").await.unwrap(),
+        None,
+        "L1 entry gone too"
+    );
     assert_eq!(c.get::<u32>("resource:orders:1").await.unwrap(), Some(1));
     assert_eq!(c.get::<u32>("query:users:list").await.unwrap(), Some(1));
 
@@ -190,7 +215,9 @@ async fn l1_pattern_matching_agrees_with_redis_scan() {
     let keys = [
         "a:1", "a:12", "a:b", "a:{t}:1", "b:1", "a?x", "a[1]", "a:", "a-z", "ab", "A:1", "a:1:2",
     ];
-    let patterns = ["a:*", "a:?", "a:[0-9]*", "a:[^0-9]", "a:{t}:*", "a\\?x", "a\\[1\\]", "*:1", "a*", "[aA]:1"];
+    let patterns = [
+        "a:*", "a:?", "a:[0-9]*", "a:[^0-9]", "a:{t}:*", "a\\?x", "a\\[1\\]", "*:1", "a*", "[aA]:1",
+    ];
     let mut conn = redis.conn().await;
     for k in keys {
         let _: () = conn.set(k, 1).await.unwrap();
@@ -216,7 +243,11 @@ async fn l1_pattern_matching_agrees_with_redis_scan() {
         }
         from_redis.sort();
         let compiled = cache_core::Pattern::new(p).unwrap();
-        let mut ours: Vec<String> = keys.iter().filter(|k| compiled.matches(k)).map(|k| k.to_string()).collect();
+        let mut ours: Vec<String> = keys
+            .iter()
+            .filter(|k| compiled.matches(k))
+            .map(|k| k.to_string())
+            .collect();
         ours.sort();
         assert_eq!(ours, from_redis, "pattern {p}");
     }
@@ -233,7 +264,11 @@ async fn compression_above_threshold_round_trips_and_is_counted() {
     let raw_small = raw_get(&redis, "analysis:small").await.unwrap();
     assert_eq!(raw_big[0] & 0b0001_0000, 0b0001_0000, "zlib flag set");
     assert_eq!(raw_small[0] & 0b0001_0000, 0, "small value stored plain");
-    let plain_len = cache_core::codec::Codec::new(usize::MAX, 1, 1 << 30).encode(&big, 0).unwrap().bytes.len();
+    let plain_len = cache_core::codec::Codec::new(usize::MAX, 1, 1 << 30)
+        .encode(&big, 0)
+        .unwrap()
+        .bytes
+        .len();
     assert!(raw_big.len() * 2 < plain_len, "{} vs {plain_len}", raw_big.len());
 
     let reader = cache(&redis);
@@ -248,7 +283,9 @@ async fn l1_only_mode_supports_every_operation() {
     let c = Cache::new(CacheConfig::default()).unwrap();
     assert_eq!(c.mode(), Mode::L1Only);
     c.set("query:a", &1u32, None).await.unwrap();
-    c.mset(&[("query:b", 2u32), ("resource:c", 3u32)], None).await.unwrap();
+    c.mset(&[("query:b", 2u32), ("resource:c", 3u32)], None)
+        .await
+        .unwrap();
     assert_eq!(c.get::<u32>("query:a").await.unwrap(), Some(1));
     assert_eq!(
         c.mget::<u32, _>(&["query:a", "query:b", "nope"]).await.unwrap(),
@@ -281,7 +318,12 @@ async fn corrupt_bytes_read_as_a_miss_and_are_repaired() {
     let redis = RedisServer::start();
     let c = cache(&redis);
     let mut conn = redis.conn().await;
-    for garbage in [&b"not ours"[..], &[0x31, 1, 2, 3], &[], &[0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]] {
+    for garbage in [
+        &b"not ours"[..],
+        &[0x31, 1, 2, 3],
+        &[],
+        &[0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
+    ] {
         let _: () = conn.set("query:corrupt", garbage).await.unwrap();
         assert_eq!(c.get::<Order>("query:corrupt").await.unwrap(), None);
     }
@@ -297,9 +339,15 @@ async fn corrupt_bytes_read_as_a_miss_and_are_repaired() {
     assert_eq!(v, order(3));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The entry was rewritten: a fresh instance decodes it.
-    assert_eq!(cache(&redis).get::<Order>("query:corrupt").await.unwrap(), Some(order(3)));
+    assert_eq!(
+        cache(&redis).get::<Order>("query:corrupt").await.unwrap(),
+        Some(order(3))
+    );
     // A value of another type under the key is a decode error, not a panic.
-    assert_eq!(cache(&redis).get::<Vec<u64>>("query:corrupt").await.unwrap(), None);
+    assert_eq!(
+        cache(&redis).get::<Vec<u64>>("query:corrupt").await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +372,11 @@ async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
     assert_eq!(c.get_or_insert_with("query:k:1", None, load(1)).await, order(1));
     redis.stop();
     for i in 0..50 {
-        assert_eq!(c.get_or_insert_with("query:k:1", None, load(1)).await, order(1), "call {i}");
+        assert_eq!(
+            c.get_or_insert_with("query:k:1", None, load(1)).await,
+            order(1),
+            "call {i}"
+        );
     }
     assert!(matches!(c.get::<Order>("query:k:1").await, Err(e) if e.is_transport()));
     let s = c.stats().await;
@@ -341,7 +393,10 @@ async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
         if c.set("query:k:2", &order(2), None).await.is_ok() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(2), "L2 did not come back within 2 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "L2 did not come back within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = c.stats().await.l2_hits;
@@ -387,7 +442,9 @@ async fn errors_from_the_loader_are_never_cached() {
         .await;
     assert_eq!(r, Err("db down".to_string()));
     assert!(raw_get(&redis, "query:flaky").await.is_none());
-    let r: Result<u32, String> = c.try_get_or_insert_with("query:flaky", None, || async { Ok(5) }).await;
+    let r: Result<u32, String> = c
+        .try_get_or_insert_with("query:flaky", None, || async { Ok(5) })
+        .await;
     assert_eq!(r, Ok(5));
     let r: Result<u32, String> = c
         .try_get_or_insert_with("query:flaky", None, || async { Err("not called".to_string()) })
@@ -410,7 +467,14 @@ async fn stats_and_health_report_redis() {
     assert!(info.total_commands_processed > 0);
     assert!(!info.used_memory_human.is_empty());
     let json = serde_json::to_value(c.stats().await).unwrap();
-    for field in ["local_cache_size", "hits", "misses", "hit_rate", "errors", "compressions"] {
+    for field in [
+        "local_cache_size",
+        "hits",
+        "misses",
+        "hit_rate",
+        "errors",
+        "compressions",
+    ] {
         assert!(json.get(field).is_some(), "{field}");
     }
     assert!(json["redis_info"]["used_memory_human"].is_string());
@@ -429,7 +493,9 @@ async fn oversize_values_are_refused_for_redis_but_served() {
     let redis = RedisServer::start();
     let c = Cache::new(config(&redis).max_value_size(1024).build().unwrap()).unwrap();
     let big = vec![7u8; 10_000];
-    let v = c.get_or_insert_with("static:big", None, || async { big.clone() }).await;
+    let v = c
+        .get_or_insert_with("static:big", None, || async { big.clone() })
+        .await;
     assert_eq!(v, big);
     assert!(raw_get(&redis, "static:big").await.is_none());
     assert_eq!(c.stats().await.errors, 1);

@@ -23,8 +23,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
 use serde::{Deserialize, Serialize};
 
-pub use breaker::BreakerState;
 use breaker::Breaker;
+pub use breaker::BreakerState;
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, Result};
@@ -97,7 +97,9 @@ impl RedisL2 {
     pub(crate) fn display_url(&self) -> String {
         match self.url.split_once('@') {
             Some((scheme_user, host)) => match scheme_user.rsplit_once(':') {
-                Some((head, _pw)) if head.contains("//") && !head.ends_with(':') => format!("{head}:***@{host}"),
+                Some((head, _pw)) if head.contains("//") && !head.ends_with(':') => {
+                    format!("{head}:***@{host}")
+                }
                 _ => self.url.clone(),
             },
             None => self.url.clone(),
@@ -226,7 +228,12 @@ impl RedisL2 {
         }
         let mut pipe = redis::pipe();
         for (k, v, ttl) in items {
-            pipe.cmd("SET").arg(*k).arg(*v).arg("PX").arg(ttl_ms(*ttl)).ignore();
+            pipe.cmd("SET")
+                .arg(*k)
+                .arg(*v)
+                .arg("PX")
+                .arg(ttl_ms(*ttl))
+                .ignore();
         }
         let pipe = &pipe;
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })

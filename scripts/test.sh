@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every check and test. Each Redis-backed test starts its own private redis-server on a free
+# loopback port (tests/src/lib.rs), so nothing needs to be running beforehand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
