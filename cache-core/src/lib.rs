@@ -28,6 +28,11 @@ mod l1;
 mod l2;
 pub mod pattern;
 mod stats;
+pub mod warmup;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 
 pub use config::{CacheConfig, CacheConfigBuilder};
 pub use engine::{Cache, CacheValue, Health, LoadOptions, Mode, RedisHealth};
@@ -36,3 +41,8 @@ pub use global::{global, init};
 pub use l2::{BreakerState, PoolStatus};
 pub use pattern::Pattern;
 pub use stats::{RedisInfo, Stats};
+
+#[cfg(feature = "macros")]
+pub use cache_macros::{
+    cache, cache_analysis, cache_query, cache_resource, cache_result, invalidate_cache, warmup_cache,
+};

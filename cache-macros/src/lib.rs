@@ -1,1 +1,255 @@
-//! Attribute macros for `cache-core`. Use them through `cache_core`'s re-exports.
+//! Attribute macros for `cache-core`: `#[cache]`, `#[cache_result]`, `#[cache_query]`,
+//! `#[cache_resource]`, `#[cache_analysis]`, `#[invalidate_cache]`, `#[warmup_cache]`.
+//!
+//! Use them through `cache_core` (`use cache_core::cache_query;`). They only parse and expand into
+//! calls of `::cache_core::__private`; everything that runs lives in `cache-core`. See what a
+//! function becomes with `cargo expand`.
+
+mod args;
+mod expand;
+mod template;
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use syn::ItemFn;
+
+use expand::cache::Preset;
+use expand::with_error;
+
+fn parse_fn(item: TokenStream2) -> Result<ItemFn, TokenStream2> {
+    syn::parse2::<ItemFn>(item.clone()).map_err(|e| with_error(item, e))
+}
+
+pub(crate) fn cache_tokens(preset: Preset, attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    let f = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(ts) => return ts,
+    };
+    let mut original = f.clone();
+    let result = syn::parse2::<args::CacheArgs>(attr).and_then(|a| expand::cache::expand(preset, a, f));
+    result.unwrap_or_else(|e| {
+        // The `#[warmup_cache]`s below belonged to this expansion; left on the item they would
+        // report a second, misleading error.
+        original.attrs.retain(|a| !a.path().is_ident("warmup_cache"));
+        with_error(quote::quote!(#original), e)
+    })
+}
+
+pub(crate) fn invalidate_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    let f = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(ts) => return ts,
+    };
+    let result = syn::parse2::<args::InvalidateArgs>(attr).and_then(|a| expand::invalidate::expand(a, f));
+    result.unwrap_or_else(|e| with_error(item, e))
+}
+
+pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    let f = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(ts) => return ts,
+    };
+    let result =
+        syn::parse2::<args::WarmupArgs>(attr.clone()).and_then(|a| expand::warmup::expand(a, f, attr));
+    result.unwrap_or_else(|e| with_error(item, e))
+}
+
+/// Caches the result of an `async fn` in the two-level cache.
+///
+/// The key is `{prefix}:{module path}::{fn name}:{arg}:{arg}…`, e.g.
+/// `query:app::orders::get_user_orders:42`. Arguments are written with their `KeyPart` impl
+/// (integers, strings, `bool`, `char`), else `Display`, else the stable hash of their `Serialize`
+/// form. `self` is left out unless `include_self` is given. Generic functions add their type
+/// arguments after the name.
+///
+/// | option | meaning |
+/// |---|---|
+/// | `ttl = 300` / `ttl = "5m"` | TTL (seconds or a duration string); default: the pattern table |
+/// | `prefix = "query"` | key prefix (no trailing `:`) |
+/// | `key = "user:{user_id}"` | the whole key as a template over argument names |
+/// | `skip(pool, ..)` | arguments left out of the default key |
+/// | `l1 = false` | Redis only for this function |
+/// | `cache = expr` | a specific `Cache` (`Cache`, `&Cache`, `Arc<Cache>`, `LazyLock<Cache>`) instead of the global one |
+/// | `crate = path` | path to `cache_core` when it is renamed |
+/// | `skip_none` | on `Option` returns, do not cache `None` |
+/// | `include_self` | write `self` into the key (methods) |
+///
+/// `Result<T, E>` returns cache only `Ok`; `Option<T>` caches both unless `skip_none`.
+/// Concurrent callers of a cold key run the function once. Any cache failure (Redis down,
+/// undecodable entry) runs the function: callers only ever see its own result.
+///
+/// ```
+/// use cache_core::cache;
+///
+/// #[cache(prefix = "query", ttl = 60, skip(verbose))]
+/// async fn expensive_calculation(x: u64, y: u64, verbose: bool) -> u64 {
+///     if verbose { /* log */ }
+///     x * y
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(expensive_calculation(6, 7, true).await, 42);
+/// assert_eq!(expensive_calculation(6, 7, false).await, 42); // hit: `verbose` is not in the key
+/// # }
+/// ```
+///
+/// Misuse is a compile error at the offending token:
+///
+/// ```compile_fail
+/// #[cache_core::cache(key = "user:{user}")] // no argument named `user`
+/// async fn profile(user_id: u64) -> String { String::new() }
+/// ```
+#[proc_macro_attribute]
+pub fn cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cache_tokens(Preset::Cache, attr.into(), item.into()).into()
+}
+
+/// Plain result caching: `#[cache]` under the name of the product guide's
+/// `@cache_result(ttl=300)`. Takes the same options.
+///
+/// ```
+/// #[cache_core::cache_result(ttl = 300)]
+/// async fn expensive_calculation(x: i64, y: i64) -> i64 {
+///     x.pow(2) + y
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(expensive_calculation(3, 1).await, 10);
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::cache_result(ttl = 0)] // a TTL must be positive
+/// async fn f(x: i64) -> i64 { x }
+/// ```
+#[proc_macro_attribute]
+pub fn cache_result(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cache_tokens(Preset::CacheResult, attr.into(), item.into()).into()
+}
+
+/// `#[cache]` with the prefix `query`; without `ttl` the `query:*` pattern applies (300 s by default).
+/// Options as for `#[cache]`, except `prefix`.
+///
+/// ```
+/// #[cache_core::cache_query(ttl = 600)]
+/// async fn get_user_orders(user_id: u64) -> Vec<u64> {
+///     vec![user_id * 10, user_id * 10 + 1]
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(get_user_orders(4).await, vec![40, 41]);
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::cache_query(prefix = "other")] // the prefix is fixed
+/// async fn f(x: u64) -> u64 { x }
+/// ```
+#[proc_macro_attribute]
+pub fn cache_query(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cache_tokens(Preset::Query, attr.into(), item.into()).into()
+}
+
+/// `#[cache]` with the prefix `resource` (`resource:*`, 600 s by default). Options as for
+/// `#[cache]`, except `prefix`.
+///
+/// ```
+/// #[cache_core::cache_resource(key = "freight:{id}")] // key: resource:freight:<id>
+/// async fn freight(id: u64) -> Result<String, std::io::Error> {
+///     Ok(format!("freight {id}"))
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(freight(123).await.unwrap(), "freight 123");
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::cache_resource]
+/// fn not_async(id: u64) -> u64 { id } // caching attributes need `async fn`
+/// ```
+#[proc_macro_attribute]
+pub fn cache_resource(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cache_tokens(Preset::Resource, attr.into(), item.into()).into()
+}
+
+/// `#[cache]` with the prefix `analysis` (`analysis:*`, 1800 s by default). Options as for
+/// `#[cache]`, except `prefix`.
+///
+/// ```
+/// #[cache_core::cache_analysis(key = "trends:{month}")]
+/// async fn trends(month: &str) -> Vec<f64> {
+///     vec![1.0, 2.5]
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(trends("2025-01").await.len(), 2);
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::cache_analysis(ttl = 10, ttl = 20)] // duplicate option
+/// async fn f(x: u64) -> u64 { x }
+/// ```
+#[proc_macro_attribute]
+pub fn cache_analysis(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cache_tokens(Preset::Analysis, attr.into(), item.into()).into()
+}
+
+/// After the function returns successfully (`Ok` for a `Result`, any value otherwise), deletes
+/// every key matching each pattern, in L1 and in Redis. Patterns are Redis globs and may use
+/// argument templates: `"resource:users:{user_id}"`; a template value is glob-escaped so user
+/// input can never widen the pattern. Options: `cache = expr`, `crate = path`. Invalidation
+/// failures are logged, never returned.
+///
+/// ```
+/// use cache_core::{cache_resource, invalidate_cache};
+///
+/// #[cache_resource(key = "users:{user_id}")]
+/// async fn user(user_id: u64) -> String { format!("user {user_id}") }
+///
+/// #[invalidate_cache("resource:users:{user_id}", "query:users:*")]
+/// async fn update_user(user_id: u64, name: String) -> Result<(), String> {
+///     let _ = name; // write to the database here
+///     Ok(())
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// user(1).await;
+/// update_user(1, "ann".into()).await.unwrap();
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::invalidate_cache("users:{id}")] // no argument `id`
+/// async fn update(user_id: u64) {}
+/// ```
+#[proc_macro_attribute]
+pub fn invalidate_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    invalidate_tokens(attr.into(), item.into()).into()
+}
+
+/// Registers a call of a cached function with fixed arguments for startup warming
+/// (`cache_warmer::warm_up`). Repeat it for several argument sets. Every argument needs a value;
+/// the function must carry a caching attribute and be a free, non-generic function.
+///
+/// ```
+/// use cache_core::{cache_query, warmup_cache};
+///
+/// #[warmup_cache(user_id = 1)]
+/// #[warmup_cache(user_id = 2)]
+/// #[cache_query]
+/// async fn get_user_profile(user_id: u64) -> String { format!("profile {user_id}") }
+///
+/// let registered = cache_core::warmup::registered()
+///     .filter(|e| e.function.ends_with("::get_user_profile"))
+///     .count();
+/// assert_eq!(registered, 2);
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::warmup_cache(user_id = 1)] // not cached: nothing to warm
+/// async fn plain(user_id: u64) -> u64 { user_id }
+/// ```
+#[proc_macro_attribute]
+pub fn warmup_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    warmup_tokens(attr.into(), item.into()).into()
+}
+
+#[cfg(test)]
+mod snapshots;

@@ -1,0 +1,196 @@
+//! What the attribute macros expand into. Not a public API: names and signatures may change in
+//! any release. Generated code names only items under `::cache_core::__private`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use crate::engine::{Cache, LoadOptions};
+pub use crate::global::global;
+pub use crate::key::{Fingerprint, KeyBuf, KeyPart};
+pub use crate::warmup::WarmupEntry;
+pub use inventory;
+pub use std::time::Duration;
+
+use crate::engine::CacheValue;
+
+/// Wraps an argument so the key writer can be picked by autoref: [`KeyPart`], else `Display`,
+/// else the stable hash of its `Serialize` form. The macro calls `(&&&KeyArg(&arg)).__cache_write_key(..)`.
+pub struct KeyArg<'a, T: ?Sized>(pub &'a T);
+
+/// First choice: the argument's own [`KeyPart`].
+pub trait ViaKeyPart {
+    /// Appends the argument's key text.
+    fn __cache_write_key(&self, key: &mut KeyBuf);
+}
+impl<T: KeyPart + ?Sized> ViaKeyPart for &&KeyArg<'_, T> {
+    #[inline]
+    fn __cache_write_key(&self, key: &mut KeyBuf) {
+        self.0.write_key_part(key);
+    }
+}
+
+/// Second choice: `Display` (same text as `KeyPart` for the types that have both).
+pub trait ViaDisplay {
+    /// Appends the argument's key text.
+    fn __cache_write_key(&self, key: &mut KeyBuf);
+}
+impl<T: fmt::Display + ?Sized> ViaDisplay for &KeyArg<'_, T> {
+    #[inline]
+    fn __cache_write_key(&self, key: &mut KeyBuf) {
+        key.push_display(self.0);
+    }
+}
+
+/// Last choice: xxh3-64 of the bincode form, 16 hex digits.
+pub trait ViaSerialize {
+    /// Appends the argument's key text.
+    fn __cache_write_key(&self, key: &mut KeyBuf);
+}
+impl<T: Serialize + ?Sized> ViaSerialize for KeyArg<'_, T> {
+    #[inline]
+    fn __cache_write_key(&self, key: &mut KeyBuf) {
+        crate::key::write_serialized_hash(self.0, key);
+    }
+}
+
+/// Anything the `cache = ...` option may name.
+pub trait AsCache {
+    /// The cache.
+    fn as_cache(&self) -> &Cache;
+}
+impl AsCache for Cache {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+impl AsCache for Arc<Cache> {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+impl<F: FnOnce() -> Cache> AsCache for std::sync::LazyLock<Cache, F> {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+impl<T: AsCache + ?Sized> AsCache for &T {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+/// A pattern of `#[invalidate_cache]` with `{arg}` values glob-escaped.
+pub fn push_escaped(pattern: &mut String, part: &KeyBuf) {
+    crate::pattern::escape_into(part.as_str(), pattern);
+}
+
+/// `#[cache]` on a function returning a plain value.
+#[inline]
+pub async fn cached<T, F, Fut>(cache: &Cache, key: &KeyBuf, opts: LoadOptions, f: F) -> T
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let r = cache
+        .load(
+            key.as_str(),
+            key.fingerprint(),
+            opts,
+            |_: &T| true,
+            || async { Ok::<T, std::convert::Infallible>(f().await) },
+        )
+        .await;
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// `#[cache]` on a function returning `Result`: only `Ok` is cached; `Err` reaches the caller.
+#[inline]
+pub async fn cached_result<T, E, F, Fut>(cache: &Cache, key: &KeyBuf, opts: LoadOptions, f: F) -> Result<T, E>
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    cache
+        .load(key.as_str(), key.fingerprint(), opts, |_: &T| true, f)
+        .await
+}
+
+/// `#[cache]` on a function returning `Option`: `None` is cached too unless `skip_none`.
+#[inline]
+pub async fn cached_option<T, F, Fut>(
+    cache: &Cache,
+    key: &KeyBuf,
+    opts: LoadOptions,
+    skip_none: bool,
+    f: F,
+) -> Option<T>
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let r = cache
+        .load(
+            key.as_str(),
+            key.fingerprint(),
+            opts,
+            |v: &Option<T>| !(skip_none && v.is_none()),
+            || async { Ok::<Option<T>, std::convert::Infallible>(f().await) },
+        )
+        .await;
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// `#[invalidate_cache]`: deletes every pattern; failures are logged and counted, never returned.
+pub async fn invalidate(cache: &Cache, patterns: &[String]) {
+    for p in patterns {
+        if let Err(e) = cache.invalidate_pattern(p).await {
+            tracing::warn!(pattern = %p, error = %e, "invalidation after a successful call failed");
+        }
+    }
+}
+
+/// Whether a function's return value counts as success for `#[invalidate_cache]`.
+pub trait Outcome {
+    /// `false` only for `Err`.
+    fn is_success(&self) -> bool;
+}
+impl<T, E> Outcome for Result<T, E> {
+    fn is_success(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+/// Autoref fallback: any non-`Result` return is a success.
+pub struct Ret<'a, T: ?Sized>(pub &'a T);
+/// `Result` returns: success is `Ok`.
+pub trait RetResult {
+    /// Whether to invalidate.
+    fn __cache_success(&self) -> bool;
+}
+impl<T: Outcome + ?Sized> RetResult for &Ret<'_, T> {
+    fn __cache_success(&self) -> bool {
+        self.0.is_success()
+    }
+}
+/// Other returns: always success.
+pub trait RetAny {
+    /// Whether to invalidate.
+    fn __cache_success(&self) -> bool;
+}
+impl<T: ?Sized> RetAny for Ret<'_, T> {
+    fn __cache_success(&self) -> bool {
+        true
+    }
+}

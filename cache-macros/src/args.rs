@@ -1,0 +1,263 @@
+//! Typed attribute arguments, parsed with `syn::parse`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, Lit, LitBool, LitStr, Path, Token};
+
+use crate::template::Template;
+
+/// A TTL written as seconds (`ttl = 300`) or as a duration string (`ttl = "5m"`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ttl(pub Duration);
+
+fn parse_ttl(input: ParseStream<'_>) -> syn::Result<Ttl> {
+    if input.peek(Token![-]) {
+        let minus: Token![-] = input.parse()?;
+        let lit: Lit = input.parse()?;
+        return Err(syn::Error::new_spanned(
+            quote::quote!(#minus #lit),
+            "ttl must be greater than zero",
+        ));
+    }
+    let lit: Lit = input.parse()?;
+    let ttl = match &lit {
+        Lit::Int(i) => {
+            let secs: u64 = i
+                .base10_parse()
+                .map_err(|_| syn::Error::new_spanned(i, "ttl must be a positive number of seconds"))?;
+            Duration::from_secs(secs)
+        }
+        Lit::Str(s) => humantime::parse_duration(&s.value()).map_err(|e| {
+            syn::Error::new_spanned(
+                s,
+                format!("invalid ttl {:?}: {e} (e.g. \"30s\", \"5m\", \"1h\")", s.value()),
+            )
+        })?,
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "ttl takes seconds (`ttl = 300`) or a duration string (`ttl = \"5m\"`)",
+            ))
+        }
+    };
+    if ttl.is_zero() {
+        return Err(syn::Error::new_spanned(lit, "ttl must be greater than zero"));
+    }
+    Ok(Ttl(ttl))
+}
+
+/// Options of `#[cache]` and its presets.
+#[derive(Default)]
+pub(crate) struct CacheArgs {
+    pub ttl: Option<Ttl>,
+    pub prefix: Option<LitStr>,
+    pub key: Option<Template>,
+    pub skip: Vec<Ident>,
+    pub l1: Option<LitBool>,
+    pub cache: Option<Expr>,
+    pub krate: Option<Path>,
+    pub skip_none: Option<Ident>,
+    pub include_self: Option<Ident>,
+}
+
+pub(crate) const CACHE_OPTIONS: &str =
+    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self";
+
+/// Rejects an option given twice, pointing at the second one.
+fn once<T>(slot: &mut Option<T>, name: &Ident, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("duplicate option `{name}`"),
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn option_name(input: ParseStream<'_>) -> syn::Result<Ident> {
+    if input.peek(Token![crate]) {
+        let kw: Token![crate] = input.parse()?;
+        return Ok(Ident::new("crate", kw.span));
+    }
+    input.call(syn::ext::IdentExt::parse_any)
+}
+
+impl Parse for CacheArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = CacheArgs::default();
+        let mut skip_seen = false;
+        while !input.is_empty() {
+            let name = option_name(input)?;
+            match name.to_string().as_str() {
+                "skip_none" => once(&mut args.skip_none, &name, name.clone())?,
+                "include_self" => once(&mut args.include_self, &name, name.clone())?,
+                "skip" => {
+                    if skip_seen {
+                        return Err(syn::Error::new_spanned(&name, "duplicate option `skip`"));
+                    }
+                    skip_seen = true;
+                    let content;
+                    syn::parenthesized!(content in input);
+                    let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+                    let mut seen = HashSet::new();
+                    for n in names {
+                        if !seen.insert(n.to_string()) {
+                            return Err(syn::Error::new_spanned(
+                                &n,
+                                format!("`{n}` is listed twice in skip"),
+                            ));
+                        }
+                        args.skip.push(n);
+                    }
+                }
+                "ttl" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.ttl, &name, parse_ttl(input)?)?;
+                }
+                "prefix" => {
+                    input.parse::<Token![=]>()?;
+                    let lit: LitStr = input.parse()?;
+                    validate_prefix(&lit)?;
+                    once(&mut args.prefix, &name, lit)?;
+                }
+                "key" => {
+                    input.parse::<Token![=]>()?;
+                    let lit: LitStr = input.parse()?;
+                    once(&mut args.key, &name, Template::parse(&lit)?)?;
+                }
+                "l1" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.l1, &name, input.parse()?)?;
+                }
+                "cache" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.cache, &name, input.parse()?)?;
+                }
+                "crate" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.krate, &name, input.parse()?)?;
+                }
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        &name,
+                        format!("unknown option `{name}`; valid options: {CACHE_OPTIONS}"),
+                    ))
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
+    }
+}
+
+fn validate_prefix(lit: &LitStr) -> syn::Result<()> {
+    let v = lit.value();
+    if v.is_empty() {
+        return Err(syn::Error::new_spanned(lit, "prefix must not be empty"));
+    }
+    if v.ends_with(':') {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "write the prefix without the trailing ':' (`prefix = {:?}`)",
+                v.trim_end_matches(':')
+            ),
+        ));
+    }
+    if v.contains(['*', '?', '[', ']', '{', '}']) {
+        return Err(syn::Error::new_spanned(
+            lit,
+            "prefix must not contain glob characters * ? [ ] { }",
+        ));
+    }
+    Ok(())
+}
+
+/// `#[invalidate_cache("pattern", ..., cache = expr, crate = path)]`.
+pub(crate) struct InvalidateArgs {
+    pub patterns: Vec<Template>,
+    pub cache: Option<Expr>,
+    pub krate: Option<Path>,
+}
+
+impl Parse for InvalidateArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut patterns = Vec::new();
+        let mut cache = None;
+        let mut krate = None;
+        while !input.is_empty() {
+            if input.peek(LitStr) {
+                let lit: LitStr = input.parse()?;
+                let t = Template::parse(&lit)?;
+                t.validate_glob()?;
+                patterns.push(t);
+            } else {
+                let name = option_name(input)?;
+                input.parse::<Token![=]>()?;
+                match name.to_string().as_str() {
+                    "cache" => once(&mut cache, &name, input.parse()?)?,
+                    "crate" => once(&mut krate, &name, input.parse()?)?,
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &name,
+                            format!(
+                            "unknown option `{name}`; expected pattern strings, `cache = ..`, `crate = ..`"
+                        ),
+                        ))
+                    }
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        if patterns.is_empty() {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "#[invalidate_cache] needs at least one pattern, e.g. #[invalidate_cache(\"resource:users:*\")]",
+            ));
+        }
+        Ok(InvalidateArgs {
+            patterns,
+            cache,
+            krate,
+        })
+    }
+}
+
+/// `#[warmup_cache(arg = expr, ...)]`.
+pub(crate) struct WarmupArgs {
+    pub values: Vec<(Ident, Expr)>,
+}
+
+impl Parse for WarmupArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut values: Vec<(Ident, Expr)> = Vec::new();
+        while !input.is_empty() {
+            let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            if values.iter().any(|(n, _)| *n == name) {
+                return Err(syn::Error::new_spanned(
+                    &name,
+                    format!("argument `{name}` is given twice"),
+                ));
+            }
+            values.push((name, value));
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(WarmupArgs { values })
+    }
+}

@@ -1,0 +1,213 @@
+//! `#[cache]` and its presets `#[cache_result]`, `#[cache_query]`, `#[cache_resource]`,
+//! `#[cache_analysis]`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{Attribute, ItemFn};
+
+use super::{check_fn, has_receiver, krate, params, returns, warmup, write_part, Returns};
+use crate::args::CacheArgs;
+use crate::template::Piece;
+
+/// Which attribute is being expanded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Preset {
+    Cache,
+    CacheResult,
+    Query,
+    Resource,
+    Analysis,
+}
+
+impl Preset {
+    pub(crate) fn attr(self) -> &'static str {
+        match self {
+            Preset::Cache => "cache",
+            Preset::CacheResult => "cache_result",
+            Preset::Query => "cache_query",
+            Preset::Resource => "cache_resource",
+            Preset::Analysis => "cache_analysis",
+        }
+    }
+
+    fn fixed_prefix(self) -> Option<&'static str> {
+        match self {
+            Preset::Query => Some("query"),
+            Preset::Resource => Some("resource"),
+            Preset::Analysis => Some("analysis"),
+            Preset::Cache | Preset::CacheResult => None,
+        }
+    }
+}
+
+pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
+    let attr = preset.attr();
+    check_fn(&f, attr)?;
+    let returns = returns(&f.sig, attr)?;
+    let krate = krate(args.krate.as_ref());
+
+    if let (Some(fixed), Some(p)) = (preset.fixed_prefix(), &args.prefix) {
+        return Err(syn::Error::new_spanned(
+            p,
+            format!("#[{attr}] always uses the prefix \"{fixed}\"; use #[cache(prefix = ..)] for another"),
+        ));
+    }
+    if let (Some(p), Some(_)) = (&args.prefix, &args.key) {
+        return Err(syn::Error::new_spanned(
+            p,
+            "`key` already names the whole key; put the prefix into the key template instead",
+        ));
+    }
+    if let Some(s) = &args.skip_none {
+        if returns != Returns::Option {
+            return Err(syn::Error::new_spanned(
+                s,
+                "`skip_none` applies only to functions returning Option",
+            ));
+        }
+    }
+    let receiver = has_receiver(&f);
+    if let (Some(i), None) = (&args.include_self, receiver) {
+        return Err(syn::Error::new_spanned(
+            i,
+            "`include_self` needs a method taking `self`",
+        ));
+    }
+
+    // Which parameters exist, and which go into the key.
+    let params = params(&f);
+    let named: Vec<_> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
+    for s in &args.skip {
+        if !named.iter().any(|p| p.name == s) {
+            return Err(syn::Error::new_spanned(
+                s,
+                format!("`{s}` in skip(..) is not an argument of this function"),
+            ));
+        }
+    }
+    if let Some(t) = &args.key {
+        for a in t.args() {
+            if a != "self" && !named.iter().any(|p| p.name == a) {
+                let known: Vec<String> = named.iter().map(|p| p.name.to_string()).collect();
+                return Err(syn::Error::new_spanned(
+                    &t.lit,
+                    format!(
+                        "unknown argument `{a}` in key template; arguments: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    } else if let Some(Err(pat)) = params.iter().find(|p| p.is_err()) {
+        return Err(syn::Error::new_spanned(
+            pat,
+            "a destructured argument cannot be part of the default key; bind it to a name, or give a `key` template",
+        ));
+    }
+
+    // `cache = some_arg` names the cache through an argument: it is never part of the key.
+    let cache_arg = match &args.cache {
+        Some(syn::Expr::Path(p)) if p.qself.is_none() => p.path.get_ident().cloned(),
+        _ => None,
+    };
+    let skipped = |name: &syn::Ident| args.skip.iter().any(|s| s == name) || cache_arg.as_ref() == Some(name);
+
+    let buf = format_ident!("__cache_key");
+    let mut build = Vec::new();
+    let push = |s: &str| quote!(#buf.push_str(#s););
+    match &args.key {
+        Some(t) => {
+            if let Some(fixed) = preset.fixed_prefix() {
+                build.push(push(&format!("{fixed}:")));
+            }
+            for piece in &t.pieces {
+                build.push(match piece {
+                    Piece::Text(s) => push(s),
+                    Piece::Arg(a) if a == "self" => write_part(&krate, &buf, quote!(self)),
+                    Piece::Arg(a) => {
+                        let id = format_ident!("{}", a);
+                        write_part(&krate, &buf, quote!(#id))
+                    }
+                });
+            }
+        }
+        None => {
+            let prefix = preset
+                .fixed_prefix()
+                .map(str::to_owned)
+                .or_else(|| args.prefix.as_ref().map(|p| p.value()));
+            let name = f.sig.ident.to_string();
+            let head = match prefix {
+                Some(p) => quote!(::core::concat!(#p, ":", ::core::module_path!(), "::", #name)),
+                None => quote!(::core::concat!(::core::module_path!(), "::", #name)),
+            };
+            build.push(quote!(#buf.push_str(#head);));
+            // Generic instantiations are different functions: keep their entries apart.
+            let type_params: Vec<_> = f.sig.generics.type_params().map(|t| &t.ident).collect();
+            if !type_params.is_empty() {
+                build.push(push("::<"));
+                for (i, t) in type_params.iter().enumerate() {
+                    if i > 0 {
+                        build.push(push(","));
+                    }
+                    build.push(quote!(#buf.push_str(::core::any::type_name::<#t>());));
+                }
+                build.push(push(">"));
+            }
+            if args.include_self.is_some() {
+                build.push(push(":"));
+                build.push(write_part(&krate, &buf, quote!(self)));
+            }
+            for p in named.iter().filter(|p| !skipped(p.name)) {
+                let id = p.name;
+                build.push(push(":"));
+                build.push(write_part(&krate, &buf, quote!(#id)));
+            }
+        }
+    }
+
+    let cache = match &args.cache {
+        Some(e) => quote!(#krate::__private::AsCache::as_cache(&(#e))),
+        None => quote!(#krate::__private::global()),
+    };
+    let ttl = match args.ttl {
+        Some(t) => {
+            let ms = t.0.as_millis() as u64;
+            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let use_l1 = args.l1.as_ref().is_none_or(|b| b.value);
+    let opts = quote!(#krate::__private::LoadOptions { ttl: #ttl, use_l1: #use_l1 });
+    let body = &f.block;
+    let call = match returns {
+        Returns::Plain => quote!(#krate::__private::cached(#cache, &#buf, #opts, move || async move #body)),
+        Returns::Result => {
+            quote!(#krate::__private::cached_result(#cache, &#buf, #opts, move || async move #body))
+        }
+        Returns::Option => {
+            let skip_none = args.skip_none.is_some();
+            quote!(#krate::__private::cached_option(#cache, &#buf, #opts, #skip_none, move || async move #body))
+        }
+    };
+    let new_body: syn::Block = syn::parse_quote!({
+        let #buf = {
+            let mut #buf = #krate::__private::KeyBuf::new();
+            #(#build)*
+            #buf
+        };
+        #call.await
+    });
+
+    // `#[warmup_cache]` written below this attribute is registered here (the ones above see this
+    // attribute and register themselves).
+    let (warmups, rest): (Vec<Attribute>, Vec<Attribute>) =
+        f.attrs.drain(..).partition(|a| a.path().is_ident("warmup_cache"));
+    f.attrs = rest;
+    let mut registrations = Vec::new();
+    for w in &warmups {
+        registrations.push(warmup::registration(&krate, &f, w.parse_args()?, w)?);
+    }
+    *f.block = new_body;
+    Ok(quote!(#f #(#registrations)*))
+}

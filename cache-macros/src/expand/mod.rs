@@ -1,0 +1,139 @@
+//! One `expand` function per attribute, plus what they share.
+
+pub(crate) mod cache;
+pub(crate) mod invalidate;
+pub(crate) mod warmup;
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, Path, ReturnType, Type};
+
+/// The crate path generated code names; `crate = path` overrides it.
+pub(crate) fn krate(path: Option<&Path>) -> TokenStream {
+    match path {
+        Some(p) => quote!(#p),
+        None => quote!(::cache_core),
+    }
+}
+
+/// On error: the original item plus the error, so the function still exists for the IDE and
+/// for the rest of the crate, and only the real mistake is reported.
+pub(crate) fn with_error(item: TokenStream, err: syn::Error) -> TokenStream {
+    let e = err.to_compile_error();
+    quote!(#item #e)
+}
+
+/// Attributes that expand into caching code; `#[warmup_cache]` needs one of them.
+pub(crate) const CACHING_ATTRS: [&str; 5] = [
+    "cache",
+    "cache_result",
+    "cache_query",
+    "cache_resource",
+    "cache_analysis",
+];
+
+/// Caching attributes only make sense on `async fn`s that are not `const`.
+pub(crate) fn check_fn(f: &ItemFn, attr: &str) -> syn::Result<()> {
+    if let Some(c) = &f.sig.constness {
+        return Err(syn::Error::new_spanned(
+            c,
+            format!("#[{attr}] cannot be used on a `const fn`"),
+        ));
+    }
+    if f.sig.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            f.sig.fn_token,
+            format!("#[{attr}] applies to `async fn`s; make this function async"),
+        ));
+    }
+    if let Some(v) = &f.sig.variadic {
+        return Err(syn::Error::new_spanned(
+            v,
+            format!("#[{attr}] does not support variadic functions"),
+        ));
+    }
+    Ok(())
+}
+
+/// A named parameter of the function.
+pub(crate) struct Param<'a> {
+    pub name: &'a Ident,
+    pub ty: &'a Type,
+}
+
+/// The named parameters; a destructuring pattern is an error unless `allow_pattern` says it
+/// may be left out (it is then skipped).
+pub(crate) fn params(f: &ItemFn) -> Vec<Result<Param<'_>, &Pat>> {
+    f.sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Receiver(_) => None,
+            FnArg::Typed(t) => Some(match &*t.pat {
+                Pat::Ident(p) if p.subpat.is_none() => Ok(Param {
+                    name: &p.ident,
+                    ty: &t.ty,
+                }),
+                other => Err(other),
+            }),
+        })
+        .collect()
+}
+
+pub(crate) fn has_receiver(f: &ItemFn) -> Option<&syn::Receiver> {
+    f.sig.inputs.iter().find_map(|a| match a {
+        FnArg::Receiver(r) => Some(r),
+        FnArg::Typed(_) => None,
+    })
+}
+
+/// Appends one value to a `KeyBuf` by the `KeyPart` → `Display` → `Serialize` rule.
+pub(crate) fn write_part(krate: &TokenStream, buf: &Ident, value: TokenStream) -> TokenStream {
+    let span = value.span();
+    quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaDisplay as _, ViaKeyPart as _, ViaSerialize as _};
+            (&&&#krate::__private::KeyArg(&#value)).__cache_write_key(&mut #buf);
+        }
+    }
+}
+
+/// How the return type is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Returns {
+    Plain,
+    Result,
+    Option,
+}
+
+/// Read from the written type: a path ending in `Result<..>` (including aliases such as
+/// `anyhow::Result<T>`) caches only `Ok`; one ending in `Option<..>` may skip `None`.
+pub(crate) fn returns(sig: &syn::Signature, attr: &str) -> syn::Result<Returns> {
+    let ty = match &sig.output {
+        ReturnType::Default => {
+            return Err(syn::Error::new_spanned(
+                &sig.ident,
+                format!("#[{attr}] needs a return value to cache; this function returns ()"),
+            ))
+        }
+        ReturnType::Type(_, ty) => ty,
+    };
+    match &**ty {
+        Type::ImplTrait(t) => Err(syn::Error::new_spanned(
+            t,
+            format!("#[{attr}] cannot cache an `impl Trait` return; name a concrete type"),
+        )),
+        Type::Tuple(t) if t.elems.is_empty() => Err(syn::Error::new_spanned(
+            t,
+            format!("#[{attr}] needs a return value to cache; this function returns ()"),
+        )),
+        Type::Path(p) if p.qself.is_none() => Ok(match p.path.segments.last() {
+            Some(s) if s.ident == "Result" && !s.arguments.is_empty() => Returns::Result,
+            Some(s) if s.ident == "Option" && !s.arguments.is_empty() => Returns::Option,
+            _ => Returns::Plain,
+        }),
+        _ => Ok(Returns::Plain),
+    }
+}

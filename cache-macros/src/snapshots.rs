@@ -1,0 +1,114 @@
+//! Expansion snapshots: what `cargo expand` shows for each attribute, kept readable and stable.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::expand::cache::Preset;
+
+fn pretty(ts: TokenStream) -> String {
+    match syn::parse2::<syn::File>(ts.clone()) {
+        Ok(file) => prettyplease::unparse(&file),
+        Err(e) => panic!("expansion is not valid Rust: {e}\n{ts}"),
+    }
+}
+
+#[test]
+fn cache_query_default_key() {
+    let out = crate::cache_tokens(
+        Preset::Query,
+        quote!(ttl = 600),
+        quote!(
+            async fn get_user_orders(user_id: u64) -> Vec<Order> {
+                db::orders(user_id).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn cache_result_with_template_skip_and_cache() {
+    let out = crate::cache_tokens(
+        Preset::Cache,
+        quote!(key = "user:{user_id}", cache = CACHE, l1 = false, ttl = "5m"),
+        quote!(
+            pub async fn profile(pool: &Pool, user_id: u64) -> Result<User, Error> {
+                pool.load(user_id).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn cache_option_method_generic() {
+    let out = crate::cache_tokens(
+        Preset::Resource,
+        quote!(skip_none),
+        quote!(
+            async fn find<T: Serialize>(&self, id: T) -> Option<Item> {
+                self.lookup(id).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn cache_analysis_with_warmup_below() {
+    let out = crate::cache_tokens(
+        Preset::Analysis,
+        quote!(),
+        quote!(
+            #[warmup_cache(month = "2025-01")]
+            async fn trends(month: &str) -> Vec<f64> {
+                compute(month).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn invalidate_cache_patterns() {
+    let out = crate::invalidate_tokens(
+        quote!("resource:users:{user_id}", "query:users:*"),
+        quote!(
+            async fn update_user(user_id: u64, data: UserUpdate) -> Result<(), Error> {
+                db::update(user_id, data).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn warmup_cache_above() {
+    let out = crate::warmup_tokens(
+        quote!(user_id = 1),
+        quote!(
+            #[cache_query]
+            async fn get_user_profile(user_id: u64) -> Profile {
+                load(user_id).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn errors_keep_the_function() {
+    let out = crate::cache_tokens(
+        Preset::Cache,
+        quote!(bogus = 1),
+        quote!(
+            async fn f(x: u64) -> u64 {
+                x
+            }
+        ),
+    );
+    let text = out.to_string();
+    assert!(text.contains("async fn f"), "{text}");
+    assert!(text.contains("compile_error"), "{text}");
+    assert!(text.contains("unknown option `bogus`"), "{text}");
+}

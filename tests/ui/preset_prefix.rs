@@ -1,0 +1,8 @@
+use cache_core::cache_resource;
+
+#[cache_resource(prefix = "query")]
+async fn user(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

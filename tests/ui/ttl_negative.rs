@@ -1,0 +1,8 @@
+use cache_core::cache_result;
+
+#[cache_result(ttl = -5)]
+async fn f(x: u64) -> u64 {
+    x
+}
+
+fn main() {}
