@@ -70,6 +70,10 @@ pub struct CacheConfig {
     pub warmup_on_startup: bool,
     /// Refresh hot keys before they expire. Env `CACHE_SMART_WARMUP_ENABLED`.
     pub smart_warmup_enabled: bool,
+    /// Record one read in N for access patterns (0 = off). 1 records every read.
+    pub access_sample_rate: u32,
+    /// Keys tracked for access patterns (the hottest are kept).
+    pub access_capacity: usize,
 }
 
 impl Default for CacheConfig {
@@ -94,6 +98,8 @@ impl Default for CacheConfig {
             breaker_cooldown: Duration::from_millis(500),
             warmup_on_startup: false,
             smart_warmup_enabled: false,
+            access_sample_rate: 16,
+            access_capacity: 1024,
         }
     }
 }
@@ -334,6 +340,10 @@ impl CacheConfigBuilder {
         warmup_on_startup: bool,
         /// See [`CacheConfig::smart_warmup_enabled`].
         smart_warmup_enabled: bool,
+        /// See [`CacheConfig::access_sample_rate`].
+        access_sample_rate: u32,
+        /// See [`CacheConfig::access_capacity`].
+        access_capacity: usize,
     }
 
     /// Validates and returns the config.

@@ -4,11 +4,14 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessPattern, AccessTracker};
 use crate::codec::Codec;
 use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
@@ -50,6 +53,8 @@ struct Inner {
     l2: Option<RedisL2>,
     flights: Flights,
     counters: Counters,
+    access: AccessTracker,
+    local_locks: parking_lot::Mutex<std::collections::HashMap<String, (String, Instant)>>,
 }
 
 /// Per-call options of the loading path (what the macros set).
@@ -164,6 +169,8 @@ impl Cache {
                 l2,
                 flights: Flights::default(),
                 counters: Counters::default(),
+                access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
+                local_locks: Default::default(),
                 config,
             }),
         };
@@ -292,9 +299,12 @@ impl Cache {
     pub async fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>> {
         let fp = Fingerprint::of(key);
         if let Some(v) = self.l1_get(fp) {
+            self.inner.access.record(fp, key, true);
             return Ok(Some(v));
         }
-        match self.l2_read::<T>(key).await {
+        let read = self.l2_read::<T>(key).await;
+        self.inner.access.record(fp, key, matches!(read, Ok(Some(_))));
+        match read {
             Ok(Some((v, exp, len))) => {
                 self.inner.counters.l2_hits.incr();
                 self.fill_l1(key, fp, v.clone(), self.l1_deadline(exp), len);
@@ -597,6 +607,7 @@ impl Cache {
     {
         if opts.use_l1 {
             if let Some(v) = self.l1_get::<T>(fp) {
+                self.inner.access.record(fp, key, true);
                 return Ok(v);
             }
         }
@@ -611,6 +622,7 @@ impl Cache {
             Outcome::Joined(entry, load) => match entry.value.downcast_ref::<T>() {
                 Some(v) => {
                     self.inner.counters.coalesced.incr();
+                    self.inner.access.record(fp, key, true);
                     Ok(v.clone())
                 }
                 // Two call sites share this key with different types: load this one's own value
@@ -640,6 +652,7 @@ impl Cache {
         match self.l2_read::<T>(key).await {
             Ok(Some((v, exp, len))) => {
                 self.inner.counters.l2_hits.incr();
+                self.inner.access.record(fp, key, true);
                 let deadline = self.l1_deadline(exp);
                 let entry = l1::entry(key, v.clone(), deadline, len as u64);
                 if opts.use_l1 {
@@ -654,6 +667,7 @@ impl Cache {
         }
         self.inner.counters.misses.incr();
         self.inner.counters.loader_calls.incr();
+        self.inner.access.record(fp, key, false);
         let value = load().await?;
         let entry = if keep.is_none_or(|keep| keep(&value)) {
             self.store(key, fp, value.clone(), opts.ttl, opts.use_l1).await.0
@@ -661,6 +675,69 @@ impl Cache {
             l1::entry(key, value.clone(), Instant::now(), 0)
         };
         Ok((value, entry))
+    }
+
+    /// The `n` most-read keys with their read counts and hit ratios (see [`crate::access`]).
+    pub fn access_patterns(&self, n: usize) -> Vec<AccessPattern> {
+        self.inner.access.top(n)
+    }
+
+    /// Estimated reads of `key` so far (0 when not tracked).
+    pub fn access_count(&self, key: &str) -> u64 {
+        self.inner.access.count(Fingerprint::of(key))
+    }
+
+    /// Where predicted next keys are sent (bounded; suggestions are dropped when it is full).
+    /// The warmer installs one for predictive loading; `None` stops predictions.
+    pub fn set_prediction_sink(&self, sink: Option<tokio::sync::mpsc::Sender<String>>) {
+        self.inner.access.set_prediction_sink(sink);
+    }
+
+    /// Time until `key` expires: Redis `PTTL` in two-level mode, the L1 entry's deadline in
+    /// L1-only mode. `None` when absent or without expiry.
+    pub async fn ttl_remaining(&self, key: &str) -> Result<Option<Duration>> {
+        match &self.inner.l2 {
+            Some(l2) => Ok(l2.pttl(key).await?),
+            None => Ok(self
+                .inner
+                .l1
+                .as_ref()
+                .and_then(|l1| l1.get(Fingerprint::of(key)))
+                .map(|e| e.expires_at.saturating_duration_since(Instant::now()))),
+        }
+    }
+
+    /// Takes a named lock for `ttl` if nobody holds it (Redis `SET NX PX` with a random token, so
+    /// instances sharing the Redis agree; L1-only mode: a lock in this process). Returns the
+    /// token to pass to [`release_lock`](Self::release_lock), or `None` when it is held.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>> {
+        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let key = format!("lock:{name}");
+        if let Some(l2) = &self.inner.l2 {
+            return Ok(l2.set_nx(&key, &token, ttl).await?.then_some(token));
+        }
+        let mut locks = self.inner.local_locks.lock();
+        let now = Instant::now();
+        if locks.get(&key).is_some_and(|(_, until)| *until > now) {
+            return Ok(None);
+        }
+        locks.insert(key, (token.clone(), now + ttl));
+        Ok(Some(token))
+    }
+
+    /// Releases a lock taken by [`try_lock`](Self::try_lock), only if `token` still holds it (a
+    /// lock that expired and was taken by another instance is left alone).
+    pub async fn release_lock(&self, name: &str, token: &str) -> Result<bool> {
+        let key = format!("lock:{name}");
+        if let Some(l2) = &self.inner.l2 {
+            return l2.del_if_eq(&key, token).await;
+        }
+        let mut locks = self.inner.local_locks.lock();
+        if locks.get(&key).is_some_and(|(t, _)| t == token) {
+            locks.remove(&key);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Counters, L1 size and Redis `INFO` (skipped in L1-only mode or when Redis is down).

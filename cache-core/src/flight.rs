@@ -107,7 +107,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     fn value(v: u32) -> Entry {
         crate::l1::entry("k", v, Instant::now(), 0)

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use quick_cache::sync::{Cache as QuickCache, DefaultLifecycle};
 use quick_cache::{OptionsBuilder, Weighter};

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod codec;
 pub mod config;
 mod engine;
@@ -34,6 +35,7 @@ pub mod warmup;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use access::AccessPattern;
 pub use config::{CacheConfig, CacheConfigBuilder};
 pub use engine::{Cache, CacheValue, Health, LoadOptions, Mode, RedisHealth};
 pub use error::{CacheError, Result};

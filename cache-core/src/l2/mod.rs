@@ -47,6 +47,7 @@ pub(crate) struct RedisL2 {
     breaker: Breaker,
     connect_timeout: Duration,
     url: String,
+    del_if_eq: redis::Script,
 }
 
 /// Pool figures for [`Health`](crate::Health).
@@ -90,6 +91,9 @@ impl RedisL2 {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             connect_timeout: config.connect_timeout,
             url: url.to_owned(),
+            del_if_eq: redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+            ),
         })
     }
 
@@ -247,6 +251,41 @@ impl RedisL2 {
         }
         self.run(|mut c| async move { redis::cmd("UNLINK").arg(keys).query_async(&mut c).await })
             .await
+    }
+
+    /// Milliseconds left on `key`; `None` when it does not exist or never expires.
+    pub(crate) async fn pttl(&self, key: &str) -> Result<Option<Duration>> {
+        let ms: i64 = self
+            .run(|mut c| async move { redis::cmd("PTTL").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+    }
+
+    /// `SET key value NX PX ttl`: whether this call set it.
+    pub(crate) async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool> {
+        let ms = ttl_ms(ttl);
+        let reply: Option<String> = self
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    /// Deletes `key` only if it still holds `value` (atomic, in a Lua script).
+    pub(crate) async fn del_if_eq(&self, key: &str, value: &str) -> Result<bool> {
+        let script = &self.del_if_eq;
+        let n: i64 = self
+            .run(|mut c| async move { script.key(key).arg(value).invoke_async(&mut c).await })
+            .await?;
+        Ok(n == 1)
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {

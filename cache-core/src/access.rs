@@ -1,0 +1,266 @@
+//! Access patterns: which keys are read, how often, how often they hit, and which key usually
+//! follows which (for predictive loading).
+//!
+//! Memory is bounded: at most `capacity` keys are tracked, kept with the Space-Saving rule (a new
+//! key replaces the least-counted one and inherits its count + 1, so counts never under-estimate
+//! a heavy hitter), and each key keeps at most [`SUCCESSORS`] successors. Reads are sampled
+//! (`access_sample_rate`: one in N, 0 = off) so the L1 hit path pays a thread-local counter,
+//! not a lock; counts are scaled back by N.
+//!
+//! The sequence model is a first-order Markov chain over this process's reads: after key A is
+//! read, B is predicted when B followed A at least [`MIN_SUPPORT`] times and in at least half of
+//! A's recorded transitions.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::key::Fingerprint;
+use crate::l1::FingerprintHash;
+
+/// Successors remembered per key.
+pub const SUCCESSORS: usize = 4;
+/// Transitions needed before a successor is predicted.
+pub const MIN_SUPPORT: u32 = 2;
+
+/// One hot key, as returned by [`Cache::access_patterns`](crate::Cache::access_patterns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessPattern {
+    /// The readable key.
+    pub key: String,
+    /// Reads (estimated: sampled reads × sample rate).
+    pub count: u64,
+    /// Of those, hits.
+    pub hits: u64,
+    /// hits / count.
+    pub hit_ratio: f64,
+    /// Milliseconds since the last recorded read.
+    pub last_access_ms_ago: u64,
+}
+
+struct KeyStat {
+    key: Box<str>,
+    count: u64,
+    hits: u64,
+    last: Instant,
+    next: Vec<(u128, u32)>,
+}
+
+struct Inner {
+    keys: HashMap<u128, KeyStat, FingerprintHash>,
+    previous: Option<u128>,
+}
+
+pub(crate) struct AccessTracker {
+    sample_every: u32,
+    capacity: usize,
+    inner: Mutex<Inner>,
+    predictions: Mutex<Option<mpsc::Sender<String>>>,
+}
+
+thread_local! {
+    static TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+impl AccessTracker {
+    pub(crate) fn new(sample_every: u32, capacity: usize) -> Self {
+        AccessTracker {
+            sample_every,
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner {
+                keys: HashMap::default(),
+                previous: None,
+            }),
+            predictions: Mutex::new(None),
+        }
+    }
+
+    /// Records one read (sampled). Cheap when not sampled: a thread-local increment.
+    #[inline]
+    pub(crate) fn record(&self, fp: Fingerprint, key: &str, hit: bool) {
+        if self.sample_every == 0 {
+            return;
+        }
+        if self.sample_every > 1 {
+            let sampled = TICK.with(|t| {
+                let n = t.get().wrapping_add(1);
+                t.set(n);
+                n % self.sample_every == 0
+            });
+            if !sampled {
+                return;
+            }
+        }
+        self.record_sampled(fp, key, hit);
+    }
+
+    #[cold]
+    fn record_sampled(&self, fp: Fingerprint, key: &str, hit: bool) {
+        let weight = u64::from(self.sample_every);
+        let predicted = {
+            let mut inner = self.inner.lock();
+            let now = Instant::now();
+            if !inner.keys.contains_key(&fp.0) && inner.keys.len() >= self.capacity {
+                // Space-Saving: replace the least-counted key, inheriting its count.
+                let evict = inner.keys.iter().min_by_key(|(_, s)| s.count).map(|(k, s)| (*k, s.count));
+                if let Some((k, floor)) = evict {
+                    inner.keys.remove(&k);
+                    inner.keys.insert(
+                        fp.0,
+                        KeyStat {
+                            key: key.into(),
+                            count: floor,
+                            hits: 0,
+                            last: now,
+                            next: Vec::new(),
+                        },
+                    );
+                }
+            }
+            let stat = inner.keys.entry(fp.0).or_insert_with(|| KeyStat {
+                key: key.into(),
+                count: 0,
+                hits: 0,
+                last: now,
+                next: Vec::new(),
+            });
+            stat.count += weight;
+            if hit {
+                stat.hits += weight;
+            }
+            stat.last = now;
+            let predicted = predict(stat).and_then(|b| inner.keys.get(&b).map(|s| s.key.to_string()));
+            if let Some(prev) = inner.previous.replace(fp.0).filter(|p| *p != fp.0) {
+                if let Some(p) = inner.keys.get_mut(&prev) {
+                    note_successor(&mut p.next, fp.0);
+                }
+            }
+            predicted
+        };
+        if let Some(next) = predicted {
+            if let Some(tx) = self.predictions.lock().as_ref() {
+                // Bounded: a busy predictor drops suggestions rather than slowing reads.
+                let _ = tx.try_send(next);
+            }
+        }
+    }
+
+    pub(crate) fn set_prediction_sink(&self, tx: Option<mpsc::Sender<String>>) {
+        *self.predictions.lock() = tx;
+    }
+
+    /// The `n` most-read keys, most first.
+    pub(crate) fn top(&self, n: usize) -> Vec<AccessPattern> {
+        let inner = self.inner.lock();
+        let now = Instant::now();
+        let mut all: Vec<AccessPattern> = inner
+            .keys
+            .values()
+            .map(|s| AccessPattern {
+                key: s.key.to_string(),
+                count: s.count,
+                hits: s.hits.min(s.count),
+                hit_ratio: if s.count == 0 {
+                    0.0
+                } else {
+                    s.hits.min(s.count) as f64 / s.count as f64
+                },
+                last_access_ms_ago: now.saturating_duration_since(s.last).as_millis() as u64,
+            })
+            .collect();
+        all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        all.truncate(n);
+        all
+    }
+
+    /// Estimated reads of one key (0 when untracked).
+    pub(crate) fn count(&self, fp: Fingerprint) -> u64 {
+        self.inner.lock().keys.get(&fp.0).map_or(0, |s| s.count)
+    }
+}
+
+fn note_successor(next: &mut Vec<(u128, u32)>, fp: u128) {
+    if let Some(e) = next.iter_mut().find(|(k, _)| *k == fp) {
+        e.1 += 1;
+        return;
+    }
+    if next.len() < SUCCESSORS {
+        next.push((fp, 1));
+    } else if let Some(min) = next.iter_mut().min_by_key(|(_, c)| *c) {
+        *min = (fp, min.1 + 1);
+    }
+}
+
+fn predict(stat: &KeyStat) -> Option<u128> {
+    let total: u32 = stat.next.iter().map(|(_, c)| c).sum();
+    let (best, count) = stat.next.iter().max_by_key(|(_, c)| *c)?;
+    (*count >= MIN_SUPPORT && count * 2 >= total).then_some(*best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: &AccessTracker, key: &str, hit: bool) {
+        t.record(Fingerprint::of(key), key, hit);
+    }
+
+    #[test]
+    fn counts_hits_and_orders_by_count() {
+        let t = AccessTracker::new(1, 100);
+        for _ in 0..5 {
+            rec(&t, "a", true);
+        }
+        rec(&t, "b", false);
+        rec(&t, "b", true);
+        let top = t.top(10);
+        assert_eq!(top[0].key, "a");
+        assert_eq!((top[0].count, top[0].hits), (5, 5));
+        assert_eq!((top[1].count, top[1].hits), (2, 1));
+        assert!((top[1].hit_ratio - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_heavy_hitters_survive() {
+        let t = AccessTracker::new(1, 8);
+        for i in 0..1000 {
+            rec(&t, "hot", true);
+            rec(&t, &format!("cold-{i}"), false);
+        }
+        let top = t.top(100);
+        assert!(top.len() <= 8);
+        assert_eq!(top[0].key, "hot");
+        assert!(top[0].count >= 1000);
+    }
+
+    #[test]
+    fn sampling_scales_counts() {
+        let t = AccessTracker::new(4, 100);
+        for _ in 0..400 {
+            rec(&t, "k", false);
+        }
+        assert_eq!(t.count(Fingerprint::of("k")), 400);
+    }
+
+    #[tokio::test]
+    async fn repeating_sequences_predict_the_next_key() {
+        let t = AccessTracker::new(1, 100);
+        let (tx, mut rx) = mpsc::channel(16);
+        t.set_prediction_sink(Some(tx));
+        for _ in 0..3 {
+            for k in ["a", "b", "c"] {
+                rec(&t, k, false);
+            }
+        }
+        let mut got = Vec::new();
+        while let Ok(k) = rx.try_recv() {
+            got.push(k);
+        }
+        // a→b and b→c are seen twice by the third round, c→a twice only after it.
+        assert_eq!(got, vec!["b", "c", "a"]);
+    }
+}
