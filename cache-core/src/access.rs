@@ -106,7 +106,11 @@ impl AccessTracker {
             let now = Instant::now();
             if !inner.keys.contains_key(&fp.0) && inner.keys.len() >= self.capacity {
                 // Space-Saving: replace the least-counted key, inheriting its count.
-                let evict = inner.keys.iter().min_by_key(|(_, s)| s.count).map(|(k, s)| (*k, s.count));
+                let evict = inner
+                    .keys
+                    .iter()
+                    .min_by_key(|(_, s)| s.count)
+                    .map(|(k, s)| (*k, s.count));
                 if let Some((k, floor)) = evict {
                     inner.keys.remove(&k);
                     inner.keys.insert(

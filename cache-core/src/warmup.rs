@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-/// The future a warmup entry runs: one call of a cached function.
-pub type WarmupFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// The future a warmup entry runs: one call of a cached function; `Err` when it returned `Err`.
+pub type WarmupFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
 
 /// One registered warmup call: a cached function with fixed arguments.
 ///

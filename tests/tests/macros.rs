@@ -412,7 +412,7 @@ async fn warmup_registrations_are_collected() {
     args.sort();
     assert_eq!(args, vec!["user_id = 1", "user_id = 2"]);
     // Running one fills the global cache (L1-only here): the next call is a hit.
-    (entries[0].run)().await;
+    (entries[0].run)().await.unwrap();
     let before = cache_core::global().stats().await.l1_hits;
     get_user_profile(if entries[0].args.ends_with('1') { 1 } else { 2 }).await;
     assert_eq!(cache_core::global().stats().await.l1_hits, before + 1);

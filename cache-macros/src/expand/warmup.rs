@@ -102,7 +102,14 @@ fn registration_inner(
                 function: ::core::concat!(::core::module_path!(), "::", #name_str),
                 args: #args_str,
                 run: || ::std::boxed::Box::pin(async {
-                    let _ = #name(#(#call_args),*).await;
+                    let __r = #name(#(#call_args),*).await;
+                    #[allow(unused_imports)]
+                    use #krate::__private::{RetAny as _, RetResult as _};
+                    if (&&#krate::__private::Ret(&__r)).__cache_success() {
+                        ::core::result::Result::Ok(())
+                    } else {
+                        ::core::result::Result::Err(::std::string::String::from("returned Err"))
+                    }
                 }),
             }
         }

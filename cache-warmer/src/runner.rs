@@ -1,0 +1,157 @@
+//! Running warmup entries: bounded concurrency, per-entry timeout, a report.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cache_core::Cache;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::{EntryFn, Warmer, WarmerConfig};
+
+/// How one entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    /// It ran and succeeded.
+    Ok,
+    /// It returned `Err`, panicked or timed out.
+    Failed,
+    /// It was not run (warmup disabled).
+    Skipped,
+}
+
+/// One entry of a [`WarmupReport`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryReport {
+    /// Function path or registered name, with its arguments.
+    pub name: String,
+    /// How it ended.
+    pub status: EntryStatus,
+    /// Its run time.
+    pub duration_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// What a warmup run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WarmupReport {
+    /// Entries that succeeded.
+    pub ok: usize,
+    /// Entries that failed (error, panic or timeout).
+    pub failed: usize,
+    /// Entries not run.
+    pub skipped: usize,
+    /// Wall time of the whole run.
+    pub duration_ms: f64,
+    /// Per entry, in completion order.
+    pub entries: Vec<EntryReport>,
+}
+
+fn attribute_entries() -> Vec<(String, EntryFn)> {
+    cache_core::warmup::registered()
+        .map(|e| {
+            let run = e.run;
+            let f: EntryFn = Arc::new(move || run());
+            (format!("{}({})", e.function, e.args), f)
+        })
+        .collect()
+}
+
+async fn run_entries(entries: Vec<(String, EntryFn)>, config: &WarmerConfig) -> WarmupReport {
+    let start = Instant::now();
+    let timeout = config.entry_timeout;
+    let mut results = futures::stream::iter(entries.into_iter().map(|(name, f)| async move {
+        let t0 = Instant::now();
+        // A task of its own: a panicking entry is reported, not propagated.
+        let outcome = tokio::time::timeout(timeout, tokio::spawn(f())).await;
+        let error = match outcome {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(e),
+            Ok(Err(join)) if join.is_panic() => Some("panicked".to_owned()),
+            Ok(Err(join)) => Some(join.to_string()),
+            Err(_) => Some(format!("timed out after {}", humantime::format_duration(timeout))),
+        };
+        let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        match &error {
+            None => tracing::debug!(entry = %name, duration_ms, "warmup entry done"),
+            Some(e) => tracing::warn!(entry = %name, error = %e, "warmup entry failed"),
+        }
+        EntryReport {
+            name,
+            status: if error.is_none() {
+                EntryStatus::Ok
+            } else {
+                EntryStatus::Failed
+            },
+            duration_ms,
+            error,
+        }
+    }))
+    .buffer_unordered(config.concurrency.max(1));
+    let mut report = WarmupReport::default();
+    while let Some(entry) = results.next().await {
+        match entry.status {
+            EntryStatus::Ok => report.ok += 1,
+            EntryStatus::Failed => report.failed += 1,
+            EntryStatus::Skipped => report.skipped += 1,
+        }
+        report.entries.push(entry);
+    }
+    report.duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        ok = report.ok,
+        failed = report.failed,
+        duration_ms = report.duration_ms,
+        "warmup finished"
+    );
+    report
+}
+
+fn skipped(entries: Vec<(String, EntryFn)>) -> WarmupReport {
+    let entries: Vec<EntryReport> = entries
+        .into_iter()
+        .map(|(name, _)| EntryReport {
+            name,
+            status: EntryStatus::Skipped,
+            duration_ms: 0.0,
+            error: None,
+        })
+        .collect();
+    WarmupReport {
+        skipped: entries.len(),
+        entries,
+        ..WarmupReport::default()
+    }
+}
+
+/// Startup warmup of the `#[warmup_cache]` registrations, when `cache.config().warmup_on_startup`
+/// is set (env `CACHE_WARMUP_ON_STARTUP`); otherwise every entry is reported skipped.
+/// The registered functions fill the cache their attribute names (the global one by default).
+pub async fn warm_up(cache: &Cache) -> WarmupReport {
+    Warmer::new(cache.clone()).warm_up_on_startup().await
+}
+
+impl Warmer {
+    fn all_entries(&self) -> Vec<(String, EntryFn)> {
+        let mut all = attribute_entries();
+        all.extend(self.inner.entries.lock().iter().cloned());
+        all
+    }
+
+    /// Runs every entry now, whatever the configuration (the admin API's warmup trigger).
+    pub async fn run(&self) -> WarmupReport {
+        run_entries(self.all_entries(), &self.inner.config).await
+    }
+
+    /// Runs every entry if `warmup_on_startup` is set; otherwise reports them skipped.
+    pub async fn warm_up_on_startup(&self) -> WarmupReport {
+        if self.inner.cache.config().warmup_on_startup {
+            self.run().await
+        } else {
+            tracing::info!("startup warmup disabled (CACHE_WARMUP_ON_STARTUP)");
+            skipped(self.all_entries())
+        }
+    }
+}
