@@ -19,6 +19,7 @@ use crate::flight::{Flights, Outcome};
 use crate::key::Fingerprint;
 use crate::l1::{self, Entry, QuickStore, L1};
 use crate::l2::{BreakerState, PoolStatus, RedisL2};
+use crate::latency::{sample_l1, Latencies, Level, Op, OpLatency};
 use crate::pattern::Pattern;
 use crate::stats::{Counters, Stats};
 
@@ -54,6 +55,7 @@ struct Inner {
     flights: Flights,
     counters: Counters,
     access: AccessTracker,
+    latency: Latencies,
     local_locks: parking_lot::Mutex<std::collections::HashMap<String, (String, Instant)>>,
 }
 
@@ -73,6 +75,45 @@ impl Default for LoadOptions {
             use_l1: true,
         }
     }
+}
+
+/// The answer of [`Cache::performance`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Performance {
+    /// Latency per operation, L1 and L2 apart.
+    pub operations: Vec<OpLatency>,
+    /// What compression did to Redis writes.
+    pub compression: CompressionStats,
+    /// L1 and Redis memory.
+    pub memory: MemoryStats,
+}
+
+/// Compression figures of [`Performance`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompressionStats {
+    /// Values stored compressed.
+    pub compressions: u64,
+    /// Bytes saved by compression.
+    pub bytes_saved: u64,
+    /// Bytes of all written values before compression.
+    pub raw_bytes: u64,
+    /// Bytes of all written values as stored.
+    pub stored_bytes: u64,
+    /// stored / raw (1.0 before any write).
+    pub ratio: f64,
+}
+
+/// Memory figures of [`Performance`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Entries in L1.
+    pub l1_entries: u64,
+    /// Approximate bytes in L1.
+    pub l1_bytes: u64,
+    /// Redis `used_memory`.
+    pub redis_used_memory: Option<u64>,
+    /// Redis `used_memory_human`.
+    pub redis_used_memory_human: Option<String>,
 }
 
 /// Whether the cache runs with Redis behind it.
@@ -171,6 +212,7 @@ impl Cache {
                 counters: Counters::default(),
                 access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
                 local_locks: Default::default(),
+                latency: Latencies::new()?,
                 config,
             }),
         };
@@ -243,10 +285,23 @@ impl Cache {
 
     #[inline]
     fn l1_get<T: CacheValue>(&self, fp: Fingerprint) -> Option<T> {
-        let entry = self.inner.l1.as_ref()?.get(fp)?;
+        let l1 = self.inner.l1.as_ref()?;
+        let timer = sample_l1().then(std::time::Instant::now);
+        let entry = l1.get(fp)?;
         let v = entry.value.downcast_ref::<T>()?.clone();
+        if let Some(t) = timer {
+            self.inner.latency.record(Op::Get, Level::L1, t.elapsed());
+        }
         self.inner.counters.l1_hits.incr();
         Some(v)
+    }
+
+    /// Runs one Redis call and records its latency.
+    async fn timed<R>(&self, op: Op, fut: impl Future<Output = R>) -> R {
+        let t = std::time::Instant::now();
+        let r = fut.await;
+        self.inner.latency.record(op, Level::L2, t.elapsed());
+        r
     }
 
     /// When an entry that expires at `expires_at_ms` (unix ms, 0 = never) leaves L1.
@@ -263,7 +318,7 @@ impl Cache {
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
         };
-        let Some(bytes) = l2.get(key).await? else {
+        let Some(bytes) = self.timed(Op::Get, l2.get(key)).await? else {
             return Ok(None);
         };
         Ok(self.decode(key, &bytes))
@@ -326,8 +381,10 @@ impl Cache {
     fn encode<T: CacheValue>(&self, key: &str, value: &T, expires_at_ms: u64) -> Option<Vec<u8>> {
         match self.inner.codec.encode(value, expires_at_ms) {
             Ok(enc) => {
+                let c = &self.inner.counters;
+                c.raw_bytes.add(enc.raw_len as u64 + 9);
+                c.stored_bytes.add(enc.bytes.len() as u64);
                 if enc.compressed {
-                    let c = &self.inner.counters;
                     c.compressions.incr();
                     c.bytes_saved
                         .add((enc.raw_len + 9).saturating_sub(enc.bytes.len()) as u64);
@@ -367,7 +424,7 @@ impl Cache {
         if let Some(l2) = &self.inner.l2 {
             if let Some(bytes) = self.encode(key, &value, expires_at_ms) {
                 size = bytes.len();
-                if let Err(e) = l2.set(key, &bytes, ttl).await {
+                if let Err(e) = self.timed(Op::Set, l2.set(key, &bytes, ttl)).await {
                     self.record_error("set", key, &e);
                     result = Err(e);
                 }
@@ -393,7 +450,7 @@ impl Cache {
             l1.remove(fp);
         }
         match &self.inner.l2 {
-            Some(l2) => match l2.unlink(&[key]).await {
+            Some(l2) => match self.timed(Op::Delete, l2.unlink(&[key])).await {
                 Ok(n) => Ok(n > 0),
                 Err(e) => {
                     self.record_error("delete", key, &e);
@@ -446,7 +503,7 @@ impl Cache {
             return Ok(out);
         }
         let miss_keys: Vec<&str> = missing.iter().map(|&i| keys[i].as_ref()).collect();
-        let values = match l2.mget(&miss_keys).await {
+        let values = match self.timed(Op::Mget, l2.mget(&miss_keys)).await {
             Ok(v) => v,
             Err(e) => {
                 self.record_error("mget", miss_keys[0], &e);
@@ -498,7 +555,7 @@ impl Cache {
         };
         let refs: Vec<(&str, &[u8], Duration)> =
             encoded.iter().map(|(k, b, t)| (*k, b.as_slice(), *t)).collect();
-        l2.mset(&refs).await.inspect_err(|e| {
+        self.timed(Op::Mset, l2.mset(&refs)).await.inspect_err(|e| {
             self.record_error("mset", refs.first().map_or("", |r| r.0), e);
         })
     }
@@ -517,9 +574,9 @@ impl Cache {
             return Ok(l1_removed);
         };
         let result = if p.is_literal() {
-            l2.unlink(&[p.as_str()]).await
+            self.timed(Op::Invalidate, l2.unlink(&[p.as_str()])).await
         } else {
-            l2.unlink_matching(p.as_str()).await
+            self.timed(Op::Invalidate, l2.unlink_matching(p.as_str())).await
         };
         result.inspect_err(|e| self.record_error("invalidate_pattern", pattern, e))
     }
@@ -738,6 +795,33 @@ impl Cache {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Latency per operation and level, compression and memory figures.
+    pub async fn performance(&self) -> Performance {
+        let c = &self.inner.counters;
+        let (raw, stored) = (c.raw_bytes.get(), c.stored_bytes.get());
+        let info = match &self.inner.l2 {
+            Some(l2) => l2.info().await.ok(),
+            None => None,
+        };
+        let (l1_entries, l1_bytes) = self.inner.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        Performance {
+            operations: self.inner.latency.snapshot(),
+            compression: CompressionStats {
+                compressions: c.compressions.get(),
+                bytes_saved: c.bytes_saved.get(),
+                raw_bytes: raw,
+                stored_bytes: stored,
+                ratio: if raw == 0 { 1.0 } else { stored as f64 / raw as f64 },
+            },
+            memory: MemoryStats {
+                l1_entries,
+                l1_bytes,
+                redis_used_memory: info.as_ref().map(|i| i.used_memory),
+                redis_used_memory_human: info.map(|i| i.used_memory_human),
+            },
+        }
     }
 
     /// Counters, L1 size and Redis `INFO` (skipped in L1-only mode or when Redis is down).

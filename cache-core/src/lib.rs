@@ -27,6 +27,7 @@ mod global;
 pub mod key;
 mod l1;
 mod l2;
+mod latency;
 pub mod pattern;
 mod stats;
 pub mod warmup;
@@ -37,10 +38,13 @@ pub mod __private;
 
 pub use access::AccessPattern;
 pub use config::{CacheConfig, CacheConfigBuilder};
-pub use engine::{Cache, CacheValue, Health, LoadOptions, Mode, RedisHealth};
+pub use engine::{
+    Cache, CacheValue, CompressionStats, Health, LoadOptions, MemoryStats, Mode, Performance, RedisHealth,
+};
 pub use error::{CacheError, Result};
 pub use global::{global, init};
 pub use l2::{BreakerState, PoolStatus};
+pub use latency::OpLatency;
 pub use pattern::Pattern;
 pub use stats::{RedisInfo, Stats};
 

@@ -59,6 +59,8 @@ pub(crate) struct Counters {
     pub errors: Counter,
     pub compressions: Counter,
     pub bytes_saved: Counter,
+    pub raw_bytes: Counter,
+    pub stored_bytes: Counter,
     pub l2_skipped: Counter,
     pub coalesced: Counter,
     pub sets: Counter,

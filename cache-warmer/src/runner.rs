@@ -1,7 +1,7 @@
 //! Running warmup entries: bounded concurrency, per-entry timeout, a report.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cache_core::Cache;
 use futures::StreamExt;
@@ -59,37 +59,42 @@ fn attribute_entries() -> Vec<(String, EntryFn)> {
         .collect()
 }
 
+async fn run_one(name: String, f: EntryFn, timeout: Duration) -> EntryReport {
+    let t0 = Instant::now();
+    // A task of its own: a panicking entry is reported, not propagated.
+    let outcome = tokio::time::timeout(timeout, tokio::spawn(f())).await;
+    let error = match outcome {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => Some(e),
+        Ok(Err(join)) if join.is_panic() => Some("panicked".to_owned()),
+        Ok(Err(join)) => Some(join.to_string()),
+        Err(_) => Some(format!("timed out after {}", humantime::format_duration(timeout))),
+    };
+    let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    match &error {
+        None => tracing::debug!(entry = %name, duration_ms, "warmup entry done"),
+        Some(e) => tracing::warn!(entry = %name, error = %e, "warmup entry failed"),
+    }
+    EntryReport {
+        name,
+        status: if error.is_none() {
+            EntryStatus::Ok
+        } else {
+            EntryStatus::Failed
+        },
+        duration_ms,
+        error,
+    }
+}
+
 async fn run_entries(entries: Vec<(String, EntryFn)>, config: &WarmerConfig) -> WarmupReport {
     let start = Instant::now();
-    let timeout = config.entry_timeout;
-    let mut results = futures::stream::iter(entries.into_iter().map(|(name, f)| async move {
-        let t0 = Instant::now();
-        // A task of its own: a panicking entry is reported, not propagated.
-        let outcome = tokio::time::timeout(timeout, tokio::spawn(f())).await;
-        let error = match outcome {
-            Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(e))) => Some(e),
-            Ok(Err(join)) if join.is_panic() => Some("panicked".to_owned()),
-            Ok(Err(join)) => Some(join.to_string()),
-            Err(_) => Some(format!("timed out after {}", humantime::format_duration(timeout))),
-        };
-        let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        match &error {
-            None => tracing::debug!(entry = %name, duration_ms, "warmup entry done"),
-            Some(e) => tracing::warn!(entry = %name, error = %e, "warmup entry failed"),
-        }
-        EntryReport {
-            name,
-            status: if error.is_none() {
-                EntryStatus::Ok
-            } else {
-                EntryStatus::Failed
-            },
-            duration_ms,
-            error,
-        }
-    }))
-    .buffer_unordered(config.concurrency.max(1));
+    // Futures built up front: a closure inside the stream type trips the Send check of callers.
+    let runs: Vec<_> = entries
+        .into_iter()
+        .map(|(name, f)| run_one(name, f, config.entry_timeout))
+        .collect();
+    let mut results = futures::stream::iter(runs).buffer_unordered(config.concurrency.max(1));
     let mut report = WarmupReport::default();
     while let Some(entry) = results.next().await {
         match entry.status {

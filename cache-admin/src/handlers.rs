@@ -1,0 +1,158 @@
+//! Route handlers: each reads or calls the `Cache`/`Warmer`; no cache logic here.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{metrics_export, AppState};
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Mutating routes: the bearer token when configured, else loopback clients only. Returns the
+/// refusal, if any.
+fn refusal(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Response> {
+    match &state.config.token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            (given != Some(token.as_str()))
+                .then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        }
+        None => match peer {
+            Some(addr) if addr.ip().is_loopback() => None,
+            _ => Some(error(
+                StatusCode::FORBIDDEN,
+                "mutating admin routes without CACHE_ADMIN_TOKEN are limited to loopback clients",
+            )),
+        },
+    }
+}
+
+pub(crate) async fn stats(State(state): State<AppState>) -> Response {
+    let cache = state.cache.stats().await;
+    let warmup = state.warmer.as_ref().map(|w| w.status());
+    Json(json!({ "cache": cache, "warmup": warmup })).into_response()
+}
+
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let h = state.cache.health().await;
+    let status = if h.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let reason = match (&h.redis, h.healthy) {
+        (None, _) => Some("L1-only mode (no REDIS_URL): healthy".to_owned()),
+        (Some(r), false) => Some(format!(
+            "redis unreachable: {}",
+            r.error.as_deref().unwrap_or("no answer")
+        )),
+        _ => None,
+    };
+    (status, Json(json!({ "status": if h.healthy { "healthy" } else { "unhealthy" }, "reason": reason, "health": h })))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClearRequest {
+    pattern: String,
+    #[serde(default)]
+    confirm: bool,
+}
+
+pub(crate) async fn clear(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Json<ClearRequest>, JsonRejection>,
+) -> Response {
+    if let Some(r) = refusal(&state, &headers, peer.map(|c| c.0 .0)) {
+        return r;
+    }
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected a JSON body like {{\"pattern\": \"query:*\"}}: {}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let pattern = req.pattern.trim();
+    if pattern.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "pattern must not be empty");
+    }
+    if pattern.chars().all(|c| c == '*') && !req.confirm {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "pattern \"*\" deletes every key; send \"confirm\": true to do it",
+        );
+    }
+    match state.cache.invalidate_pattern(pattern).await {
+        Ok(removed) => {
+            tracing::info!(pattern, removed, "cache cleared by admin API");
+            Json(json!({ "pattern": pattern, "removed": removed })).into_response()
+        }
+        Err(e @ cache_core::CacheError::InvalidPattern { .. }) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+pub(crate) async fn warmup(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refusal(&state, &headers, peer.map(|c| c.0 .0)) {
+        return r;
+    }
+    let warmer = state
+        .warmer
+        .unwrap_or_else(|| cache_warmer::Warmer::new(state.cache.clone()));
+    Json(warmer.run().await).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Limit {
+    limit: Option<usize>,
+}
+
+pub(crate) async fn access_patterns(State(state): State<AppState>, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    Json(json!({ "keys": state.cache.access_patterns(limit) })).into_response()
+}
+
+pub(crate) async fn performance(State(state): State<AppState>) -> Response {
+    Json(state.cache.performance().await).into_response()
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = metrics_export::handle() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed",
+        );
+    };
+    metrics_export::publish(&state.cache.stats().await);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,135 @@
+//! Per-operation latency histograms (HdrHistogram), L1 and L2 apart.
+//!
+//! Every Redis call is timed. L1 hits are timed one in [`L1_SAMPLE`]: reading the clock twice
+//! costs more than the hit itself, so timing every hit would change what is measured.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// One L1 hit in this many is timed.
+pub const L1_SAMPLE: u32 = 64;
+
+/// Operations that are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Get = 0,
+    Set = 1,
+    Mget = 2,
+    Mset = 3,
+    Delete = 4,
+    Invalidate = 5,
+}
+
+const OPS: [&str; 6] = ["get", "set", "mget", "mset", "delete", "invalidate"];
+
+/// Where the operation was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    L1 = 0,
+    L2 = 1,
+}
+
+/// Latency summary of one operation at one level, in microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpLatency {
+    /// `get`, `set`, `mget`, `mset`, `delete` or `invalidate`.
+    pub op: String,
+    /// `l1` or `l2`.
+    pub level: String,
+    /// Recorded calls (L1: the sampled ones).
+    pub count: u64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Median.
+    pub p50_us: f64,
+    /// 95th percentile.
+    pub p95_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest.
+    pub max_us: f64,
+}
+
+pub(crate) struct Latencies {
+    hists: Vec<Mutex<Histogram<u64>>>,
+}
+
+thread_local! {
+    static TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this L1 hit should be timed.
+#[inline]
+pub(crate) fn sample_l1() -> bool {
+    TICK.with(|t| {
+        let n = t.get().wrapping_add(1);
+        t.set(n);
+        n % L1_SAMPLE == 0
+    })
+}
+
+impl Latencies {
+    pub(crate) fn new() -> Result<Self, crate::CacheError> {
+        let hists = (0..OPS.len() * 2)
+            .map(|_| {
+                // 1 ns .. 1 h at 2 significant digits: a few KiB each.
+                Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
+                    .map(Mutex::new)
+                    .map_err(|e| crate::CacheError::Config(format!("latency histogram: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Latencies { hists })
+    }
+
+    pub(crate) fn record(&self, op: Op, level: Level, d: Duration) {
+        let ns = (d.as_nanos() as u64).max(1);
+        let _ = self.hists[op as usize * 2 + level as usize].lock().record(ns);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<OpLatency> {
+        let mut out = Vec::new();
+        for (i, h) in self.hists.iter().enumerate() {
+            let h = h.lock();
+            if h.is_empty() {
+                continue;
+            }
+            let us = |ns: u64| ns as f64 / 1000.0;
+            out.push(OpLatency {
+                op: OPS[i / 2].to_owned(),
+                level: if i % 2 == 0 { "l1" } else { "l2" }.to_owned(),
+                count: h.len(),
+                mean_us: h.mean() / 1000.0,
+                p50_us: us(h.value_at_quantile(0.50)),
+                p95_us: us(h.value_at_quantile(0.95)),
+                p99_us: us(h.value_at_quantile(0.99)),
+                max_us: us(h.max()),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_summarises() {
+        let l = Latencies::new().unwrap();
+        for us in 1..=100 {
+            l.record(Op::Get, Level::L2, Duration::from_micros(us));
+        }
+        let s = l.snapshot();
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (s[0].op.as_str(), s[0].level.as_str(), s[0].count),
+            ("get", "l2", 100)
+        );
+        assert!((s[0].p50_us - 50.0).abs() < 1.0, "{:?}", s[0]);
+        assert!(s[0].p99_us >= 98.0 && s[0].max_us >= 99.0);
+    }
+}
