@@ -14,10 +14,10 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
+use crate::clock::{self, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::key::Fingerprint;
 use crate::l1::FingerprintHash;
@@ -86,10 +86,16 @@ impl AccessTracker {
             return;
         }
         if self.sample_every > 1 {
-            let sampled = TICK.with(|t| {
-                let n = t.get().wrapping_add(1);
-                t.set(n);
-                n % self.sample_every == 0
+            // A countdown, not `n % rate`: a division costs more than the rest of this check.
+            let sampled = TICK.with(|t| match t.get() {
+                0 => {
+                    t.set(self.sample_every - 1);
+                    true
+                }
+                n => {
+                    t.set(n - 1);
+                    false
+                }
             });
             if !sampled {
                 return;
@@ -103,7 +109,7 @@ impl AccessTracker {
         let weight = u64::from(self.sample_every);
         let predicted = {
             let mut inner = self.inner.lock();
-            let now = Instant::now();
+            let now = clock::now();
             if !inner.keys.contains_key(&fp.0) && inner.keys.len() >= self.capacity {
                 // Space-Saving: replace the least-counted key, inheriting its count.
                 let evict = inner
@@ -160,7 +166,7 @@ impl AccessTracker {
     /// The `n` most-read keys, most first.
     pub(crate) fn top(&self, n: usize) -> Vec<AccessPattern> {
         let inner = self.inner.lock();
-        let now = Instant::now();
+        let now = clock::now();
         let mut all: Vec<AccessPattern> = inner
             .keys
             .values()

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::Instant;
+use crate::clock::{self, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -184,6 +184,7 @@ impl Cache {
     /// back until it answers), but an invalid configuration is.
     pub fn new(config: CacheConfig) -> Result<Self> {
         config.validate()?;
+        clock::start();
         let ttl_rules = TtlRules::compile(&config)?;
         let l1 = if config.l1_enabled {
             Some(L1::new(Box::new(QuickStore::new(
@@ -310,7 +311,7 @@ impl Cache {
         if expires_at_ms != 0 {
             ttl = ttl.min(Duration::from_millis(expires_at_ms.saturating_sub(unix_ms())));
         }
-        Instant::now() + ttl
+        clock::now() + ttl
     }
 
     /// Reads `key` from Redis and decodes it; undecodable bytes are a logged miss.
@@ -432,7 +433,7 @@ impl Cache {
         } else if use_l1 && self.inner.l1.is_some() {
             size = self.inner.codec.encoded_len(&value);
         }
-        let deadline = Instant::now() + ttl.min(self.inner.config.l1_ttl);
+        let deadline = clock::now() + ttl.min(self.inner.config.l1_ttl);
         let entry = l1::entry(key, value, deadline, size as u64);
         if use_l1 {
             if let Some(l1) = &self.inner.l1 {
@@ -547,7 +548,7 @@ impl Cache {
                 size = self.inner.codec.encoded_len(v);
             }
             self.inner.counters.sets.incr();
-            let deadline = Instant::now() + ttl.min(self.inner.config.l1_ttl);
+            let deadline = clock::now() + ttl.min(self.inner.config.l1_ttl);
             self.fill_l1(key, Fingerprint::of(key), v.clone(), deadline, size);
         }
         let Some(l2) = &self.inner.l2 else {
@@ -663,11 +664,36 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         if opts.use_l1 {
-            if let Some(v) = self.l1_get::<T>(fp) {
-                self.inner.access.record(fp, key, true);
+            if let Some(v) = self.hit::<T>(key, fp) {
                 return Ok(v);
             }
         }
+        self.load_after_miss(key, fp, opts, keep, load).await
+    }
+
+    /// An L1 hit, without any `async` machinery: the macros try this before building the
+    /// loading future, which is large and costs more to set up than the hit itself.
+    #[inline]
+    pub(crate) fn hit<T: CacheValue>(&self, key: &str, fp: Fingerprint) -> Option<T> {
+        let v = self.l1_get::<T>(fp)?;
+        self.inner.access.record(fp, key, true);
+        Some(v)
+    }
+
+    /// [`load`](Self::load) once L1 has missed: single flight → Redis → `load`.
+    pub(crate) async fn load_after_miss<T, E, F, Fut>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        keep: impl FnOnce(&T) -> bool,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let mut keep = Some(keep);
         let outcome = self
             .inner
@@ -729,7 +755,7 @@ impl Cache {
         let entry = if keep.is_none_or(|keep| keep(&value)) {
             self.store(key, fp, value.clone(), opts.ttl, opts.use_l1).await.0
         } else {
-            l1::entry(key, value.clone(), Instant::now(), 0)
+            l1::entry(key, value.clone(), clock::now(), 0)
         };
         Ok((value, entry))
     }
@@ -760,7 +786,7 @@ impl Cache {
                 .l1
                 .as_ref()
                 .and_then(|l1| l1.get(Fingerprint::of(key)))
-                .map(|e| e.expires_at.saturating_duration_since(Instant::now()))),
+                .map(|e| e.expires_at.saturating_duration_since(clock::now()))),
         }
     }
 
@@ -774,7 +800,7 @@ impl Cache {
             return Ok(l2.set_nx(&key, &token, ttl).await?.then_some(token));
         }
         let mut locks = self.inner.local_locks.lock();
-        let now = Instant::now();
+        let now = clock::now();
         if locks.get(&key).is_some_and(|(_, until)| *until > now) {
             return Ok(None);
         }

@@ -16,9 +16,14 @@ use crate::l1::{Entry, FingerprintHash};
 
 type Slot = Option<Entry>;
 
+/// Independent locks, so misses on different keys from many tasks do not queue on one mutex.
+const SHARDS: usize = 16;
+
+type Shard = Mutex<HashMap<u128, watch::Receiver<Slot>, FingerprintHash>>;
+
 #[derive(Default)]
 pub(crate) struct Flights {
-    inflight: Mutex<HashMap<u128, watch::Receiver<Slot>, FingerprintHash>>,
+    shards: [Shard; SHARDS],
 }
 
 /// What a caller of [`Flights::run`] got.
@@ -43,7 +48,7 @@ struct LeadGuard<'a> {
 
 impl Drop for LeadGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self.flights.inflight.lock();
+        let mut map = self.flights.shard(self.fp).lock();
         if map.get(&self.fp).is_some_and(|rx| self.rx.same_channel(rx)) {
             map.remove(&self.fp);
         }
@@ -51,6 +56,10 @@ impl Drop for LeadGuard<'_> {
 }
 
 impl Flights {
+    fn shard(&self, fp: u128) -> &Shard {
+        &self.shards[(fp as usize) % SHARDS]
+    }
+
     /// Runs `load` unless another caller is already loading `fp`, in which case waits for it.
     pub(crate) async fn run<T, E, F, Fut>(&self, fp: Fingerprint, load: F) -> Outcome<T, E, F>
     where
@@ -59,7 +68,7 @@ impl Flights {
     {
         loop {
             let role = {
-                let mut map = self.inflight.lock();
+                let mut map = self.shard(fp.0).lock();
                 match map.get(&fp.0) {
                     Some(rx) => Role::Wait(rx.clone()),
                     None => {
@@ -98,20 +107,20 @@ impl Flights {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.inflight.lock().len()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
-    use tokio::time::Instant;
 
     fn value(v: u32) -> Entry {
-        crate::l1::entry("k", v, Instant::now(), 0)
+        crate::l1::entry("k", v, clock::now(), 0)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

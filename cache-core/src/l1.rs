@@ -1,10 +1,10 @@
 //! L1: the in-process level. Typed values (`Arc` of the value itself), so a hit costs a lookup and
 //! a clone, never a decode.
 
+use crate::clock::{self, Instant};
 use std::any::Any;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use tokio::time::Instant;
 
 use quick_cache::sync::{Cache as QuickCache, DefaultLifecycle};
 use quick_cache::{OptionsBuilder, Weighter};
@@ -68,7 +68,7 @@ impl L1 {
     #[inline]
     pub(crate) fn get(&self, fp: Fingerprint) -> Option<Entry> {
         let e = self.store.get(fp)?;
-        if e.expires_at > Instant::now() {
+        if e.expires_at > clock::now() {
             return Some(e);
         }
         self.store.remove_same(fp, &e);
@@ -230,11 +230,11 @@ mod tests {
     #[test]
     fn expired_entries_read_as_absent() {
         let l1 = L1::new(Box::new(QuickStore::new(100, 1 << 20).unwrap()));
-        let past = Instant::now() - Duration::from_millis(1);
+        let past = clock::now() - Duration::from_millis(1);
         l1.insert(fp("a"), entry("a", 1u32, past, 4));
         l1.insert(
             fp("b"),
-            entry("b", 2u32, Instant::now() + Duration::from_secs(60), 4),
+            entry("b", 2u32, clock::now() + Duration::from_secs(60), 4),
         );
         assert!(l1.get(fp("a")).is_none());
         assert_eq!(l1.len(), 1);
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn bounded_by_count_and_bytes() {
-        let later = Instant::now() + Duration::from_secs(60);
+        let later = clock::now() + Duration::from_secs(60);
         let by_count = QuickStore::new(100, 1 << 30).unwrap();
         for i in 0..1000 {
             by_count.insert(fp(&i.to_string()), entry(&i.to_string(), i, later, 8));
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn remove_where_matches_readable_keys() {
-        let later = Instant::now() + Duration::from_secs(60);
+        let later = clock::now() + Duration::from_secs(60);
         let s = QuickStore::new(100, 1 << 20).unwrap();
         for k in ["q:1", "q:2", "r:1"] {
             s.insert(fp(k), entry(k, 0u8, later, 1));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 
 /// One L1 hit in this many is timed.
 pub const L1_SAMPLE: u32 = 64;
@@ -54,8 +55,11 @@ pub struct OpLatency {
     pub max_us: f64,
 }
 
+/// One set of histograms per thread (merged when read): recording never waits for another
+/// thread, which at a few hundred thousand Redis calls a second a shared lock would.
 pub(crate) struct Latencies {
-    hists: Vec<Mutex<Histogram<u64>>>,
+    per_thread: ThreadLocal<Mutex<Vec<Histogram<u64>>>>,
+    template: Vec<Histogram<u64>>,
 }
 
 thread_local! {
@@ -74,26 +78,34 @@ pub(crate) fn sample_l1() -> bool {
 
 impl Latencies {
     pub(crate) fn new() -> Result<Self, crate::CacheError> {
-        let hists = (0..OPS.len() * 2)
+        let template = (0..OPS.len() * 2)
             .map(|_| {
                 // 1 ns .. 1 h at 2 significant digits: a few KiB each.
                 Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
-                    .map(Mutex::new)
                     .map_err(|e| crate::CacheError::Config(format!("latency histogram: {e}")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Latencies { hists })
+        Ok(Latencies {
+            per_thread: ThreadLocal::new(),
+            template,
+        })
     }
 
     pub(crate) fn record(&self, op: Op, level: Level, d: Duration) {
         let ns = (d.as_nanos() as u64).max(1);
-        let _ = self.hists[op as usize * 2 + level as usize].lock().record(ns);
+        let mine = self.per_thread.get_or(|| Mutex::new(self.template.clone()));
+        let _ = mine.lock()[op as usize * 2 + level as usize].record(ns);
     }
 
     pub(crate) fn snapshot(&self) -> Vec<OpLatency> {
+        let mut merged = self.template.clone();
+        for thread in self.per_thread.iter() {
+            for (m, h) in merged.iter_mut().zip(thread.lock().iter()) {
+                let _ = m.add(h);
+            }
+        }
         let mut out = Vec::new();
-        for (i, h) in self.hists.iter().enumerate() {
-            let h = h.lock();
+        for (i, h) in merged.iter().enumerate() {
             if h.is_empty() {
                 continue;
             }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod access;
+mod clock;
 pub mod codec;
 pub mod config;
 mod engine;

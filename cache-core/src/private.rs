@@ -87,18 +87,26 @@ pub fn push_escaped(pattern: &mut String, part: &KeyBuf) {
     crate::pattern::escape_into(part.as_str(), pattern);
 }
 
-/// `#[cache]` on a function returning a plain value.
+/// The synchronous L1 hit every cached function tries first.
 #[inline]
-pub async fn cached<T, F, Fut>(cache: &Cache, key: &KeyBuf, opts: LoadOptions, f: F) -> T
+pub fn hit<T: CacheValue>(cache: &Cache, key: &KeyBuf, fp: Fingerprint, opts: &LoadOptions) -> Option<T> {
+    if !opts.use_l1 {
+        return None;
+    }
+    cache.hit(key.as_str(), fp)
+}
+
+/// `#[cache]` on a function returning a plain value, after [`hit`] missed.
+pub async fn cached<T, F, Fut>(cache: &Cache, key: &KeyBuf, fp: Fingerprint, opts: LoadOptions, f: F) -> T
 where
     T: CacheValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
     let r = cache
-        .load(
+        .load_after_miss(
             key.as_str(),
-            key.fingerprint(),
+            fp,
             opts,
             |_: &T| true,
             || async { Ok::<T, std::convert::Infallible>(f().await) },
@@ -111,23 +119,28 @@ where
 }
 
 /// `#[cache]` on a function returning `Result`: only `Ok` is cached; `Err` reaches the caller.
-#[inline]
-pub async fn cached_result<T, E, F, Fut>(cache: &Cache, key: &KeyBuf, opts: LoadOptions, f: F) -> Result<T, E>
+pub async fn cached_result<T, E, F, Fut>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    f: F,
+) -> Result<T, E>
 where
     T: CacheValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     cache
-        .load(key.as_str(), key.fingerprint(), opts, |_: &T| true, f)
+        .load_after_miss(key.as_str(), fp, opts, |_: &T| true, f)
         .await
 }
 
 /// `#[cache]` on a function returning `Option`: `None` is cached too unless `skip_none`.
-#[inline]
 pub async fn cached_option<T, F, Fut>(
     cache: &Cache,
     key: &KeyBuf,
+    fp: Fingerprint,
     opts: LoadOptions,
     skip_none: bool,
     f: F,
@@ -138,9 +151,9 @@ where
     Fut: Future<Output = Option<T>>,
 {
     let r = cache
-        .load(
+        .load_after_miss(
             key.as_str(),
-            key.fingerprint(),
+            fp,
             opts,
             |v: &Option<T>| !(skip_none && v.is_none()),
             || async { Ok::<Option<T>, std::convert::Infallible>(f().await) },

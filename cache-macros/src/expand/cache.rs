@@ -166,9 +166,13 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         }
     }
 
-    let cache = match &args.cache {
-        Some(e) => quote!(#krate::__private::AsCache::as_cache(&(#e))),
-        None => quote!(#krate::__private::global()),
+    // `let src = &(expr);` extends the life of a temporary (e.g. `cache = my_cache()`).
+    let (cache_src, cache) = match &args.cache {
+        Some(e) => (
+            quote!(let __cache_src = &(#e);),
+            quote!(#krate::__private::AsCache::as_cache(__cache_src)),
+        ),
+        None => (quote!(), quote!(#krate::__private::global())),
     };
     let ttl = match args.ttl {
         Some(t) => {
@@ -180,22 +184,36 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     let use_l1 = args.l1.as_ref().is_none_or(|b| b.value);
     let opts = quote!(#krate::__private::LoadOptions { ttl: #ttl, use_l1: #use_l1 });
     let body = &f.block;
-    let call = match returns {
-        Returns::Plain => quote!(#krate::__private::cached(#cache, &#buf, #opts, move || async move #body)),
-        Returns::Result => {
-            quote!(#krate::__private::cached_result(#cache, &#buf, #opts, move || async move #body))
-        }
+    let fp = format_ident!("__cache_fp");
+    let cache_ref = format_ident!("__cache");
+    let opts_id = format_ident!("__cache_opts");
+    let (hit_return, call) = match returns {
+        Returns::Plain => (
+            quote!(__v),
+            quote!(#krate::__private::cached(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+        ),
+        Returns::Result => (
+            quote!(::core::result::Result::Ok(__v)),
+            quote!(#krate::__private::cached_result(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+        ),
         Returns::Option => {
             let skip_none = args.skip_none.is_some();
-            quote!(#krate::__private::cached_option(#cache, &#buf, #opts, #skip_none, move || async move #body))
+            (
+                quote!(__v),
+                quote!(#krate::__private::cached_option(#cache_ref, &#buf, #fp, #opts_id, #skip_none, move || async move #body)),
+            )
         }
     };
     let new_body: syn::Block = syn::parse_quote!({
-        let #buf = {
-            let mut #buf = #krate::__private::KeyBuf::new();
-            #(#build)*
-            #buf
-        };
+        let mut #buf = #krate::__private::KeyBuf::new();
+        #(#build)*
+        #cache_src
+        let #cache_ref = #cache;
+        let #opts_id = #opts;
+        let #fp = #buf.fingerprint();
+        if let ::core::option::Option::Some(__v) = #krate::__private::hit(#cache_ref, &#buf, #fp, &#opts_id) {
+            return #hit_return;
+        }
         #call.await
     });
 
