@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CacheError, Result};
 use crate::pattern::Pattern;
+use crate::strategy::Strategy;
 
 /// Every setting of a [`Cache`](crate::Cache). Fields are public; [`CacheConfig::builder`] is the
 /// shorter way to set a few, and [`Cache::new`](crate::Cache::new) validates them.
@@ -74,6 +75,8 @@ pub struct CacheConfig {
     pub access_sample_rate: u32,
     /// Keys tracked for access patterns (the hottest are kept).
     pub access_capacity: usize,
+    /// L1 eviction and TTL strategy (see [`crate::strategy`]).
+    pub strategy: Strategy,
 }
 
 impl Default for CacheConfig {
@@ -100,6 +103,7 @@ impl Default for CacheConfig {
             smart_warmup_enabled: false,
             access_sample_rate: 16,
             access_capacity: 1024,
+            strategy: Strategy::Ttl,
         }
     }
 }
@@ -256,6 +260,7 @@ impl CacheConfig {
             }
         }
         TtlRules::compile(self)?;
+        self.strategy.validate()?;
         Ok(())
     }
 }
@@ -344,6 +349,8 @@ impl CacheConfigBuilder {
         access_sample_rate: u32,
         /// See [`CacheConfig::access_capacity`].
         access_capacity: usize,
+        /// See [`CacheConfig::strategy`].
+        strategy: Strategy,
     }
 
     /// Validates and returns the config.

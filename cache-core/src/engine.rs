@@ -17,11 +17,12 @@ use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
 use crate::flight::{Flights, Outcome};
 use crate::key::Fingerprint;
-use crate::l1::{self, Entry, QuickStore, L1};
+use crate::l1::{self, Entry, FifoStore, MokaStore, QuickStore, L1};
 use crate::l2::{BreakerState, PoolStatus, RedisL2};
 use crate::latency::{sample_l1, Latencies, Level, Op, OpLatency};
 use crate::pattern::Pattern;
 use crate::stats::{Counters, Stats};
+use crate::strategy::{Adaptive, AdaptiveChoice, Eviction};
 
 /// What a value needs to be cached: serializable for Redis, cloneable for L1 hits.
 ///
@@ -56,6 +57,8 @@ struct Inner {
     counters: Counters,
     access: AccessTracker,
     latency: Latencies,
+    adaptive: Option<Adaptive>,
+    adaptive_choices: parking_lot::Mutex<std::collections::VecDeque<AdaptiveChoice>>,
     local_locks: parking_lot::Mutex<std::collections::HashMap<String, (String, Instant)>>,
 }
 
@@ -66,6 +69,9 @@ pub struct LoadOptions {
     pub ttl: Option<Duration>,
     /// Whether this call may use L1 (`l1 = false` in the macro keeps a function Redis-only).
     pub use_l1: bool,
+    /// `Some(true)`: adaptive TTL for this call (`strategy = adaptive`); `Some(false)`: the
+    /// pattern table (`strategy = ttl`); `None`: the cache's strategy decides.
+    pub adaptive: Option<bool>,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +79,7 @@ impl Default for LoadOptions {
         LoadOptions {
             ttl: None,
             use_l1: true,
+            adaptive: None,
         }
     }
 }
@@ -173,6 +180,13 @@ impl fmt::Debug for Cache {
     }
 }
 
+/// Adaptive bounds for `strategy = adaptive` on a cache configured without them.
+static DEFAULT_ADAPTIVE: std::sync::LazyLock<crate::strategy::AdaptiveTtl> =
+    std::sync::LazyLock::new(crate::strategy::AdaptiveTtl::default);
+
+/// Adaptive TTL decisions listed in the stats.
+const ADAPTIVE_CHOICES_KEPT: usize = 32;
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -186,14 +200,19 @@ impl Cache {
         config.validate()?;
         clock::start();
         let ttl_rules = TtlRules::compile(&config)?;
+        let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
-            Some(L1::new(Box::new(QuickStore::new(
-                config.max_memory_cache_size,
-                config.l1_max_bytes,
-            )?)))
+            let store: Box<dyn crate::l1::L1Store> = match config.strategy.eviction() {
+                Eviction::Fast => Box::new(QuickStore::new(entries, bytes)?),
+                Eviction::TinyLfu => Box::new(MokaStore::new(entries, bytes, false)),
+                Eviction::Lru => Box::new(MokaStore::new(entries, bytes, true)),
+                Eviction::Fifo => Box::new(FifoStore::new(entries, bytes)?),
+            };
+            Some(L1::new(store))
         } else {
             None
         };
+        let adaptive = config.strategy.adaptive().map(Adaptive::compile).transpose()?;
         let l2 = match &config.redis_url {
             Some(url) => Some(RedisL2::new(url, &config)?),
             None => None,
@@ -214,6 +233,8 @@ impl Cache {
                 access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
                 local_locks: Default::default(),
                 latency: Latencies::new()?,
+                adaptive,
+                adaptive_choices: Default::default(),
                 config,
             }),
         };
@@ -245,8 +266,46 @@ impl Cache {
     }
 
     /// The TTL a key gets when none is given: most specific pattern, else the default.
+    /// (Adaptive strategies decide at write time; see [`crate::strategy`].)
     pub fn ttl_for(&self, key: &str) -> Duration {
         self.inner.ttl_rules.resolve(key)
+    }
+
+    /// The TTL of a write: explicit, else adaptive where it applies, else the pattern table.
+    fn resolve_ttl(&self, key: &str, explicit: Option<Duration>, adaptive: Option<bool>) -> Duration {
+        if let Some(t) = explicit {
+            return t;
+        }
+        let settings = match (&self.inner.adaptive, adaptive) {
+            (_, Some(false)) => None,
+            (Some(a), Some(true)) => Some(&a.settings),
+            (Some(a), None) if a.applies(key) => Some(&a.settings),
+            (None, Some(true)) => Some(&*DEFAULT_ADAPTIVE),
+            _ => None,
+        };
+        let Some(settings) = settings else {
+            return self.ttl_for(key);
+        };
+        let reads = self.inner.access.count(Fingerprint::of(key));
+        let ttl = settings.ttl_for(reads);
+        let mut choices = self.inner.adaptive_choices.lock();
+        if choices.len() == ADAPTIVE_CHOICES_KEPT {
+            choices.pop_front();
+        }
+        choices.push_back(AdaptiveChoice {
+            key: key.to_owned(),
+            reads,
+            ttl_secs: ttl.as_secs_f64(),
+        });
+        ttl
+    }
+
+    /// Applies the evictions that moka-backed strategies batch (they otherwise run as the
+    /// cache is used). Tests and capacity checks call it; nothing else needs to.
+    pub fn run_pending_tasks(&self) {
+        if let Some(l1) = &self.inner.l1 {
+            l1.run_pending_tasks();
+        }
     }
 
     fn spawn_health_check(&self) {
@@ -402,7 +461,7 @@ impl Cache {
     /// Writes `value` under `key` in both levels. `ttl = None` takes the TTL from the pattern
     /// table. L1 is filled even when Redis fails; the Redis error is returned.
     pub async fn set<T: CacheValue>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()> {
-        self.store(key, Fingerprint::of(key), value.clone(), ttl, true)
+        self.store(key, Fingerprint::of(key), value.clone(), ttl, true, None)
             .await
             .1
     }
@@ -416,8 +475,9 @@ impl Cache {
         value: T,
         ttl: Option<Duration>,
         use_l1: bool,
+        adaptive: Option<bool>,
     ) -> (Entry, Result<()>) {
-        let ttl = ttl.unwrap_or_else(|| self.ttl_for(key));
+        let ttl = self.resolve_ttl(key, ttl, adaptive);
         let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
         self.inner.counters.sets.incr();
         let mut result = Ok(());
@@ -537,7 +597,7 @@ impl Cache {
         let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
         for (k, v) in items {
             let key = k.as_ref();
-            let ttl = ttl.unwrap_or_else(|| self.ttl_for(key));
+            let ttl = self.resolve_ttl(key, ttl, None);
             let mut size = 0;
             if self.inner.l2.is_some() {
                 if let Some(bytes) = self.encode(key, v, now.saturating_add(ttl.as_millis() as u64)) {
@@ -753,7 +813,9 @@ impl Cache {
         self.inner.access.record(fp, key, false);
         let value = load().await?;
         let entry = if keep.is_none_or(|keep| keep(&value)) {
-            self.store(key, fp, value.clone(), opts.ttl, opts.use_l1).await.0
+            self.store(key, fp, value.clone(), opts.ttl, opts.use_l1, opts.adaptive)
+                .await
+                .0
         } else {
             l1::entry(key, value.clone(), clock::now(), 0)
         };
@@ -857,7 +919,9 @@ impl Cache {
             None => None,
         };
         let (len, bytes) = self.inner.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
-        self.inner.counters.snapshot(len, bytes, info)
+        let mut stats = self.inner.counters.snapshot(len, bytes, info);
+        stats.adaptive_ttls = self.inner.adaptive_choices.lock().iter().cloned().collect();
+        stats
     }
 
     /// Reachability and latency of Redis, pool status, L1 size.

@@ -17,7 +17,6 @@ pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
     pub key: Box<str>,
     pub expires_at: Instant,
     pub bytes: u64,
-    units: u32,
     pub value: V,
 }
 
@@ -30,7 +29,6 @@ pub(crate) fn entry<T: Any + Send + Sync>(key: &str, value: T, expires_at: Insta
         key: key.into(),
         expires_at,
         bytes,
-        units: 0,
         value,
     })
 }
@@ -52,6 +50,13 @@ pub(crate) trait L1Store: Send + Sync + 'static {
     fn clear(&self);
     fn len(&self) -> u64;
     fn bytes(&self) -> u64;
+    /// Inserts an entry that must be kept even if the policy would refuse a never-read entry
+    /// (warmed entries).
+    fn insert_admitted(&self, fp: Fingerprint, entry: Entry) {
+        self.insert(fp, entry);
+    }
+    /// Applies evictions the store batches (moka); a no-op for the others.
+    fn run_pending_tasks(&self) {}
 }
 
 /// The L1 used by the engine: a store plus TTL checks on read.
@@ -76,7 +81,15 @@ impl L1 {
     }
 
     pub(crate) fn insert(&self, fp: Fingerprint, entry: Entry) {
-        self.store.insert(fp, entry);
+        if crate::warming::active() {
+            self.store.insert_admitted(fp, entry);
+        } else {
+            self.store.insert(fp, entry);
+        }
+    }
+
+    pub(crate) fn run_pending_tasks(&self) {
+        self.store.run_pending_tasks();
     }
 
     pub(crate) fn remove(&self, fp: Fingerprint) {
@@ -135,21 +148,30 @@ impl BuildHasher for FingerprintHash {
 }
 
 /// Weight in units of `l1_max_bytes / max_entries`, at least one: with a capacity of `max_entries`
-/// units this bounds both the entry count and the bytes.
+/// units this bounds both the entry count and the bytes. Computed from the entry's size when
+/// asked (a division), never stored: an entry is shared before it is inserted.
 #[derive(Clone)]
-struct UnitsWeighter;
+struct UnitsWeighter {
+    unit_bytes: u64,
+}
+
+impl UnitsWeighter {
+    #[inline]
+    fn units(&self, e: &Entry) -> u32 {
+        e.bytes.div_ceil(self.unit_bytes).clamp(1, u64::from(u32::MAX)) as u32
+    }
+}
 
 impl Weighter<u128, Entry> for UnitsWeighter {
     #[inline]
     fn weight(&self, _key: &u128, val: &Entry) -> u64 {
-        u64::from(val.units)
+        u64::from(self.units(val))
     }
 }
 
 /// quick_cache (CLOCK-Pro-like, S3-FIFO family): the fast default, ~16 ns a read here.
 pub(crate) struct QuickStore {
     cache: QuickCache<u128, Entry, UnitsWeighter, FingerprintHash, DefaultLifecycle<u128, Entry>>,
-    unit_bytes: u64,
 }
 
 impl QuickStore {
@@ -163,22 +185,12 @@ impl QuickStore {
         Ok(QuickStore {
             cache: QuickCache::with_options(
                 options,
-                UnitsWeighter,
+                UnitsWeighter { unit_bytes },
                 FingerprintHash,
                 DefaultLifecycle::default(),
             ),
-            unit_bytes,
         })
     }
-}
-
-/// Sets the weight units of a freshly built entry (still uniquely owned).
-fn with_units(mut entry: Entry, unit_bytes: u64) -> Entry {
-    let units = entry.bytes.div_ceil(unit_bytes).clamp(1, u64::from(u32::MAX)) as u32;
-    if let Some(e) = Arc::get_mut(&mut entry) {
-        e.units = units;
-    }
-    entry
 }
 
 impl L1Store for QuickStore {
@@ -188,7 +200,7 @@ impl L1Store for QuickStore {
     }
 
     fn insert(&self, fp: Fingerprint, entry: Entry) {
-        self.cache.insert(fp.0, with_units(entry, self.unit_bytes));
+        self.cache.insert(fp.0, entry);
     }
 
     fn remove(&self, fp: Fingerprint) {
@@ -215,6 +227,173 @@ impl L1Store for QuickStore {
 
     fn bytes(&self) -> u64 {
         self.cache.iter().map(|(_, e)| e.bytes).sum()
+    }
+}
+
+/// moka (TinyLFU or LRU): for strategies that need its policies.
+pub(crate) struct MokaStore {
+    cache: moka::sync::Cache<u128, Entry, FingerprintHash>,
+}
+
+/// Reads that raise a warmed key's frequency estimate above what TinyLFU admission asks of a
+/// never-read key (moka's sketch counts up to 15).
+const WARM_TOUCHES: usize = 16;
+
+impl MokaStore {
+    pub(crate) fn new(max_entries: usize, max_bytes: u64, lru: bool) -> Self {
+        let unit_bytes = (max_bytes / max_entries as u64).max(1);
+        let policy = if lru {
+            moka::policy::EvictionPolicy::lru()
+        } else {
+            moka::policy::EvictionPolicy::tiny_lfu()
+        };
+        let weigher = UnitsWeighter { unit_bytes };
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(max_entries as u64)
+            .weigher(move |_: &u128, e: &Entry| weigher.units(e))
+            .eviction_policy(policy)
+            .build_with_hasher(FingerprintHash);
+        MokaStore { cache }
+    }
+}
+
+impl L1Store for MokaStore {
+    fn get(&self, fp: Fingerprint) -> Option<Entry> {
+        self.cache.get(&fp.0)
+    }
+    fn insert(&self, fp: Fingerprint, entry: Entry) {
+        self.cache.insert(fp.0, entry);
+    }
+    fn insert_admitted(&self, fp: Fingerprint, entry: Entry) {
+        for _ in 0..WARM_TOUCHES {
+            let _ = self.cache.get(&fp.0);
+        }
+        self.cache.run_pending_tasks();
+        self.insert(fp, entry);
+        self.cache.run_pending_tasks();
+    }
+    fn remove(&self, fp: Fingerprint) {
+        self.cache.invalidate(&fp.0);
+    }
+    fn remove_same(&self, fp: Fingerprint, entry: &Entry) {
+        // Not atomic in moka: a replacement landing in between is dropped too, which only costs
+        // one miss.
+        if self.cache.get(&fp.0).is_some_and(|e| Arc::ptr_eq(&e, entry)) {
+            self.cache.invalidate(&fp.0);
+        }
+    }
+    fn remove_where(&self, pred: &dyn Fn(&str) -> bool) -> u64 {
+        let doomed: Vec<u128> = self
+            .cache
+            .iter()
+            .filter(|(_, e)| pred(&e.key))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &doomed {
+            self.cache.invalidate(k);
+        }
+        doomed.len() as u64
+    }
+    fn clear(&self) {
+        self.cache.invalidate_all();
+        self.cache.run_pending_tasks();
+    }
+    fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+    fn bytes(&self) -> u64 {
+        self.cache.iter().map(|(_, e)| e.bytes).sum()
+    }
+    fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks();
+    }
+}
+
+/// Insertion-order eviction: an `lru::LruCache` that is only ever read with `peek`, so reads
+/// never reorder it and the entry evicted is always the oldest insertion.
+pub(crate) struct FifoStore {
+    inner: parking_lot::Mutex<FifoInner>,
+    max_bytes: u64,
+}
+
+struct FifoInner {
+    list: lru::LruCache<u128, Entry, FingerprintHash>,
+    bytes: u64,
+}
+
+impl FifoStore {
+    pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Result<Self> {
+        let cap = std::num::NonZeroUsize::new(max_entries)
+            .ok_or_else(|| CacheError::Config("L1 capacity must be greater than zero".into()))?;
+        Ok(FifoStore {
+            inner: parking_lot::Mutex::new(FifoInner {
+                list: lru::LruCache::with_hasher(cap, FingerprintHash),
+                bytes: 0,
+            }),
+            max_bytes,
+        })
+    }
+}
+
+impl L1Store for FifoStore {
+    fn get(&self, fp: Fingerprint) -> Option<Entry> {
+        self.inner.lock().list.peek(&fp.0).cloned()
+    }
+    fn insert(&self, fp: Fingerprint, entry: Entry) {
+        let mut inner = self.inner.lock();
+        let added = entry.bytes;
+        // `push` returns the entry it replaced or evicted by count.
+        if let Some((_, old)) = inner.list.push(fp.0, entry) {
+            inner.bytes = inner.bytes.saturating_sub(old.bytes);
+        }
+        inner.bytes += added;
+        while inner.bytes > self.max_bytes && inner.list.len() > 1 {
+            match inner.list.pop_lru() {
+                Some((_, old)) => inner.bytes = inner.bytes.saturating_sub(old.bytes),
+                None => break,
+            }
+        }
+    }
+    fn remove(&self, fp: Fingerprint) {
+        let mut inner = self.inner.lock();
+        if let Some(old) = inner.list.pop(&fp.0) {
+            inner.bytes = inner.bytes.saturating_sub(old.bytes);
+        }
+    }
+    fn remove_same(&self, fp: Fingerprint, entry: &Entry) {
+        let mut inner = self.inner.lock();
+        if inner.list.peek(&fp.0).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            if let Some(old) = inner.list.pop(&fp.0) {
+                inner.bytes = inner.bytes.saturating_sub(old.bytes);
+            }
+        }
+    }
+    fn remove_where(&self, pred: &dyn Fn(&str) -> bool) -> u64 {
+        let mut inner = self.inner.lock();
+        let doomed: Vec<u128> = inner
+            .list
+            .iter()
+            .filter(|(_, e)| pred(&e.key))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &doomed {
+            if let Some(old) = inner.list.pop(k) {
+                inner.bytes = inner.bytes.saturating_sub(old.bytes);
+            }
+        }
+        doomed.len() as u64
+    }
+    fn clear(&self) {
+        let mut inner = self.inner.lock();
+        inner.list.clear();
+        inner.bytes = 0;
+    }
+    fn len(&self) -> u64 {
+        self.inner.lock().list.len() as u64
+    }
+    fn bytes(&self) -> u64 {
+        self.inner.lock().bytes
     }
 }
 
@@ -257,6 +436,21 @@ mod tests {
         }
         assert!(by_bytes.bytes() <= 1 << 20, "bytes {}", by_bytes.bytes());
         assert!(by_bytes.len() >= 1);
+    }
+
+    /// Regression: weights were stored in the entry only when its Arc was unique, so entries
+    /// shared with single-flight waiters weighed 0 and were never evicted.
+    #[test]
+    fn shared_entries_are_weighed_too() {
+        let later = clock::now() + Duration::from_secs(60);
+        let store = QuickStore::new(1000, 1 << 20).unwrap();
+        let mut kept = Vec::new();
+        for i in 0..100 {
+            let e = entry(&i.to_string(), i, later, 100 * 1024);
+            kept.push(e.clone());
+            store.insert(fp(&i.to_string()), e);
+        }
+        assert!(store.bytes() <= 1 << 20, "bytes {}", store.bytes());
     }
 
     #[test]

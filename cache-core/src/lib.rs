@@ -31,6 +31,8 @@ mod l2;
 mod latency;
 pub mod pattern;
 mod stats;
+pub mod strategy;
+mod warming;
 pub mod warmup;
 
 #[doc(hidden)]
@@ -48,6 +50,8 @@ pub use l2::{BreakerState, PoolStatus};
 pub use latency::OpLatency;
 pub use pattern::Pattern;
 pub use stats::{RedisInfo, Stats};
+pub use strategy::{AdaptiveTtl, Eviction, Strategy};
+pub use warming::warming;
 
 #[cfg(feature = "macros")]
 pub use cache_macros::{

@@ -94,6 +94,8 @@ pub struct Stats {
     pub loader_calls: u64,
     /// `INFO` fields of the L2 server; `None` in L1-only mode or when Redis is unreachable.
     pub redis_info: Option<RedisInfo>,
+    /// The latest TTLs chosen by an adaptive strategy (empty otherwise).
+    pub adaptive_ttls: Vec<crate::strategy::AdaptiveChoice>,
 }
 
 /// The `INFO` fields reported in [`Stats`].
@@ -174,6 +176,7 @@ impl Counters {
             sets: self.sets.get(),
             loader_calls: self.loader_calls.get(),
             redis_info,
+            adaptive_ttls: Vec::new(),
         }
     }
 }

@@ -62,10 +62,12 @@ pub(crate) struct CacheArgs {
     pub krate: Option<Path>,
     pub skip_none: Option<Ident>,
     pub include_self: Option<Ident>,
+    /// `adaptive` or `ttl`.
+    pub strategy: Option<Ident>,
 }
 
 pub(crate) const CACHE_OPTIONS: &str =
-    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self";
+    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy";
 
 /// Rejects an option given twice, pointing at the second one.
 fn once<T>(slot: &mut Option<T>, name: &Ident, value: T) -> syn::Result<()> {
@@ -141,6 +143,17 @@ impl Parse for CacheArgs {
                 "crate" => {
                     input.parse::<Token![=]>()?;
                     once(&mut args.krate, &name, input.parse()?)?;
+                }
+                "strategy" => {
+                    input.parse::<Token![=]>()?;
+                    let s: Ident = input.parse()?;
+                    if s != "adaptive" && s != "ttl" {
+                        return Err(syn::Error::new_spanned(
+                            &s,
+                            format!("unknown strategy `{s}`; per function: `adaptive` or `ttl` (eviction is set per cache)"),
+                        ));
+                    }
+                    once(&mut args.strategy, &name, s)?;
                 }
                 _ => {
                     return Err(syn::Error::new_spanned(

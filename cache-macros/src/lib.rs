@@ -73,6 +73,7 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
 /// | `crate = path` | path to `cache_core` when it is renamed |
 /// | `skip_none` | on `Option` returns, do not cache `None` |
 /// | `include_self` | write `self` into the key (methods) |
+/// | `strategy = adaptive` / `ttl` | TTL from read frequency, or from the pattern table, for this function |
 ///
 /// `Result<T, E>` returns cache only `Ok`; `Option<T>` caches both unless `skip_none`.
 /// Concurrent callers of a cold key run the function once. Any cache failure (Redis down,

@@ -62,7 +62,7 @@ fn attribute_entries() -> Vec<(String, EntryFn)> {
 async fn run_one(name: String, f: EntryFn, timeout: Duration) -> EntryReport {
     let t0 = Instant::now();
     // A task of its own: a panicking entry is reported, not propagated.
-    let outcome = tokio::time::timeout(timeout, tokio::spawn(f())).await;
+    let outcome = tokio::time::timeout(timeout, tokio::spawn(cache_core::warming(f()))).await;
     let error = match outcome {
         Ok(Ok(Ok(()))) => None,
         Ok(Ok(Err(e))) => Some(e),

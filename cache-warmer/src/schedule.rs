@@ -146,7 +146,7 @@ async fn job_loop(warmer: Warmer, state: Arc<JobState>, f: EntryFn) {
         if run {
             state.in_progress.store(true, Ordering::Relaxed);
             let outcome = tokio::select! {
-                r = tokio::time::timeout(warmer.inner.config.entry_timeout, tokio::spawn(f())) => r,
+                r = tokio::time::timeout(warmer.inner.config.entry_timeout, tokio::spawn(cache_core::warming(f()))) => r,
                 _ = shutdown.changed() => break,
             };
             state.in_progress.store(false, Ordering::Relaxed);

@@ -52,7 +52,7 @@ impl Warmer {
             if remaining > ttl.mul_f64(cfg.refresh_ahead) {
                 continue;
             }
-            match load(hot.key.clone()).await {
+            match cache_core::warming(load(hot.key.clone())).await {
                 Ok(()) => refreshed += 1,
                 Err(e) => tracing::warn!(key = %hot.key, error = %e, "refresh-ahead load failed"),
             }
@@ -90,7 +90,7 @@ async fn predict_loop(warmer: Warmer, mut rx: mpsc::Receiver<String>) {
         if warmer.inner.cache.exists(&key).await.unwrap_or(true) {
             continue;
         }
-        if let Err(e) = load(key.clone()).await {
+        if let Err(e) = cache_core::warming(load(key.clone())).await {
             tracing::debug!(key = %key, error = %e, "predictive load failed");
         }
     }

@@ -182,7 +182,12 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         None => quote!(::core::option::Option::None),
     };
     let use_l1 = args.l1.as_ref().is_none_or(|b| b.value);
-    let opts = quote!(#krate::__private::LoadOptions { ttl: #ttl, use_l1: #use_l1 });
+    let adaptive = match &args.strategy {
+        Some(s) if s == "adaptive" => quote!(::core::option::Option::Some(true)),
+        Some(_) => quote!(::core::option::Option::Some(false)),
+        None => quote!(::core::option::Option::None),
+    };
+    let opts = quote!(#krate::__private::LoadOptions { ttl: #ttl, use_l1: #use_l1, adaptive: #adaptive });
     let body = &f.block;
     let fp = format_ident!("__cache_fp");
     let cache_ref = format_ident!("__cache");
