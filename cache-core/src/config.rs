@@ -77,6 +77,10 @@ pub struct CacheConfig {
     pub access_capacity: usize,
     /// L1 eviction and TTL strategy (see [`crate::strategy`]).
     pub strategy: Strategy,
+    /// Evict other instances' L1 copies on every write through Redis pub/sub.
+    pub l1_invalidation: bool,
+    /// Pub/sub channel for that; default `tiered-cache:invalidate:<db>`.
+    pub invalidation_channel: Option<String>,
 }
 
 impl Default for CacheConfig {
@@ -104,6 +108,8 @@ impl Default for CacheConfig {
             access_sample_rate: 16,
             access_capacity: 1024,
             strategy: Strategy::Ttl,
+            l1_invalidation: true,
+            invalidation_channel: None,
         }
     }
 }
@@ -351,6 +357,8 @@ impl CacheConfigBuilder {
         access_capacity: usize,
         /// See [`CacheConfig::strategy`].
         strategy: Strategy,
+        /// See [`CacheConfig::l1_invalidation`].
+        l1_invalidation: bool,
     }
 
     /// Validates and returns the config.

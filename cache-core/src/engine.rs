@@ -16,9 +16,10 @@ use crate::codec::Codec;
 use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
 use crate::flight::{Flights, Outcome};
+use crate::invalidation::{self, Message};
 use crate::key::Fingerprint;
 use crate::l1::{self, Entry, FifoStore, MokaStore, QuickStore, L1};
-use crate::l2::{BreakerState, PoolStatus, RedisL2};
+use crate::l2::{BreakerState, Notice, PoolStatus, RedisL2};
 use crate::latency::{sample_l1, Latencies, Level, Op, OpLatency};
 use crate::pattern::Pattern;
 use crate::stats::{Counters, Stats};
@@ -59,6 +60,10 @@ struct Inner {
     latency: Latencies,
     adaptive: Option<Adaptive>,
     adaptive_choices: parking_lot::Mutex<std::collections::VecDeque<AdaptiveChoice>>,
+    /// This instance's id on the invalidation channel.
+    origin: u64,
+    /// The invalidation channel, when other instances are told about writes.
+    channel: Option<String>,
     local_locks: parking_lot::Mutex<std::collections::HashMap<String, (String, Instant)>>,
 }
 
@@ -217,6 +222,15 @@ impl Cache {
             Some(url) => Some(RedisL2::new(url, &config)?),
             None => None,
         };
+        let channel = match &l2 {
+            Some(l2) if config.l1_enabled && config.l1_invalidation => Some(
+                config
+                    .invalidation_channel
+                    .clone()
+                    .unwrap_or_else(|| format!("tiered-cache:invalidate:{}", l2.db())),
+            ),
+            _ => None,
+        };
         let codec = Codec::new(
             config.compression_threshold,
             config.compression_level,
@@ -235,10 +249,13 @@ impl Cache {
                 latency: Latencies::new()?,
                 adaptive,
                 adaptive_choices: Default::default(),
+                origin: fastrand::u64(..),
+                channel,
                 config,
             }),
         };
         cache.spawn_health_check();
+        cache.spawn_invalidation_listener();
         match &cache.inner.l2 {
             Some(l2) => tracing::info!(redis = %l2.display_url(), "cache ready: L1 + Redis"),
             None => tracing::info!("cache ready: L1 only (no REDIS_URL)"),
@@ -331,6 +348,56 @@ impl Cache {
                 }
             }
         });
+    }
+
+    /// Other instances evict their L1 copies of what this one writes or deletes.
+    fn spawn_invalidation_listener(&self) {
+        let (Some(l2), Some(channel)) = (&self.inner.l2, &self.inner.channel) else {
+            return;
+        };
+        let client = match l2.client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cross-instance L1 invalidation is off");
+                return;
+            }
+        };
+        let alive = Arc::downgrade(&self.inner);
+        let on_sub = Arc::downgrade(&self.inner);
+        let on_msg = Arc::downgrade(&self.inner);
+        invalidation::spawn_listener(
+            client,
+            channel.clone(),
+            self.inner.origin,
+            move || alive.strong_count() > 0,
+            move || {
+                // Messages sent while unsubscribed are lost: start from an empty L1.
+                if let Some(l1) = on_sub.upgrade().as_ref().and_then(|i| i.l1.as_ref()) {
+                    l1.clear();
+                }
+            },
+            move |msg| {
+                let Some(inner) = on_msg.upgrade() else { return };
+                let Some(l1) = &inner.l1 else { return };
+                match msg {
+                    Message::Keys(keys) => keys.iter().for_each(|k| l1.remove(Fingerprint::of(k))),
+                    Message::Pattern(p) => match Pattern::new(&p) {
+                        Ok(p) => {
+                            l1.remove_where(&|k| p.matches(k));
+                        }
+                        Err(_) => l1.clear(),
+                    },
+                    Message::Clear => l1.clear(),
+                }
+            },
+        );
+    }
+
+    fn notice(&self, msg: &Message) -> Option<Notice> {
+        self.inner.channel.as_ref().map(|channel| Notice {
+            channel: channel.clone(),
+            text: invalidation::encode(self.inner.origin, msg),
+        })
     }
 
     fn record_error(&self, op: &'static str, key: &str, err: &CacheError) {
@@ -485,7 +552,11 @@ impl Cache {
         if let Some(l2) = &self.inner.l2 {
             if let Some(bytes) = self.encode(key, &value, expires_at_ms) {
                 size = bytes.len();
-                if let Err(e) = self.timed(Op::Set, l2.set(key, &bytes, ttl)).await {
+                let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
+                if let Err(e) = self
+                    .timed(Op::Set, l2.set(key, &bytes, ttl, notice.as_ref()))
+                    .await
+                {
                     self.record_error("set", key, &e);
                     result = Err(e);
                 }
@@ -511,7 +582,13 @@ impl Cache {
             l1.remove(fp);
         }
         match &self.inner.l2 {
-            Some(l2) => match self.timed(Op::Delete, l2.unlink(&[key])).await {
+            Some(l2) => match self
+                .timed(
+                    Op::Delete,
+                    l2.unlink_notify(&[key], self.notice(&Message::Keys(vec![key.to_owned()])).as_ref()),
+                )
+                .await
+            {
                 Ok(n) => Ok(n > 0),
                 Err(e) => {
                     self.record_error("delete", key, &e);
@@ -616,9 +693,12 @@ impl Cache {
         };
         let refs: Vec<(&str, &[u8], Duration)> =
             encoded.iter().map(|(k, b, t)| (*k, b.as_slice(), *t)).collect();
-        self.timed(Op::Mset, l2.mset(&refs)).await.inspect_err(|e| {
-            self.record_error("mset", refs.first().map_or("", |r| r.0), e);
-        })
+        let notice = self.notice(&Message::Keys(refs.iter().map(|r| r.0.to_owned()).collect()));
+        self.timed(Op::Mset, l2.mset(&refs, notice.as_ref()))
+            .await
+            .inspect_err(|e| {
+                self.record_error("mset", refs.first().map_or("", |r| r.0), e);
+            })
     }
 
     /// Deletes every key matching a Redis glob (`resource:users:*`) from L1 and from Redis
@@ -635,9 +715,18 @@ impl Cache {
             return Ok(l1_removed);
         };
         let result = if p.is_literal() {
-            self.timed(Op::Invalidate, l2.unlink(&[p.as_str()])).await
+            let notice = self.notice(&Message::Keys(vec![p.as_str().to_owned()]));
+            self.timed(Op::Invalidate, l2.unlink_notify(&[p.as_str()], notice.as_ref()))
+                .await
         } else {
-            self.timed(Op::Invalidate, l2.unlink_matching(p.as_str())).await
+            let removed = self.timed(Op::Invalidate, l2.unlink_matching(p.as_str())).await;
+            // Tell the others even if the scan failed half-way: their copies may be stale.
+            if let Some(n) = self.notice(&Message::Pattern(p.as_str().to_owned())) {
+                if let Err(e) = l2.publish(&n).await {
+                    self.record_error("publish", pattern, &e);
+                }
+            }
+            removed
         };
         result.inspect_err(|e| self.record_error("invalidate_pattern", pattern, e))
     }
@@ -651,10 +740,15 @@ impl Cache {
             n
         });
         match &self.inner.l2 {
-            Some(l2) => l2
-                .unlink_matching("*")
-                .await
-                .inspect_err(|e| self.record_error("clear", "*", e)),
+            Some(l2) => {
+                let removed = l2.unlink_matching("*").await;
+                if let Some(n) = self.notice(&Message::Clear) {
+                    if let Err(e) = l2.publish(&n).await {
+                        self.record_error("publish", "*", &e);
+                    }
+                }
+                removed.inspect_err(|e| self.record_error("clear", "*", e))
+            }
             None => Ok(l1_removed),
         }
     }

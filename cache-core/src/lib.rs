@@ -25,6 +25,7 @@ mod engine;
 mod error;
 mod flight;
 mod global;
+mod invalidation;
 pub mod key;
 mod l1;
 mod l2;

@@ -122,8 +122,8 @@ async fn l1_ttl_bounds_local_staleness() {
     let redis = RedisServer::start();
     let c = Cache::new(config(&redis).l1_ttl(Duration::from_millis(100)).build().unwrap()).unwrap();
     c.set("k", &1u32, None).await.unwrap();
-    // Another writer changes Redis behind this instance's back.
-    let other = cache(&redis);
+    // Another writer changes Redis behind this instance's back (no invalidation message).
+    let other = Cache::new(config(&redis).l1_invalidation(false).build().unwrap()).unwrap();
     other.set("k", &2u32, None).await.unwrap();
     assert_eq!(
         c.get::<u32>("k").await.unwrap(),

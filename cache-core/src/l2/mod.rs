@@ -110,6 +110,17 @@ impl RedisL2 {
         }
     }
 
+    /// A client for connections outside the pool (pub/sub needs its own).
+    pub(crate) fn client(&self) -> Result<redis::Client> {
+        Ok(redis::Client::open(self.url.as_str())?)
+    }
+
+    /// The logical database of the URL (`redis://host/3` → 3), for per-keyspace channels.
+    pub(crate) fn db(&self) -> i64 {
+        redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .map_or(0, |i| i.redis_settings().db())
+    }
+
     pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
@@ -179,7 +190,11 @@ impl RedisL2 {
                     return Ok(v);
                 }
                 Err(e) => {
-                    let broken = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
+                    // A slow server is not a broken connection: keep it (a new one would wait
+                    // for the same server).
+                    let broken = e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || (e.is_io_error() && !e.is_timeout());
                     if broken {
                         self.drop_lane(lane);
                     }
@@ -211,22 +226,42 @@ impl RedisL2 {
             .await
     }
 
-    pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        let ms = ttl_ms(ttl);
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ms)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+    /// `SET key value PX ttl`, with the invalidation notice (if any) in the same round trip.
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        notice: Option<&Notice>,
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .ignore();
+        add_notice(&mut pipe, notice);
+        let pipe = &pipe;
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// Publishes an invalidation notice on its own.
+    pub(crate) async fn publish(&self, notice: &Notice) -> Result<()> {
+        let mut pipe = redis::pipe();
+        add_notice(&mut pipe, Some(notice));
+        let pipe = &pipe;
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     /// All writes in one pipelined round trip (`MSET` cannot carry a TTL).
-    pub(crate) async fn mset(&self, items: &[(&str, &[u8], Duration)]) -> Result<()> {
+    pub(crate) async fn mset(
+        &self,
+        items: &[(&str, &[u8], Duration)],
+        notice: Option<&Notice>,
+    ) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
@@ -239,6 +274,7 @@ impl RedisL2 {
                 .arg(ttl_ms(*ttl))
                 .ignore();
         }
+        add_notice(&mut pipe, notice);
         let pipe = &pipe;
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
@@ -246,11 +282,22 @@ impl RedisL2 {
 
     /// `UNLINK`s the keys; returns how many existed.
     pub(crate) async fn unlink(&self, keys: &[&str]) -> Result<u64> {
+        self.unlink_notify(keys, None).await
+    }
+
+    /// `UNLINK` plus the invalidation notice in one round trip.
+    pub(crate) async fn unlink_notify(&self, keys: &[&str], notice: Option<&Notice>) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.run(|mut c| async move { redis::cmd("UNLINK").arg(keys).query_async(&mut c).await })
-            .await
+        let mut pipe = redis::pipe();
+        pipe.cmd("UNLINK").arg(keys);
+        add_notice(&mut pipe, notice);
+        let pipe = &pipe;
+        let (n,): (u64,) = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok(n)
     }
 
     /// Milliseconds left on `key`; `None` when it does not exist or never expires.
@@ -347,6 +394,18 @@ impl RedisL2 {
             .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
         Ok(start.elapsed())
+    }
+}
+
+/// An invalidation message for other instances: the channel and the encoded text.
+pub(crate) struct Notice {
+    pub channel: String,
+    pub text: String,
+}
+
+fn add_notice(pipe: &mut redis::Pipeline, notice: Option<&Notice>) {
+    if let Some(n) = notice {
+        pipe.cmd("PUBLISH").arg(&n.channel).arg(&n.text).ignore();
     }
 }
 
