@@ -343,6 +343,42 @@ mod tests {
         ));
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        type Value = (String, Vec<u8>, u64, Option<Vec<String>>, bool);
+
+        proptest! {
+            #[test]
+            fn any_value_round_trips(v in any::<Value>(), threshold in 0usize..2048, level in 0u32..=9, exp in any::<u64>()) {
+                let c = Codec::new(threshold, level, 1 << 20);
+                let enc = c.encode(&v, exp).unwrap();
+                let dec = c.decode::<Value>(&enc.bytes).unwrap();
+                prop_assert_eq!(dec.value, v);
+                prop_assert_eq!(dec.expires_at_ms, exp);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let _ = codec().decode::<Value>(&bytes);
+                let _ = codec().decode::<String>(&bytes);
+                let _ = codec().decode::<Vec<u64>>(&bytes);
+            }
+
+            #[test]
+            fn mutated_encodings_never_panic(v in any::<Value>(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+                let c = Codec::new(16, 1, 1 << 20);
+                let mut bytes = c.encode(&v, 0).unwrap().bytes;
+                for (at, x) in flips {
+                    let i = at % bytes.len();
+                    bytes[i] ^= x;
+                }
+                let _ = c.decode::<Value>(&bytes);
+            }
+        }
+    }
+
     #[test]
     fn too_large_values_are_not_encoded() {
         let c = Codec::new(1 << 30, 1, 100);

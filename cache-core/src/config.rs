@@ -81,6 +81,11 @@ pub struct CacheConfig {
     pub l1_invalidation: bool,
     /// Pub/sub channel for that; default `tiered-cache:invalidate:<db>`.
     pub invalidation_channel: Option<String>,
+    /// Single flight across instances: on a cold key, one instance takes a Redis lock
+    /// (`SET NX PX`, this long) and loads; the others poll Redis for its value up to this long,
+    /// then load themselves. `None` (default): single flight per process only.
+    #[serde(with = "humantime_serde")]
+    pub distributed_lock: Option<Duration>,
 }
 
 impl Default for CacheConfig {
@@ -110,6 +115,7 @@ impl Default for CacheConfig {
             strategy: Strategy::Ttl,
             l1_invalidation: true,
             invalidation_channel: None,
+            distributed_lock: None,
         }
     }
 }
@@ -359,6 +365,8 @@ impl CacheConfigBuilder {
         strategy: Strategy,
         /// See [`CacheConfig::l1_invalidation`].
         l1_invalidation: bool,
+        /// See [`CacheConfig::distributed_lock`].
+        distributed_lock: Option<Duration>,
     }
 
     /// Validates and returns the config.

@@ -77,6 +77,12 @@ pub struct LoadOptions {
     /// `Some(true)`: adaptive TTL for this call (`strategy = adaptive`); `Some(false)`: the
     /// pattern table (`strategy = ttl`); `None`: the cache's strategy decides.
     pub adaptive: Option<bool>,
+    /// Fail-safe: keep the value this long past its TTL and serve it when the loader fails or
+    /// exceeds `soft_timeout` (`stale_if_error = "10m"` in the macro).
+    pub stale_for: Option<Duration>,
+    /// Fail-safe: with a stale value at hand, wait this long for the loader, then serve the stale
+    /// value while the loader finishes in the background (`soft_timeout = "200ms"`).
+    pub soft_timeout: Option<Duration>,
 }
 
 impl Default for LoadOptions {
@@ -85,6 +91,8 @@ impl Default for LoadOptions {
             ttl: None,
             use_l1: true,
             adaptive: None,
+            stale_for: None,
+            soft_timeout: None,
         }
     }
 }
@@ -183,6 +191,16 @@ impl fmt::Debug for Cache {
             .field("l1_entries", &self.inner.l1.as_ref().map(L1::len))
             .finish_non_exhaustive()
     }
+}
+
+/// How waiting for another instance's load ended.
+enum Waited<T> {
+    /// Its value appeared in Redis.
+    Value((T, u64, usize)),
+    /// Its lock went away without a value; this instance holds it now.
+    Lead(String),
+    /// Bound reached or Redis failed: load without the lock.
+    GaveUp,
 }
 
 /// Adaptive bounds for `strategy = adaptive` on a cache configured without them.
@@ -451,7 +469,13 @@ impl Cache {
         Ok(self.decode(key, &bytes))
     }
 
+    /// Decodes a live entry: one past its logical expiry (kept for fail-safe) reads as absent.
     fn decode<T: CacheValue>(&self, key: &str, bytes: &[u8]) -> Option<(T, u64, usize)> {
+        self.decode_any(key, bytes)
+            .filter(|(_, exp, _)| *exp == 0 || *exp > unix_ms())
+    }
+
+    fn decode_any<T: CacheValue>(&self, key: &str, bytes: &[u8]) -> Option<(T, u64, usize)> {
         match self.inner.codec.decode::<T>(bytes) {
             Ok(d) => Some((d.value, d.expires_at_ms, bytes.len())),
             Err(e) => {
@@ -528,7 +552,11 @@ impl Cache {
     /// Writes `value` under `key` in both levels. `ttl = None` takes the TTL from the pattern
     /// table. L1 is filled even when Redis fails; the Redis error is returned.
     pub async fn set<T: CacheValue>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()> {
-        self.store(key, Fingerprint::of(key), value.clone(), ttl, true, None)
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        self.store(key, Fingerprint::of(key), value.clone(), &opts)
             .await
             .1
     }
@@ -540,11 +568,12 @@ impl Cache {
         key: &str,
         fp: Fingerprint,
         value: T,
-        ttl: Option<Duration>,
-        use_l1: bool,
-        adaptive: Option<bool>,
+        opts: &LoadOptions,
     ) -> (Entry, Result<()>) {
-        let ttl = self.resolve_ttl(key, ttl, adaptive);
+        let use_l1 = opts.use_l1;
+        let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
+        // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
+        let grace = opts.stale_for.unwrap_or_default();
         let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
         self.inner.counters.sets.incr();
         let mut result = Ok(());
@@ -554,7 +583,7 @@ impl Cache {
                 size = bytes.len();
                 let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
                 if let Err(e) = self
-                    .timed(Op::Set, l2.set(key, &bytes, ttl, notice.as_ref()))
+                    .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
                     .await
                 {
                     self.record_error("set", key, &e);
@@ -564,8 +593,11 @@ impl Cache {
         } else if use_l1 && self.inner.l1.is_some() {
             size = self.inner.codec.encoded_len(&value);
         }
-        let deadline = clock::now() + ttl.min(self.inner.config.l1_ttl);
-        let entry = l1::entry(key, value, deadline, size as u64);
+        let now = clock::now();
+        let mut entry = l1::entry(key, value, now + ttl.min(self.inner.config.l1_ttl), size as u64);
+        if !grace.is_zero() {
+            l1::keep_stale_until(&mut entry, now + ttl + grace);
+        }
         if use_l1 {
             if let Some(l1) = &self.inner.l1 {
                 l1.insert(fp, entry.clone());
@@ -887,33 +919,168 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         match self.l2_read::<T>(key).await {
-            Ok(Some((v, exp, len))) => {
-                self.inner.counters.l2_hits.incr();
-                self.inner.access.record(fp, key, true);
-                let deadline = self.l1_deadline(exp);
-                let entry = l1::entry(key, v.clone(), deadline, len as u64);
-                if opts.use_l1 {
-                    if let Some(l1) = &self.inner.l1 {
-                        l1.insert(fp, entry.clone());
-                    }
-                }
-                return Ok((v, entry));
-            }
+            Ok(Some(found)) => return Ok(self.l2_hit(key, fp, &opts, found)),
             Ok(None) => {}
             Err(e) => self.record_error("get", key, &e),
+        }
+        // Across instances: one loads, the others wait for its value in Redis (bounded).
+        let mut lock = None;
+        if let (Some(lock_ttl), Some(_)) = (self.inner.config.distributed_lock, &self.inner.l2) {
+            let name = format!("flight:{key}");
+            match self.try_lock(&name, lock_ttl).await {
+                Ok(Some(token)) => lock = Some((name, token)),
+                Ok(None) => match self.wait_for_other_instance::<T>(key, &name, lock_ttl).await {
+                    Waited::Value(found) => return Ok(self.l2_hit(key, fp, &opts, found)),
+                    Waited::Lead(token) => lock = Some((name, token)),
+                    Waited::GaveUp => {}
+                },
+                Err(e) => self.record_error("lock", key, &e),
+            }
         }
         self.inner.counters.misses.incr();
         self.inner.counters.loader_calls.incr();
         self.inner.access.record(fp, key, false);
-        let value = load().await?;
-        let entry = if keep.is_none_or(|keep| keep(&value)) {
-            self.store(key, fp, value.clone(), opts.ttl, opts.use_l1, opts.adaptive)
-                .await
-                .0
-        } else {
-            l1::entry(key, value.clone(), clock::now(), 0)
+        let loaded = load().await;
+        let result = match loaded {
+            Ok(value) => {
+                let entry = if keep.is_none_or(|keep| keep(&value)) {
+                    self.store(key, fp, value.clone(), &opts).await.0
+                } else {
+                    l1::entry(key, value.clone(), clock::now(), 0)
+                };
+                Ok((value, entry))
+            }
+            Err(e) => Err(e),
         };
-        Ok((value, entry))
+        if let Some((name, token)) = lock {
+            if let Err(e) = self.release_lock(&name, &token).await {
+                self.record_error("unlock", key, &e);
+            }
+        }
+        result
+    }
+
+    /// Counts an L2 hit and fills L1 with it.
+    fn l2_hit<T: CacheValue>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        found: (T, u64, usize),
+    ) -> (T, Entry) {
+        let (v, exp, len) = found;
+        self.inner.counters.l2_hits.incr();
+        self.inner.access.record(fp, key, true);
+        let entry = l1::entry(key, v.clone(), self.l1_deadline(exp), len as u64);
+        if opts.use_l1 {
+            if let Some(l1) = &self.inner.l1 {
+                l1.insert(fp, entry.clone());
+            }
+        }
+        (v, entry)
+    }
+
+    /// Polls Redis while another instance loads `key`, for at most `bound`. If the other
+    /// instance's lock goes away without a value (its load failed or it died), this one takes
+    /// the lock and loads.
+    async fn wait_for_other_instance<T: CacheValue>(
+        &self,
+        key: &str,
+        lock: &str,
+        bound: Duration,
+    ) -> Waited<T> {
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut pause = Duration::from_millis(5);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            match self.l2_read::<T>(key).await {
+                Ok(Some(found)) => {
+                    self.inner.counters.coalesced_remote.incr();
+                    return Waited::Value(found);
+                }
+                Ok(None) => {}
+                Err(_) => return Waited::GaveUp,
+            }
+            match self.try_lock(lock, bound).await {
+                Ok(Some(token)) => return Waited::Lead(token),
+                Ok(None) => {}
+                Err(_) => return Waited::GaveUp,
+            }
+        }
+        Waited::GaveUp
+    }
+
+    /// A value kept past its TTL for fail-safe: L1's stale copy, else Redis's.
+    async fn stale_copy<T: CacheValue>(&self, key: &str, fp: Fingerprint) -> Option<T> {
+        if let Some(e) = self.inner.l1.as_ref().and_then(|l1| l1.get_stale(fp)) {
+            if let Some(v) = e.value.downcast_ref::<T>() {
+                return Some(v.clone());
+            }
+        }
+        let l2 = self.inner.l2.as_ref()?;
+        let bytes = l2.get(key).await.ok()??;
+        self.decode_any::<T>(key, &bytes).map(|(v, _, _)| v)
+    }
+
+    /// [`load_after_miss`](Self::load_after_miss) with fail-safe: when the loader fails, or
+    /// outruns `opts.soft_timeout`, and a stale value is at hand, the stale value is served (and
+    /// not stored again as fresh); a soft-timed-out loader finishes in the background and stores
+    /// its result.
+    pub(crate) async fn load_fail_safe<T, E, F, Fut>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        E: std::fmt::Debug + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let served_stale = std::sync::atomic::AtomicBool::new(false);
+        let keep = |_: &T| !served_stale.load(std::sync::atomic::Ordering::Relaxed);
+        let loader = || async {
+            let stale = self.stale_copy::<T>(key, fp).await;
+            let Some(stale) = stale else {
+                return load().await;
+            };
+            let mut fut = Box::pin(load());
+            let outcome = match opts.soft_timeout {
+                Some(soft) => tokio::time::timeout(soft, &mut fut).await.ok(),
+                None => Some(fut.as_mut().await),
+            };
+            match outcome {
+                Some(Ok(v)) => Ok(v),
+                Some(Err(e)) => {
+                    tracing::warn!(key, error = ?e, "loader failed; serving the stale value (fail-safe)");
+                    self.inner.counters.stale_served.incr();
+                    served_stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(stale)
+                }
+                None => {
+                    tracing::info!(key, "loader exceeded its soft timeout; serving the stale value");
+                    self.inner.counters.stale_served.incr();
+                    served_stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let (this, key) = (self.clone(), key.to_owned());
+                    tokio::spawn(async move {
+                        match fut.await {
+                            Ok(v) => {
+                                // store() logs and counts its own failures.
+                                let _ = this.store(&key, fp, v, &opts).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(key, error = ?e, "background load after soft timeout failed")
+                            }
+                        }
+                    });
+                    Ok(stale)
+                }
+            }
+        };
+        self.load_after_miss(key, fp, opts, keep, loader).await
     }
 
     /// The `n` most-read keys with their read counts and hit ratios (see [`crate::access`]).
@@ -1015,6 +1182,7 @@ impl Cache {
         let (len, bytes) = self.inner.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
         let mut stats = self.inner.counters.snapshot(len, bytes, info);
         stats.adaptive_ttls = self.inner.adaptive_choices.lock().iter().cloned().collect();
+        stats.breaker = self.inner.l2.as_ref().map(RedisL2::breaker_state);
         stats
     }
 

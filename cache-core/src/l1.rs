@@ -16,6 +16,8 @@ use crate::key::Fingerprint;
 pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
     pub key: Box<str>,
     pub expires_at: Instant,
+    /// Until when an expired entry is kept for fail-safe (= `expires_at` when not).
+    pub stale_until: Instant,
     pub bytes: u64,
     pub value: V,
 }
@@ -28,9 +30,17 @@ pub(crate) fn entry<T: Any + Send + Sync>(key: &str, value: T, expires_at: Insta
     Arc::new(L1Entry {
         key: key.into(),
         expires_at,
+        stale_until: expires_at,
         bytes,
         value,
     })
+}
+
+/// Keeps a fresh (still unshared) entry past its expiry for fail-safe.
+pub(crate) fn keep_stale_until(entry: &mut Entry, until: Instant) {
+    if let Some(e) = Arc::get_mut(entry) {
+        e.stale_until = until.max(e.expires_at);
+    }
 }
 
 /// Rough fixed cost of an entry beyond its value and key: the Arc header, the entry fields and the
@@ -73,11 +83,20 @@ impl L1 {
     #[inline]
     pub(crate) fn get(&self, fp: Fingerprint) -> Option<Entry> {
         let e = self.store.get(fp)?;
-        if e.expires_at > clock::now() {
+        let now = clock::now();
+        if e.expires_at > now {
             return Some(e);
         }
-        self.store.remove_same(fp, &e);
+        if e.stale_until <= now {
+            self.store.remove_same(fp, &e);
+        }
         None
+    }
+
+    /// An entry past its expiry but inside its fail-safe window.
+    pub(crate) fn get_stale(&self, fp: Fingerprint) -> Option<Entry> {
+        let e = self.store.get(fp)?;
+        (e.stale_until > clock::now()).then_some(e)
     }
 
     pub(crate) fn insert(&self, fp: Fingerprint, entry: Entry) {

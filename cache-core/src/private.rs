@@ -165,6 +165,49 @@ where
     }
 }
 
+/// `#[cache(stale_if_error = .., soft_timeout = ..)]` on a function returning `Result`.
+pub async fn cached_result_fail_safe<T, E, F, Fut>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    f: F,
+) -> Result<T, E>
+where
+    T: CacheValue,
+    E: std::fmt::Debug + Send + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    cache.load_fail_safe(key.as_str(), fp, opts, f).await
+}
+
+/// Fail-safe for a function returning a plain value (or an `Option`): only the soft timeout
+/// applies, since such a function cannot fail.
+pub async fn cached_fail_safe<T, F, Fut>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    f: F,
+) -> T
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let fut = f();
+    let r = cache
+        .load_fail_safe(key.as_str(), fp, opts, move || async move {
+            Ok::<T, std::convert::Infallible>(fut.await)
+        })
+        .await;
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
 /// `#[invalidate_cache]`: deletes every pattern; failures are logged and counted, never returned.
 pub async fn invalidate(cache: &Cache, patterns: &[String]) {
     for p in patterns {

@@ -45,6 +45,8 @@ pub(crate) struct Counters {
     pub stored_bytes: Counter,
     pub l2_skipped: Counter,
     pub coalesced: Counter,
+    pub stale_served: Counter,
+    pub coalesced_remote: Counter,
     pub sets: Counter,
     pub loader_calls: Counter,
 }
@@ -72,6 +74,12 @@ pub struct Stats {
     pub hits: u64,
     /// Callers that waited for another caller's load of the same key (single flight); counted in `hits`.
     pub coalesced: u64,
+    /// Cold-key callers served by another instance's load (distributed single flight).
+    pub coalesced_remote: u64,
+    /// Circuit breaker state; `None` in L1-only mode.
+    pub breaker: Option<crate::l2::BreakerState>,
+    /// Calls answered with a stale value because the loader failed or was too slow (fail-safe).
+    pub stale_served: u64,
     /// Reads answered by neither.
     pub misses: u64,
     /// hits / (hits + misses); 0 before any read.
@@ -165,6 +173,9 @@ impl Counters {
             local_cache_bytes: l1_bytes,
             hits,
             coalesced,
+            stale_served: self.stale_served.get(),
+            coalesced_remote: self.coalesced_remote.get(),
+            breaker: None,
             misses,
             hit_rate,
             l1_hits,

@@ -64,10 +64,14 @@ pub(crate) struct CacheArgs {
     pub include_self: Option<Ident>,
     /// `adaptive` or `ttl`.
     pub strategy: Option<Ident>,
+    /// Fail-safe grace period.
+    pub stale_if_error: Option<(Ident, Ttl)>,
+    /// Fail-safe soft timeout.
+    pub soft_timeout: Option<(Ident, Ttl)>,
 }
 
 pub(crate) const CACHE_OPTIONS: &str =
-    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy";
+    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout";
 
 /// Rejects an option given twice, pointing at the second one.
 fn once<T>(slot: &mut Option<T>, name: &Ident, value: T) -> syn::Result<()> {
@@ -143,6 +147,14 @@ impl Parse for CacheArgs {
                 "crate" => {
                     input.parse::<Token![=]>()?;
                     once(&mut args.krate, &name, input.parse()?)?;
+                }
+                "stale_if_error" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.stale_if_error, &name, (name.clone(), parse_ttl(input)?))?;
+                }
+                "soft_timeout" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.soft_timeout, &name, (name.clone(), parse_ttl(input)?))?;
                 }
                 "strategy" => {
                     input.parse::<Token![=]>()?;

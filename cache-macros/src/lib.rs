@@ -74,6 +74,8 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
 /// | `skip_none` | on `Option` returns, do not cache `None` |
 /// | `include_self` | write `self` into the key (methods) |
 /// | `strategy = adaptive` / `ttl` | TTL from read frequency, or from the pattern table, for this function |
+/// | `stale_if_error = "10m"` | fail-safe: keep values this long past their TTL and serve them when the function fails |
+/// | `soft_timeout = "200ms"` | with `stale_if_error`: serve the stale value after this wait; the call finishes in the background (needs owned arguments) |
 ///
 /// `Result<T, E>` returns cache only `Ok`; `Option<T>` caches both unless `skip_none`.
 /// Concurrent callers of a cold key run the function once. Any cache failure (Redis down,

@@ -316,3 +316,55 @@ async fn maxmemory_noeviction_refuses_writes_but_reads_are_served() {
         c.stats().await.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_single_flight_loads_once_across_instances() {
+    let redis = RedisServer::start();
+    let make = || {
+        Cache::new(
+            CacheConfig::builder()
+                .redis_url(redis.url())
+                .distributed_lock(Some(Duration::from_secs(2)))
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (make(), make());
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let calls = calls.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get_or_insert_with("analysis:shared", None, || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                42u32
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 42);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one load for both instances");
+    let remote = a.stats().await.coalesced_remote + b.stats().await.coalesced_remote;
+    assert_eq!(remote, 1, "the other instance's leader waited for Redis");
+    assert_eq!(a.stats().await.breaker, Some(cache_core::BreakerState::Closed));
+
+    // A lock whose holder never writes: waiters give up after the bound and load themselves.
+    let mut raw = redis.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg("lock:flight:analysis:orphan")
+        .arg("x")
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let v = a
+        .get_or_insert_with("analysis:orphan", None, || async { 7u32 })
+        .await;
+    assert_eq!(v, 7);
+}

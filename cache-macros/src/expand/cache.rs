@@ -66,6 +66,12 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
             ));
         }
     }
+    if let (Some((soft, _)), None) = (&args.soft_timeout, &args.stale_if_error) {
+        return Err(syn::Error::new_spanned(
+            soft,
+            "`soft_timeout` serves a stale value, so it needs `stale_if_error = ..` to keep one",
+        ));
+    }
     let receiver = has_receiver(&f);
     if let (Some(i), None) = (&args.include_self, receiver) {
         return Err(syn::Error::new_spanned(
@@ -187,12 +193,35 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         Some(_) => quote!(::core::option::Option::Some(false)),
         None => quote!(::core::option::Option::None),
     };
-    let opts = quote!(#krate::__private::LoadOptions { ttl: #ttl, use_l1: #use_l1, adaptive: #adaptive });
+    let millis = |d: &Option<(syn::Ident, crate::args::Ttl)>| match d {
+        Some((_, t)) => {
+            let ms = t.0.as_millis() as u64;
+            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (stale_for, soft_timeout) = (millis(&args.stale_if_error), millis(&args.soft_timeout));
+    let opts = quote!(#krate::__private::LoadOptions {
+        ttl: #ttl,
+        use_l1: #use_l1,
+        adaptive: #adaptive,
+        stale_for: #stale_for,
+        soft_timeout: #soft_timeout,
+    });
     let body = &f.block;
     let fp = format_ident!("__cache_fp");
     let cache_ref = format_ident!("__cache");
     let opts_id = format_ident!("__cache_opts");
+    let fail_safe = args.stale_if_error.is_some();
     let (hit_return, call) = match returns {
+        Returns::Result if fail_safe => (
+            quote!(::core::result::Result::Ok(__v)),
+            quote!(#krate::__private::cached_result_fail_safe(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+        ),
+        Returns::Plain | Returns::Option if fail_safe => (
+            quote!(__v),
+            quote!(#krate::__private::cached_fail_safe(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+        ),
         Returns::Plain => (
             quote!(__v),
             quote!(#krate::__private::cached(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
