@@ -142,6 +142,16 @@ pub(crate) async fn performance(State(state): State<AppState>) -> Response {
     Json(state.cache.performance().await).into_response()
 }
 
+#[derive(Deserialize)]
+pub(crate) struct Samples {
+    samples: Option<usize>,
+}
+
+pub(crate) async fn memory(State(state): State<AppState>, Query(q): Query<Samples>) -> Response {
+    let samples = q.samples.unwrap_or(20).clamp(1, 200);
+    Json(state.cache.memory_profile(samples).await).into_response()
+}
+
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = metrics_export::handle() else {
         return error(

@@ -7,7 +7,8 @@
 //! | `POST /api/v1/cache/clear` | `{"pattern": "query:*"}` → `{"removed": n}`; `"*"` needs `"confirm": true` |
 //! | `POST /api/v1/cache/warmup` | runs a warmup, returns its report |
 //! | `GET /api/v1/cache/access-patterns?limit=20` | hottest keys, counts, hit ratios |
-//! | `GET /api/v1/cache/performance` | latency per operation (L1/L2), compression, memory |
+//! | `GET /api/v1/cache/performance` | latency per operation (L1/L2), compression, memory, per-function timings |
+//! | `GET /api/v1/cache/memory?samples=20` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! Mutating routes (`POST`) need `Authorization: Bearer <token>` when a token is configured
@@ -72,6 +73,7 @@ pub fn router(cache: Cache, warmer: Option<Warmer>, config: AdminConfig) -> Rout
         .route("/api/v1/cache/warmup", post(handlers::warmup))
         .route("/api/v1/cache/access-patterns", get(handlers::access_patterns))
         .route("/api/v1/cache/performance", get(handlers::performance))
+        .route("/api/v1/cache/memory", get(handlers::memory))
         .route("/metrics", get(handlers::metrics))
         .with_state(state)
 }

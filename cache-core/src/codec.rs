@@ -92,6 +92,8 @@ pub struct Decoded<T> {
     pub value: T,
     /// Absolute expiry in unix milliseconds; 0 when the entry has none.
     pub expires_at_ms: u64,
+    /// Size of the payload uncompressed (what the value weighs in L1).
+    pub raw_len: usize,
 }
 
 impl Codec {
@@ -206,11 +208,16 @@ impl Codec {
                     if raw.len() > raw_len { "+" } else { "" }
                 )));
             }
-            decode_payload(&raw)?
+            (decode_payload(&raw)?, raw_len)
         } else {
-            decode_payload(&rest[8..])?
+            (decode_payload(&rest[8..])?, rest.len() - 8)
         };
-        Ok(Decoded { value, expires_at_ms })
+        let (value, raw_len) = value;
+        Ok(Decoded {
+            value,
+            expires_at_ms,
+            raw_len: raw_len + PLAIN_HEADER,
+        })
     }
 }
 

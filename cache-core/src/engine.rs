@@ -106,6 +106,8 @@ pub struct Performance {
     pub compression: CompressionStats,
     /// L1 and Redis memory.
     pub memory: MemoryStats,
+    /// Per cached function in this process: calls, hit rate, load time, time saved.
+    pub functions: Vec<crate::perf::FunctionStats>,
 }
 
 /// Compression figures of [`Performance`].
@@ -477,7 +479,7 @@ impl Cache {
 
     fn decode_any<T: CacheValue>(&self, key: &str, bytes: &[u8]) -> Option<(T, u64, usize)> {
         match self.inner.codec.decode::<T>(bytes) {
-            Ok(d) => Some((d.value, d.expires_at_ms, bytes.len())),
+            Ok(d) => Some((d.value, d.expires_at_ms, d.raw_len)),
             Err(e) => {
                 self.record_error("decode", key, &CacheError::Codec(e));
                 None
@@ -528,8 +530,9 @@ impl Cache {
         }
     }
 
-    /// Encodes `value` for Redis, counting compression. `None` when it cannot be stored there.
-    fn encode<T: CacheValue>(&self, key: &str, value: &T, expires_at_ms: u64) -> Option<Vec<u8>> {
+    /// Encodes `value` for Redis, counting compression: the bytes and their uncompressed size
+    /// (the value's weight in L1). `None` when it cannot be stored there.
+    fn encode<T: CacheValue>(&self, key: &str, value: &T, expires_at_ms: u64) -> Option<(Vec<u8>, usize)> {
         match self.inner.codec.encode(value, expires_at_ms) {
             Ok(enc) => {
                 let c = &self.inner.counters;
@@ -540,7 +543,7 @@ impl Cache {
                     c.bytes_saved
                         .add((enc.raw_len + 9).saturating_sub(enc.bytes.len()) as u64);
                 }
-                Some(enc.bytes)
+                Some((enc.bytes, enc.raw_len + 9))
             }
             Err(e) => {
                 self.record_error("encode", key, &CacheError::Codec(e));
@@ -579,8 +582,8 @@ impl Cache {
         let mut result = Ok(());
         let mut size = 0;
         if let Some(l2) = &self.inner.l2 {
-            if let Some(bytes) = self.encode(key, &value, expires_at_ms) {
-                size = bytes.len();
+            if let Some((bytes, raw)) = self.encode(key, &value, expires_at_ms) {
+                size = raw;
                 let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
                 if let Err(e) = self
                     .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
@@ -709,8 +712,8 @@ impl Cache {
             let ttl = self.resolve_ttl(key, ttl, None);
             let mut size = 0;
             if self.inner.l2.is_some() {
-                if let Some(bytes) = self.encode(key, v, now.saturating_add(ttl.as_millis() as u64)) {
-                    size = bytes.len();
+                if let Some((bytes, raw)) = self.encode(key, v, now.saturating_add(ttl.as_millis() as u64)) {
+                    size = raw;
                     encoded.push((key, bytes, ttl));
                 }
             } else {
@@ -1083,6 +1086,142 @@ impl Cache {
         self.load_after_miss(key, fp, opts, keep, loader).await
     }
 
+    /// Memory per key prefix (L1 from its entries; Redis from `MEMORY USAGE` of up to
+    /// `samples_per_prefix` keys per prefix), the ten largest L1 entries, and what compression did.
+    pub async fn memory_profile(&self, samples_per_prefix: usize) -> crate::perf::MemoryProfile {
+        use crate::perf::{prefix_of, LargeEntry, MemoryProfile, PrefixMemory};
+        let mut by_prefix: std::collections::BTreeMap<String, PrefixMemory> = Default::default();
+        let mut largest: Vec<LargeEntry> = Vec::new();
+        let new_prefix = |p: &str| PrefixMemory {
+            prefix: p.to_owned(),
+            l1_entries: 0,
+            l1_bytes: 0,
+            redis_sampled_keys: 0,
+            redis_sampled_bytes: 0,
+        };
+        if let Some(l1) = &self.inner.l1 {
+            l1.visit(&mut |key, bytes| {
+                let p = prefix_of(key);
+                let e = by_prefix.entry(p.to_owned()).or_insert_with(|| new_prefix(p));
+                e.l1_entries += 1;
+                e.l1_bytes += bytes;
+                largest.push(LargeEntry {
+                    key: key.to_owned(),
+                    bytes,
+                });
+            });
+        }
+        largest.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.key.cmp(&b.key)));
+        largest.truncate(10);
+        let mut redis_used_memory = None;
+        if let Some(l2) = &self.inner.l2 {
+            // Prefixes known from L1 and from the TTL table.
+            for p in self.inner.config.ttl_patterns.keys() {
+                let p = prefix_of(p).trim_end_matches('*');
+                if !p.is_empty() {
+                    by_prefix.entry(p.to_owned()).or_insert_with(|| new_prefix(p));
+                }
+            }
+            for (p, e) in by_prefix.iter_mut() {
+                let pattern = format!("{}:*", crate::pattern::escape(p));
+                if let Ok((n, bytes)) = l2.sample_memory(&pattern, samples_per_prefix).await {
+                    e.redis_sampled_keys = n;
+                    e.redis_sampled_bytes = bytes;
+                }
+            }
+            redis_used_memory = l2.info().await.ok().map(|i| i.used_memory);
+        }
+        let mut prefixes: Vec<PrefixMemory> = by_prefix.into_values().collect();
+        prefixes.sort_by(|a, b| b.l1_bytes.cmp(&a.l1_bytes).then_with(|| a.prefix.cmp(&b.prefix)));
+        let c = &self.inner.counters;
+        MemoryProfile {
+            prefixes,
+            largest,
+            l2_written_raw_bytes: c.raw_bytes.get(),
+            l2_written_stored_bytes: c.stored_bytes.get(),
+            redis_used_memory,
+        }
+    }
+
+    /// Reads many keys and computes only the missing ones: one L1 pass, ONE `MGET` for the rest,
+    /// `load` called once with exactly the missing keys, ONE pipelined write of what it returned.
+    /// Results follow the input order; a key `load` did not return is `None`. Works in L1-only
+    /// mode. Redis failures fall back to computing (logged, counted); `load`'s error is returned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::collections::HashMap;
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// cache.set("resource:users:1", &"ann".to_string(), None).await.unwrap();
+    /// let keys = ["resource:users:1", "resource:users:2"];
+    /// let got = cache
+    ///     .get_many_or_compute(&keys, None, |missing: Vec<String>| async move {
+    ///         assert_eq!(missing, vec!["resource:users:2"]);
+    ///         Ok::<_, std::convert::Infallible>(HashMap::from([(missing[0].clone(), "bob".to_string())]))
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(got, vec![Some("ann".to_string()), Some("bob".to_string())]);
+    /// # }
+    /// ```
+    pub async fn get_many_or_compute<T, E, K, F, Fut>(
+        &self,
+        keys: &[K],
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: CacheValue,
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<std::collections::HashMap<String, T>, E>>,
+    {
+        self.batch(keys, ttl, |missing: Vec<usize>| async move {
+            let wanted: Vec<String> = missing.iter().map(|&i| keys[i].as_ref().to_owned()).collect();
+            let mut found = load(wanted.clone()).await?;
+            Ok(wanted.iter().map(|k| found.remove(k)).collect())
+        })
+        .await
+    }
+
+    /// The batch path behind [`get_many_or_compute`](Self::get_many_or_compute) and
+    /// `#[cache_batch]`: `load` gets the indices of the missing keys and returns their values in
+    /// that order.
+    pub(crate) async fn batch<T, E, K, F, Fut>(
+        &self,
+        keys: &[K],
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: CacheValue,
+        K: AsRef<str>,
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: Future<Output = Result<Vec<Option<T>>, E>>,
+    {
+        let mut out = match self.mget::<T, K>(keys).await {
+            Ok(v) => v,
+            // mget logged and counted the failure: compute everything.
+            Err(_) => (0..keys.len()).map(|_| None).collect(),
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        self.inner.counters.loader_calls.incr();
+        let loaded = load(missing.clone()).await?;
+        let mut to_store: Vec<(&str, T)> = Vec::with_capacity(missing.len());
+        for (i, v) in missing.into_iter().zip(loaded) {
+            if let Some(v) = v {
+                to_store.push((keys[i].as_ref(), v.clone()));
+                out[i] = Some(v);
+            }
+        }
+        // mset logs and counts its own failure; the computed values are returned regardless.
+        let _ = self.mset(&to_store, ttl).await;
+        Ok(out)
+    }
+
     /// The `n` most-read keys with their read counts and hit ratios (see [`crate::access`]).
     pub fn access_patterns(&self, n: usize) -> Vec<AccessPattern> {
         self.inner.access.top(n)
@@ -1170,6 +1309,7 @@ impl Cache {
                 redis_used_memory: info.as_ref().map(|i| i.used_memory),
                 redis_used_memory_human: info.map(|i| i.used_memory_human),
             },
+            functions: crate::perf::functions(),
         }
     }
 

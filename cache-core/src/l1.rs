@@ -67,6 +67,8 @@ pub(crate) trait L1Store: Send + Sync + 'static {
     }
     /// Applies evictions the store batches (moka); a no-op for the others.
     fn run_pending_tasks(&self) {}
+    /// Calls `f(key, bytes)` for every entry (memory profiling).
+    fn visit(&self, f: &mut dyn FnMut(&str, u64));
 }
 
 /// The L1 used by the engine: a store plus TTL checks on read.
@@ -129,6 +131,10 @@ impl L1 {
 
     pub(crate) fn bytes(&self) -> u64 {
         self.store.bytes()
+    }
+
+    pub(crate) fn visit(&self, f: &mut dyn FnMut(&str, u64)) {
+        self.store.visit(f);
     }
 }
 
@@ -247,6 +253,10 @@ impl L1Store for QuickStore {
     fn bytes(&self) -> u64 {
         self.cache.iter().map(|(_, e)| e.bytes).sum()
     }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, u64)) {
+        self.cache.iter().for_each(|(_, e)| f(&e.key, e.bytes));
+    }
 }
 
 /// moka (TinyLFU or LRU): for strategies that need its policies.
@@ -326,6 +336,9 @@ impl L1Store for MokaStore {
     }
     fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
+    }
+    fn visit(&self, f: &mut dyn FnMut(&str, u64)) {
+        self.cache.iter().for_each(|(_, e)| f(&e.key, e.bytes));
     }
 }
 
@@ -413,6 +426,13 @@ impl L1Store for FifoStore {
     }
     fn bytes(&self) -> u64 {
         self.inner.lock().bytes
+    }
+    fn visit(&self, f: &mut dyn FnMut(&str, u64)) {
+        self.inner
+            .lock()
+            .list
+            .iter()
+            .for_each(|(_, e)| f(&e.key, e.bytes));
     }
 }
 

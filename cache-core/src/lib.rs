@@ -31,6 +31,7 @@ mod l1;
 mod l2;
 mod latency;
 pub mod pattern;
+pub mod perf;
 mod stats;
 pub mod strategy;
 mod warming;
@@ -56,5 +57,6 @@ pub use warming::warming;
 
 #[cfg(feature = "macros")]
 pub use cache_macros::{
-    cache, cache_analysis, cache_query, cache_resource, cache_result, invalidate_cache, warmup_cache,
+    cache, cache_analysis, cache_batch, cache_query, cache_resource, cache_result, invalidate_cache,
+    warmup_cache,
 };

@@ -10,6 +10,7 @@ use serde::Serialize;
 pub use crate::engine::{Cache, LoadOptions};
 pub use crate::global::global;
 pub use crate::key::{Fingerprint, KeyBuf, KeyPart};
+pub use crate::perf::FnStats;
 pub use crate::warmup::WarmupEntry;
 pub use inventory;
 pub use std::time::Duration;
@@ -89,27 +90,66 @@ pub fn push_escaped(pattern: &mut String, part: &KeyBuf) {
 
 /// The synchronous L1 hit every cached function tries first.
 #[inline]
-pub fn hit<T: CacheValue>(cache: &Cache, key: &KeyBuf, fp: Fingerprint, opts: &LoadOptions) -> Option<T> {
+pub fn hit<T: CacheValue>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: &LoadOptions,
+    stats: &'static FnStats,
+) -> Option<T> {
     if !opts.use_l1 {
         return None;
     }
-    cache.hit(key.as_str(), fp)
+    let timer = sample_hit().then(std::time::Instant::now);
+    let v = cache.hit(key.as_str(), fp)?;
+    stats.hit(timer.map(|t| t.elapsed()));
+    Some(v)
+}
+
+thread_local! {
+    static HIT_TICK: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// One hit in 64 is timed: reading the clock costs more than the hit.
+#[inline]
+fn sample_hit() -> bool {
+    HIT_TICK.with(|t| {
+        let n = t.get().wrapping_add(1) & 63;
+        t.set(n);
+        n == 0
+    })
+}
+
+/// Runs the function, recording its run time under its name.
+async fn run_timed<Fut: Future>(stats: &'static FnStats, fut: Fut) -> Fut::Output {
+    let t = std::time::Instant::now();
+    let out = fut.await;
+    stats.load(t.elapsed());
+    out
 }
 
 /// `#[cache]` on a function returning a plain value, after [`hit`] missed.
-pub async fn cached<T, F, Fut>(cache: &Cache, key: &KeyBuf, fp: Fingerprint, opts: LoadOptions, f: F) -> T
+pub async fn cached<T, F, Fut>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    stats: &'static FnStats,
+    f: F,
+) -> T
 where
     T: CacheValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
+    stats.past_l1();
     let r = cache
         .load_after_miss(
             key.as_str(),
             fp,
             opts,
             |_: &T| true,
-            || async { Ok::<T, std::convert::Infallible>(f().await) },
+            || async { Ok::<T, std::convert::Infallible>(run_timed(stats, f()).await) },
         )
         .await;
     match r {
@@ -124,6 +164,7 @@ pub async fn cached_result<T, E, F, Fut>(
     key: &KeyBuf,
     fp: Fingerprint,
     opts: LoadOptions,
+    stats: &'static FnStats,
     f: F,
 ) -> Result<T, E>
 where
@@ -131,8 +172,9 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    stats.past_l1();
     cache
-        .load_after_miss(key.as_str(), fp, opts, |_: &T| true, f)
+        .load_after_miss(key.as_str(), fp, opts, |_: &T| true, || run_timed(stats, f()))
         .await
 }
 
@@ -142,6 +184,7 @@ pub async fn cached_option<T, F, Fut>(
     key: &KeyBuf,
     fp: Fingerprint,
     opts: LoadOptions,
+    stats: &'static FnStats,
     skip_none: bool,
     f: F,
 ) -> Option<T>
@@ -150,13 +193,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    stats.past_l1();
     let r = cache
         .load_after_miss(
             key.as_str(),
             fp,
             opts,
             |v: &Option<T>| !(skip_none && v.is_none()),
-            || async { Ok::<Option<T>, std::convert::Infallible>(f().await) },
+            || async { Ok::<Option<T>, std::convert::Infallible>(run_timed(stats, f()).await) },
         )
         .await;
     match r {
@@ -171,6 +215,7 @@ pub async fn cached_result_fail_safe<T, E, F, Fut>(
     key: &KeyBuf,
     fp: Fingerprint,
     opts: LoadOptions,
+    stats: &'static FnStats,
     f: F,
 ) -> Result<T, E>
 where
@@ -179,7 +224,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    cache.load_fail_safe(key.as_str(), fp, opts, f).await
+    stats.past_l1();
+    cache
+        .load_fail_safe(key.as_str(), fp, opts, || run_timed(stats, f()))
+        .await
 }
 
 /// Fail-safe for a function returning a plain value (or an `Option`): only the soft timeout
@@ -189,6 +237,7 @@ pub async fn cached_fail_safe<T, F, Fut>(
     key: &KeyBuf,
     fp: Fingerprint,
     opts: LoadOptions,
+    stats: &'static FnStats,
     f: F,
 ) -> T
 where
@@ -196,16 +245,55 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
+    stats.past_l1();
     let fut = f();
     let r = cache
         .load_fail_safe(key.as_str(), fp, opts, move || async move {
-            Ok::<T, std::convert::Infallible>(fut.await)
+            Ok::<T, std::convert::Infallible>(run_timed(stats, fut).await)
         })
         .await;
     match r {
         Ok(v) => v,
         Err(never) => match never {},
     }
+}
+
+/// `#[cache_batch]`: cached ids from one L1 pass and one `MGET`, the function called once with
+/// the missing ids, its results written in one pipeline.
+pub async fn cached_batch<Id, V, M, F, Fut>(
+    cache: &Cache,
+    ids: &[Id],
+    keys: &[KeyBuf],
+    ttl: Option<Duration>,
+    stats: &'static FnStats,
+    f: F,
+) -> M
+where
+    Id: Clone + Eq + std::hash::Hash,
+    V: CacheValue,
+    M: IntoIterator<Item = (Id, V)> + FromIterator<(Id, V)>,
+    F: FnOnce(Vec<Id>) -> Fut,
+    Fut: Future<Output = M>,
+{
+    stats.past_l1();
+    let keys: Vec<&str> = keys.iter().map(KeyBuf::as_str).collect();
+    let r = cache
+        .batch(&keys, ttl, |missing: Vec<usize>| async move {
+            let wanted: Vec<Id> = missing.iter().map(|&i| ids[i].clone()).collect();
+            let mut got: std::collections::HashMap<Id, V> =
+                run_timed(stats, f(wanted.clone())).await.into_iter().collect();
+            Ok::<_, std::convert::Infallible>(wanted.iter().map(|id| got.remove(id)).collect())
+        })
+        .await;
+    let values = match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    };
+    ids.iter()
+        .cloned()
+        .zip(values)
+        .filter_map(|(id, v)| v.map(|v| (id, v)))
+        .collect()
 }
 
 /// `#[invalidate_cache]`: deletes every pattern; failures are logged and counted, never returned.

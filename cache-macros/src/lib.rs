@@ -35,6 +35,15 @@ pub(crate) fn cache_tokens(preset: Preset, attr: TokenStream2, item: TokenStream
     })
 }
 
+pub(crate) fn batch_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    let f = match parse_fn(item.clone()) {
+        Ok(f) => f,
+        Err(ts) => return ts,
+    };
+    let result = syn::parse2::<args::CacheArgs>(attr).and_then(|a| expand::batch::expand(a, f));
+    result.unwrap_or_else(|e| with_error(item, e))
+}
+
 pub(crate) fn invalidate_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
     let f = match parse_fn(item.clone()) {
         Ok(f) => f,
@@ -193,6 +202,33 @@ pub fn cache_resource(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache_analysis(attr: TokenStream, item: TokenStream) -> TokenStream {
     cache_tokens(Preset::Analysis, attr.into(), item.into()).into()
+}
+
+/// Batch caching for functions that take a collection of ids and return a map: each id is
+/// cached under `{prefix}:{id}`; a call reads all ids in one L1 pass and one `MGET`, calls the
+/// function once with only the missing ids, and writes their values in one pipeline. Options:
+/// `prefix` (required), `ttl`, `cache`, `crate`. Other arguments are passed through but are not
+/// part of the key.
+///
+/// ```
+/// use std::collections::HashMap;
+/// #[cache_core::cache_batch(prefix = "resource:users")]
+/// async fn user_names(ids: &[u64]) -> HashMap<u64, String> {
+///     ids.iter().map(|id| (*id, format!("user {id}"))).collect()
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let names = user_names(&[1, 2, 3]).await;
+/// assert_eq!(names[&2], "user 2");
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #[cache_core::cache_batch(prefix = "resource:users")]
+/// async fn user_names(ids: &[u64]) -> Vec<String> { vec![] } // must return a map
+/// ```
+#[proc_macro_attribute]
+pub fn cache_batch(attr: TokenStream, item: TokenStream) -> TokenStream {
+    batch_tokens(attr.into(), item.into()).into()
 }
 
 /// After the function returns successfully (`Ok` for a `Result`, any value otherwise), deletes

@@ -97,6 +97,19 @@ fn warmup_cache_above() {
 }
 
 #[test]
+fn cache_batch_slice_of_ids() {
+    let out = crate::batch_tokens(
+        quote!(prefix = "resource:users", ttl = 60),
+        quote!(
+            async fn users(ids: &[u64], db: &Db) -> HashMap<u64, User> {
+                db.users(ids).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
 fn errors_keep_the_function() {
     let out = crate::cache_tokens(
         Preset::Cache,

@@ -34,6 +34,8 @@ use crate::stats::RedisInfo;
 const UNLINK_BATCH: usize = 500;
 /// `SCAN ... COUNT` hint.
 const SCAN_COUNT: usize = 1000;
+/// `SCAN` pages a memory sample may read.
+const SAMPLE_PAGES: usize = 10;
 
 struct Lane {
     conn: ArcSwapOption<deadpool_redis::Connection>,
@@ -378,6 +380,45 @@ impl RedisL2 {
             }
         }
         Ok(removed)
+    }
+
+    /// Up to `n` keys matching `pattern` (a few `SCAN` pages at most) and the sum of their
+    /// `MEMORY USAGE`, in one pipeline.
+    pub(crate) async fn sample_memory(&self, pattern: &str, n: usize) -> Result<(u64, u64)> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        for _page in 0..SAMPLE_PAGES {
+            let (next, batch): (u64, Vec<String>) = self
+                .run(|mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            keys.extend(batch);
+            if keys.len() >= n || next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.truncate(n);
+        if keys.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("MEMORY").arg("USAGE").arg(k);
+        }
+        let pipe = &pipe;
+        let sizes: Vec<Option<u64>> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok((keys.len() as u64, sizes.into_iter().flatten().sum()))
     }
 
     pub(crate) async fn info(&self) -> Result<RedisInfo> {

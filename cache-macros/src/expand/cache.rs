@@ -213,39 +213,43 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     let cache_ref = format_ident!("__cache");
     let opts_id = format_ident!("__cache_opts");
     let fail_safe = args.stale_if_error.is_some();
+    let stats = format_ident!("__CACHE_FN");
     let (hit_return, call) = match returns {
         Returns::Result if fail_safe => (
             quote!(::core::result::Result::Ok(__v)),
-            quote!(#krate::__private::cached_result_fail_safe(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+            quote!(#krate::__private::cached_result_fail_safe(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Plain | Returns::Option if fail_safe => (
             quote!(__v),
-            quote!(#krate::__private::cached_fail_safe(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+            quote!(#krate::__private::cached_fail_safe(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Plain => (
             quote!(__v),
-            quote!(#krate::__private::cached(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+            quote!(#krate::__private::cached(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Result => (
             quote!(::core::result::Result::Ok(__v)),
-            quote!(#krate::__private::cached_result(#cache_ref, &#buf, #fp, #opts_id, move || async move #body)),
+            quote!(#krate::__private::cached_result(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Option => {
             let skip_none = args.skip_none.is_some();
             (
                 quote!(__v),
-                quote!(#krate::__private::cached_option(#cache_ref, &#buf, #fp, #opts_id, #skip_none, move || async move #body)),
+                quote!(#krate::__private::cached_option(#cache_ref, &#buf, #fp, #opts_id, &#stats, #skip_none, move || async move #body)),
             )
         }
     };
+    let fn_name = f.sig.ident.to_string();
     let new_body: syn::Block = syn::parse_quote!({
+        static #stats: #krate::__private::FnStats =
+            #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
         let mut #buf = #krate::__private::KeyBuf::new();
         #(#build)*
         #cache_src
         let #cache_ref = #cache;
         let #opts_id = #opts;
         let #fp = #buf.fingerprint();
-        if let ::core::option::Option::Some(__v) = #krate::__private::hit(#cache_ref, &#buf, #fp, &#opts_id) {
+        if let ::core::option::Option::Some(__v) = #krate::__private::hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
             return #hit_return;
         }
         #call.await

@@ -1,5 +1,6 @@
 //! One `expand` function per attribute, plus what they share.
 
+pub(crate) mod batch;
 pub(crate) mod cache;
 pub(crate) mod invalidate;
 pub(crate) mod warmup;

@@ -1,0 +1,226 @@
+//! Performance utilities: per-function execution statistics and a timing helper.
+//!
+//! Every macro-cached function has a [`FnStats`] (a `static` in its expansion): hits, loads, the
+//! loader's own run time on a miss (HdrHistogram) and a sampled hit latency. [`functions`] reports
+//! them with the estimated time the cache saved (hits × mean load time). [`measure`] times any
+//! future into the same kind of record under a label.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::Counter;
+
+/// Statistics of one cached function (or one [`measure`] label).
+pub struct FnStats {
+    name: &'static str,
+    registered: AtomicBool,
+    hits: Counter,
+    past_l1: Counter,
+    loads: Counter,
+    load_time: Mutex<Option<Histogram<u64>>>,
+    hit_time: Mutex<Option<Histogram<u64>>>,
+}
+
+fn registry() -> &'static Mutex<Vec<&'static FnStats>> {
+    static REGISTRY: OnceLock<Mutex<Vec<&'static FnStats>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+fn record(h: &Mutex<Option<Histogram<u64>>>, d: Duration) {
+    let mut h = h.lock();
+    if h.is_none() {
+        *h = Histogram::new_with_bounds(1, 3_600_000_000_000, 2).ok();
+    }
+    if let Some(h) = h.as_mut() {
+        let _ = h.record((d.as_nanos() as u64).max(1));
+    }
+}
+
+impl FnStats {
+    /// A record named `name` (the macros use the function's path). `const`, so it can be a
+    /// `static`.
+    pub const fn new(name: &'static str) -> Self {
+        FnStats {
+            name,
+            registered: AtomicBool::new(false),
+            hits: Counter::new(),
+            past_l1: Counter::new(),
+            loads: Counter::new(),
+            load_time: Mutex::new(None),
+            hit_time: Mutex::new(None),
+        }
+    }
+
+    fn register(&'static self) {
+        if !self.registered.swap(true, Ordering::AcqRel) {
+            registry().lock().push(self);
+        }
+    }
+
+    /// A hit; `took` when this one was timed (sampled).
+    #[inline]
+    pub fn hit(&'static self, took: Option<Duration>) {
+        self.hits.incr();
+        if let Some(d) = took {
+            self.register();
+            record(&self.hit_time, d);
+        }
+    }
+
+    /// A call that L1 did not answer (Redis, another caller's load or the function will).
+    pub fn past_l1(&'static self) {
+        self.register();
+        self.past_l1.incr();
+    }
+
+    /// A run of the function itself.
+    pub fn load(&'static self, took: Duration) {
+        self.register();
+        self.loads.incr();
+        record(&self.load_time, took);
+    }
+
+    fn report(&self) -> FunctionStats {
+        let loads = self.loads.get();
+        let calls = self.hits.get() + self.past_l1.get();
+        let hits = calls.saturating_sub(loads);
+        let (mean_load_ms, p99_load_ms) = self.load_time.lock().as_ref().map_or((0.0, 0.0), |h| {
+            (h.mean() / 1e6, h.value_at_quantile(0.99) as f64 / 1e6)
+        });
+        let mean_hit_us = self.hit_time.lock().as_ref().map_or(0.0, |h| h.mean() / 1e3);
+        FunctionStats {
+            name: self.name.to_owned(),
+            calls,
+            hits,
+            loads,
+            hit_rate: if calls == 0 {
+                0.0
+            } else {
+                hits as f64 / calls as f64
+            },
+            mean_load_ms,
+            p99_load_ms,
+            mean_hit_us,
+            time_saved_ms: hits as f64 * mean_load_ms,
+        }
+    }
+}
+
+/// One function's figures, as reported by [`functions`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionStats {
+    /// `module::path::function`, or the [`measure`] label.
+    pub name: String,
+    /// hits + loads.
+    pub calls: u64,
+    /// Calls answered by the cache (L1, Redis, or another caller's load).
+    pub hits: u64,
+    /// Calls that ran the function.
+    pub loads: u64,
+    /// hits / calls.
+    pub hit_rate: f64,
+    /// Mean run time of the function itself.
+    pub mean_load_ms: f64,
+    /// 99th percentile of the same.
+    pub p99_load_ms: f64,
+    /// Mean latency of a hit (sampled, one hit in 64).
+    pub mean_hit_us: f64,
+    /// hits × mean load time: what the cache saved.
+    pub time_saved_ms: f64,
+}
+
+/// Every function that has been called at least once (a miss registers it), most time saved
+/// first.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let v = cache_core::perf::measure("demo::sum", async { (1..=10).sum::<u32>() }).await;
+/// assert_eq!(v, 55);
+/// let all = cache_core::perf::functions();
+/// assert!(all.iter().any(|f| f.name == "demo::sum" && f.loads == 1));
+/// # }
+/// ```
+pub fn functions() -> Vec<FunctionStats> {
+    let mut out: Vec<FunctionStats> = registry().lock().iter().map(|f| f.report()).collect();
+    out.sort_by(|a, b| {
+        b.time_saved_ms
+            .total_cmp(&a.time_saved_ms)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
+}
+
+/// Runs `fut` and records its duration under `label`, beside the cached functions.
+pub async fn measure<F: Future>(label: &str, fut: F) -> F::Output {
+    let stats = labelled(label);
+    stats.past_l1();
+    let t = Instant::now();
+    let out = fut.await;
+    stats.load(t.elapsed());
+    out
+}
+
+/// Records for [`measure`] labels: created once per label and kept for the process.
+fn labelled(label: &str) -> &'static FnStats {
+    static LABELS: OnceLock<Mutex<HashMap<String, &'static FnStats>>> = OnceLock::new();
+    let mut map = LABELS.get_or_init(|| Mutex::new(HashMap::new())).lock();
+    if let Some(s) = map.get(label) {
+        return s;
+    }
+    // Leaked on purpose: one small record per distinct label, alive as long as the registry.
+    let name: &'static str = Box::leak(label.to_owned().into_boxed_str());
+    let stats: &'static FnStats = Box::leak(Box::new(FnStats::new(name)));
+    map.insert(label.to_owned(), stats);
+    stats
+}
+
+/// Memory per key prefix (the text before the first `:`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefixMemory {
+    /// `query`, `resource`, ...
+    pub prefix: String,
+    /// L1 entries under it.
+    pub l1_entries: u64,
+    /// L1 bytes under it (encoded values plus keys).
+    pub l1_bytes: u64,
+    /// Redis keys sampled under it (bounded, by `SCAN`; never `KEYS`).
+    pub redis_sampled_keys: u64,
+    /// Sum of `MEMORY USAGE` over the sampled keys.
+    pub redis_sampled_bytes: u64,
+}
+
+/// One of the largest L1 entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LargeEntry {
+    /// The key.
+    pub key: String,
+    /// Its L1 bytes.
+    pub bytes: u64,
+}
+
+/// The answer of [`Cache::memory_profile`](crate::Cache::memory_profile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryProfile {
+    /// Per prefix, largest L1 share first.
+    pub prefixes: Vec<PrefixMemory>,
+    /// The ten largest L1 entries.
+    pub largest: Vec<LargeEntry>,
+    /// Bytes of values written to Redis before compression.
+    pub l2_written_raw_bytes: u64,
+    /// Bytes of the same as stored.
+    pub l2_written_stored_bytes: u64,
+    /// Redis `used_memory`.
+    pub redis_used_memory: Option<u64>,
+}
+
+/// The prefix of a key: the text before the first `:` (the whole key when it has none).
+pub(crate) fn prefix_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(p, _)| p)
+}

@@ -1,0 +1,150 @@
+//! `#[cache_batch(prefix = "resource:users")]` on `async fn f(ids: &[Id], ..) -> HashMap<Id, V>`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
+
+use super::{check_fn, krate, write_part};
+use crate::args::CacheArgs;
+
+/// The id collection parameter: its name, element type, and whether it is a slice (`&[Id]`).
+fn id_param(f: &ItemFn) -> syn::Result<(syn::Ident, Type, bool)> {
+    let first = f.sig.inputs.iter().find_map(|a| match a {
+        FnArg::Typed(t) => Some(t),
+        FnArg::Receiver(_) => None,
+    });
+    let Some(arg) = first else {
+        return Err(syn::Error::new_spanned(
+            &f.sig.ident,
+            "#[cache_batch] needs the ids as the first argument (`ids: &[Id]` or `ids: Vec<Id>`)",
+        ));
+    };
+    let Pat::Ident(name) = &*arg.pat else {
+        return Err(syn::Error::new_spanned(&arg.pat, "name the ids argument"));
+    };
+    let not_ids = || syn::Error::new_spanned(&arg.ty, "the ids argument must be `&[Id]` or `Vec<Id>`");
+    match &*arg.ty {
+        Type::Reference(r) => match &*r.elem {
+            Type::Slice(s) => Ok((name.ident.clone(), (*s.elem).clone(), true)),
+            _ => Err(not_ids()),
+        },
+        Type::Path(p) => {
+            let seg = p.path.segments.last().ok_or_else(not_ids)?;
+            match (&seg.arguments, seg.ident == "Vec") {
+                (PathArguments::AngleBracketed(a), true) => match a.args.first() {
+                    Some(GenericArgument::Type(t)) => Ok((name.ident.clone(), t.clone(), false)),
+                    _ => Err(not_ids()),
+                },
+                _ => Err(not_ids()),
+            }
+        }
+        _ => Err(not_ids()),
+    }
+}
+
+fn check_return(f: &ItemFn) -> syn::Result<()> {
+    let ok = match &f.sig.output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "HashMap" || s.ident == "BTreeMap"),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(syn::Error::new_spanned(
+            &f.sig.output,
+            "#[cache_batch] functions return a map from id to value (`HashMap<Id, V>` or `BTreeMap<Id, V>`)",
+        ))
+    }
+}
+
+pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
+    check_fn(&f, "cache_batch")?;
+    check_return(&f)?;
+    let unsupported = [
+        args.key.as_ref().map(|_| "key"),
+        (!args.skip.is_empty()).then_some("skip"),
+        args.l1.as_ref().map(|_| "l1"),
+        args.skip_none.as_ref().map(|_| "skip_none"),
+        args.include_self.as_ref().map(|_| "include_self"),
+        args.strategy.as_ref().map(|_| "strategy"),
+        args.stale_if_error.as_ref().map(|_| "stale_if_error"),
+        args.soft_timeout.as_ref().map(|_| "soft_timeout"),
+    ];
+    if let Some(name) = unsupported.into_iter().flatten().next() {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            format!("#[cache_batch] takes prefix, ttl, cache and crate; not `{name}`"),
+        ));
+    }
+    let Some(prefix) = &args.prefix else {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "#[cache_batch] needs `prefix = \"...\"`: each id is cached under `{prefix}:{id}`",
+        ));
+    };
+    let (ids, id_ty, slice) = id_param(&f)?;
+    let krate = krate(args.krate.as_ref());
+    let head = format!("{}:", prefix.value());
+    let k = format_ident!("__k");
+    let write = write_part(&krate, &k, quote!(__id));
+    // `let src = &(expr);` extends the life of a temporary (e.g. `cache = my_cache()`).
+    let (cache_src, cache) = match &args.cache {
+        Some(e) => (
+            quote!(let __cache_src = &(#e);),
+            quote!(#krate::__private::AsCache::as_cache(__cache_src)),
+        ),
+        None => (quote!(), quote!(#krate::__private::global())),
+    };
+    let ttl = match args.ttl {
+        Some(t) => {
+            let ms = t.0.as_millis() as u64;
+            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (as_slice, rebind) = if slice {
+        (quote!(#ids), quote!(let #ids: &[#id_ty] = &__missing[..];))
+    } else {
+        (
+            quote!(&#ids[..]),
+            quote!(let #ids: ::std::vec::Vec<#id_ty> = __missing;),
+        )
+    };
+    let body = &f.block;
+    let fn_name = f.sig.ident.to_string();
+    let new_body: syn::Block = syn::parse_quote!({
+        static __CACHE_FN: #krate::__private::FnStats =
+            #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
+        let __cache_keys: ::std::vec::Vec<#krate::__private::KeyBuf> = #as_slice
+            .iter()
+            .map(|__id| {
+                let mut #k = #krate::__private::KeyBuf::new();
+                #k.push_str(#head);
+                #write
+                #k
+            })
+            .collect();
+        #cache_src
+        #krate::__private::cached_batch(
+            #cache,
+            #as_slice,
+            &__cache_keys,
+            #ttl,
+            &__CACHE_FN,
+            move |__missing: ::std::vec::Vec<#id_ty>| async move {
+                #rebind
+                #body
+            },
+        )
+        .await
+    });
+    *f.block = new_body;
+    Ok(quote!(#f))
+}
