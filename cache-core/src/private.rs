@@ -142,15 +142,29 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
+    cached_infallible(cache, key, fp, opts, stats, |_: &T| true, f).await
+}
+
+/// The path of functions that cannot fail; `keep` decides what is stored.
+async fn cached_infallible<T, F, Fut>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    stats: &'static FnStats,
+    keep: impl FnOnce(&T) -> bool,
+    f: F,
+) -> T
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
     stats.past_l1();
     let r = cache
-        .load_after_miss(
-            key.as_str(),
-            fp,
-            opts,
-            |_: &T| true,
-            || async { Ok::<T, std::convert::Infallible>(run_timed(stats, f()).await) },
-        )
+        .load_after_miss(key.as_str(), fp, opts, keep, || async {
+            Ok::<T, std::convert::Infallible>(run_timed(stats, f()).await)
+        })
         .await;
     match r {
         Ok(v) => v,
@@ -193,20 +207,8 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    stats.past_l1();
-    let r = cache
-        .load_after_miss(
-            key.as_str(),
-            fp,
-            opts,
-            |v: &Option<T>| !(skip_none && v.is_none()),
-            || async { Ok::<Option<T>, std::convert::Infallible>(run_timed(stats, f()).await) },
-        )
-        .await;
-    match r {
-        Ok(v) => v,
-        Err(never) => match never {},
-    }
+    let keep = |v: &Option<T>| !(skip_none && v.is_none());
+    cached_infallible(cache, key, fp, opts, stats, keep, f).await
 }
 
 /// `#[cache(stale_if_error = .., soft_timeout = ..)]` on a function returning `Result`.

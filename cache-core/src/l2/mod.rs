@@ -347,6 +347,21 @@ impl RedisL2 {
         1
     }
 
+    /// One `SCAN cursor MATCH pattern COUNT n` page: the next cursor (0 = done) and its keys.
+    async fn scan_page(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<String>)> {
+        self.run(|mut c| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// Deletes every key matching `pattern` with `SCAN MATCH` + batched `UNLINK` (never `KEYS`,
     /// which blocks the server). Returns how many were deleted.
     pub(crate) async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
@@ -355,18 +370,7 @@ impl RedisL2 {
             let mut cursor: u64 = 0;
             let mut batch: Vec<String> = Vec::new();
             loop {
-                let (next, keys): (u64, Vec<String>) = self
-                    .run(|mut c| async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(SCAN_COUNT)
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
+                let (next, keys) = self.scan_page(cursor, pattern).await?;
                 batch.extend(keys);
                 if batch.len() >= UNLINK_BATCH || (next == 0 && !batch.is_empty()) {
                     let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
@@ -388,18 +392,7 @@ impl RedisL2 {
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         for _page in 0..SAMPLE_PAGES {
-            let (next, batch): (u64, Vec<String>) = self
-                .run(|mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
+            let (next, batch) = self.scan_page(cursor, pattern).await?;
             keys.extend(batch);
             if keys.len() >= n || next == 0 {
                 break;

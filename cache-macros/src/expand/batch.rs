@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
-use super::{check_fn, krate, write_part};
+use super::{cache_ref, check_fn, duration_option, krate, write_part};
 use crate::args::CacheArgs;
 
 /// The id collection parameter: its name, element type, and whether it is a slice (`&[Id]`).
@@ -94,21 +94,8 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
     let head = format!("{}:", prefix.value());
     let k = format_ident!("__k");
     let write = write_part(&krate, &k, quote!(__id));
-    // `let src = &(expr);` extends the life of a temporary (e.g. `cache = my_cache()`).
-    let (cache_src, cache) = match &args.cache {
-        Some(e) => (
-            quote!(let __cache_src = &(#e);),
-            quote!(#krate::__private::AsCache::as_cache(__cache_src)),
-        ),
-        None => (quote!(), quote!(#krate::__private::global())),
-    };
-    let ttl = match args.ttl {
-        Some(t) => {
-            let ms = t.0.as_millis() as u64;
-            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
+    let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
+    let ttl = duration_option(&krate, args.ttl.map(|t| t.0));
     let (as_slice, rebind) = if slice {
         (quote!(#ids), quote!(let #ids: &[#id_ty] = &__missing[..];))
     } else {

@@ -5,7 +5,9 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{Attribute, ItemFn};
 
-use super::{check_fn, has_receiver, krate, params, returns, warmup, write_part, Returns};
+use super::{
+    cache_ref, check_fn, duration_option, has_receiver, krate, params, returns, warmup, write_part, Returns,
+};
 use crate::args::CacheArgs;
 use crate::template::Piece;
 
@@ -172,35 +174,16 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         }
     }
 
-    // `let src = &(expr);` extends the life of a temporary (e.g. `cache = my_cache()`).
-    let (cache_src, cache) = match &args.cache {
-        Some(e) => (
-            quote!(let __cache_src = &(#e);),
-            quote!(#krate::__private::AsCache::as_cache(__cache_src)),
-        ),
-        None => (quote!(), quote!(#krate::__private::global())),
-    };
-    let ttl = match args.ttl {
-        Some(t) => {
-            let ms = t.0.as_millis() as u64;
-            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
+    let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
+    let ttl = duration_option(&krate, args.ttl.map(|t| t.0));
     let use_l1 = args.l1.as_ref().is_none_or(|b| b.value);
     let adaptive = match &args.strategy {
         Some(s) if s == "adaptive" => quote!(::core::option::Option::Some(true)),
         Some(_) => quote!(::core::option::Option::Some(false)),
         None => quote!(::core::option::Option::None),
     };
-    let millis = |d: &Option<(syn::Ident, crate::args::Ttl)>| match d {
-        Some((_, t)) => {
-            let ms = t.0.as_millis() as u64;
-            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
-    let (stale_for, soft_timeout) = (millis(&args.stale_if_error), millis(&args.soft_timeout));
+    let stale_for = duration_option(&krate, args.stale_if_error.as_ref().map(|(_, t)| t.0));
+    let soft_timeout = duration_option(&krate, args.soft_timeout.as_ref().map(|(_, t)| t.0));
     let opts = quote!(#krate::__private::LoadOptions {
         ttl: #ttl,
         use_l1: #use_l1,

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::ItemFn;
 
-use super::{check_fn, krate, params, write_part};
+use super::{cache_ref, check_fn, krate, params, write_part};
 use crate::args::InvalidateArgs;
 use crate::template::Piece;
 
@@ -54,10 +54,7 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
         }));
     }
 
-    let cache = match &args.cache {
-        Some(e) => quote!(#krate::__private::AsCache::as_cache(&(#e))),
-        None => quote!(#krate::__private::global()),
-    };
+    let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
     let body = &f.block;
     let new_body: syn::Block = syn::parse_quote!({
         let __cache_patterns = [#(#patterns),*];
@@ -66,6 +63,7 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
             #[allow(unused_imports)]
             use #krate::__private::{RetAny as _, RetResult as _};
             if (&&#krate::__private::Ret(&__cache_ret)).__cache_success() {
+                #cache_src
                 #krate::__private::invalidate(#cache, &__cache_patterns).await;
             }
         }

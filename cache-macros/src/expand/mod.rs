@@ -18,6 +18,29 @@ pub(crate) fn krate(path: Option<&Path>) -> TokenStream {
     }
 }
 
+/// The cache a call uses: `(statement, expression)`. `let src = &(expr);` extends the life of a
+/// temporary (e.g. `cache = my_cache()`) to the end of the function body.
+pub(crate) fn cache_ref(krate: &TokenStream, cache: Option<&syn::Expr>) -> (TokenStream, TokenStream) {
+    match cache {
+        Some(e) => (
+            quote!(let __cache_src = &(#e);),
+            quote!(#krate::__private::AsCache::as_cache(__cache_src)),
+        ),
+        None => (quote!(), quote!(#krate::__private::global())),
+    }
+}
+
+/// `Option<Duration>` tokens for an optional duration option.
+pub(crate) fn duration_option(krate: &TokenStream, d: Option<std::time::Duration>) -> TokenStream {
+    match d {
+        Some(d) => {
+            let ms = d.as_millis() as u64;
+            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
 /// On error: the original item plus the error, so the function still exists for the IDE and
 /// for the rest of the crate, and only the real mistake is reported.
 pub(crate) fn with_error(item: TokenStream, err: syn::Error) -> TokenStream {
