@@ -169,7 +169,10 @@ async fn adaptive_ttl_grows_for_hot_keys_and_stays_low_for_cold_ones() {
         .map(|a| a.ttl_secs)
         .collect();
     assert_eq!(chosen.len(), 5);
-    assert!(chosen.windows(2).all(|w| w[1] >= w[0]), "hot TTL grows: {chosen:?}");
+    assert!(
+        chosen.windows(2).all(|w| w[1] >= w[0]),
+        "hot TTL grows: {chosen:?}"
+    );
     assert!(*ttls.last().unwrap() > 990_000, "reaches max: {ttls:?}");
     c.set("cold", &1u32, None).await.unwrap();
     let cold: i64 = conn.pttl("cold").await.unwrap();
