@@ -1,0 +1,59 @@
+//! 64 tasks of L2 hits (L1 off) on 2 threads, for `perf record`.
+//! `cargo bench -p cache-bench --bench l2_profile`
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use cache_core::{cache, Cache, CacheConfig};
+use cache_test_harness::RedisServer;
+
+static C: OnceLock<Cache> = OnceLock::new();
+
+#[cache(prefix = "bench", cache = C.get().unwrap(), l1 = false)]
+async fn hit(id: u64) -> Vec<String> {
+    vec![format!("customer number {id:06}"); 4]
+}
+
+fn main() {
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ops: u64 = std::env::var("OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    rt.block_on(async {
+        let _ = C.set(
+            Cache::new(
+                CacheConfig::builder()
+                    .redis_url(redis.url())
+                    .l1_enabled(false)
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
+        for i in 0..1000 {
+            hit(i).await;
+        }
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..64u64)
+            .map(|task| {
+                tokio::spawn(async move {
+                    for i in 0..ops {
+                        black_box(hit((task * 7919 + i) % 1000).await);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!("{:.0} ops/s", (64 * ops) as f64 / t.elapsed().as_secs_f64());
+    });
+}
