@@ -543,7 +543,7 @@ fn main() {
     });
 
     // ---------- P6: compression ----------
-    let records: Vec<serde_json::Value> = (0..60)
+    let records: Vec<serde_json::Value> = (0..80)
         .map(|i| serde_json::json!({"id": i, "origin": "Hamburg", "destination": "Rotterdam", "status": if i % 3 == 0 {"delivered"} else {"in_transit"}, "weight_kg": i * 37 % 20000, "tags": ["freight", "eu", "priority"]}))
         .collect();
     let doc = serde_json::to_string(&records).unwrap();

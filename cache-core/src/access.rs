@@ -108,7 +108,16 @@ impl AccessTracker {
     fn record_sampled(&self, fp: Fingerprint, key: &str, hit: bool) {
         let weight = u64::from(self.sample_every);
         let predicted = {
-            let mut inner = self.inner.lock();
+            // Sampled statistics can lose a sample rather than make a hit wait for another
+            // thread; with every read recorded (rate 1) the counts are exact.
+            let mut inner = if self.sample_every > 1 {
+                match self.inner.try_lock() {
+                    Some(g) => g,
+                    None => return,
+                }
+            } else {
+                self.inner.lock()
+            };
             let now = clock::now();
             if !inner.keys.contains_key(&fp.0) && inner.keys.len() >= self.capacity {
                 // Space-Saving: replace the least-counted key, inheriting its count.
