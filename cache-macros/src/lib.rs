@@ -30,7 +30,7 @@ pub(crate) fn cache_tokens(preset: Preset, attr: TokenStream2, item: TokenStream
     result.unwrap_or_else(|e| {
         // The `#[warmup_cache]`s below belonged to this expansion; left on the item they would
         // report a second, misleading error.
-        original.attrs.retain(|a| !a.path().is_ident("warmup_cache"));
+        original.attrs.retain(|a| !crate::expand::is_warmup_attr(a));
         with_error(quote::quote!(#original), e)
     })
 }

@@ -144,6 +144,33 @@ async fn cache_batch_calls_the_function_once_with_the_missing_ids() {
     assert_eq!(keys.len(), 99);
 }
 
+static WARM_BATCH_CACHE: std::sync::LazyLock<Cache> =
+    std::sync::LazyLock::new(|| Cache::new(CacheConfig::default()).unwrap());
+static WARM_BATCH_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache_batch(prefix = "resource:warm", cache = WARM_BATCH_CACHE)]
+#[cache_core::warmup_cache(ids = &[1, 2, 3])]
+async fn warm_batch(ids: &[u64]) -> HashMap<u64, u64> {
+    WARM_BATCH_CALLS.fetch_add(1, Ordering::SeqCst);
+    ids.iter().map(|i| (*i, i * 10)).collect()
+}
+
+#[tokio::test]
+async fn batch_warmup_uses_the_batch_path() {
+    let entry = cache_core::warmup::registered()
+        .find(|e| e.function == "perf::warm_batch")
+        .expect("registered");
+    (entry.run)().await.unwrap();
+    assert_eq!(WARM_BATCH_CALLS.load(Ordering::SeqCst), 1);
+    let got = WARM_BATCH_CACHE
+        .mget::<u64, _>(&["resource:warm:1", "resource:warm:2", "resource:warm:3"])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(10), Some(20), Some(30)]);
+    assert_eq!(warm_batch(&[1, 2, 3]).await.len(), 3);
+    assert_eq!(WARM_BATCH_CALLS.load(Ordering::SeqCst), 1, "warm: no second call");
+}
+
 static SLOW_CALLS: AtomicUsize = AtomicUsize::new(0);
 static PERF_CACHE: OnceLock<Cache> = OnceLock::new();
 

@@ -132,6 +132,14 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
         )
         .await
     });
+    // `#[warmup_cache(ids = ..)]` below this attribute: a batch warmup through the same path.
+    let (warmups, rest): (Vec<syn::Attribute>, Vec<syn::Attribute>) =
+        f.attrs.drain(..).partition(|a| crate::expand::is_warmup_attr(a));
+    f.attrs = rest;
+    let mut registrations = Vec::new();
+    for w in &warmups {
+        registrations.push(super::warmup::registration(&krate, &f, w.parse_args()?, w)?);
+    }
     *f.block = new_body;
-    Ok(quote!(#f))
+    Ok(quote!(#f #(#registrations)*))
 }

@@ -49,13 +49,22 @@ pub(crate) fn with_error(item: TokenStream, err: syn::Error) -> TokenStream {
 }
 
 /// Attributes that expand into caching code; `#[warmup_cache]` needs one of them.
-pub(crate) const CACHING_ATTRS: [&str; 5] = [
+pub(crate) const CACHING_ATTRS: [&str; 6] = [
     "cache",
     "cache_result",
     "cache_query",
     "cache_resource",
     "cache_analysis",
+    "cache_batch",
 ];
+
+/// `#[warmup_cache(..)]`, however it is spelled (`#[cache_core::warmup_cache(..)]` too).
+pub(crate) fn is_warmup_attr(a: &syn::Attribute) -> bool {
+    a.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "warmup_cache")
+}
 
 /// Caching attributes only make sense on `async fn`s that are not `const`.
 pub(crate) fn check_fn(f: &ItemFn, attr: &str) -> syn::Result<()> {
