@@ -134,7 +134,7 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
     });
     // `#[warmup_cache(ids = ..)]` below this attribute: a batch warmup through the same path.
     let (warmups, rest): (Vec<syn::Attribute>, Vec<syn::Attribute>) =
-        f.attrs.drain(..).partition(|a| crate::expand::is_warmup_attr(a));
+        f.attrs.drain(..).partition(crate::expand::is_warmup_attr);
     f.attrs = rest;
     let mut registrations = Vec::new();
     for w in &warmups {

@@ -241,7 +241,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     // `#[warmup_cache]` written below this attribute is registered here (the ones above see this
     // attribute and register themselves).
     let (warmups, rest): (Vec<Attribute>, Vec<Attribute>) =
-        f.attrs.drain(..).partition(|a| crate::expand::is_warmup_attr(a));
+        f.attrs.drain(..).partition(crate::expand::is_warmup_attr);
     f.attrs = rest;
     let mut registrations = Vec::new();
     for w in &warmups {
