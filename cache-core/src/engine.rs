@@ -432,15 +432,22 @@ impl Cache {
 
     #[inline]
     fn l1_get<T: CacheValue>(&self, fp: Fingerprint) -> Option<T> {
+        self.l1_get_timed(fp).map(|(v, _)| v)
+    }
+
+    /// An L1 hit and, one time in [`crate::latency::L1_SAMPLE`], how long it took.
+    #[inline]
+    fn l1_get_timed<T: CacheValue>(&self, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
         let l1 = self.inner.l1.as_ref()?;
         let timer = sample_l1().then(std::time::Instant::now);
         let entry = l1.get(fp)?;
         let v = entry.value.downcast_ref::<T>()?.clone();
-        if let Some(t) = timer {
-            self.inner.latency.record(Op::Get, Level::L1, t.elapsed());
+        let took = timer.map(|t| t.elapsed());
+        if let Some(d) = took {
+            self.inner.latency.record(Op::Get, Level::L1, d);
         }
         self.inner.counters.l1_hits.incr();
-        Some(v)
+        Some((v, took))
     }
 
     /// Runs one Redis call and records its latency.
@@ -864,9 +871,19 @@ impl Cache {
     /// loading future, which is large and costs more to set up than the hit itself.
     #[inline]
     pub(crate) fn hit<T: CacheValue>(&self, key: &str, fp: Fingerprint) -> Option<T> {
-        let v = self.l1_get::<T>(fp)?;
+        self.hit_timed(key, fp).map(|(v, _)| v)
+    }
+
+    /// [`hit`](Self::hit) with the sampled duration, for the per-function statistics.
+    #[inline]
+    pub(crate) fn hit_timed<T: CacheValue>(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+    ) -> Option<(T, Option<Duration>)> {
+        let hit = self.l1_get_timed::<T>(fp)?;
         self.inner.access.record(fp, key, true);
-        Some(v)
+        Some(hit)
     }
 
     /// [`load`](Self::load) once L1 has missed: single flight → Redis → `load`.
