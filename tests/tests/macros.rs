@@ -417,3 +417,28 @@ async fn warmup_registrations_are_collected() {
     get_user_profile(if entries[0].args.ends_with('1') { 1 } else { 2 }).await;
     assert_eq!(cache_core::global().stats().await.l1_hits, before + 1);
 }
+
+static IMPL_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// `impl Trait` arguments, explicit lifetimes and a where clause keep working.
+#[cache(prefix = "query", cache = cache)]
+async fn shout<'a>(cache: &'a Cache, label: impl std::fmt::Display + Send, word: &'a str) -> String
+where
+    'a: 'a,
+{
+    IMPL_CALLS.fetch_add(1, Ordering::SeqCst);
+    format!("{label}:{}", word.to_uppercase())
+}
+
+#[tokio::test]
+async fn impl_trait_and_lifetime_arguments() {
+    let redis = RedisServer::start();
+    let c = two_level(&redis);
+    assert_eq!(shout(&c, 7u8, "hi").await, "7:HI");
+    assert_eq!(shout(&c, "7", "hi").await, "7:HI");
+    assert_eq!(IMPL_CALLS.load(Ordering::SeqCst), 1, "same key text, same entry");
+    assert_eq!(
+        keys(&redis, "query:macros::shout*").await,
+        vec!["query:macros::shout:7:hi"]
+    );
+}
