@@ -58,8 +58,10 @@ impl FnStats {
         }
     }
 
+    #[inline]
     fn register(&'static self) {
-        if !self.registered.swap(true, Ordering::AcqRel) {
+        // A plain load first: the locked swap would cost every call a contended write.
+        if !self.registered.load(Ordering::Acquire) && !self.registered.swap(true, Ordering::AcqRel) {
             registry().lock().push(self);
         }
     }
