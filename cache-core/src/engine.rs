@@ -212,6 +212,14 @@ static DEFAULT_ADAPTIVE: std::sync::LazyLock<crate::strategy::AdaptiveTtl> =
 /// Adaptive TTL decisions listed in the stats.
 const ADAPTIVE_CHOICES_KEPT: usize = 32;
 
+/// The value of a result that cannot be an error.
+pub(crate) fn infallible<T>(r: std::result::Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -517,19 +525,15 @@ impl Cache {
             self.inner.access.record(fp, key, true);
             return Ok(Some(v));
         }
-        let read = self.l2_read::<T>(key).await;
-        self.inner.access.record(fp, key, matches!(read, Ok(Some(_))));
-        match read {
-            Ok(Some((v, exp, len))) => {
-                self.inner.counters.l2_hits.incr();
-                self.fill_l1(key, fp, v.clone(), self.l1_deadline(exp), len);
-                Ok(Some(v))
-            }
+        match self.l2_read::<T>(key).await {
+            Ok(Some(found)) => Ok(Some(self.l2_hit(key, fp, &LoadOptions::default(), found).0)),
             Ok(None) => {
+                self.inner.access.record(fp, key, false);
                 self.inner.counters.misses.incr();
                 Ok(None)
             }
             Err(e) => {
+                self.inner.access.record(fp, key, false);
                 self.record_error("get", key, &e);
                 self.inner.counters.misses.incr();
                 Err(e)
@@ -619,7 +623,8 @@ impl Cache {
     /// Removes `key` from both levels; returns whether Redis held it (L1-only: whether L1 did).
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let fp = Fingerprint::of(key);
-        let in_l1 = self.inner.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some());
+        // Only L1-only mode answers from L1; with Redis the answer is UNLINK's.
+        let in_l1 = self.inner.l2.is_none() && self.inner.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some());
         if let Some(l1) = &self.inner.l1 {
             l1.remove(fp);
         }
@@ -817,10 +822,7 @@ impl Cache {
                 || async { Ok::<T, Infallible>(load().await) },
             )
             .await;
-        match r {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
+        infallible(r)
     }
 
     /// Like [`get_or_insert_with`](Self::get_or_insert_with) for a fallible loader: only `Ok`
@@ -991,12 +993,12 @@ impl Cache {
         let (v, exp, len) = found;
         self.inner.counters.l2_hits.incr();
         self.inner.access.record(fp, key, true);
-        let entry = l1::entry(key, v.clone(), self.l1_deadline(exp), len as u64);
-        if opts.use_l1 {
-            if let Some(l1) = &self.inner.l1 {
-                l1.insert(fp, entry.clone());
-            }
-        }
+        let deadline = self.l1_deadline(exp);
+        let entry = if opts.use_l1 {
+            self.fill_l1(key, fp, v.clone(), deadline, len)
+        } else {
+            l1::entry(key, v.clone(), deadline, len as u64)
+        };
         (v, entry)
     }
 

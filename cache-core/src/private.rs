@@ -15,7 +15,7 @@ pub use crate::warmup::WarmupEntry;
 pub use inventory;
 pub use std::time::Duration;
 
-use crate::engine::CacheValue;
+use crate::engine::{infallible, CacheValue};
 
 /// Wraps an argument so the key writer can be picked by autoref: [`KeyPart`], else `Display`,
 /// else the stable hash of its `Serialize` form. The macro calls `(&&&KeyArg(&arg)).__cache_write_key(..)`.
@@ -153,10 +153,7 @@ where
             Ok::<T, std::convert::Infallible>(run_timed(stats, f()).await)
         })
         .await;
-    match r {
-        Ok(v) => v,
-        Err(never) => match never {},
-    }
+    infallible(r)
 }
 
 /// `#[cache]` on a function returning `Result`: only `Ok` is cached; `Err` reaches the caller.
@@ -241,10 +238,7 @@ where
             Ok::<T, std::convert::Infallible>(run_timed(stats, fut).await)
         })
         .await;
-    match r {
-        Ok(v) => v,
-        Err(never) => match never {},
-    }
+    infallible(r)
 }
 
 /// `#[cache_batch]`: cached ids from one L1 pass and one `MGET`, the function called once with
@@ -274,10 +268,7 @@ where
             Ok::<_, std::convert::Infallible>(wanted.iter().map(|id| got.remove(id)).collect())
         })
         .await;
-    let values = match r {
-        Ok(v) => v,
-        Err(never) => match never {},
-    };
+    let values = infallible(r);
     ids.iter()
         .cloned()
         .zip(values)
