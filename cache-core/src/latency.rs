@@ -76,13 +76,16 @@ pub(crate) fn sample_l1() -> bool {
     })
 }
 
+/// A histogram of nanoseconds, 1 ns .. 1 h at 2 significant digits (a few KiB).
+pub(crate) fn new_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
+}
+
 impl Latencies {
     pub(crate) fn new() -> Result<Self, crate::CacheError> {
         let template = (0..OPS.len() * 2)
             .map(|_| {
-                // 1 ns .. 1 h at 2 significant digits: a few KiB each.
-                Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
-                    .map_err(|e| crate::CacheError::Config(format!("latency histogram: {e}")))
+                new_histogram().map_err(|e| crate::CacheError::Config(format!("latency histogram: {e}")))
             })
             .collect::<Result<_, _>>()?;
         Ok(Latencies {

@@ -36,7 +36,7 @@ fn registry() -> &'static Mutex<Vec<&'static FnStats>> {
 fn record(h: &Mutex<Option<Histogram<u64>>>, d: Duration) {
     let mut h = h.lock();
     if h.is_none() {
-        *h = Histogram::new_with_bounds(1, 3_600_000_000_000, 2).ok();
+        *h = crate::latency::new_histogram().ok();
     }
     if let Some(h) = h.as_mut() {
         let _ = h.record((d.as_nanos() as u64).max(1));
