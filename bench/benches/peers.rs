@@ -1,7 +1,8 @@
 //! Side-by-side benchmarks against the peers, in one run, reported as ratios.
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
-//! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run.
+//! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
+//! memory) to run only some sections.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::alloc::System;
@@ -131,6 +132,13 @@ impl Row {
     }
 }
 
+/// Whether a section runs: all of them, or those named in `BENCH_ONLY` (e.g. `p1,p2`).
+fn section(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| {
+        only.split(',').any(|s| s.trim().eq_ignore_ascii_case(name))
+    })
+}
+
 fn quick() -> bool {
     std::env::var_os("BENCH_QUICK").is_some()
 }
@@ -221,88 +229,90 @@ fn main() {
     let hit_ops = if quick() { 200_000 } else { 2_000_000 };
 
     // ---------- P1: L1 hit ----------
-    single.block_on(async {
+    if section("p1") {
+        single.block_on(async {
+            for i in 0..KEYS {
+                ours_l1(i).await;
+                cached_l1(i).await;
+            }
+        });
+        let ours = ns_per_op_async(&single, hit_ops, ours_l1);
+        let cached = ns_per_op_async(&single, hit_ops, cached_l1);
+        let qc: quick_cache::sync::Cache<u64, Arc<Payload>> = quick_cache::sync::Cache::new(10_000);
+        let moka_sync: moka::sync::Cache<u64, Arc<Payload>> = moka::sync::Cache::new(10_000);
+        let moka_future: moka::future::Cache<u64, Arc<Payload>> = moka::future::Cache::new(10_000);
         for i in 0..KEYS {
-            ours_l1(i).await;
-            cached_l1(i).await;
+            let v = Arc::new(payload(i));
+            qc.insert(i, v.clone());
+            moka_sync.insert(i, v.clone());
+            single.block_on(moka_future.insert(i, v));
         }
-    });
-    let ours = ns_per_op_async(&single, hit_ops, ours_l1);
-    let cached = ns_per_op_async(&single, hit_ops, cached_l1);
-    let qc: quick_cache::sync::Cache<u64, Arc<Payload>> = quick_cache::sync::Cache::new(10_000);
-    let moka_sync: moka::sync::Cache<u64, Arc<Payload>> = moka::sync::Cache::new(10_000);
-    let moka_future: moka::future::Cache<u64, Arc<Payload>> = moka::future::Cache::new(10_000);
-    for i in 0..KEYS {
-        let v = Arc::new(payload(i));
-        qc.insert(i, v.clone());
-        moka_sync.insert(i, v.clone());
-        single.block_on(moka_future.insert(i, v));
-    }
-    let raw_qc = ns_per_op(hit_ops, |k| {
-        black_box(qc.get(&k));
-    });
-    let raw_moka = ns_per_op(hit_ops, |k| {
-        black_box(moka_sync.get(&k));
-    });
-    let raw_moka_f = ns_per_op_async(&single, hit_ops, |k| {
-        let m = &moka_future;
-        async move { m.get(&k).await }
-    });
-    let p1 = "P1 L1 hit, 1 task";
-    rows.push(Row {
-        section: p1,
-        what: "#[cache] fn hit (ns/op)".into(),
-        ours,
-        peer_name: "cached #[cached]".into(),
-        peer: cached,
-        unit: "ns",
-        higher_is_better: false,
-        target: "≥ 3×".into(),
-    });
-    rows.push(Row {
-        section: p1,
-        what: "#[cache] fn hit (ns/op)".into(),
-        ours,
-        peer_name: "raw quick_cache get".into(),
-        peer: raw_qc,
-        unit: "ns",
-        higher_is_better: false,
-        target: "≥ 0.5× (within 2×)".into(),
-    });
-    rows.push(Row {
-        section: p1,
-        what: "#[cache] fn hit (ns/op)".into(),
-        ours,
-        peer_name: "raw moka sync get".into(),
-        peer: raw_moka,
-        unit: "ns",
-        higher_is_better: false,
-        target: "-".into(),
-    });
-    rows.push(Row {
-        section: p1,
-        what: "#[cache] fn hit (ns/op)".into(),
-        ours,
-        peer_name: "raw moka future get".into(),
-        peer: raw_moka_f,
-        unit: "ns",
-        higher_is_better: false,
-        target: "-".into(),
-    });
+        let raw_qc = ns_per_op(hit_ops, |k| {
+            black_box(qc.get(&k));
+        });
+        let raw_moka = ns_per_op(hit_ops, |k| {
+            black_box(moka_sync.get(&k));
+        });
+        let raw_moka_f = ns_per_op_async(&single, hit_ops, |k| {
+            let m = &moka_future;
+            async move { m.get(&k).await }
+        });
+        let p1 = "P1 L1 hit, 1 task";
+        rows.push(Row {
+            section: p1,
+            what: "#[cache] fn hit (ns/op)".into(),
+            ours,
+            peer_name: "cached #[cached]".into(),
+            peer: cached,
+            unit: "ns",
+            higher_is_better: false,
+            target: "≥ 3×".into(),
+        });
+        rows.push(Row {
+            section: p1,
+            what: "#[cache] fn hit (ns/op)".into(),
+            ours,
+            peer_name: "raw quick_cache get".into(),
+            peer: raw_qc,
+            unit: "ns",
+            higher_is_better: false,
+            target: "≥ 0.5× (within 2×)".into(),
+        });
+        rows.push(Row {
+            section: p1,
+            what: "#[cache] fn hit (ns/op)".into(),
+            ours,
+            peer_name: "raw moka sync get".into(),
+            peer: raw_moka,
+            unit: "ns",
+            higher_is_better: false,
+            target: "-".into(),
+        });
+        rows.push(Row {
+            section: p1,
+            what: "#[cache] fn hit (ns/op)".into(),
+            ours,
+            peer_name: "raw moka future get".into(),
+            peer: raw_moka_f,
+            unit: "ns",
+            higher_is_better: false,
+            target: "-".into(),
+        });
 
-    let per_task = if quick() { 100_000 } else { 1_000_000 };
-    let ours_mt = throughput(&multi, 4, per_task, ours_l1);
-    let cached_mt = throughput(&multi, 4, per_task, cached_l1);
-    rows.push(Row {
-        section: "P1 L1 hit, 4 tasks / 2 threads",
-        what: "#[cache] fn hit (ops/s)".into(),
-        ours: ours_mt,
-        peer_name: "cached #[cached]".into(),
-        peer: cached_mt,
-        unit: "ops/s",
-        higher_is_better: true,
-        target: "≥ 3×".into(),
-    });
+        let per_task = if quick() { 100_000 } else { 1_000_000 };
+        let ours_mt = throughput(&multi, 4, per_task, ours_l1);
+        let cached_mt = throughput(&multi, 4, per_task, cached_l1);
+        rows.push(Row {
+            section: "P1 L1 hit, 4 tasks / 2 threads",
+            what: "#[cache] fn hit (ops/s)".into(),
+            ours: ours_mt,
+            peer_name: "cached #[cached]".into(),
+            peer: cached_mt,
+            unit: "ops/s",
+            higher_is_better: true,
+            target: "≥ 3×".into(),
+        });
+    }
 
     // ---------- P2: L2 hit, 64 tasks ----------
     let l2 = Cache::new(
@@ -314,318 +324,330 @@ fn main() {
     )
     .unwrap();
     let _ = L2_CACHE.set(l2);
-    let raw_conn = multi.block_on(async {
-        let mut c = redis.conn().await;
-        for i in 0..KEYS {
-            ours_l2(i).await;
-            cached_redis(i).await.unwrap();
-            let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
-            redis::cmd("SET")
-                .arg(format!("raw:{i}"))
-                .arg(bytes)
-                .query_async::<()>(&mut c)
-                .await
-                .unwrap();
-        }
-        c
-    });
-    let l2_ops = if quick() { 300 } else { 1500 };
-    let ours_l2_tp = throughput(&multi, 64, l2_ops, ours_l2);
-    let raw_tp = throughput(&multi, 64, l2_ops, move |i| {
-        let mut c = raw_conn.clone();
-        async move {
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(format!("raw:{i}"))
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            let (p, _): (Payload, usize) =
-                bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
-            p
-        }
-    });
-    let cached_tp = throughput(
-        &multi,
-        64,
-        l2_ops,
-        |i| async move { cached_redis(i).await.unwrap() },
-    );
-    let pool = deadpool_redis::Config::from_url(redis.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap();
-    let dp_tp = throughput(&multi, 64, l2_ops, move |i| {
-        let pool = pool.clone();
-        async move {
-            let mut c = pool.get().await.unwrap();
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(format!("raw:{i}"))
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            bytes.len()
-        }
-    });
-    let p2 = "P2 L2 hit, 64 tasks";
-    rows.push(Row {
-        section: p2,
-        what: "#[cache(l1 = false)] hit (ops/s)".into(),
-        ours: ours_l2_tp,
-        peer_name: "raw multiplexed GET + decode".into(),
-        peer: raw_tp,
-        unit: "ops/s",
-        higher_is_better: true,
-        target: "≥ 0.9×".into(),
-    });
-    rows.push(Row {
-        section: p2,
-        what: "#[cache(l1 = false)] hit (ops/s)".into(),
-        ours: ours_l2_tp,
-        peer_name: "cached #[concurrent_cached(redis)]".into(),
-        peer: cached_tp,
-        unit: "ops/s",
-        higher_is_better: true,
-        target: "≥ 1.5×".into(),
-    });
-    rows.push(Row {
-        section: p2,
-        what: "#[cache(l1 = false)] hit (ops/s)".into(),
-        ours: ours_l2_tp,
-        peer_name: "deadpool-redis GET, checkout per call".into(),
-        peer: dp_tp,
-        unit: "ops/s",
-        higher_is_better: true,
-        target: "-".into(),
-    });
-
-    // ---------- P3: batch ----------
-    let keys: Vec<String> = (0..100).map(|i| format!("batch:{i}")).collect();
-    let items: Vec<(String, Payload)> = keys.iter().cloned().zip((0..100).map(payload)).collect();
-    let cache_l2 = l2_cache().clone();
-    let rounds = if quick() { 50 } else { 300 };
-    let (mset_us, mget_us, seq_get_us, seq_set_us) = multi.block_on(async {
-        let mut c = redis.conn().await;
-        let t = Instant::now();
-        for _ in 0..rounds {
-            cache_l2.mset(&items, None).await.unwrap();
-        }
-        let mset = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-        let t = Instant::now();
-        for _ in 0..rounds {
-            black_box(cache_l2.mget::<Payload, _>(&keys).await.unwrap());
-        }
-        let mget = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-        let t = Instant::now();
-        for _ in 0..rounds {
-            for k in &keys {
-                black_box(
-                    redis::cmd("GET")
-                        .arg(k)
-                        .query_async::<Vec<u8>>(&mut c)
-                        .await
-                        .unwrap(),
-                );
-            }
-        }
-        let seq_get = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-        let t = Instant::now();
-        for _ in 0..rounds {
-            for (k, v) in &items {
-                let b = bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap();
+    if section("p2") {
+        let raw_conn = multi.block_on(async {
+            let mut c = redis.conn().await;
+            for i in 0..KEYS {
+                ours_l2(i).await;
+                cached_redis(i).await.unwrap();
+                let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
                 redis::cmd("SET")
-                    .arg(k)
-                    .arg(b)
-                    .arg("PX")
-                    .arg(300_000)
+                    .arg(format!("raw:{i}"))
+                    .arg(bytes)
                     .query_async::<()>(&mut c)
                     .await
                     .unwrap();
             }
-        }
-        let seq_set = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-        (mset, mget, seq_get, seq_set)
-    });
-    rows.push(Row {
-        section: "P3 batch of 100",
-        what: "mget (µs/batch)".into(),
-        ours: mget_us,
-        peer_name: "100 sequential GETs".into(),
-        peer: seq_get_us,
-        unit: "µs",
-        higher_is_better: false,
-        target: "≥ 10×".into(),
-    });
-    rows.push(Row {
-        section: "P3 batch of 100",
-        what: "mset (µs/batch)".into(),
-        ours: mset_us,
-        peer_name: "100 sequential SETs".into(),
-        peer: seq_set_us,
-        unit: "µs",
-        higher_is_better: false,
-        target: "≥ 10×".into(),
-    });
+            c
+        });
+        let l2_ops = if quick() { 300 } else { 1500 };
+        let ours_l2_tp = throughput(&multi, 64, l2_ops, ours_l2);
+        let raw_tp = throughput(&multi, 64, l2_ops, move |i| {
+            let mut c = raw_conn.clone();
+            async move {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(format!("raw:{i}"))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let (p, _): (Payload, usize) =
+                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+                p
+            }
+        });
+        let cached_tp = throughput(
+            &multi,
+            64,
+            l2_ops,
+            |i| async move { cached_redis(i).await.unwrap() },
+        );
+        let pool = deadpool_redis::Config::from_url(redis.url())
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .unwrap();
+        let dp_tp = throughput(&multi, 64, l2_ops, move |i| {
+            let pool = pool.clone();
+            async move {
+                let mut c = pool.get().await.unwrap();
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(format!("raw:{i}"))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                bytes.len()
+            }
+        });
+        let p2 = "P2 L2 hit, 64 tasks";
+        rows.push(Row {
+            section: p2,
+            what: "#[cache(l1 = false)] hit (ops/s)".into(),
+            ours: ours_l2_tp,
+            peer_name: "raw multiplexed GET + decode".into(),
+            peer: raw_tp,
+            unit: "ops/s",
+            higher_is_better: true,
+            target: "≥ 0.9×".into(),
+        });
+        rows.push(Row {
+            section: p2,
+            what: "#[cache(l1 = false)] hit (ops/s)".into(),
+            ours: ours_l2_tp,
+            peer_name: "cached #[concurrent_cached(redis)]".into(),
+            peer: cached_tp,
+            unit: "ops/s",
+            higher_is_better: true,
+            target: "≥ 1.5×".into(),
+        });
+        rows.push(Row {
+            section: p2,
+            what: "#[cache(l1 = false)] hit (ops/s)".into(),
+            ours: ours_l2_tp,
+            peer_name: "deadpool-redis GET, checkout per call".into(),
+            peer: dp_tp,
+            unit: "ops/s",
+            higher_is_better: true,
+            target: "-".into(),
+        });
+    }
+
+    // ---------- P3: batch ----------
+    if section("p3") {
+        let keys: Vec<String> = (0..100).map(|i| format!("batch:{i}")).collect();
+        let items: Vec<(String, Payload)> = keys.iter().cloned().zip((0..100).map(payload)).collect();
+        let cache_l2 = l2_cache().clone();
+        let rounds = if quick() { 50 } else { 300 };
+        let (mset_us, mget_us, seq_get_us, seq_set_us) = multi.block_on(async {
+            let mut c = redis.conn().await;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                cache_l2.mset(&items, None).await.unwrap();
+            }
+            let mset = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                black_box(cache_l2.mget::<Payload, _>(&keys).await.unwrap());
+            }
+            let mget = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                for k in &keys {
+                    black_box(
+                        redis::cmd("GET")
+                            .arg(k)
+                            .query_async::<Vec<u8>>(&mut c)
+                            .await
+                            .unwrap(),
+                    );
+                }
+            }
+            let seq_get = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                for (k, v) in &items {
+                    let b = bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap();
+                    redis::cmd("SET")
+                        .arg(k)
+                        .arg(b)
+                        .arg("PX")
+                        .arg(300_000)
+                        .query_async::<()>(&mut c)
+                        .await
+                        .unwrap();
+                }
+            }
+            let seq_set = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            (mset, mget, seq_get, seq_set)
+        });
+        rows.push(Row {
+            section: "P3 batch of 100",
+            what: "mget (µs/batch)".into(),
+            ours: mget_us,
+            peer_name: "100 sequential GETs".into(),
+            peer: seq_get_us,
+            unit: "µs",
+            higher_is_better: false,
+            target: "≥ 10×".into(),
+        });
+        rows.push(Row {
+            section: "P3 batch of 100",
+            what: "mset (µs/batch)".into(),
+            ours: mset_us,
+            peer_name: "100 sequential SETs".into(),
+            peer: seq_set_us,
+            unit: "µs",
+            higher_is_better: false,
+            target: "≥ 10×".into(),
+        });
+    }
 
     // ---------- P4: 1000 cold callers ----------
-    let (runs, p99_wait) = multi.block_on(async {
-        let handles: Vec<_> = (0..1000)
-            .map(|_| {
-                tokio::spawn(async {
-                    let t = Instant::now();
-                    black_box(cold(424_242).await);
-                    t.elapsed()
+    if section("p4") {
+        let (runs, p99_wait) = multi.block_on(async {
+            let handles: Vec<_> = (0..1000)
+                .map(|_| {
+                    tokio::spawn(async {
+                        let t = Instant::now();
+                        black_box(cold(424_242).await);
+                        t.elapsed()
+                    })
                 })
-            })
-            .collect();
-        let mut waits = Vec::new();
-        for h in handles {
-            waits.push(h.await.unwrap());
-        }
-        (COLD_RUNS.load(Ordering::SeqCst), p99(&mut waits))
-    });
-    rows.push(Row {
-        section: "P4 1000 cold callers",
-        what: format!("p99 wait (ms), function ran {runs}×"),
-        ours: p99_wait.as_secs_f64() * 1000.0,
-        peer_name: "the function's own time".into(),
-        peer: 50.0,
-        unit: "ms",
-        higher_is_better: false,
-        target: "≈ 1×, runs = 1".into(),
-    });
+                .collect();
+            let mut waits = Vec::new();
+            for h in handles {
+                waits.push(h.await.unwrap());
+            }
+            (COLD_RUNS.load(Ordering::SeqCst), p99(&mut waits))
+        });
+        rows.push(Row {
+            section: "P4 1000 cold callers",
+            what: format!("p99 wait (ms), function ran {runs}×"),
+            ours: p99_wait.as_secs_f64() * 1000.0,
+            peer_name: "the function's own time".into(),
+            peer: 50.0,
+            unit: "ms",
+            higher_is_better: false,
+            target: "≈ 1×, runs = 1".into(),
+        });
+    }
 
     // ---------- P5: Redis down ----------
-    let mut dead = RedisServer::start();
-    let dead_url = dead.url();
-    dead.stop();
-    let down = Cache::new(
-        CacheConfig::builder()
-            .redis_url(dead_url.clone())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    let _ = DOWN_CACHE.set(down);
-    let (ours_p99, fn_p99) = multi.block_on(async {
-        for i in 0..20 {
-            ours_down(i).await; // lets the breaker see the failure
-        }
-        let mut with_cache = Vec::new();
-        let mut bare = Vec::new();
-        for i in 0..2000u64 {
-            let t = Instant::now();
-            black_box(ours_down(i % KEYS).await);
-            with_cache.push(t.elapsed());
-            let t = Instant::now();
-            black_box(payload(i % KEYS));
-            bare.push(t.elapsed());
-        }
-        (p99(&mut with_cache), p99(&mut bare))
-    });
-    std::env::set_var("CACHED_REDIS_CONNECTION_STRING", &dead_url);
-    let cached_down = multi.block_on(async {
-        match tokio::spawn(async { cached_redis_down(1).await }).await {
-            Err(e) if e.is_panic() => "panicked on its first call".to_owned(),
-            Err(e) => format!("task failed: {e}"),
-            Ok(Err(e)) => format!("returned Err: {}", e.chars().take(60).collect::<String>()),
-            Ok(Ok(_)) => "answered".to_owned(),
-        }
-    });
-    let added = ours_p99.saturating_sub(fn_p99);
-    rows.push(Row {
-        section: "P5 Redis stopped",
-        what: "added p99 latency (µs)".into(),
-        ours: added.as_secs_f64() * 1e6,
-        peer_name: format!("target 1000 µs; cached redis: {cached_down}"),
-        peer: 1000.0,
-        unit: "µs",
-        higher_is_better: false,
-        target: "≤ 1 ms".into(),
-    });
-
-    // ---------- P6: compression ----------
-    let records: Vec<serde_json::Value> = (0..80)
-        .map(|i| serde_json::json!({"id": i, "origin": "Hamburg", "destination": "Rotterdam", "status": if i % 3 == 0 {"delivered"} else {"in_transit"}, "weight_kg": i * 37 % 20000, "tags": ["freight", "eu", "priority"]}))
-        .collect();
-    let doc = serde_json::to_string(&records).unwrap();
-    let codec = cache_core::codec::Codec::new(1024, 1, 16 << 20);
-    let enc = codec.encode(&doc, 0).unwrap();
-    let n = if quick() { 500 } else { 5000 };
-    let t = Instant::now();
-    for _ in 0..n {
-        black_box(codec.encode(&doc, 0).unwrap());
-    }
-    let enc_mbs = (doc.len() * n) as f64 / t.elapsed().as_secs_f64() / 1e6;
-    let t = Instant::now();
-    for _ in 0..n {
-        black_box(codec.decode::<String>(&enc.bytes).unwrap());
-    }
-    let dec_mbs = (doc.len() * n) as f64 / t.elapsed().as_secs_f64() / 1e6;
-    let small = codec.encode(&payload(1), 0).unwrap();
-    rows.push(Row {
-        section: "P6 compression, 10 KB JSON",
-        what: format!(
-            "stored bytes (raw {} B; 150 B value compressed: {})",
-            doc.len(),
-            small.compressed
-        ),
-        ours: enc.bytes.len() as f64,
-        peer_name: "uncompressed".into(),
-        peer: doc.len() as f64,
-        unit: "B",
-        higher_is_better: false,
-        target: "≥ 3.3× (70 % smaller)".into(),
-    });
-    rows.push(Row {
-        section: "P6 compression, 10 KB JSON",
-        what: "encode / decode (MB/s)".into(),
-        ours: enc_mbs,
-        peer_name: "decode".into(),
-        peer: dec_mbs,
-        unit: "MB/s",
-        higher_is_better: true,
-        target: "-".into(),
-    });
-
-    // ---------- memory per L1 entry ----------
-    let ours_mem = single.block_on(async {
-        let c = Cache::new(
+    if section("p5") {
+        let mut dead = RedisServer::start();
+        let dead_url = dead.url();
+        dead.stop();
+        let down = Cache::new(
             CacheConfig::builder()
-                .max_memory_cache_size(20_000)
+                .redis_url(dead_url.clone())
                 .build()
                 .unwrap(),
         )
         .unwrap();
-        let values: Vec<Arc<Payload>> = (0..10_000).map(|i| Arc::new(payload(i))).collect();
-        let keys: Vec<String> = (0..10_000).map(|i| format!("bench:mem:{i}")).collect();
-        let region = Region::new(GLOBAL);
-        for (k, v) in keys.iter().zip(&values) {
-            c.set(k, v, None).await.unwrap();
+        let _ = DOWN_CACHE.set(down);
+        let (ours_p99, fn_p99) = multi.block_on(async {
+            for i in 0..20 {
+                ours_down(i).await; // lets the breaker see the failure
+            }
+            let mut with_cache = Vec::new();
+            let mut bare = Vec::new();
+            for i in 0..2000u64 {
+                let t = Instant::now();
+                black_box(ours_down(i % KEYS).await);
+                with_cache.push(t.elapsed());
+                let t = Instant::now();
+                black_box(payload(i % KEYS));
+                bare.push(t.elapsed());
+            }
+            (p99(&mut with_cache), p99(&mut bare))
+        });
+        std::env::set_var("CACHED_REDIS_CONNECTION_STRING", &dead_url);
+        let cached_down = multi.block_on(async {
+            match tokio::spawn(async { cached_redis_down(1).await }).await {
+                Err(e) if e.is_panic() => "panicked on its first call".to_owned(),
+                Err(e) => format!("task failed: {e}"),
+                Ok(Err(e)) => format!("returned Err: {}", e.chars().take(60).collect::<String>()),
+                Ok(Ok(_)) => "answered".to_owned(),
+            }
+        });
+        let added = ours_p99.saturating_sub(fn_p99);
+        rows.push(Row {
+            section: "P5 Redis stopped",
+            what: "added p99 latency (µs)".into(),
+            ours: added.as_secs_f64() * 1e6,
+            peer_name: format!("target 1000 µs; cached redis: {cached_down}"),
+            peer: 1000.0,
+            unit: "µs",
+            higher_is_better: false,
+            target: "≤ 1 ms".into(),
+        });
+    }
+
+    // ---------- P6: compression ----------
+    if section("p6") {
+        let records: Vec<serde_json::Value> = (0..80)
+        .map(|i| serde_json::json!({"id": i, "origin": "Hamburg", "destination": "Rotterdam", "status": if i % 3 == 0 {"delivered"} else {"in_transit"}, "weight_kg": i * 37 % 20000, "tags": ["freight", "eu", "priority"]}))
+        .collect();
+        let doc = serde_json::to_string(&records).unwrap();
+        let codec = cache_core::codec::Codec::new(1024, 1, 16 << 20);
+        let enc = codec.encode(&doc, 0).unwrap();
+        let n = if quick() { 500 } else { 5000 };
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(codec.encode(&doc, 0).unwrap());
         }
-        let s = region.change();
-        (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / 10_000.0
-    });
-    let moka_mem = {
-        let m: moka::sync::Cache<String, Arc<Payload>> = moka::sync::Cache::new(20_000);
-        let values: Vec<Arc<Payload>> = (0..10_000).map(|i| Arc::new(payload(i))).collect();
-        let keys: Vec<String> = (0..10_000).map(|i| format!("bench:mem:{i}")).collect();
-        let region = Region::new(GLOBAL);
-        for (k, v) in keys.iter().zip(&values) {
-            m.insert(k.clone(), v.clone());
+        let enc_mbs = (doc.len() * n) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(codec.decode::<String>(&enc.bytes).unwrap());
         }
-        m.run_pending_tasks();
-        let s = region.change();
-        (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / 10_000.0
-    };
-    rows.push(Row {
-        section: "Memory",
-        what: "bytes per L1 entry (key + Arc value, excl. the value)".into(),
-        ours: ours_mem,
-        peer_name: "raw moka sync (String key)".into(),
-        peer: moka_mem,
-        unit: "B",
-        higher_is_better: false,
-        target: "-".into(),
-    });
+        let dec_mbs = (doc.len() * n) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        let small = codec.encode(&payload(1), 0).unwrap();
+        rows.push(Row {
+            section: "P6 compression, 10 KB JSON",
+            what: format!(
+                "stored bytes (raw {} B; 150 B value compressed: {})",
+                doc.len(),
+                small.compressed
+            ),
+            ours: enc.bytes.len() as f64,
+            peer_name: "uncompressed".into(),
+            peer: doc.len() as f64,
+            unit: "B",
+            higher_is_better: false,
+            target: "≥ 3.3× (70 % smaller)".into(),
+        });
+        rows.push(Row {
+            section: "P6 compression, 10 KB JSON",
+            what: "encode / decode (MB/s)".into(),
+            ours: enc_mbs,
+            peer_name: "decode".into(),
+            peer: dec_mbs,
+            unit: "MB/s",
+            higher_is_better: true,
+            target: "-".into(),
+        });
+    }
+
+    // ---------- memory per L1 entry ----------
+    if section("memory") {
+        let ours_mem = single.block_on(async {
+            let c = Cache::new(
+                CacheConfig::builder()
+                    .max_memory_cache_size(20_000)
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+            let values: Vec<Arc<Payload>> = (0..10_000).map(|i| Arc::new(payload(i))).collect();
+            let keys: Vec<String> = (0..10_000).map(|i| format!("bench:mem:{i}")).collect();
+            let region = Region::new(GLOBAL);
+            for (k, v) in keys.iter().zip(&values) {
+                c.set(k, v, None).await.unwrap();
+            }
+            let s = region.change();
+            (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / 10_000.0
+        });
+        let moka_mem = {
+            let m: moka::sync::Cache<String, Arc<Payload>> = moka::sync::Cache::new(20_000);
+            let values: Vec<Arc<Payload>> = (0..10_000).map(|i| Arc::new(payload(i))).collect();
+            let keys: Vec<String> = (0..10_000).map(|i| format!("bench:mem:{i}")).collect();
+            let region = Region::new(GLOBAL);
+            for (k, v) in keys.iter().zip(&values) {
+                m.insert(k.clone(), v.clone());
+            }
+            m.run_pending_tasks();
+            let s = region.change();
+            (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / 10_000.0
+        };
+        rows.push(Row {
+            section: "Memory",
+            what: "bytes per L1 entry (key + Arc value, excl. the value)".into(),
+            ours: ours_mem,
+            peer_name: "raw moka sync (String key)".into(),
+            peer: moka_mem,
+            unit: "B",
+            higher_is_better: false,
+            target: "-".into(),
+        });
+    }
 
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::key::Fingerprint;
+use crate::key::{Fingerprint, KeyText};
 use crate::l1::FingerprintHash;
 
 /// Successors remembered per key.
@@ -81,7 +81,7 @@ impl AccessTracker {
 
     /// Records one read (sampled). Cheap when not sampled: a thread-local increment.
     #[inline]
-    pub(crate) fn record(&self, fp: Fingerprint, key: &str, hit: bool) {
+    pub(crate) fn record<K: KeyText + ?Sized>(&self, fp: Fingerprint, key: &K, hit: bool) {
         if self.sample_every == 0 {
             return;
         }
@@ -101,7 +101,7 @@ impl AccessTracker {
                 return;
             }
         }
-        self.record_sampled(fp, key, hit);
+        self.record_sampled(fp, key.key_text(), hit);
     }
 
     #[cold]

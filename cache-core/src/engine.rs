@@ -17,8 +17,8 @@ use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
 use crate::flight::{Flights, Outcome};
 use crate::invalidation::{self, Message};
-use crate::key::Fingerprint;
-use crate::l1::{self, Entry, FifoStore, MokaStore, QuickStore, L1};
+use crate::key::{Fingerprint, KeyText};
+use crate::l1::{self, Entry, FifoStore, MokaStore, QuickStore, Store, L1};
 use crate::l2::{BreakerState, Notice, PoolStatus, RedisL2};
 use crate::latency::{sample_l1, Latencies, Level, Op, OpLatency};
 use crate::pattern::Pattern;
@@ -235,11 +235,11 @@ impl Cache {
         let ttl_rules = TtlRules::compile(&config)?;
         let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
-            let store: Box<dyn crate::l1::L1Store> = match config.strategy.eviction() {
-                Eviction::Fast => Box::new(QuickStore::new(entries, bytes)?),
-                Eviction::TinyLfu => Box::new(MokaStore::new(entries, bytes, false)),
-                Eviction::Lru => Box::new(MokaStore::new(entries, bytes, true)),
-                Eviction::Fifo => Box::new(FifoStore::new(entries, bytes)?),
+            let store = match config.strategy.eviction() {
+                Eviction::Fast => Store::Quick(QuickStore::new(entries, bytes)?),
+                Eviction::TinyLfu => Store::Other(Box::new(MokaStore::new(entries, bytes, false))),
+                Eviction::Lru => Store::Other(Box::new(MokaStore::new(entries, bytes, true))),
+                Eviction::Fifo => Store::Other(Box::new(FifoStore::new(entries, bytes)?)),
             };
             Some(L1::new(store))
         } else {
@@ -448,8 +448,7 @@ impl Cache {
     fn l1_get_timed<T: CacheValue>(&self, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
         let l1 = self.inner.l1.as_ref()?;
         let timer = sample_l1().then(std::time::Instant::now);
-        let entry = l1.get(fp)?;
-        let v = entry.value.downcast_ref::<T>()?.clone();
+        let v = l1.read(fp, |e| e.value.downcast_ref::<T>().cloned())?;
         let took = timer.map(|t| t.elapsed());
         if let Some(d) = took {
             self.inner.latency.record(Op::Get, Level::L1, d);
@@ -878,9 +877,9 @@ impl Cache {
 
     /// [`hit`](Self::hit) with the sampled duration, for the per-function statistics.
     #[inline]
-    pub(crate) fn hit_timed<T: CacheValue>(
+    pub(crate) fn hit_timed<T: CacheValue, K: KeyText + ?Sized>(
         &self,
-        key: &str,
+        key: &K,
         fp: Fingerprint,
     ) -> Option<(T, Option<Duration>)> {
         let hit = self.l1_get_timed::<T>(fp)?;

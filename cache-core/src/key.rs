@@ -7,7 +7,6 @@
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
-use smallstr::SmallString;
 
 /// Stable 128-bit hash of a readable key (xxh3-128, seedless: same value in every process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +28,9 @@ impl Fingerprint {
     }
 }
 
+/// Bytes a key keeps inline before it moves to the heap.
+const INLINE: usize = 128;
+
 /// A key being built: inline up to 128 bytes, so building and hashing it allocates nothing.
 ///
 /// ```
@@ -40,7 +42,12 @@ impl Fingerprint {
 /// ```
 #[derive(Clone)]
 pub struct KeyBuf {
-    buf: SmallString<[u8; 128]>,
+    // A plain array and a length rather than a small-string type: appending is then one bounds
+    // check and one copy, which a hit (that builds its key every time) pays for a few times.
+    len: usize,
+    inline: [u8; INLINE],
+    /// The whole key once it outgrew `inline`; empty until then.
+    spilled: String,
 }
 
 impl KeyBuf {
@@ -48,14 +55,38 @@ impl KeyBuf {
     #[inline]
     pub fn new() -> Self {
         KeyBuf {
-            buf: SmallString::new(),
+            len: 0,
+            inline: [0; INLINE],
+            spilled: String::new(),
         }
     }
 
     /// Appends literal text.
     #[inline]
     pub fn push_str(&mut self, s: &str) {
-        self.buf.push_str(s);
+        let end = self.len + s.len();
+        match self.inline.get_mut(self.len..end) {
+            Some(dst) if self.spilled.is_empty() => {
+                dst.copy_from_slice(s.as_bytes());
+                self.len = end;
+            }
+            _ => self.push_spilled(s),
+        }
+    }
+
+    #[cold]
+    fn push_spilled(&mut self, s: &str) {
+        if self.spilled.is_empty() {
+            let inline = self.inline_str().to_owned();
+            self.spilled = inline;
+        }
+        self.spilled.push_str(s);
+    }
+
+    /// The inline text. It is always whole `&str`s laid end to end, so it is valid UTF-8.
+    #[inline]
+    fn inline_str(&self) -> &str {
+        std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default()
     }
 
     /// Appends one argument with its [`KeyPart`] rule.
@@ -67,20 +98,34 @@ impl KeyBuf {
     /// Appends anything `Display`.
     #[inline]
     pub fn push_display<D: fmt::Display + ?Sized>(&mut self, d: &D) {
-        // Writing into a SmallString cannot fail.
-        let _ = write!(self.buf, "{d}");
+        // Writing into a KeyBuf cannot fail.
+        let _ = write!(self, "{d}");
     }
 
     /// The readable key.
     #[inline]
     pub fn as_str(&self) -> &str {
-        &self.buf
+        if self.spilled.is_empty() {
+            self.inline_str()
+        } else {
+            &self.spilled
+        }
+    }
+
+    /// The key's bytes (what the fingerprint hashes; no UTF-8 check).
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            self.spilled.as_bytes()
+        }
     }
 
     /// The key's fingerprint, as [`Fingerprint::of`] would give for [`as_str`](Self::as_str).
     #[inline]
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(&self.buf)
+        Fingerprint(xxhash_rust::xxh3::xxh3_128(self.as_bytes()))
     }
 }
 
@@ -93,8 +138,28 @@ impl Default for KeyBuf {
 impl fmt::Write for KeyBuf {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.buf.push_str(s);
+        self.push_str(s);
         Ok(())
+    }
+}
+
+/// A readable key, or something that can give one when asked: the sampled paths that need the
+/// text take this, so a hit does not turn its bytes into a `&str` it then never reads.
+pub(crate) trait KeyText {
+    fn key_text(&self) -> &str;
+}
+
+impl KeyText for str {
+    #[inline]
+    fn key_text(&self) -> &str {
+        self
+    }
+}
+
+impl KeyText for KeyBuf {
+    #[inline]
+    fn key_text(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -252,6 +317,21 @@ mod tests {
         k.push_str(&long);
         assert_eq!(k.as_str(), long);
         assert_eq!(k.fingerprint(), Fingerprint::of(&long));
+    }
+
+    #[test]
+    fn keys_that_cross_the_inline_size_keep_every_part() {
+        let mut k = KeyBuf::new();
+        let mut expected = String::new();
+        for i in 0..60u32 {
+            k.push_str("é:");
+            k.push_part(&i);
+            expected.push_str("é:");
+            expected.push_str(&i.to_string());
+        }
+        assert!(expected.len() > INLINE);
+        assert_eq!(k.as_str(), expected);
+        assert_eq!(k.fingerprint(), Fingerprint::of(&expected));
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub fn hit<T: CacheValue>(
     }
     // The L1 read is timed one time in 64 (reading the clock costs more than the hit); the
     // function's statistics reuse that measurement.
-    let (v, took) = cache.hit_timed(key.as_str(), fp)?;
+    let (v, took) = cache.hit_timed(key, fp)?;
     stats.hit(took);
     Some(v)
 }
