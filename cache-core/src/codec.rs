@@ -25,7 +25,7 @@ const ZLIB_HEADER: usize = 13;
 const DECODE_LIMIT: usize = 256 * 1024 * 1024;
 
 /// Why bytes could not become a value, or a value bytes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CodecError {
     /// Shorter than its header says.

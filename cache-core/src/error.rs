@@ -16,7 +16,7 @@ pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 /// let err = CacheConfig::builder().redis_url("not a url").build().unwrap_err();
 /// assert!(matches!(err, CacheError::Config(_)));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheError {
     /// The configuration is invalid (bad URL, zero capacity, unreadable file...).

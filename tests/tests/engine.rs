@@ -500,3 +500,78 @@ async fn oversize_values_are_refused_for_redis_but_served() {
     assert!(raw_get(&redis, "static:big").await.is_none());
     assert_eq!(c.stats().await.errors, 1);
 }
+
+/// Concurrent single-key reads beyond `l2_reads_in_flight` share `MGET`s, and every caller
+/// still gets its own key's value (or its own miss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_are_coalesced_into_mget() {
+    let redis = RedisServer::start();
+    let writer = cache(&redis);
+    let items: Vec<(String, Order)> = (0..200).map(|i| (format!("query:c:{i}"), order(i))).collect();
+    writer.mset(&items, None).await.unwrap();
+
+    let reader = Arc::new(
+        Cache::new(
+            config(&redis)
+                .l1_enabled(false)
+                .l2_reads_in_flight(1)
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    // Holds the one in-flight slot while the readers queue behind it.
+    let mut slow = redis.conn().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(200)
+        .arg("ALL")
+        .query_async(&mut slow)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..240u64)
+        .map(|i| {
+            let r = reader.clone();
+            tokio::spawn(async move { (i, r.get::<Order>(&format!("query:c:{i}")).await.unwrap()) })
+        })
+        .collect();
+    for t in tasks {
+        let (i, got) = t.await.unwrap();
+        assert_eq!(got, (i < 200).then(|| order(i)), "key {i}");
+    }
+    let (gets, mgets) = (
+        redis.command_calls("get").await,
+        redis.command_calls("mget").await,
+    );
+    assert!(mgets >= 1, "no MGET: {gets} GETs");
+    assert!(gets + mgets < 240, "{gets} GETs + {mgets} MGETs for 240 reads");
+}
+
+/// With coalescing off every read is its own `GET`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_can_be_turned_off() {
+    let redis = RedisServer::start();
+    let writer = cache(&redis);
+    writer.set("query:one", &order(1), None).await.unwrap();
+    let reader = Arc::new(
+        Cache::new(
+            config(&redis)
+                .l1_enabled(false)
+                .l2_reads_in_flight(0)
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let r = reader.clone();
+            tokio::spawn(async move { r.get::<Order>("query:one").await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Some(order(1)));
+    }
+    assert_eq!(redis.command_calls("get").await, 50);
+    assert_eq!(redis.command_calls("mget").await, 0);
+}

@@ -11,6 +11,7 @@
 //! node for a single server, every primary for a cluster.
 
 mod breaker;
+mod coalesce;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use breaker::Breaker;
 pub use breaker::BreakerState;
+use coalesce::{Coalescer, Join, LeadGuard, Turn};
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, Result};
@@ -47,6 +49,7 @@ pub(crate) struct RedisL2 {
     lanes: Box<[Lane]>,
     next_lane: AtomicUsize,
     breaker: Breaker,
+    reads: Coalescer,
     connect_timeout: Duration,
     url: String,
     del_if_eq: redis::Script,
@@ -91,6 +94,7 @@ impl RedisL2 {
             lanes,
             next_lane: AtomicUsize::new(0),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            reads: Coalescer::new(config.l2_reads_in_flight),
             connect_timeout: config.connect_timeout,
             url: url.to_owned(),
             del_if_eq: redis::Script::new(
@@ -214,7 +218,61 @@ impl RedisL2 {
         }
     }
 
+    /// `GET`, coalesced with concurrent reads into one `MGET` under load (see [`coalesce`]).
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let others = match self.reads.join(key) {
+            Join::Alone => return self.get_one(key).await,
+            Join::Lead => Vec::new(),
+            Join::Wait(rx) => match rx.await {
+                Ok(Turn::Done(r)) => return r,
+                Ok(Turn::Lead(others)) => others,
+                // The leader was cancelled with this read in its batch: read alone.
+                Err(_) => return self.get_one(key).await,
+            },
+        };
+        let _lead = LeadGuard(&self.reads);
+        if others.is_empty() {
+            return self.get_one(key).await;
+        }
+        // Boxed: one allocation per batch, and the future types of every caller stay shallow.
+        Box::pin(self.get_batch(key, others)).await
+    }
+
+    /// One `MGET` for this caller's key and the queued ones; answers each queued caller.
+    async fn get_batch(&self, key: &str, others: Vec<coalesce::Waiter>) -> Result<Option<Vec<u8>>> {
+        let mut keys: Vec<&str> = Vec::with_capacity(others.len() + 1);
+        keys.push(key);
+        keys.extend(others.iter().map(|w| w.key.as_str()));
+        match self.mget(&keys).await {
+            Ok(values) if values.len() == keys.len() => {
+                let mut values = values.into_iter();
+                let mine = values.next().flatten();
+                for (w, v) in others.into_iter().zip(values) {
+                    w.answer(Ok(v));
+                }
+                Ok(mine)
+            }
+            Ok(values) => {
+                let e = CacheError::Pool(format!(
+                    "MGET of {} keys returned {} values",
+                    keys.len(),
+                    values.len()
+                ));
+                for w in others {
+                    w.answer(Err(e.clone()));
+                }
+                Err(e)
+            }
+            Err(e) => {
+                for w in others {
+                    w.answer(Err(e.clone()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_one(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await
     }
