@@ -234,8 +234,7 @@ impl RedisL2 {
         if others.is_empty() {
             return self.get_one(key).await;
         }
-        // Boxed: one allocation per batch, and the future types of every caller stay shallow.
-        Box::pin(self.get_batch(key, others)).await
+        self.get_batch(key, others).await
     }
 
     /// One `MGET` for this caller's key and the queued ones; answers each queued caller.
@@ -243,25 +242,25 @@ impl RedisL2 {
         let mut keys: Vec<&str> = Vec::with_capacity(others.len() + 1);
         keys.push(key);
         keys.extend(others.iter().map(|w| w.key.as_str()));
-        match self.mget(&keys).await {
-            Ok(values) if values.len() == keys.len() => {
+        let values = self.mget(&keys).await.and_then(|values| {
+            if values.len() == keys.len() {
+                Ok(values)
+            } else {
+                Err(CacheError::Redis(RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "MGET returned a different number of values",
+                    format!("{} keys, {} values", keys.len(), values.len()),
+                ))))
+            }
+        });
+        match values {
+            Ok(values) => {
                 let mut values = values.into_iter();
                 let mine = values.next().flatten();
                 for (w, v) in others.into_iter().zip(values) {
                     w.answer(Ok(v));
                 }
                 Ok(mine)
-            }
-            Ok(values) => {
-                let e = CacheError::Pool(format!(
-                    "MGET of {} keys returned {} values",
-                    keys.len(),
-                    values.len()
-                ));
-                for w in others {
-                    w.answer(Err(e.clone()));
-                }
-                Err(e)
             }
             Err(e) => {
                 for w in others {
