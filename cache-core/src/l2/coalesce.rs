@@ -8,8 +8,12 @@
 //! server's throughput (see `docs/design-notes.md` for the measurement).
 //!
 //! A leader that is cancelled or whose runtime stops drops its batch: the callers in it read
-//! their own key instead, so no caller is stranded. For Redis Cluster, a batch would be split by
+//! their own key instead, so no caller is stranded. The lead itself travels as a [`LeadGuard`],
+//! so a lead handed to a caller that is cancelled before it takes it is passed on, never lost
+//! (a lost lead would leave its in-flight slot taken for good). For Redis Cluster, a batch would be split by
 //! hash slot here, the one place that knows the keys of a batch.
+
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -24,7 +28,7 @@ pub(crate) enum Turn {
     /// Its value (or the batch's error).
     Done(Result<Option<Vec<u8>>>),
     /// It leads the next batch: these queued reads plus its own key.
-    Lead(Vec<Waiter>),
+    Lead(Vec<Waiter>, LeadGuard),
 }
 
 /// A queued read.
@@ -53,10 +57,10 @@ pub(crate) struct Coalescer {
 
 /// What a read does after [`Coalescer::join`].
 pub(crate) enum Join {
-    /// Coalescing is off: read alone, nothing to finish.
+    /// Coalescing is off: read alone.
     Alone,
-    /// Go now, alone, then [`Coalescer::finish`].
-    Lead,
+    /// Go now, alone, holding the lead until done.
+    Lead(LeadGuard),
     /// Wait for a value or for the lead.
     Wait(oneshot::Receiver<Turn>),
 }
@@ -72,14 +76,14 @@ impl Coalescer {
         }
     }
 
-    pub(crate) fn join(&self, key: &str) -> Join {
+    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
         if self.max_in_flight == 0 {
             return Join::Alone;
         }
         let mut s = self.state.lock();
         if s.in_flight < self.max_in_flight {
             s.in_flight += 1;
-            return Join::Lead;
+            return Join::Lead(LeadGuard(Some(self.clone())));
         }
         let (tx, rx) = oneshot::channel();
         s.queue.push(Waiter {
@@ -89,9 +93,9 @@ impl Coalescer {
         Join::Wait(rx)
     }
 
-    /// Called once by every leader when its read is over (also when it was cancelled): hands the
+    /// Called once per lead, when its read is over or the lead is dropped unused: hands the
     /// queue to the first queued caller still waiting, or frees the slot.
-    pub(crate) fn finish(&self) {
+    fn finish(self: &Arc<Self>) {
         let mut s = self.state.lock();
         loop {
             if s.queue.is_empty() {
@@ -101,10 +105,12 @@ impl Coalescer {
             let take = s.queue.len().min(MAX_BATCH);
             let mut batch: Vec<Waiter> = s.queue.drain(..take).collect();
             let next = batch.remove(0);
-            match next.tx.send(Turn::Lead(batch)) {
+            match next.tx.send(Turn::Lead(batch, LeadGuard(Some(self.clone())))) {
                 Ok(()) => return,
-                // That caller is gone: put the others back and try the next one.
-                Err(Turn::Lead(rest)) => {
+                // That caller is gone: put the others back and try the next one. The returned
+                // lead is disarmed: it must not finish again while this holds the lock.
+                Err(Turn::Lead(rest, mut lead)) => {
+                    lead.0 = None;
                     s.queue.splice(0..0, rest);
                 }
                 Err(Turn::Done(_)) => {}
@@ -113,12 +119,15 @@ impl Coalescer {
     }
 }
 
-/// Calls [`Coalescer::finish`] however the leader ends.
-pub(crate) struct LeadGuard<'a>(pub &'a Coalescer);
+/// The right to run one read; dropping it (read done, leader cancelled, or a handed-over lead
+/// never received) passes the queue on or frees the slot.
+pub(crate) struct LeadGuard(Option<Arc<Coalescer>>);
 
-impl Drop for LeadGuard<'_> {
+impl Drop for LeadGuard {
     fn drop(&mut self) {
-        self.0.finish();
+        if let Some(c) = self.0.take() {
+            c.finish();
+        }
     }
 }
 
@@ -126,55 +135,82 @@ impl Drop for LeadGuard<'_> {
 mod tests {
     use super::*;
 
+    fn lead(c: &Arc<Coalescer>, key: &str) -> LeadGuard {
+        match c.join(key) {
+            Join::Lead(g) => g,
+            _ => panic!("{key} should lead"),
+        }
+    }
+
+    fn wait(c: &Arc<Coalescer>, key: &str) -> oneshot::Receiver<Turn> {
+        match c.join(key) {
+            Join::Wait(rx) => rx,
+            _ => panic!("{key} should wait"),
+        }
+    }
+
     #[test]
     fn light_traffic_leads_alone_and_frees_its_slot() {
-        let c = Coalescer::new(1);
-        assert!(matches!(c.join("a"), Join::Lead));
-        c.finish();
-        assert!(matches!(c.join("b"), Join::Lead));
+        let c = Arc::new(Coalescer::new(1));
+        drop(lead(&c, "a"));
+        drop(lead(&c, "b"));
+    }
+
+    #[test]
+    fn coalescing_off_never_queues() {
+        let c = Arc::new(Coalescer::new(0));
+        assert!(matches!(c.join("a"), Join::Alone));
+        assert!(matches!(c.join("b"), Join::Alone));
     }
 
     #[test]
     fn queued_reads_are_handed_to_the_first_live_waiter() {
-        let c = Coalescer::new(1);
-        assert!(matches!(c.join("a"), Join::Lead));
-        let Join::Wait(gone) = c.join("b") else {
-            panic!("b should wait")
-        };
-        let Join::Wait(mut c_rx) = c.join("c") else {
-            panic!("c should wait")
-        };
-        let Join::Wait(mut d_rx) = c.join("d") else {
-            panic!("d should wait")
-        };
+        let c = Arc::new(Coalescer::new(1));
+        let a = lead(&c, "a");
+        let gone = wait(&c, "b");
+        let mut c_rx = wait(&c, "c");
+        let mut d_rx = wait(&c, "d");
         drop(gone);
-        c.finish();
-        match c_rx.try_recv() {
-            Ok(Turn::Lead(rest)) => {
+        drop(a);
+        let c_lead = match c_rx.try_recv() {
+            Ok(Turn::Lead(rest, g)) => {
                 assert_eq!(rest.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(), ["d"]);
                 for w in rest {
                     w.answer(Ok(Some(b"v".to_vec())));
                 }
+                g
             }
             _ => panic!("c should lead"),
-        }
+        };
         assert!(matches!(d_rx.try_recv(), Ok(Turn::Done(Ok(Some(v)))) if v == b"v"));
-        // c's batch is still in flight; once it ends the slot is free again.
-        c.finish();
-        assert!(matches!(c.join("e"), Join::Lead));
+        // c's batch is still in flight: e queues, and leads once c is done.
+        let mut e_rx = wait(&c, "e");
+        drop(c_lead);
+        assert!(matches!(e_rx.try_recv(), Ok(Turn::Lead(rest, _)) if rest.is_empty()));
+        drop(lead(&c, "f"));
     }
 
     #[test]
     fn a_queue_with_only_departed_callers_frees_the_slot() {
-        let c = Coalescer::new(1);
-        assert!(matches!(c.join("a"), Join::Lead));
-        for k in ["b", "c"] {
-            let Join::Wait(rx) = c.join(k) else {
-                panic!("should wait")
-            };
-            drop(rx);
-        }
-        c.finish();
-        assert!(matches!(c.join("d"), Join::Lead));
+        let c = Arc::new(Coalescer::new(1));
+        let a = lead(&c, "a");
+        drop(wait(&c, "b"));
+        drop(wait(&c, "c"));
+        drop(a);
+        drop(lead(&c, "d"));
+    }
+
+    /// Regression: a lead handed to a caller that was cancelled before taking it kept its slot
+    /// taken for good, and every later read queued forever.
+    #[test]
+    fn a_lead_dropped_before_it_is_taken_is_passed_on() {
+        let c = Arc::new(Coalescer::new(1));
+        let a = lead(&c, "a");
+        let b_rx = wait(&c, "b");
+        let mut c_rx = wait(&c, "c");
+        drop(a); // b is handed the lead, with c in its batch...
+        drop(b_rx); // ...and is cancelled before it looks.
+        assert!(c_rx.try_recv().is_err(), "c is released to read alone");
+        drop(lead(&c, "d"));
     }
 }

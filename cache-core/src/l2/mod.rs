@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use breaker::Breaker;
 pub use breaker::BreakerState;
-use coalesce::{Coalescer, Join, LeadGuard, Turn};
+use coalesce::{Coalescer, Join, Turn};
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, Result};
@@ -49,7 +49,7 @@ pub(crate) struct RedisL2 {
     lanes: Box<[Lane]>,
     next_lane: AtomicUsize,
     breaker: Breaker,
-    reads: Coalescer,
+    reads: Arc<Coalescer>,
     connect_timeout: Duration,
     url: String,
     del_if_eq: redis::Script,
@@ -94,7 +94,7 @@ impl RedisL2 {
             lanes,
             next_lane: AtomicUsize::new(0),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
-            reads: Coalescer::new(config.l2_reads_in_flight),
+            reads: Arc::new(Coalescer::new(config.l2_reads_in_flight)),
             connect_timeout: config.connect_timeout,
             url: url.to_owned(),
             del_if_eq: redis::Script::new(
@@ -220,17 +220,16 @@ impl RedisL2 {
 
     /// `GET`, coalesced with concurrent reads into one `MGET` under load (see [`coalesce`]).
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let others = match self.reads.join(key) {
+        let (others, _lead) = match self.reads.join(key) {
             Join::Alone => return self.get_one(key).await,
-            Join::Lead => Vec::new(),
+            Join::Lead(lead) => (Vec::new(), lead),
             Join::Wait(rx) => match rx.await {
                 Ok(Turn::Done(r)) => return r,
-                Ok(Turn::Lead(others)) => others,
+                Ok(Turn::Lead(others, lead)) => (others, lead),
                 // The leader was cancelled with this read in its batch: read alone.
                 Err(_) => return self.get_one(key).await,
             },
         };
-        let _lead = LeadGuard(&self.reads);
         if others.is_empty() {
             return self.get_one(key).await;
         }
