@@ -263,57 +263,25 @@ fn main() {
             let m = &moka_future;
             async move { m.get(&k).await }
         });
-        let p1 = "P1 L1 hit, 1 task";
-        rows.push(Row {
-            section: p1,
-            what: "#[cache] fn hit (ns/op)".into(),
-            ours,
-            peer_name: "cached #[cached]".into(),
-            peer: cached,
-            unit: "ns",
-            higher_is_better: false,
-            target: "≥ 3×".into(),
-        });
-        rows.push(Row {
-            section: p1,
-            what: "#[cache] fn hit (ns/op)".into(),
-            ours,
-            peer_name: "raw quick_cache get".into(),
-            peer: raw_qc,
-            unit: "ns",
-            higher_is_better: false,
-            target: "≥ 0.5× (within 2×)".into(),
-        });
-        rows.push(Row {
-            section: p1,
-            what: "#[cache] fn hit (ns/op)".into(),
-            ours,
-            peer_name: "raw quick_cache get, same async loop".into(),
-            peer: raw_qc_async,
-            unit: "ns",
-            higher_is_better: false,
-            target: "-".into(),
-        });
-        rows.push(Row {
-            section: p1,
-            what: "#[cache] fn hit (ns/op)".into(),
-            ours,
-            peer_name: "raw moka sync get".into(),
-            peer: raw_moka,
-            unit: "ns",
-            higher_is_better: false,
-            target: "-".into(),
-        });
-        rows.push(Row {
-            section: p1,
-            what: "#[cache] fn hit (ns/op)".into(),
-            ours,
-            peer_name: "raw moka future get".into(),
-            peer: raw_moka_f,
-            unit: "ns",
-            higher_is_better: false,
-            target: "-".into(),
-        });
+        let peers = [
+            ("cached #[cached]", cached, "≥ 3×"),
+            ("raw quick_cache get", raw_qc, "≥ 0.5× (within 2×)"),
+            ("raw quick_cache get, same async loop", raw_qc_async, "-"),
+            ("raw moka sync get", raw_moka, "-"),
+            ("raw moka future get", raw_moka_f, "-"),
+        ];
+        for (peer_name, peer, target) in peers {
+            rows.push(Row {
+                section: "P1 L1 hit, 1 task",
+                what: "#[cache] fn hit (ns/op)".into(),
+                ours,
+                peer_name: peer_name.into(),
+                peer,
+                unit: "ns",
+                higher_is_better: false,
+                target: target.into(),
+            });
+        }
 
         let per_task = if quick() { 100_000 } else { 1_000_000 };
         let ours_mt = throughput(&multi, 4, per_task, ours_l1);

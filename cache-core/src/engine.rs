@@ -479,10 +479,7 @@ impl Cache {
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
         };
-        // Boxed: a Redis read is tens of microseconds, an allocation is not, and without it the
-        // future of a cached fn nests so deep that rustc's layout queries overflow their limit
-        // in the caller's crate once the fn itself sits a few `async` calls down.
-        let Some(bytes) = self.timed(Op::Get, Box::pin(l2.get(key))).await? else {
+        let Some(bytes) = self.timed(Op::Get, l2.get(key)).await? else {
             return Ok(None);
         };
         Ok(self.decode(key, &bytes))

@@ -24,7 +24,13 @@ impl Fingerprint {
     /// ```
     #[inline]
     pub fn of(key: &str) -> Self {
-        Fingerprint(xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+        Self::of_bytes(key.as_bytes())
+    }
+
+    /// The one hashing rule, for a key already known to be UTF-8 (a [`KeyBuf`]'s bytes).
+    #[inline]
+    fn of_bytes(key: &[u8]) -> Self {
+        Fingerprint(xxhash_rust::xxh3::xxh3_128(key))
     }
 }
 
@@ -125,7 +131,7 @@ impl KeyBuf {
     /// The key's fingerprint, as [`Fingerprint::of`] would give for [`as_str`](Self::as_str).
     #[inline]
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint(xxhash_rust::xxh3::xxh3_128(self.as_bytes()))
+        Fingerprint::of_bytes(self.as_bytes())
     }
 }
 

@@ -10,8 +10,10 @@
 //! A leader that is cancelled or whose runtime stops drops its batch: the callers in it read
 //! their own key instead, so no caller is stranded. The lead itself travels as a [`LeadGuard`],
 //! so a lead handed to a caller that is cancelled before it takes it is passed on, never lost
-//! (a lost lead would leave its in-flight slot taken for good). For Redis Cluster, a batch would be split by
-//! hash slot here, the one place that knows the keys of a batch.
+//! (a lost lead would leave its in-flight slot taken for good).
+//!
+//! For Redis Cluster, a batch would be split by hash slot here, the one place that knows the
+//! keys of a batch.
 
 use std::sync::Arc;
 
