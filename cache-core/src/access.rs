@@ -13,6 +13,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::{self, Instant};
 use parking_lot::Mutex;
@@ -60,6 +61,9 @@ pub(crate) struct AccessTracker {
     capacity: usize,
     inner: Mutex<Inner>,
     predictions: Mutex<Option<mpsc::Sender<String>>>,
+    /// Whether a sink is set: without one, a sampled read does not work out (and allocate) a
+    /// prediction nobody reads.
+    predicting: AtomicBool,
 }
 
 thread_local! {
@@ -76,6 +80,7 @@ impl AccessTracker {
                 previous: None,
             }),
             predictions: Mutex::new(None),
+            predicting: AtomicBool::new(false),
         }
     }
 
@@ -152,7 +157,11 @@ impl AccessTracker {
                 stat.hits += weight;
             }
             stat.last = now;
-            let predicted = predict(stat).and_then(|b| inner.keys.get(&b).map(|s| s.key.to_string()));
+            let predicted = if self.predicting.load(Ordering::Relaxed) {
+                predict(stat).and_then(|b| inner.keys.get(&b).map(|s| s.key.to_string()))
+            } else {
+                None
+            };
             if let Some(prev) = inner.previous.replace(fp.0).filter(|p| *p != fp.0) {
                 if let Some(p) = inner.keys.get_mut(&prev) {
                     note_successor(&mut p.next, fp.0);
@@ -169,7 +178,9 @@ impl AccessTracker {
     }
 
     pub(crate) fn set_prediction_sink(&self, tx: Option<mpsc::Sender<String>>) {
-        *self.predictions.lock() = tx;
+        let mut sink = self.predictions.lock();
+        self.predicting.store(tx.is_some(), Ordering::Relaxed);
+        *sink = tx;
     }
 
     /// The `n` most-read keys, most first.
@@ -281,5 +292,19 @@ mod tests {
         }
         // a→b and b→c are seen twice by the third round, c→a twice only after it.
         assert_eq!(got, vec!["b", "c", "a"]);
+    }
+
+    #[tokio::test]
+    async fn sequences_are_learned_while_nobody_listens() {
+        let t = AccessTracker::new(1, 100);
+        for _ in 0..3 {
+            for k in ["a", "b", "c"] {
+                rec(&t, k, false);
+            }
+        }
+        let (tx, mut rx) = mpsc::channel(16);
+        t.set_prediction_sink(Some(tx));
+        rec(&t, "a", false);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("b"));
     }
 }
