@@ -1,4 +1,4 @@
-//! 64 tasks of L2 hits (L1 off) on 2 threads, for `perf record`.
+//! 64 tasks of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
 //! `cargo bench -p cache-bench --bench l2_profile`
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -11,9 +11,32 @@ use cache_test_harness::RedisServer;
 
 static C: OnceLock<Cache> = OnceLock::new();
 
+/// The value of the peers bench's P2, so a profile here is a profile of P2.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Payload {
+    id: u64,
+    name: String,
+    email: String,
+    tags: Vec<String>,
+    score: f64,
+    active: bool,
+}
+
 #[cache(prefix = "bench", cache = C.get().unwrap(), l1 = false)]
-async fn hit(id: u64) -> Vec<String> {
-    vec![format!("customer number {id:06}"); 4]
+async fn hit(id: u64) -> Payload {
+    Payload {
+        id,
+        name: format!("customer number {id:06}"),
+        email: format!("customer.{id:06}@example.com"),
+        tags: vec![
+            "priority".into(),
+            "freight".into(),
+            "eu-west".into(),
+            format!("tier-{}", id % 4),
+        ],
+        score: id as f64 * 1.5,
+        active: id % 2 == 0,
+    }
 }
 
 fn main() {

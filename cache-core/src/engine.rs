@@ -15,7 +15,7 @@ use crate::access::{AccessPattern, AccessTracker};
 use crate::codec::Codec;
 use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
-use crate::flight::{Flights, Outcome};
+use crate::flight::{Flights, Outcome, Share};
 use crate::invalidation::{self, Message};
 use crate::key::{Fingerprint, KeyText};
 use crate::l1::{self, Entry, FifoStore, MokaStore, QuickStore, Store, L1};
@@ -905,10 +905,10 @@ impl Cache {
         let outcome = self
             .inner
             .flights
-            .run(fp, || self.load_miss(key, fp, opts, keep.take(), load))
+            .run(fp, key, || self.load_miss(key, fp, opts, keep.take(), load))
             .await;
         match outcome {
-            Outcome::Led(r) => r.map(|(v, _)| v),
+            Outcome::Led(r) => r,
             Outcome::Joined(entry, load) => match entry.value.downcast_ref::<T>() {
                 Some(v) => {
                     self.inner.counters.coalesced.incr();
@@ -933,7 +933,7 @@ impl Cache {
         opts: LoadOptions,
         keep: Option<impl FnOnce(&T) -> bool>,
         load: F,
-    ) -> Result<(T, Entry), E>
+    ) -> Result<(T, Share), E>
     where
         T: CacheValue,
         F: FnOnce() -> Fut,
@@ -964,12 +964,15 @@ impl Cache {
         let loaded = load().await;
         let result = match loaded {
             Ok(value) => {
-                let entry = if keep.is_none_or(|keep| keep(&value)) {
-                    self.store(key, fp, value.clone(), &opts).await.0
+                let share = if keep.is_none_or(|keep| keep(&value)) {
+                    Share::Entry(self.store(key, fp, value.clone(), &opts).await.0)
                 } else {
-                    l1::entry(key, value.clone(), clock::now(), 0)
+                    Share::Later {
+                        expires_at: clock::now(),
+                        bytes: 0,
+                    }
                 };
-                Ok((value, entry))
+                Ok((value, share))
             }
             Err(e) => Err(e),
         };
@@ -988,17 +991,20 @@ impl Cache {
         fp: Fingerprint,
         opts: &LoadOptions,
         found: (T, u64, usize),
-    ) -> (T, Entry) {
+    ) -> (T, Share) {
         let (v, exp, len) = found;
         self.inner.counters.l2_hits.incr();
         self.inner.access.record(fp, key, true);
         let deadline = self.l1_deadline(exp);
-        let entry = if opts.use_l1 {
-            self.fill_l1(key, fp, v.clone(), deadline, len)
+        let share = if opts.use_l1 {
+            Share::Entry(self.fill_l1(key, fp, v.clone(), deadline, len))
         } else {
-            l1::entry(key, v.clone(), deadline, len as u64)
+            Share::Later {
+                expires_at: deadline,
+                bytes: len as u64,
+            }
         };
-        (v, entry)
+        (v, share)
     }
 
     /// Polls Redis while another instance loads `key`, for at most `bound`. If the other

@@ -1,56 +1,111 @@
 //! Single flight: concurrent misses on one key run the loader once; the others wait for its value.
 //!
-//! The first caller of a cold key leads: it registers a `watch` channel and runs its loader.
-//! Later callers wait on that channel. If the leader fails (an `Err` is never shared or cached),
-//! is cancelled or panics, its sender is dropped; each waiter then tries to lead with its own
-//! loader, so a failed leader never strands its waiters.
+//! The first caller of a cold key leads: it registers a [`Flight`] and runs its loader. Later
+//! callers find the flight and wait on it. When the leader ends it first unregisters the flight
+//! (so no one joins any more), then hands its entry to whoever is still waiting. If the leader
+//! fails (an `Err` is never shared or cached), is cancelled or panics, the waiters are woken
+//! without a value and each tries to lead with its own loader, so a failed leader never strands
+//! its waiters.
+//!
+//! A flight is one small allocation (a mutex and a `Notify`), not a `watch` channel: every L2 read
+//! of a cached function goes through here, and a channel's eight-way notifier cost more to make
+//! and wake than the rest of the bookkeeping. Nothing is woken, and a shared entry is not even
+//! built, when nobody waited.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
+use crate::clock::Instant;
 use crate::key::Fingerprint;
-use crate::l1::{Entry, FingerprintHash};
-
-type Slot = Option<Entry>;
+use crate::l1::{self, Entry, FingerprintHash};
 
 /// Independent locks, so misses on different keys from many tasks do not queue on one mutex.
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<u128, watch::Receiver<Slot>, FingerprintHash>>;
+type Shard = Mutex<HashMap<u128, Arc<Flight>, FingerprintHash>>;
 
 #[derive(Default)]
 pub(crate) struct Flights {
     shards: [Shard; SHARDS],
 }
 
+/// One load in progress, shared by its leader and its waiters.
+#[derive(Default)]
+struct Flight {
+    state: Mutex<State>,
+    done: Notify,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Running,
+    Shared(Entry),
+    /// The leader ended without a value (error, cancel, panic).
+    Failed,
+}
+
+/// What a leader's load hands to its waiters, if it has any.
+pub(crate) enum Share {
+    /// An entry that exists anyway (it went into L1).
+    Entry(Entry),
+    /// An entry to build only if someone waits: an L2 hit with L1 off builds none otherwise.
+    Later {
+        /// When the entry expires.
+        expires_at: Instant,
+        /// Its encoded size.
+        bytes: u64,
+    },
+}
+
 /// What a caller of [`Flights::run`] got.
 pub(crate) enum Outcome<T, E, F> {
-    /// This caller's loader ran and produced the value and the entry it shared (or its error).
-    Led(Result<(T, Entry), E>),
+    /// This caller's loader ran and produced the value (or its error).
+    Led(Result<T, E>),
     /// Another caller's loader produced the value; this caller's loader is handed back unused.
     Joined(Entry, F),
 }
 
-enum Role {
-    Lead(watch::Sender<Slot>, watch::Receiver<Slot>),
-    Wait(watch::Receiver<Slot>),
-}
-
-/// Unregisters the leader's flight however the leader ends (value, error, cancel, panic).
+/// Unregisters the leader's flight however the leader ends (value, error, cancel, panic) and
+/// wakes its waiters.
 struct LeadGuard<'a> {
     flights: &'a Flights,
     fp: u128,
-    rx: watch::Receiver<Slot>,
+    flight: Arc<Flight>,
+    unregistered: bool,
+}
+
+impl LeadGuard<'_> {
+    /// Takes the flight out of the map; returns whether anyone joined it. After this no one can
+    /// join, so the answer can only turn from yes to no (a waiter cancelled), never the other
+    /// way.
+    fn unregister(&mut self) -> bool {
+        if !self.unregistered {
+            let mut map = self.flights.shard(self.fp).lock();
+            if map.get(&self.fp).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+                map.remove(&self.fp);
+            }
+            self.unregistered = true;
+        }
+        Arc::strong_count(&self.flight) > 1
+    }
 }
 
 impl Drop for LeadGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self.flights.shard(self.fp).lock();
-        if map.get(&self.fp).is_some_and(|rx| self.rx.same_channel(rx)) {
-            map.remove(&self.fp);
+        if self.unregister() {
+            {
+                let mut state = self.flight.state.lock();
+                if matches!(*state, State::Running) {
+                    *state = State::Failed;
+                }
+            }
+            self.flight.done.notify_waiters();
         }
     }
 }
@@ -61,47 +116,66 @@ impl Flights {
     }
 
     /// Runs `load` unless another caller is already loading `fp`, in which case waits for it.
-    pub(crate) async fn run<T, E, F, Fut>(&self, fp: Fingerprint, load: F) -> Outcome<T, E, F>
+    /// `key` names the entry a [`Share::Later`] builds.
+    pub(crate) async fn run<T, E, F, Fut>(&self, fp: Fingerprint, key: &str, load: F) -> Outcome<T, E, F>
     where
+        T: Any + Clone + Send + Sync,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(T, Entry), E>>,
+        Fut: Future<Output = Result<(T, Share), E>>,
     {
         loop {
-            let role = {
+            let (flight, lead) = {
                 let mut map = self.shard(fp.0).lock();
                 match map.get(&fp.0) {
-                    Some(rx) => Role::Wait(rx.clone()),
+                    Some(f) => (Arc::clone(f), false),
                     None => {
-                        let (tx, rx) = watch::channel(None);
-                        map.insert(fp.0, rx.clone());
-                        Role::Lead(tx, rx)
+                        let f = Arc::new(Flight::default());
+                        map.insert(fp.0, Arc::clone(&f));
+                        (f, true)
                     }
                 }
             };
-            match role {
-                Role::Lead(tx, rx) => {
-                    let _guard = LeadGuard {
-                        flights: self,
-                        fp: fp.0,
-                        rx,
-                    };
-                    let result = load().await;
-                    if let Ok((_, entry)) = &result {
-                        tx.send_replace(Some(entry.clone()));
+            if lead {
+                let mut guard = LeadGuard {
+                    flights: self,
+                    fp: fp.0,
+                    flight,
+                    unregistered: false,
+                };
+                let result = load().await;
+                let waited = guard.unregister();
+                return Outcome::Led(result.map(|(value, share)| {
+                    if waited {
+                        let entry = match share {
+                            Share::Entry(e) => e,
+                            Share::Later { expires_at, bytes } => {
+                                l1::entry(key, value.clone(), expires_at, bytes)
+                            }
+                        };
+                        *guard.flight.state.lock() = State::Shared(entry);
                     }
-                    return Outcome::Led(result);
-                }
-                Role::Wait(mut rx) => {
-                    let shared = match rx.wait_for(Option::is_some).await {
-                        Ok(slot) => slot.clone(),
-                        // The leader ended without a value: try to lead.
-                        Err(_) => None,
-                    };
-                    if let Some(entry) = shared {
-                        return Outcome::Joined(entry, load);
-                    }
-                }
+                    value
+                }));
             }
+            let notified = flight.done.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so a leader that ends in between still
+            // wakes this waiter.
+            notified.as_mut().enable();
+            let shared = loop {
+                match &*flight.state.lock() {
+                    State::Running => {}
+                    State::Shared(e) => break Some(Arc::clone(e)),
+                    State::Failed => break None,
+                }
+                notified.as_mut().await;
+                notified.set(flight.done.notified());
+                notified.as_mut().enable();
+            };
+            if let Some(entry) = shared {
+                return Outcome::Joined(entry, load);
+            }
+            // The leader ended without a value: try to lead.
         }
     }
 
@@ -119,8 +193,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn value(v: u32) -> Entry {
-        crate::l1::entry("k", v, clock::now(), 0)
+    fn value(v: u32) -> Share {
+        Share::Entry(crate::l1::entry("k", v, clock::now(), 0))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,14 +206,14 @@ mod tests {
                 let (flights, calls) = (flights.clone(), calls.clone());
                 tokio::spawn(async move {
                     let out = flights
-                        .run(Fingerprint(1), || async {
+                        .run(Fingerprint(1), "k", || async {
                             calls.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             Ok::<_, ()>((7u32, value(7)))
                         })
                         .await;
                     match out {
-                        Outcome::Led(r) => r.unwrap().0,
+                        Outcome::Led(r) => r.unwrap(),
                         Outcome::Joined(e, _) => *e.value.downcast_ref::<u32>().unwrap(),
                     }
                 })
@@ -160,9 +234,9 @@ mod tests {
             tokio::spawn(async move {
                 matches!(
                     flights
-                        .run(Fingerprint(2), || async {
+                        .run(Fingerprint(2), "k", || async {
                             tokio::time::sleep(Duration::from_millis(50)).await;
-                            Err::<(u32, Entry), &str>("boom")
+                            Err::<(u32, Share), &str>("boom")
                         })
                         .await,
                     Outcome::Led(Err("boom"))
@@ -171,7 +245,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
         let waiter = flights
-            .run(Fingerprint(2), || async { Ok::<_, &str>((9u32, value(9))) })
+            .run(Fingerprint(2), "k", || async { Ok::<_, &str>((9u32, value(9))) })
             .await;
         assert!(leader.await.unwrap());
         assert!(
@@ -184,7 +258,7 @@ mod tests {
     #[tokio::test]
     async fn cancelled_leader_unregisters() {
         let flights = Flights::default();
-        let fut = flights.run(Fingerprint(3), || async {
+        let fut = flights.run(Fingerprint(3), "k", || async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok::<_, ()>((1u32, value(1)))
         });
@@ -192,5 +266,91 @@ mod tests {
             .await
             .is_err());
         assert_eq!(flights.len(), 0);
+    }
+
+    /// Counts its clones: a shared entry holds one.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Counted(self.0.clone())
+        }
+    }
+
+    fn later() -> Share {
+        Share::Later {
+            expires_at: clock::now(),
+            bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_leader_builds_no_shared_entry() {
+        let flights = Flights::default();
+        let clones = Arc::new(AtomicUsize::new(0));
+        let out = flights
+            .run(Fingerprint(4), "k", || async {
+                Ok::<_, ()>((Counted(clones.clone()), later()))
+            })
+            .await;
+        assert!(matches!(out, Outcome::Led(Ok(_))));
+        assert_eq!(clones.load(Ordering::SeqCst), 0);
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_get_an_entry_built_for_them() {
+        let flights = Arc::new(Flights::default());
+        let clones = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::oneshot::channel::<()>();
+        let leader = {
+            let (flights, clones) = (flights.clone(), clones.clone());
+            tokio::spawn(async move {
+                let out = flights
+                    .run(Fingerprint(5), "shared:key", || async {
+                        let _ = gate.await;
+                        Ok::<_, ()>((Counted(clones), later()))
+                    })
+                    .await;
+                matches!(out, Outcome::Led(Ok(_)))
+            })
+        };
+        while flights.len() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiter = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                match flights
+                    .run(Fingerprint(5), "shared:key", || async {
+                        Err::<(Counted, Share), ()>(())
+                    })
+                    .await
+                {
+                    Outcome::Joined(e, _) => Some(e.key.to_string()),
+                    Outcome::Led(_) => None,
+                }
+            })
+        };
+        // The waiter has joined once it holds the flight too.
+        loop {
+            let joined = flights.shards[5 % SHARDS]
+                .lock()
+                .get(&5)
+                .is_some_and(|f| Arc::strong_count(f) > 2);
+            if joined {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let _ = release.send(());
+        assert!(leader.await.unwrap());
+        assert_eq!(waiter.await.unwrap().as_deref(), Some("shared:key"));
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            1,
+            "one clone, for the shared entry"
+        );
     }
 }
