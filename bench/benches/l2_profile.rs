@@ -35,7 +35,7 @@ async fn hit(id: u64) -> Payload {
             format!("tier-{}", id % 4),
         ],
         score: id as f64 * 1.5,
-        active: id % 2 == 0,
+        active: id.is_multiple_of(2),
     }
 }
 
