@@ -6,37 +6,15 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use cache_bench::{payload, Payload};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
 static C: OnceLock<Cache> = OnceLock::new();
 
-/// The value of the peers bench's P2, so a profile here is a profile of P2.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Payload {
-    id: u64,
-    name: String,
-    email: String,
-    tags: Vec<String>,
-    score: f64,
-    active: bool,
-}
-
 #[cache(prefix = "bench", cache = C.get().unwrap(), l1 = false)]
 async fn hit(id: u64) -> Payload {
-    Payload {
-        id,
-        name: format!("customer number {id:06}"),
-        email: format!("customer.{id:06}@example.com"),
-        tags: vec![
-            "priority".into(),
-            "freight".into(),
-            "eu-west".into(),
-            format!("tier-{}", id % 4),
-        ],
-        score: id as f64 * 1.5,
-        active: id.is_multiple_of(2),
-    }
+    payload(id)
 }
 
 fn main() {

@@ -11,43 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
+use cache_bench::{payload, Payload};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 use cached::macros::{cached, concurrent_cached};
-use serde::{Deserialize, Serialize};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const KEYS: u64 = 1000;
-
-/// The workload's value: about 150 bytes serialized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Payload {
-    id: u64,
-    name: String,
-    email: String,
-    tags: Vec<String>,
-    score: f64,
-    active: bool,
-}
-
-fn payload(id: u64) -> Payload {
-    Payload {
-        id,
-        name: format!("customer number {id:06}"),
-        email: format!("customer.{id:06}@example.com"),
-        tags: vec![
-            "priority".into(),
-            "freight".into(),
-            "eu-west".into(),
-            format!("tier-{}", id % 4),
-        ],
-        score: id as f64 * 1.5,
-        active: id.is_multiple_of(2),
-    }
-}
 
 // ---------- the functions under test ----------
 
