@@ -996,7 +996,7 @@ impl Cache {
         self.inner.counters.l2_hits.incr();
         self.inner.access.record(fp, key, true);
         let deadline = self.l1_deadline(exp);
-        let share = if opts.use_l1 {
+        let share = if opts.use_l1 && self.inner.l1.is_some() {
             Share::Entry(self.fill_l1(key, fp, v.clone(), deadline, len))
         } else {
             Share::Later {

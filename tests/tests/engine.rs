@@ -547,6 +547,44 @@ async fn concurrent_reads_are_coalesced_into_mget() {
     assert!(gets + mgets < 240, "{gets} GETs + {mgets} MGETs for 240 reads");
 }
 
+/// Concurrent loads of one key that Redis holds, with no L1: one `GET`, and every caller gets the
+/// value the leader read (the shared entry is built for them, not for a lone reader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_loads_of_one_redis_key_share_one_get() {
+    let redis = RedisServer::start();
+    cache(&redis).set("query:sf", &order(5), None).await.unwrap();
+    let reader = Arc::new(Cache::new(config(&redis).l1_enabled(false).build().unwrap()).unwrap());
+    let loads = Arc::new(AtomicUsize::new(0));
+    // Holds the leader's GET while the others join its flight.
+    let mut slow = redis.conn().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(200)
+        .arg("ALL")
+        .query_async(&mut slow)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (r, loads) = (reader.clone(), loads.clone());
+            tokio::spawn(async move {
+                r.get_or_insert_with("query:sf", None, || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    order(0)
+                })
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), order(5));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "Redis had the value");
+    assert_eq!(redis.command_calls("get").await, 1);
+    assert_eq!(redis.command_calls("mget").await, 0);
+    assert_eq!(reader.stats().await.coalesced, 99);
+}
+
 /// With coalescing off every read is its own `GET`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalescing_can_be_turned_off() {
