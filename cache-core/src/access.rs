@@ -1,23 +1,32 @@
 //! Access patterns: which keys are read, how often, how often they hit, and which key usually
 //! follows which (for predictive loading).
 //!
-//! Memory is bounded: at most `capacity` keys are tracked, kept with the Space-Saving rule (a new
-//! key replaces the least-counted one and inherits its count + 1, so counts never under-estimate
-//! a heavy hitter), and each key keeps at most [`SUCCESSORS`] successors. Reads are sampled
-//! (`access_sample_rate`: one in N, 0 = off) so the L1 hit path pays a thread-local counter,
-//! not a lock; counts are scaled back by N.
+//! Each thread that reads keeps its own table, and readers of the figures add the tables up: a
+//! table is written by one thread only, so a sampled read does not pull the table's cache lines
+//! (its lock, the key's counters) over from another core. With one shared table, two threads of
+//! L1 hits lost a tenth of their throughput to that (P1 at 4 tasks on 2 threads, same runs:
+//! 10.5–11.8 → 12.2–13.0 M hits/s).
 //!
-//! The sequence model is a first-order Markov chain over this process's reads: after key A is
-//! read, B is predicted when B followed A at least [`MIN_SUPPORT`] times and in at least half of
-//! A's recorded transitions.
+//! Memory is bounded: at most `capacity` keys are tracked per reading thread, kept with the
+//! Space-Saving rule (a new key replaces the least-counted one and inherits its count + 1, so
+//! counts never under-estimate a heavy hitter), and each key keeps at most [`SUCCESSORS`]
+//! successors. Reads are sampled (`access_sample_rate`: one in N, 0 = off) so the L1 hit path
+//! pays a thread-local counter, not a lock; counts are scaled back by N.
+//!
+//! The sequence model is a first-order Markov chain over each thread's reads (a task's reads in a
+//! row mostly run on one thread; other threads' reads in between are noise for it): after key A
+//! is read, B is predicted when B followed A at least [`MIN_SUPPORT`] times and in at least half
+//! of A's recorded transitions.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::{self, Instant};
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 use tokio::sync::mpsc;
 
 use crate::key::{Fingerprint, KeyText};
@@ -51,6 +60,7 @@ struct KeyStat {
     next: Vec<(u128, u32)>,
 }
 
+#[derive(Default)]
 struct Inner {
     keys: HashMap<u128, KeyStat, FingerprintHash>,
     previous: Option<u128>,
@@ -59,7 +69,8 @@ struct Inner {
 pub(crate) struct AccessTracker {
     sample_every: u32,
     capacity: usize,
-    inner: Mutex<Inner>,
+    /// One table per reading thread.
+    tables: ThreadLocal<CachePadded<Mutex<Inner>>>,
     predictions: Mutex<Option<mpsc::Sender<String>>>,
     /// Whether a sink is set: without one, a sampled read does not work out (and allocate) a
     /// prediction nobody reads.
@@ -75,10 +86,7 @@ impl AccessTracker {
         AccessTracker {
             sample_every,
             capacity: capacity.max(1),
-            inner: Mutex::new(Inner {
-                keys: HashMap::default(),
-                previous: None,
-            }),
+            tables: ThreadLocal::new(),
             predictions: Mutex::new(None),
             predicting: AtomicBool::new(false),
         }
@@ -115,13 +123,15 @@ impl AccessTracker {
         let predicted = {
             // Sampled statistics can lose a sample rather than make a hit wait for another
             // thread; with every read recorded (rate 1) the counts are exact.
+            let table = self.tables.get_or_default();
+            // Only a reader of the figures competes for this lock.
             let mut inner = if self.sample_every > 1 {
-                match self.inner.try_lock() {
+                match table.try_lock() {
                     Some(g) => g,
                     None => return,
                 }
             } else {
-                self.inner.lock()
+                table.lock()
             };
             let now = clock::now();
             if !inner.keys.contains_key(&fp.0) && inner.keys.len() >= self.capacity {
@@ -185,21 +195,33 @@ impl AccessTracker {
 
     /// The `n` most-read keys, most first.
     pub(crate) fn top(&self, n: usize) -> Vec<AccessPattern> {
-        let inner = self.inner.lock();
+        // Key, reads, hits, last read: the threads' tables added up.
+        let mut merged: HashMap<u128, (Box<str>, u64, u64, Instant), FingerprintHash> = HashMap::default();
+        for table in self.tables.iter() {
+            for (fp, s) in &table.lock().keys {
+                merged
+                    .entry(*fp)
+                    .and_modify(|m| {
+                        m.1 += s.count;
+                        m.2 += s.hits;
+                        m.3 = m.3.max(s.last);
+                    })
+                    .or_insert_with(|| (s.key.clone(), s.count, s.hits, s.last));
+            }
+        }
         let now = clock::now();
-        let mut all: Vec<AccessPattern> = inner
-            .keys
-            .values()
-            .map(|s| AccessPattern {
-                key: s.key.to_string(),
-                count: s.count,
-                hits: s.hits.min(s.count),
-                hit_ratio: if s.count == 0 {
+        let mut all: Vec<AccessPattern> = merged
+            .into_values()
+            .map(|(key, count, hits, last)| AccessPattern {
+                key: key.into(),
+                count,
+                hits: hits.min(count),
+                hit_ratio: if count == 0 {
                     0.0
                 } else {
-                    s.hits.min(s.count) as f64 / s.count as f64
+                    hits.min(count) as f64 / count as f64
                 },
-                last_access_ms_ago: now.saturating_duration_since(s.last).as_millis() as u64,
+                last_access_ms_ago: now.saturating_duration_since(last).as_millis() as u64,
             })
             .collect();
         all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
@@ -209,7 +231,10 @@ impl AccessTracker {
 
     /// Estimated reads of one key (0 when untracked).
     pub(crate) fn count(&self, fp: Fingerprint) -> u64 {
-        self.inner.lock().keys.get(&fp.0).map_or(0, |s| s.count)
+        self.tables
+            .iter()
+            .map(|t| t.lock().keys.get(&fp.0).map_or(0, |s| s.count))
+            .sum()
     }
 }
 
@@ -306,5 +331,29 @@ mod tests {
         t.set_prediction_sink(Some(tx));
         rec(&t, "a", false);
         assert_eq!(rx.try_recv().ok().as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn threads_tables_add_up() {
+        let t = AccessTracker::new(1, 100);
+        std::thread::scope(|scope| {
+            for n in 0..3 {
+                let t = &t;
+                scope.spawn(move || {
+                    for _ in 0..10 {
+                        rec(t, "shared", n % 2 == 0);
+                    }
+                    rec(t, &format!("own-{n}"), false);
+                });
+            }
+        });
+        assert_eq!(t.count(Fingerprint::of("shared")), 30);
+        let top = t.top(10);
+        assert_eq!(top.len(), 4);
+        assert_eq!(
+            (top[0].key.as_str(), top[0].count, top[0].hits),
+            ("shared", 30, 20)
+        );
+        assert!(top[1..].iter().all(|p| p.count == 1 && p.key.starts_with("own-")));
     }
 }

@@ -76,7 +76,8 @@ pub struct CacheConfig {
     pub smart_warmup_enabled: bool,
     /// Record one read in N for access patterns (0 = off). 1 records every read.
     pub access_sample_rate: u32,
-    /// Keys tracked for access patterns (the hottest are kept).
+    /// Keys tracked for access patterns per reading thread (the hottest are kept; the figures add
+    /// the threads up).
     pub access_capacity: usize,
     /// L1 eviction and TTL strategy (see [`crate::strategy`]).
     pub strategy: Strategy,
