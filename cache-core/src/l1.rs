@@ -6,8 +6,31 @@ use std::any::Any;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
+
+/// The lock of one L1 shard: `crossbeam`'s `ShardedLock`, whose readers on different threads
+/// take different cache lines. With one lock word per shard, every read wrote that word and two
+/// threads of hits pulled it back and forth between cores: P1 at 4 tasks on 2 threads went from
+/// 13.5 to 19.9 M hits/s with this lock, a single thread's hit unchanged (82 ns). Writes (inserts,
+/// removals: misses and sets, not hits) take all eight of its locks.
+struct ShardLock<T>(ShardedLock<T>);
+
+impl<T> ShardLock<T> {
+    fn new(v: T) -> Self {
+        ShardLock(ShardedLock::new(v))
+    }
+    /// A panic under the lock leaves the shard as consistent as quick_cache left it; reading
+    /// on beats refusing every later hit.
+    #[inline]
+    fn read(&self) -> ShardedLockReadGuard<'_, T> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> ShardedLockWriteGuard<'_, T> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 use quick_cache::unsync::{Cache as UnsyncCache, DefaultLifecycle};
 use quick_cache::{OptionsBuilder, Weighter};
 
@@ -236,10 +259,11 @@ impl Weighter<u128, Entry> for UnitsWeighter {
 ///
 /// quick_cache's own `sync::Cache` can only hand out a clone of the stored `Arc` entry: two locked
 /// instructions (clone and drop) on every hit, a third of the hit's cost here. So the store shards
-/// quick_cache's single-threaded `unsync::Cache` behind its own read-write locks, as `sync::Cache`
-/// does inside, and reads the entry by reference under the read lock: a hit clones only the value.
+/// quick_cache's single-threaded `unsync::Cache` behind its own read-write locks ([`ShardLock`]),
+/// as `sync::Cache` does inside, and reads the entry by reference under the read lock: a hit
+/// clones only the value.
 pub(crate) struct QuickStore {
-    shards: Box<[CachePadded<RwLock<QuickShard>>]>,
+    shards: Box<[CachePadded<ShardLock<QuickShard>>]>,
     /// `shards.len() - 1` (a power of two).
     mask: u64,
 }
@@ -266,7 +290,7 @@ impl QuickStore {
             .map_err(|e| CacheError::Config(format!("L1: {e}")))?;
         let shards = (0..shards)
             .map(|_| {
-                CachePadded::new(RwLock::new(UnsyncCache::with_options(
+                CachePadded::new(ShardLock::new(UnsyncCache::with_options(
                     options.clone(),
                     UnitsWeighter { unit_bytes },
                     FingerprintHash,
@@ -282,7 +306,7 @@ impl QuickStore {
 
     /// The fingerprint's high half picks the shard; the low half indexes inside it.
     #[inline]
-    fn shard(&self, fp: Fingerprint) -> &RwLock<QuickShard> {
+    fn shard(&self, fp: Fingerprint) -> &ShardLock<QuickShard> {
         // `mask < shards.len()`, so the index is always in bounds.
         &self.shards[((fp.0 >> 64) as u64 & self.mask) as usize]
     }
@@ -590,5 +614,42 @@ mod tests {
         assert_eq!(s.remove_where(&|k| k.starts_with("q:")), 2);
         assert_eq!(s.len(), 1);
         assert!(s.get(fp("r:1")).is_some());
+    }
+
+    /// Readers on several threads while others insert and remove: a read finds its own key's
+    /// value or nothing, and every write lands.
+    #[test]
+    fn concurrent_reads_and_writes_keep_each_key_its_value() {
+        let later = clock::now() + Duration::from_secs(60);
+        let l1 = L1::new(Store::Quick(QuickStore::new(10_000, 1 << 30).unwrap()));
+        let key = |i: u64| format!("k:{i}");
+        for i in 0..500 {
+            l1.insert(fp(&key(i)), entry(&key(i), i, later, 8));
+        }
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let l1 = &l1;
+                scope.spawn(move || {
+                    for n in 0..20_000u64 {
+                        let i = (n * 7 + t) % 1000;
+                        let got = l1.read(fp(&key(i)), |e| e.value.downcast_ref::<u64>().copied());
+                        assert!(got.is_none() || got == Some(i), "key {i} read {got:?}");
+                    }
+                });
+            }
+            for w in 0..2u64 {
+                let l1 = &l1;
+                scope.spawn(move || {
+                    for i in (500 + w..1000).step_by(2) {
+                        l1.insert(fp(&key(i)), entry(&key(i), i, later, 8));
+                    }
+                    for i in (w..500).step_by(2) {
+                        l1.remove(fp(&key(i)));
+                    }
+                });
+            }
+        });
+        assert_eq!(l1.len(), 500);
+        assert!(l1.get(fp(&key(999))).is_some() && l1.get(fp(&key(0))).is_none());
     }
 }
