@@ -114,18 +114,20 @@ impl AccessTracker {
                 return;
             }
         }
-        self.record_sampled(fp, key.key_text(), hit);
+        self.record_sampled(fp, key, hit);
     }
 
+    /// The key's text is asked for only when the key is new to this thread's table: turning a
+    /// built key into a `&str` checks its bytes, which every sample paid for before.
     #[cold]
-    fn record_sampled(&self, fp: Fingerprint, key: &str, hit: bool) {
+    fn record_sampled<K: KeyText + ?Sized>(&self, fp: Fingerprint, key: &K, hit: bool) {
         let weight = u64::from(self.sample_every);
         let predicted = {
             // Sampled statistics can lose a sample rather than make a hit wait for another
             // thread; with every read recorded (rate 1) the counts are exact.
             let table = self.tables.get_or_default();
             // Only a reader of the figures competes for this lock.
-            let mut inner = if self.sample_every > 1 {
+            let mut guard = if self.sample_every > 1 {
                 match table.try_lock() {
                     Some(g) => g,
                     None => return,
@@ -133,42 +135,46 @@ impl AccessTracker {
             } else {
                 table.lock()
             };
+            let inner = &mut *guard;
             let now = clock::now();
-            if !inner.keys.contains_key(&fp.0) && inner.keys.len() >= self.capacity {
-                // Space-Saving: replace the least-counted key, inheriting its count.
-                let evict = inner
-                    .keys
-                    .iter()
-                    .min_by_key(|(_, s)| s.count)
-                    .map(|(k, s)| (*k, s.count));
-                if let Some((k, floor)) = evict {
-                    inner.keys.remove(&k);
+            let hits = if hit { weight } else { 0 };
+            match inner.keys.get_mut(&fp.0) {
+                Some(stat) => {
+                    stat.count += weight;
+                    stat.hits += hits;
+                    stat.last = now;
+                }
+                None => {
+                    let mut floor = 0;
+                    if inner.keys.len() >= self.capacity {
+                        // Space-Saving: replace the least-counted key, inheriting its count.
+                        let evict = inner
+                            .keys
+                            .iter()
+                            .min_by_key(|(_, s)| s.count)
+                            .map(|(k, s)| (*k, s.count));
+                        if let Some((k, count)) = evict {
+                            inner.keys.remove(&k);
+                            floor = count;
+                        }
+                    }
                     inner.keys.insert(
                         fp.0,
                         KeyStat {
-                            key: key.into(),
-                            count: floor,
-                            hits: 0,
+                            key: key.key_text().into(),
+                            count: floor + weight,
+                            hits,
                             last: now,
                             next: Vec::new(),
                         },
                     );
                 }
             }
-            let stat = inner.keys.entry(fp.0).or_insert_with(|| KeyStat {
-                key: key.into(),
-                count: 0,
-                hits: 0,
-                last: now,
-                next: Vec::new(),
-            });
-            stat.count += weight;
-            if hit {
-                stat.hits += weight;
-            }
-            stat.last = now;
             let predicted = if self.predicting.load(Ordering::Relaxed) {
-                predict(stat).and_then(|b| inner.keys.get(&b).map(|s| s.key.to_string()))
+                let keys = &inner.keys;
+                keys.get(&fp.0)
+                    .and_then(predict)
+                    .and_then(|b| keys.get(&b).map(|s| s.key.to_string()))
             } else {
                 None
             };
