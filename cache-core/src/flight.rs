@@ -7,10 +7,11 @@
 //! without a value and each tries to lead with its own loader, so a failed leader never strands
 //! its waiters.
 //!
-//! A flight is one small allocation (a mutex and a `Notify`), not a `watch` channel: every L2 read
-//! of a cached function goes through here, and a channel's eight-way notifier cost more to make
-//! and wake than the rest of the bookkeeping. Nothing is woken, and a shared entry is not even
-//! built, when nobody waited.
+//! Every L2 read of a cached function goes through here, so a load nobody joins costs a map
+//! insert and remove and nothing else: the [`Flight`] the waiters wait on (a mutex and a
+//! `Notify`, not a `watch` channel, whose eight-way notifier cost more to make and wake than the
+//! rest of the bookkeeping) is made by the first waiter. Nothing is woken, and a shared entry is
+//! not even built, when nobody waited.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -27,7 +28,8 @@ use crate::l1::{self, Entry, FingerprintHash};
 /// Independent locks, so misses on different keys from many tasks do not queue on one mutex.
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<u128, Arc<Flight>, FingerprintHash>>;
+/// A key being loaded, and its flight once someone waits for it.
+type Shard = Mutex<HashMap<u128, Option<Arc<Flight>>, FingerprintHash>>;
 
 #[derive(Default)]
 pub(crate) struct Flights {
@@ -71,41 +73,37 @@ pub(crate) enum Outcome<T, E, F> {
     Joined(Entry, F),
 }
 
-/// Unregisters the leader's flight however the leader ends (value, error, cancel, panic) and
-/// wakes its waiters.
+/// Unregisters the leader's key however the leader ends (value, error, cancel, panic) and wakes
+/// its waiters. While a leader runs, the map's entry for its key is its own: only a leader
+/// removes an entry, and a caller that finds one waits instead of leading.
 struct LeadGuard<'a> {
     flights: &'a Flights,
     fp: u128,
-    flight: Arc<Flight>,
-    unregistered: bool,
+    /// `None` until unregistered; then the flight, if anyone joined.
+    flight: Option<Option<Arc<Flight>>>,
 }
 
 impl LeadGuard<'_> {
-    /// Takes the flight out of the map; returns whether anyone joined it. After this no one can
-    /// join, so the answer can only turn from yes to no (a waiter cancelled), never the other
-    /// way.
-    fn unregister(&mut self) -> bool {
-        if !self.unregistered {
-            let mut map = self.flights.shard(self.fp).lock();
-            if map.get(&self.fp).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
-                map.remove(&self.fp);
-            }
-            self.unregistered = true;
-        }
-        Arc::strong_count(&self.flight) > 1
+    /// Takes the key out of the map (so no one joins any more) and returns the flight its
+    /// waiters wait on, if any.
+    fn unregister(&mut self) -> Option<&Arc<Flight>> {
+        let flight = self
+            .flight
+            .get_or_insert_with(|| self.flights.shard(self.fp).lock().remove(&self.fp).flatten());
+        flight.as_ref()
     }
 }
 
 impl Drop for LeadGuard<'_> {
     fn drop(&mut self) {
-        if self.unregister() {
+        if let Some(flight) = self.unregister() {
             {
-                let mut state = self.flight.state.lock();
+                let mut state = flight.state.lock();
                 if matches!(*state, State::Running) {
                     *state = State::Failed;
                 }
             }
-            self.flight.done.notify_waiters();
+            flight.done.notify_waiters();
         }
     }
 }
@@ -124,39 +122,39 @@ impl Flights {
         Fut: Future<Output = Result<(T, Share), E>>,
     {
         loop {
-            let (flight, lead) = {
+            let joined = {
                 let mut map = self.shard(fp.0).lock();
-                match map.get(&fp.0) {
-                    Some(f) => (Arc::clone(f), false),
+                match map.get_mut(&fp.0) {
+                    Some(slot) => Some(Arc::clone(slot.get_or_insert_with(Arc::default))),
                     None => {
-                        let f = Arc::new(Flight::default());
-                        map.insert(fp.0, Arc::clone(&f));
-                        (f, true)
+                        map.insert(fp.0, None);
+                        None
                     }
                 }
             };
-            if lead {
+            let Some(flight) = joined else {
                 let mut guard = LeadGuard {
                     flights: self,
                     fp: fp.0,
-                    flight,
-                    unregistered: false,
+                    flight: None,
                 };
                 let result = load().await;
-                let waited = guard.unregister();
+                let waiting = guard.unregister();
                 return Outcome::Led(result.map(|(value, share)| {
-                    if waited {
+                    // A waiter that gave up since still holds the flight until it is gone; an
+                    // entry built for nobody is a harmless waste.
+                    if let Some(flight) = waiting.filter(|f| Arc::strong_count(f) > 1) {
                         let entry = match share {
                             Share::Entry(e) => e,
                             Share::Later { expires_at, bytes } => {
                                 l1::entry(key, value.clone(), expires_at, bytes)
                             }
                         };
-                        *guard.flight.state.lock() = State::Shared(entry);
+                        *flight.state.lock() = State::Shared(entry);
                     }
                     value
                 }));
-            }
+            };
             let notified = flight.done.notified();
             tokio::pin!(notified);
             // Registered before the state is read, so a leader that ends in between still
@@ -333,12 +331,12 @@ mod tests {
                 }
             })
         };
-        // The waiter has joined once it holds the flight too.
+        // The waiter has joined once it made the flight.
         loop {
             let joined = flights.shards[5 % SHARDS]
                 .lock()
                 .get(&5)
-                .is_some_and(|f| Arc::strong_count(f) > 2);
+                .is_some_and(Option::is_some);
             if joined {
                 break;
             }
