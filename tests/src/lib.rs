@@ -157,6 +157,18 @@ impl RedisServer {
             .expect("connect to test redis")
     }
 
+    /// Holds every client's commands for `ms` milliseconds (`CLIENT PAUSE .. ALL`): calls made
+    /// meanwhile queue, so a test can line callers up behind one slow Redis call.
+    pub async fn pause_clients(&self, ms: u64) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("ALL")
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("CLIENT PAUSE");
+    }
+
     /// Calls of one command since start, from `INFO commandstats` (e.g. `"mget"`).
     pub async fn command_calls(&self, command: &str) -> u64 {
         let info: String = redis::cmd("INFO")

@@ -521,14 +521,7 @@ async fn concurrent_reads_are_coalesced_into_mget() {
         .unwrap(),
     );
     // Holds the one in-flight slot while the readers queue behind it.
-    let mut slow = redis.conn().await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(200)
-        .arg("ALL")
-        .query_async(&mut slow)
-        .await
-        .unwrap();
+    redis.pause_clients(200).await;
     let tasks: Vec<_> = (0..240u64)
         .map(|i| {
             let r = reader.clone();
@@ -556,14 +549,7 @@ async fn concurrent_loads_of_one_redis_key_share_one_get() {
     let reader = Arc::new(Cache::new(config(&redis).l1_enabled(false).build().unwrap()).unwrap());
     let loads = Arc::new(AtomicUsize::new(0));
     // Holds the leader's GET while the others join its flight.
-    let mut slow = redis.conn().await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(200)
-        .arg("ALL")
-        .query_async(&mut slow)
-        .await
-        .unwrap();
+    redis.pause_clients(200).await;
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let (r, loads) = (reader.clone(), loads.clone());
