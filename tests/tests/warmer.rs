@@ -251,6 +251,14 @@ async fn prediction_raises_the_hit_rate_of_a_repeating_sequence() {
     assert!(with > 0.8, "with prediction: {with} (without: {without})");
 }
 
+/// The sequence model is kept per thread; a task whose reads move between worker threads (woken
+/// by the timer on either) must still be predicted. Real time, about 4 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prediction_holds_when_reads_move_between_threads() {
+    let with = tokio::spawn(sequence_hit_rate(true)).await.unwrap();
+    assert!(with > 0.5, "with prediction on two threads: {with}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_warmers_sharing_redis_run_a_job_once_per_period() {
     let redis = RedisServer::start();
