@@ -105,6 +105,30 @@ impl Row {
     }
 }
 
+/// One row per peer for the same figure of ours: `(peer, its figure, target)`.
+fn rows_against(
+    section: &'static str,
+    what: &str,
+    ours: f64,
+    unit: &'static str,
+    higher_is_better: bool,
+    peers: &[(&str, f64, &str)],
+) -> Vec<Row> {
+    peers
+        .iter()
+        .map(|&(peer_name, peer, target)| Row {
+            section,
+            what: what.into(),
+            ours,
+            peer_name: peer_name.into(),
+            peer,
+            unit,
+            higher_is_better,
+            target: target.into(),
+        })
+        .collect()
+}
+
 /// Whether a section runs: all of them, or those named in `BENCH_ONLY` (e.g. `p1,p2`).
 fn section(name: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| {
@@ -125,6 +149,22 @@ fn rounds(quick_rounds: usize, full_rounds: usize) -> usize {
     } else {
         full_rounds
     }
+}
+
+/// Each contender's best over `rounds` rounds; one call of `round` times every contender once,
+/// in turn. `better` picks the better of two figures (`f64::min` for times, `f64::max` for rates).
+fn best_of<const N: usize>(
+    rounds: usize,
+    better: fn(f64, f64) -> f64,
+    mut round: impl FnMut() -> [f64; N],
+) -> [f64; N] {
+    let mut best = round();
+    for _ in 1..rounds {
+        for (b, r) in best.iter_mut().zip(round()) {
+            *b = better(*b, r);
+        }
+    }
+    best
 }
 
 /// ns/op of one round of a synchronous loop.
@@ -216,69 +256,59 @@ fn main() {
         }
         // Best ns/op of: ours, cached, raw quick_cache, raw quick_cache in the async loop, raw
         // moka sync, raw moka future.
-        let mut best = [f64::MAX; 6];
-        for _ in 0..rounds(3, 7) {
-            let round = [
-                ns_per_op_async(&single, hit_ops, ours_l1),
-                ns_per_op_async(&single, hit_ops, cached_l1),
-                ns_per_op(hit_ops, |k| {
-                    black_box(qc.get(&k));
-                }),
-                // The same get inside the async loop that times our fn and `cached`'s: what is
-                // left of the gap is the cache's own work, not the harness's.
-                ns_per_op_async(&single, hit_ops, |k| {
-                    let qc = &qc;
-                    async move { qc.get(&k) }
-                }),
-                ns_per_op(hit_ops, |k| {
-                    black_box(moka_sync.get(&k));
-                }),
-                ns_per_op_async(&single, hit_ops, |k| {
-                    let m = &moka_future;
-                    async move { m.get(&k).await }
-                }),
-            ];
-            for (b, r) in best.iter_mut().zip(round) {
-                *b = b.min(r);
-            }
-        }
-        let [ours, cached, raw_qc, raw_qc_async, raw_moka, raw_moka_f] = best;
-        let peers = [
-            ("cached #[cached]", cached, "≥ 3×"),
-            ("raw quick_cache get", raw_qc, "≥ 0.5× (within 2×)"),
-            ("raw quick_cache get, same async loop", raw_qc_async, "-"),
-            ("raw moka sync get", raw_moka, "-"),
-            ("raw moka future get", raw_moka_f, "-"),
-        ];
-        for (peer_name, peer, target) in peers {
-            rows.push(Row {
-                section: "P1 L1 hit, 1 task",
-                what: "#[cache] fn hit (ns/op)".into(),
-                ours,
-                peer_name: peer_name.into(),
-                peer,
-                unit: "ns",
-                higher_is_better: false,
-                target: target.into(),
+        let [ours, cached, raw_qc, raw_qc_async, raw_moka, raw_moka_f] =
+            best_of(rounds(3, 7), f64::min, || {
+                [
+                    ns_per_op_async(&single, hit_ops, ours_l1),
+                    ns_per_op_async(&single, hit_ops, cached_l1),
+                    ns_per_op(hit_ops, |k| {
+                        black_box(qc.get(&k));
+                    }),
+                    // The same get inside the async loop that times our fn and `cached`'s: what is
+                    // left of the gap is the cache's own work, not the harness's.
+                    ns_per_op_async(&single, hit_ops, |k| {
+                        let qc = &qc;
+                        async move { qc.get(&k) }
+                    }),
+                    ns_per_op(hit_ops, |k| {
+                        black_box(moka_sync.get(&k));
+                    }),
+                    ns_per_op_async(&single, hit_ops, |k| {
+                        let m = &moka_future;
+                        async move { m.get(&k).await }
+                    }),
+                ]
             });
-        }
+        rows.extend(rows_against(
+            "P1 L1 hit, 1 task",
+            "#[cache] fn hit (ns/op)",
+            ours,
+            "ns",
+            false,
+            &[
+                ("cached #[cached]", cached, "≥ 3×"),
+                ("raw quick_cache get", raw_qc, "≥ 0.5× (within 2×)"),
+                ("raw quick_cache get, same async loop", raw_qc_async, "-"),
+                ("raw moka sync get", raw_moka, "-"),
+                ("raw moka future get", raw_moka_f, "-"),
+            ],
+        ));
 
         let per_task = if quick() { 100_000 } else { 1_000_000 };
-        let (mut ours_mt, mut cached_mt) = (0.0f64, 0.0f64);
-        for _ in 0..rounds(2, 3) {
-            ours_mt = ours_mt.max(throughput(&multi, 4, per_task, ours_l1));
-            cached_mt = cached_mt.max(throughput(&multi, 4, per_task, cached_l1));
-        }
-        rows.push(Row {
-            section: "P1 L1 hit, 4 tasks / 2 threads",
-            what: "#[cache] fn hit (ops/s)".into(),
-            ours: ours_mt,
-            peer_name: "cached #[cached]".into(),
-            peer: cached_mt,
-            unit: "ops/s",
-            higher_is_better: true,
-            target: "≥ 3×".into(),
+        let [ours_mt, cached_mt] = best_of(rounds(2, 3), f64::max, || {
+            [
+                throughput(&multi, 4, per_task, ours_l1),
+                throughput(&multi, 4, per_task, cached_l1),
+            ]
         });
+        rows.extend(rows_against(
+            "P1 L1 hit, 4 tasks / 2 threads",
+            "#[cache] fn hit (ops/s)",
+            ours_mt,
+            "ops/s",
+            true,
+            &[("cached #[cached]", cached_mt, "≥ 3×")],
+        ));
     }
 
     // ---------- P2: L2 hit, 64 tasks ----------
@@ -337,9 +367,8 @@ fn main() {
             }
         };
         // Best ops/s of: ours, raw multiplexed, cached, deadpool.
-        let mut best = [0.0f64; 4];
-        for _ in 0..rounds(2, 3) {
-            let round = [
+        let [ours_l2_tp, raw_tp, cached_tp, dp_tp] = best_of(rounds(2, 3), f64::max, || {
+            [
                 throughput(&multi, 64, l2_ops, ours_l2),
                 throughput(&multi, 64, l2_ops, raw.clone()),
                 throughput(
@@ -349,43 +378,20 @@ fn main() {
                     |i| async move { cached_redis(i).await.unwrap() },
                 ),
                 throughput(&multi, 64, l2_ops, deadpool.clone()),
-            ];
-            for (b, r) in best.iter_mut().zip(round) {
-                *b = b.max(r);
-            }
-        }
-        let [ours_l2_tp, raw_tp, cached_tp, dp_tp] = best;
-        let p2 = "P2 L2 hit, 64 tasks";
-        rows.push(Row {
-            section: p2,
-            what: "#[cache(l1 = false)] hit (ops/s)".into(),
-            ours: ours_l2_tp,
-            peer_name: "raw multiplexed GET + decode".into(),
-            peer: raw_tp,
-            unit: "ops/s",
-            higher_is_better: true,
-            target: "≥ 0.9×".into(),
+            ]
         });
-        rows.push(Row {
-            section: p2,
-            what: "#[cache(l1 = false)] hit (ops/s)".into(),
-            ours: ours_l2_tp,
-            peer_name: "cached #[concurrent_cached(redis)]".into(),
-            peer: cached_tp,
-            unit: "ops/s",
-            higher_is_better: true,
-            target: "≥ 1.5×".into(),
-        });
-        rows.push(Row {
-            section: p2,
-            what: "#[cache(l1 = false)] hit (ops/s)".into(),
-            ours: ours_l2_tp,
-            peer_name: "deadpool-redis GET, checkout per call".into(),
-            peer: dp_tp,
-            unit: "ops/s",
-            higher_is_better: true,
-            target: "-".into(),
-        });
+        rows.extend(rows_against(
+            "P2 L2 hit, 64 tasks",
+            "#[cache(l1 = false)] hit (ops/s)",
+            ours_l2_tp,
+            "ops/s",
+            true,
+            &[
+                ("raw multiplexed GET + decode", raw_tp, "≥ 0.9×"),
+                ("cached #[concurrent_cached(redis)]", cached_tp, "≥ 1.5×"),
+                ("deadpool-redis GET, checkout per call", dp_tp, "-"),
+            ],
+        ));
     }
 
     // ---------- P3: batch ----------
