@@ -1,8 +1,8 @@
 //! Single flight: concurrent misses on one key run the loader once; the others wait for its value.
 //!
-//! The first caller of a cold key leads: it registers a [`Flight`] and runs its loader. Later
-//! callers find the flight and wait on it. When the leader ends it first unregisters the flight
-//! (so no one joins any more), then hands its entry to whoever is still waiting. If the leader
+//! The first caller of a cold key leads: it registers the key and runs its loader. Later callers
+//! find the key and wait on its [`Flight`]. When the leader ends it first unregisters the key (so
+//! no one joins any more), then hands its entry to whoever is still waiting. If the leader
 //! fails (an `Err` is never shared or cached), is cancelled or panics, the waiters are woken
 //! without a value and each tries to lead with its own loader, so a failed leader never strands
 //! its waiters.

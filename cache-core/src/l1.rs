@@ -255,6 +255,7 @@ impl<T> ShardLock<T> {
         self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
 /// quick_cache (CLOCK-Pro-like, S3-FIFO family): the fast default.
 ///
 /// quick_cache's own `sync::Cache` can only hand out a clone of the stored `Arc` entry: two locked
