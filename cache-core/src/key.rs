@@ -3,14 +3,29 @@
 //! A macro-cached call writes its key into a [`KeyBuf`] on the stack and hashes those bytes; only a
 //! miss turns the buffer into a `String`. `cache.get("query:...")` hashes the same bytes, so both
 //! paths reach the same L1 entry.
+//!
+//! A key whose last `:`-separated part is an integer is fingerprinted from its head and the
+//! integer's value rather than from all its bytes. The rule still reads only the text, so every
+//! path agrees, and it lets a function keyed by one integer argument skip writing and hashing
+//! its key on an L1 hit: the head is hashed at compile time ([`KeyHead`]) and the integer is
+//! mixed in from a register ([`IntTailKey`]).
 
+use std::cell::OnceCell;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-/// Stable 128-bit hash of a readable key (xxh3-128, seedless: same value in every process).
+/// Stable 128-bit hash of a readable key: same value in every process and build.
+///
+/// A key ending in `:` and a canonical integer (as `itoa` writes it, from `i64::MIN` to
+/// `u64::MAX`) hashes as its head (seeded xxh3-128, up to and including the last `:`) xor a
+/// bijective mix of the integer; any other key is the seedless xxh3-128 of its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub u128);
+
+/// Seed of a head's hash: keeps `head ^ mix(n)` apart from the whole-text hashes, such as that
+/// of the head alone.
+const HEAD_SEED: u64 = 0x6b65_795f_6865_6164;
 
 impl Fingerprint {
     /// Fingerprint of a readable key.
@@ -30,7 +45,166 @@ impl Fingerprint {
     /// The one hashing rule, for a key already known to be UTF-8 (a [`KeyBuf`]'s bytes).
     #[inline]
     fn of_bytes(key: &[u8]) -> Self {
-        Fingerprint(xxhash_rust::xxh3::xxh3_128(key))
+        match split_int_tail(key) {
+            Some((head, n)) => {
+                Self::of_head_and_int(xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED), n)
+            }
+            None => Fingerprint(xxhash_rust::xxh3::xxh3_128(key)),
+        }
+    }
+
+    #[inline]
+    fn of_head_and_int(head: u128, n: i128) -> Self {
+        // An odd multiplier and a xor-shift are both bijections, so no two integers of one head
+        // share a fingerprint; the xor constant keeps 0 from mapping to 0 (the head's own hash).
+        let x = ((n as u128) ^ 0x9e37_79b9_7f4a_7c15_0000_0000_0000_0000)
+            .wrapping_mul(0xd6e8_feb8_6659_fd93_a076_1d64_78bd_642f);
+        Fingerprint(head ^ x ^ (x >> 64))
+    }
+}
+
+/// Splits `head:` from a trailing canonical integer in `i64::MIN..=u64::MAX`. Canonical means
+/// what `itoa` writes (no sign on positives, no leading zeros, no `-0`), so each integer has
+/// exactly one text and a text that is not canonical is hashed whole.
+#[inline]
+fn split_int_tail(key: &[u8]) -> Option<(&[u8], i128)> {
+    // Most keys that do not end in a digit are turned away by this one comparison.
+    if !key.last()?.is_ascii_digit() {
+        return None;
+    }
+    let digits_from = key.iter().rposition(|b| !b.is_ascii_digit())? + 1;
+    let digits = &key[digits_from..];
+    let (negative, head_end) = match key[digits_from - 1] {
+        b':' => (false, digits_from),
+        b'-' if digits_from >= 2 && key[digits_from - 2] == b':' => (true, digits_from - 1),
+        _ => return None,
+    };
+    if digits.len() > 20 || (digits[0] == b'0' && (digits.len() > 1 || negative)) {
+        return None;
+    }
+    let magnitude = digits
+        .iter()
+        .fold(0u128, |acc, d| acc * 10 + u128::from(d - b'0'));
+    let n = if negative {
+        if magnitude > 1u128 << 63 {
+            return None;
+        }
+        -(magnitude as i128)
+    } else {
+        if magnitude > u128::from(u64::MAX) {
+            return None;
+        }
+        magnitude as i128
+    };
+    Some((&key[..head_end], n))
+}
+
+/// The constant start of a key that ends in one integer argument, hashed at compile time:
+/// `#[cache]` on `async fn f(id: u64)` puts one in a `static`.
+///
+/// ```
+/// use cache_core::key::{Fingerprint, KeyHead};
+/// static HEAD: KeyHead = KeyHead::new("query:orders:");
+/// let key = HEAD.key(42u64);
+/// assert_eq!(key.fingerprint(), Fingerprint::of("query:orders:42"));
+/// assert_eq!(key.as_str(), "query:orders:42");
+/// ```
+#[derive(Debug)]
+pub struct KeyHead {
+    text: &'static str,
+    hash: u128,
+}
+
+impl KeyHead {
+    /// Hashes `text`, which must end with `:` (checked when the `static` is compiled): the text
+    /// rule only reads an integer that follows a `:`.
+    ///
+    /// ```compile_fail
+    /// static NO_COLON: cache_core::key::KeyHead = cache_core::key::KeyHead::new("user");
+    /// ```
+    pub const fn new(text: &'static str) -> Self {
+        let bytes = text.as_bytes();
+        assert!(
+            !bytes.is_empty() && bytes[bytes.len() - 1] == b':',
+            "a KeyHead ends with ':'"
+        );
+        KeyHead {
+            text,
+            hash: xxhash_rust::const_xxh3::xxh3_128_with_seed(bytes, HEAD_SEED),
+        }
+    }
+
+    /// The key `head` + `n`, whose text is written only if asked for.
+    #[inline]
+    pub fn key(&'static self, n: impl IntKeyPart) -> IntTailKey {
+        IntTailKey {
+            head: self,
+            n: n.key_int(),
+            text: OnceCell::new(),
+        }
+    }
+}
+
+/// A key made of a [`KeyHead`] and an integer: its fingerprint needs no text, and the text is
+/// written once, on first use (a miss, or the first sampled read of a new key).
+pub struct IntTailKey {
+    head: &'static KeyHead,
+    n: i128,
+    text: OnceCell<KeyBuf>,
+}
+
+impl IntTailKey {
+    /// The fingerprint [`Fingerprint::of`] gives for [`as_str`](Self::as_str).
+    #[inline]
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of_head_and_int(self.head.hash, self.n)
+    }
+
+    /// The key as a [`KeyBuf`], written on first use.
+    pub fn buf(&self) -> &KeyBuf {
+        self.text.get_or_init(|| {
+            let mut k = KeyBuf::new();
+            k.push_str(self.head.text);
+            k.push_part(&self.n);
+            k
+        })
+    }
+
+    /// The readable key.
+    pub fn as_str(&self) -> &str {
+        self.buf().as_str()
+    }
+}
+
+impl fmt::Debug for IntTailKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Integer types whose key text is their decimal value, so a key ending in one can use
+/// [`KeyHead`]: the integers of 64 bits and fewer.
+pub trait IntKeyPart: Copy {
+    /// The value, widened without loss.
+    fn key_int(self) -> i128;
+}
+
+macro_rules! int_key_int {
+    ($($t:ty),*) => {$(
+        impl IntKeyPart for $t {
+            #[inline]
+            fn key_int(self) -> i128 {
+                self as i128
+            }
+        }
+    )*};
+}
+int_key_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+impl<T: IntKeyPart> IntKeyPart for &T {
+    #[inline]
+    fn key_int(self) -> i128 {
+        (*self).key_int()
     }
 }
 
@@ -150,9 +324,24 @@ impl fmt::Write for KeyBuf {
 }
 
 /// A readable key, or something that can give one when asked: the sampled paths that need the
-/// text take this, so a hit does not turn its bytes into a `&str` it then never reads.
-pub(crate) trait KeyText {
+/// text take this, so a hit does not write or validate text it then never reads.
+///
+/// ```
+/// use cache_core::key::{KeyBuf, KeyHead, KeyText};
+/// static HEAD: KeyHead = KeyHead::new("user:");
+/// assert_eq!(HEAD.key(7u32).key_text(), "user:7");
+/// assert_eq!("user:7".key_text(), "user:7");
+/// ```
+pub trait KeyText {
+    /// The readable key.
     fn key_text(&self) -> &str;
+}
+
+impl KeyText for IntTailKey {
+    #[inline]
+    fn key_text(&self) -> &str {
+        self.as_str()
+    }
 }
 
 impl KeyText for str {
@@ -338,6 +527,86 @@ mod tests {
         assert!(expected.len() > INLINE);
         assert_eq!(k.as_str(), expected);
         assert_eq!(k.fingerprint(), Fingerprint::of(&expected));
+    }
+
+    static HEAD: KeyHead = KeyHead::new("q:mod::f:");
+
+    #[test]
+    fn integer_tails_agree_on_every_path() {
+        let values: [i128; 12] = [
+            0,
+            1,
+            9,
+            10,
+            42,
+            -1,
+            -10,
+            i64::MAX as i128,
+            i64::MIN as i128,
+            u64::MAX as i128,
+            i32::MIN as i128,
+            u32::MAX as i128,
+        ];
+        for n in values {
+            let text = format!("q:mod::f:{n}");
+            let via_head = if n < 0 {
+                HEAD.key(n as i64)
+            } else {
+                HEAD.key(n as u64)
+            };
+            let mut buf = KeyBuf::new();
+            buf.push_str("q:mod::f:");
+            buf.push_part(&n);
+            assert_eq!(via_head.as_str(), text);
+            assert_eq!(via_head.fingerprint(), Fingerprint::of(&text), "{text}");
+            assert_eq!(buf.fingerprint(), Fingerprint::of(&text), "{text}");
+            assert_eq!(split_int_tail(text.as_bytes()), Some((&b"q:mod::f:"[..], n)));
+        }
+        // A tail in the middle does not count: only the last part is read.
+        assert_eq!(split_int_tail(b"a:5:b"), None);
+        assert_eq!(split_int_tail(b"a:5:6"), Some((&b"a:5:"[..], 6)));
+    }
+
+    #[test]
+    fn non_canonical_tails_are_hashed_whole() {
+        for text in [
+            "q:042",
+            "q:-0",
+            "q:+5",
+            "q:--5",
+            "q:4 2",
+            "q42",
+            "42",
+            "q:18446744073709551616",
+            "q:-9223372036854775809",
+            "q:123456789012345678901",
+            "q:",
+            "",
+        ] {
+            assert_eq!(split_int_tail(text.as_bytes()), None, "{text}");
+            assert_eq!(
+                Fingerprint::of(text),
+                Fingerprint(xxhash_rust::xxh3::xxh3_128(text.as_bytes())),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            split_int_tail(b"q:-9223372036854775808"),
+            Some((&b"q:"[..], i128::from(i64::MIN)))
+        );
+    }
+
+    #[test]
+    fn integer_tails_keep_keys_apart() {
+        // The head alone, `0` and the other integers of two heads: all different.
+        let mut seen = std::collections::HashSet::new();
+        for head in ["a:", "b:"] {
+            assert!(seen.insert(Fingerprint::of(head)));
+            for n in (-20_000i64..20_000).chain([i64::MIN, i64::MAX]) {
+                assert!(seen.insert(Fingerprint::of(&format!("{head}{n}"))), "{head}{n}");
+            }
+            assert!(seen.insert(Fingerprint::of(&format!("{head}{}", u64::MAX))));
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 pub use crate::engine::{Cache, LoadOptions};
 pub use crate::global::global;
-pub use crate::key::{Fingerprint, KeyBuf, KeyPart};
+pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText};
 pub use crate::perf::FnStats;
 pub use crate::warmup::WarmupEntry;
 pub use inventory;
@@ -88,11 +88,12 @@ pub fn push_escaped(pattern: &mut String, part: &KeyBuf) {
     crate::pattern::escape_into(part.as_str(), pattern);
 }
 
-/// The synchronous L1 hit every cached function tries first.
+/// The synchronous L1 hit every cached function tries first. `key` is a [`KeyBuf`], or an
+/// [`IntTailKey`] whose text is written only if this read needs it.
 #[inline]
-pub fn hit<T: CacheValue>(
+pub fn hit<T: CacheValue, K: KeyText + ?Sized>(
     cache: &Cache,
-    key: &KeyBuf,
+    key: &K,
     fp: Fingerprint,
     opts: &LoadOptions,
     stats: &'static FnStats,

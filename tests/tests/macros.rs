@@ -442,3 +442,50 @@ async fn impl_trait_and_lifetime_arguments() {
         vec!["query:macros::shout:7:hi"]
     );
 }
+
+static TAIL_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// One integer argument: the key's head is hashed at compile time and a hit writes no key text.
+#[cache(cache = cache)]
+async fn doubled(cache: &Cache, n: i64) -> i64 {
+    TAIL_CALLS.fetch_add(1, Ordering::SeqCst);
+    n.wrapping_mul(2)
+}
+
+#[cache_resource(key = "tails:{n}", cache = cache)]
+async fn tail_template(cache: &Cache, n: u32) -> u32 {
+    TAIL_CALLS.fetch_add(1, Ordering::SeqCst);
+    n
+}
+
+#[tokio::test]
+async fn integer_keyed_functions_and_the_text_api_reach_one_l1_entry() {
+    // No Redis: a value the text API sees can only have come from the function's L1 entry.
+    let c = Cache::new(CacheConfig::default()).unwrap();
+    let mut runs = 0;
+    for n in [0, 7, -7, 10, i64::MIN, i64::MAX] {
+        assert_eq!(doubled(&c, n).await, n.wrapping_mul(2));
+        runs += 1;
+        let key = format!("macros::doubled:{n}");
+        assert_eq!(
+            c.get::<i64>(&key).await.unwrap(),
+            Some(n.wrapping_mul(2)),
+            "{key}"
+        );
+        assert_eq!(doubled(&c, n).await, n.wrapping_mul(2));
+        assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs, "{key} was a hit");
+        assert!(c.delete(&key).await.unwrap(), "{key}");
+        doubled(&c, n).await;
+        runs += 1;
+        assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs, "{key} was deleted");
+    }
+    // A value set through the text API is what the templated function returns.
+    c.set("resource:tails:5", &99u32, None).await.unwrap();
+    assert_eq!(tail_template(&c, 5).await, 99);
+    assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs);
+    // Pattern invalidation reaches entries whose text was never written on their hit path.
+    assert_eq!(tail_template(&c, 6).await, 6);
+    c.invalidate_pattern("resource:tails:*").await.unwrap();
+    assert_eq!(tail_template(&c, 5).await, 5);
+    assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs + 2);
+}

@@ -6,7 +6,8 @@ use quote::{format_ident, quote};
 use syn::{Attribute, ItemFn};
 
 use super::{
-    cache_ref, check_fn, duration_option, has_receiver, krate, params, returns, warmup, write_part, Returns,
+    cache_ref, check_fn, duration_option, has_receiver, krate, params, returns, warmup, write_part, Param,
+    Returns,
 };
 use crate::args::CacheArgs;
 use crate::template::Piece;
@@ -121,6 +122,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     let skipped = |name: &syn::Ident| args.skip.iter().any(|s| s == name) || cache_arg.as_ref() == Some(name);
 
     let buf = format_ident!("__cache_key");
+    let int_tail = int_tail(preset, &args, &f, &named, &skipped);
     let mut build = Vec::new();
     let push = |s: &str| quote!(#buf.push_str(#s););
     match &args.key {
@@ -197,37 +199,52 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     let opts_id = format_ident!("__cache_opts");
     let fail_safe = args.stale_if_error.is_some();
     let stats = format_ident!("__CACHE_FN");
+    let key_ref = if int_tail.is_some() {
+        quote!(#buf.buf())
+    } else {
+        quote!(&#buf)
+    };
     let (hit_return, call) = match returns {
         Returns::Result if fail_safe => (
             quote!(::core::result::Result::Ok(__v)),
-            quote!(#krate::__private::cached_result_fail_safe(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
+            quote!(#krate::__private::cached_result_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Plain | Returns::Option if fail_safe => (
             quote!(__v),
-            quote!(#krate::__private::cached_fail_safe(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
+            quote!(#krate::__private::cached_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Plain => (
             quote!(__v),
-            quote!(#krate::__private::cached(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
+            quote!(#krate::__private::cached(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Result => (
             quote!(::core::result::Result::Ok(__v)),
-            quote!(#krate::__private::cached_result(#cache_ref, &#buf, #fp, #opts_id, &#stats, move || async move #body)),
+            quote!(#krate::__private::cached_result(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
         ),
         Returns::Option => {
             let skip_none = args.skip_none.is_some();
             (
                 quote!(__v),
-                quote!(#krate::__private::cached_option(#cache_ref, &#buf, #fp, #opts_id, &#stats, #skip_none, move || async move #body)),
+                quote!(#krate::__private::cached_option(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, move || async move #body)),
             )
         }
     };
     let fn_name = f.sig.ident.to_string();
+    let make_key = match &int_tail {
+        // The head is hashed at compile time and the integer mixed in: a hit writes no key text.
+        Some((head, arg)) => quote! {
+            static __CACHE_HEAD: #krate::__private::KeyHead = #krate::__private::KeyHead::new(#head);
+            let #buf = __CACHE_HEAD.key(#arg);
+        },
+        None => quote! {
+            let mut #buf = #krate::__private::KeyBuf::new();
+            #(#build)*
+        },
+    };
     let new_body: syn::Block = syn::parse_quote!({
         static #stats: #krate::__private::FnStats =
             #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
-        let mut #buf = #krate::__private::KeyBuf::new();
-        #(#build)*
+        #make_key
         #cache_src
         let #cache_ref = #cache;
         let #opts_id = #opts;
@@ -249,4 +266,74 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     }
     *f.block = new_body;
     Ok(quote!(#f #(#registrations)*))
+}
+
+/// A key that is constant text ending in `:` followed by one integer argument: `(head, arg)`.
+/// Such a key's fingerprint is the compile-time hash of the head mixed with the integer
+/// (`cache_core::key::KeyHead`), the same value the text rule gives.
+fn int_tail(
+    preset: Preset,
+    args: &CacheArgs,
+    f: &ItemFn,
+    named: &[&Param<'_>],
+    skipped: &dyn Fn(&syn::Ident) -> bool,
+) -> Option<(TokenStream, syn::Ident)> {
+    let int_param = |name: &str| {
+        named
+            .iter()
+            .find(|p| p.name == name && is_int_type(p.ty))
+            .map(|p| p.name.clone())
+    };
+    match &args.key {
+        Some(t) => {
+            let (Piece::Arg(last), init) = t.pieces.split_last()? else {
+                return None;
+            };
+            let mut head = preset.fixed_prefix().map(|p| format!("{p}:")).unwrap_or_default();
+            for piece in init {
+                match piece {
+                    Piece::Text(s) => head.push_str(s),
+                    Piece::Arg(_) => return None,
+                }
+            }
+            let arg = int_param(last)?;
+            head.ends_with(':').then(|| (quote!(#head), arg))
+        }
+        None => {
+            if f.sig.generics.type_params().next().is_some() || args.include_self.is_some() {
+                return None;
+            }
+            let mut keyed = named.iter().filter(|p| !skipped(p.name));
+            let (Some(only), None) = (keyed.next(), keyed.next()) else {
+                return None;
+            };
+            let arg = int_param(&only.name.to_string())?;
+            let name = f.sig.ident.to_string();
+            let prefix = preset
+                .fixed_prefix()
+                .map(str::to_owned)
+                .or_else(|| args.prefix.as_ref().map(|p| p.value()));
+            let head = match prefix {
+                Some(p) => quote!(::core::concat!(#p, ":", ::core::module_path!(), "::", #name, ":")),
+                None => quote!(::core::concat!(::core::module_path!(), "::", #name, ":")),
+            };
+            Some((head, arg))
+        }
+    }
+}
+
+/// `u64`, `&i32` and the like: integers of 64 bits or fewer, whose key text is their decimal.
+fn is_int_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) => is_int_type(&r.elem),
+        syn::Type::Paren(p) => is_int_type(&p.elem),
+        syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
+            [
+                "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
+            ]
+            .iter()
+            .any(|t| i == t)
+        }),
+        _ => false,
+    }
 }
