@@ -337,7 +337,7 @@ fn main() {
             }
             c
         });
-        let l2_ops = if quick() { 300 } else { 1500 };
+        let l2_ops = if quick() { 300 } else { 4000 };
         let raw = move |i: u64| {
             let mut c = raw_conn.clone();
             async move {
