@@ -458,6 +458,27 @@ async fn tail_template(cache: &Cache, n: u32) -> u32 {
     n
 }
 
+/// A reference to an integer takes the same path; `&mut` and a template without `:` before the
+/// integer take the text path. All of them reach the entry the text API names.
+#[cache(cache = cache)]
+async fn by_ref(cache: &Cache, n: &u16) -> u16 {
+    TAIL_CALLS.fetch_add(1, Ordering::SeqCst);
+    *n
+}
+
+#[cache(cache = cache)]
+async fn by_mut(cache: &Cache, n: &mut u16) -> u16 {
+    TAIL_CALLS.fetch_add(1, Ordering::SeqCst);
+    *n += 1;
+    *n
+}
+
+#[cache(key = "glued{n}", cache = cache)]
+async fn glued(cache: &Cache, n: u8) -> u8 {
+    TAIL_CALLS.fetch_add(1, Ordering::SeqCst);
+    n
+}
+
 #[tokio::test]
 async fn integer_keyed_functions_and_the_text_api_reach_one_l1_entry() {
     // No Redis: a value the text API sees can only have come from the function's L1 entry.
@@ -487,5 +508,14 @@ async fn integer_keyed_functions_and_the_text_api_reach_one_l1_entry() {
     assert_eq!(tail_template(&c, 6).await, 6);
     c.invalidate_pattern("resource:tails:*").await.unwrap();
     assert_eq!(tail_template(&c, 5).await, 5);
-    assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs + 2);
+    runs += 2;
+    assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs);
+    assert_eq!(by_ref(&c, &3).await, 3);
+    assert_eq!(c.get::<u16>("macros::by_ref:3").await.unwrap(), Some(3));
+    let mut m = 4;
+    assert_eq!(by_mut(&c, &mut m).await, 5);
+    assert_eq!(c.get::<u16>("macros::by_mut:4").await.unwrap(), Some(5));
+    assert_eq!(glued(&c, 9).await, 9);
+    assert_eq!(c.get::<u8>("glued9").await.unwrap(), Some(9));
+    assert_eq!(TAIL_CALLS.load(Ordering::SeqCst), runs + 3);
 }

@@ -323,9 +323,10 @@ fn int_tail(
 }
 
 /// `u64`, `&i32` and the like: integers of 64 bits or fewer, whose key text is their decimal.
+/// (`&mut u64` is not: the key must copy the argument, and the body still owns it.)
 fn is_int_type(ty: &syn::Type) -> bool {
     match ty {
-        syn::Type::Reference(r) => is_int_type(&r.elem),
+        syn::Type::Reference(r) => r.mutability.is_none() && is_int_type(&r.elem),
         syn::Type::Paren(p) => is_int_type(&p.elem),
         syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
             [
