@@ -142,15 +142,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
             }
         }
         None => {
-            let prefix = preset
-                .fixed_prefix()
-                .map(str::to_owned)
-                .or_else(|| args.prefix.as_ref().map(|p| p.value()));
-            let name = f.sig.ident.to_string();
-            let head = match prefix {
-                Some(p) => quote!(::core::concat!(#p, ":", ::core::module_path!(), "::", #name)),
-                None => quote!(::core::concat!(::core::module_path!(), "::", #name)),
-            };
+            let head = default_head(preset, &args, &f, false);
             build.push(quote!(#buf.push_str(#head);));
             // Generic instantiations are different functions: keep their entries apart.
             let type_params: Vec<_> = f.sig.generics.type_params().map(|t| &t.ident).collect();
@@ -268,6 +260,19 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     Ok(quote!(#f #(#registrations)*))
 }
 
+/// The default key's constant start, `{prefix}:{module path}::{fn name}`, as a `concat!`; with
+/// `colon`, the `:` before the first argument too (the text of the `KeyHead` from [`int_tail`]).
+fn default_head(preset: Preset, args: &CacheArgs, f: &ItemFn, colon: bool) -> TokenStream {
+    let prefix = preset
+        .fixed_prefix()
+        .map(str::to_owned)
+        .or_else(|| args.prefix.as_ref().map(|p| p.value()));
+    let name = f.sig.ident.to_string();
+    let prefix = prefix.map(|p| quote!(#p, ":",));
+    let colon = colon.then(|| quote!(, ":"));
+    quote!(::core::concat!(#prefix ::core::module_path!(), "::", #name #colon))
+}
+
 /// A key that is constant text ending in `:` followed by one integer argument: `(head, arg)`.
 /// Such a key's fingerprint is the compile-time hash of the head mixed with the integer
 /// (`cache_core::key::KeyHead`), the same value the text rule gives.
@@ -308,16 +313,7 @@ fn int_tail(
                 return None;
             };
             let arg = int_param(&only.name.to_string())?;
-            let name = f.sig.ident.to_string();
-            let prefix = preset
-                .fixed_prefix()
-                .map(str::to_owned)
-                .or_else(|| args.prefix.as_ref().map(|p| p.value()));
-            let head = match prefix {
-                Some(p) => quote!(::core::concat!(#p, ":", ::core::module_path!(), "::", #name, ":")),
-                None => quote!(::core::concat!(::core::module_path!(), "::", #name, ":")),
-            };
-            Some((head, arg))
+            Some((default_head(preset, args, f, true), arg))
         }
     }
 }
