@@ -1,25 +1,35 @@
-//! The bytes stored in Redis: a versioned header, the entry's expiry, then bincode (zlib above a
-//! threshold).
+//! The bytes stored in Redis: a magic, a versioned header, the entry's expiry, then bincode (zlib
+//! above a threshold).
 //!
 //! ```text
-//! byte 0      header: bits 7..5 envelope version (1), bit 4 zlib, bits 3..0 format (1 = bincode 2)
-//! bytes 1..9  absolute expiry, unix ms, little endian (0 = none); lets a reader bound its L1 TTL
-//! bytes 9..13 only when zlib: uncompressed length, u32 LE; caps decompression before it starts
-//! rest       payload
+//! bytes 0..3   magic: 0xFF 'T' 'C' (0xFF never starts UTF-8 text, so foreign strings rarely do)
+//! byte 3       header: bits 7..5 envelope version (2), bit 4 zlib, bits 3..0 format (1 = bincode 2)
+//! bytes 4..12  absolute expiry, unix ms, little endian (0 = none); lets a reader bound its L1 TTL
+//! bytes 12..16 only when zlib: uncompressed length, u32 LE; caps decompression before it starts
+//! rest         payload
 //! ```
-//! The format nibble lets the serializer change later without misreading old entries: an unknown
-//! version or format is a [`CodecError`], read as a miss, and overwritten by the next write.
+//! The magic is how the cache recognises its own entries: `clear` and pattern invalidation check
+//! it on the server and delete nothing else ([`MAGIC`]). Envelope version 2 also means key
+//! format 2 ([`crate::key::KEY_FORMAT`]); version 1 (no magic, header in byte 0) was written with
+//! the old, ambiguous keys and reads as a miss. The format nibble lets the serializer change
+//! later without misreading old entries: an unknown version or format is a [`CodecError`], read
+//! as a miss, and overwritten by the next write.
 
 use std::io::{Read, Write};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-const VERSION: u8 = 1;
+/// The first bytes of every value the cache writes.
+pub const MAGIC: [u8; 3] = [0xFF, b'T', b'C'];
+/// Envelope version written now: 2 = magic + key format 2.
+pub const VERSION: u8 = 2;
+const _: () = assert!(VERSION == crate::key::KEY_FORMAT);
 const FORMAT_BINCODE2: u8 = 1;
 const FLAG_ZLIB: u8 = 0b0001_0000;
-const PLAIN_HEADER: usize = 9;
-const ZLIB_HEADER: usize = 13;
+/// Magic, header byte and expiry: what every stored value carries before its payload.
+pub(crate) const PLAIN_HEADER: usize = MAGIC.len() + 1 + 8;
+const ZLIB_HEADER: usize = PLAIN_HEADER + 4;
 /// bincode refuses any length prefix claiming more than this, so garbage cannot make it allocate
 /// without bound.
 const DECODE_LIMIT: usize = 256 * 1024 * 1024;
@@ -31,9 +41,12 @@ pub enum CodecError {
     /// Shorter than its header says.
     #[error("stored value is truncated ({0} bytes)")]
     Truncated(usize),
-    /// Written by an envelope version this build does not know.
+    /// Written by an envelope version this build does not know (1: before key format 2).
     #[error("stored value has unknown envelope version {0}")]
     UnsupportedVersion(u8),
+    /// Does not start with [`MAGIC`]: not written by this cache (or by a version before 2).
+    #[error("stored value was not written by this cache (no envelope magic)")]
+    Foreign,
     /// Written with a serialization format this build does not know.
     #[error("stored value has unknown format {0}")]
     UnsupportedFormat(u8),
@@ -114,6 +127,7 @@ impl Codec {
         expires_at_ms: u64,
     ) -> Result<Encoded, CodecError> {
         let mut bytes = Vec::with_capacity(64);
+        bytes.extend_from_slice(&MAGIC);
         bytes.push(header(false));
         bytes.extend_from_slice(&expires_at_ms.to_le_bytes());
         bincode::serde::encode_into_std_write(value, &mut bytes, bincode::config::standard())
@@ -152,6 +166,7 @@ impl Codec {
     fn compress(&self, payload: &[u8], expires_at_ms: u64, raw_len: usize) -> Option<Vec<u8>> {
         let len = u32::try_from(raw_len).ok()?;
         let mut out = Vec::with_capacity(ZLIB_HEADER + payload.len() / 3);
+        out.extend_from_slice(&MAGIC);
         out.push(header(true));
         out.extend_from_slice(&expires_at_ms.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
@@ -171,7 +186,18 @@ impl Codec {
                 max: self.max_value_size,
             });
         }
-        let (&h, rest) = bytes.split_first().ok_or(CodecError::Truncated(0))?;
+        let Some(after_magic) = bytes.strip_prefix(&MAGIC) else {
+            return Err(match bytes.first() {
+                None => CodecError::Truncated(0),
+                // Byte 0 was the header before the magic existed.
+                Some(&h) if h >> 5 == 1 => CodecError::UnsupportedVersion(1),
+                Some(_) if MAGIC.starts_with(bytes) => CodecError::Truncated(bytes.len()),
+                Some(_) => CodecError::Foreign,
+            });
+        };
+        let (&h, rest) = after_magic
+            .split_first()
+            .ok_or(CodecError::Truncated(bytes.len()))?;
         if h >> 5 != VERSION {
             return Err(CodecError::UnsupportedVersion(h >> 5));
         }
@@ -263,7 +289,7 @@ mod tests {
         };
         let enc = codec().encode(&u, 1234).unwrap();
         assert!(!enc.compressed);
-        assert_eq!(enc.bytes[0], 0b0010_0001);
+        assert_eq!(enc.bytes[..4], [0xFF, b'T', b'C', 0b0100_0001]);
         let dec = codec().decode::<User>(&enc.bytes).unwrap();
         assert_eq!(dec.value, u);
         assert_eq!(dec.expires_at_ms, 1234);
@@ -305,22 +331,39 @@ mod tests {
             CodecError::Truncated(0)
         );
         assert!(matches!(
-            codec().decode::<String>(&[0xE1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            codec().decode::<String>(&[0xFF, b'T', b'C', 0xE1, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(CodecError::UnsupportedVersion(7))
         ));
         assert!(matches!(
-            codec().decode::<String>(&[0x2F, 0, 0, 0, 0, 0, 0, 0, 0]),
+            codec().decode::<String>(&[0xFF, b'T', b'C', 0x4F, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(CodecError::UnsupportedFormat(15))
         ));
-        assert!(codec()
-            .decode::<String>(b"plain text from another writer")
-            .is_err());
+        assert_eq!(
+            codec()
+                .decode::<String>(b"plain text from another writer")
+                .unwrap_err(),
+            CodecError::Foreign
+        );
+    }
+
+    #[test]
+    fn entries_of_the_old_key_format_are_never_read() {
+        // Envelope 1 (header in byte 0, no magic) was written with key format 1, where
+        // `f("a:b", "c")` and `f("a", "b:c")` shared a key: such an entry must read as a miss.
+        let mut old = vec![0b0010_0001];
+        old.extend_from_slice(&0u64.to_le_bytes());
+        bincode::serde::encode_into_std_write("value", &mut old, bincode::config::standard()).unwrap();
+        assert_eq!(
+            codec().decode::<String>(&old).unwrap_err(),
+            CodecError::UnsupportedVersion(1)
+        );
     }
 
     #[test]
     fn huge_length_claims_are_refused() {
         // A plain entry whose bincode length prefix claims ~2^60 bytes.
-        let mut bytes = vec![header(false)];
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(header(false));
         bytes.extend_from_slice(&0u64.to_le_bytes());
         bytes.push(253);
         bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
@@ -343,7 +386,7 @@ mod tests {
         ));
         // A header that understates the size is caught after at most claim + 1 bytes.
         let mut lying = enc.bytes.clone();
-        lying[9..13].copy_from_slice(&1000u32.to_le_bytes());
+        lying[PLAIN_HEADER..ZLIB_HEADER].copy_from_slice(&1000u32.to_le_bytes());
         assert!(matches!(
             small_cap.decode::<Vec<u8>>(&lying),
             Err(CodecError::Decompress(_))

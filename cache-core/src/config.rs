@@ -44,7 +44,9 @@ pub struct CacheConfig {
     pub max_memory_cache_size: usize,
     /// L1 capacity in bytes (encoded size of values plus keys).
     pub l1_max_bytes: u64,
-    /// Longest time an entry stays in L1; never longer than the entry's own TTL. Env `CACHE_L1_TTL`.
+    /// Longest time an entry stays in L1 when Redis is below it (bounds how long an instance can
+    /// serve a copy another instance replaced); never longer than the entry's own TTL. In L1-only
+    /// mode entries live their TTL. Env `CACHE_L1_TTL`.
     #[serde(with = "humantime_serde")]
     pub l1_ttl: Duration,
     /// Set to false to skip L1 everywhere (every read goes to Redis).
@@ -70,10 +72,16 @@ pub struct CacheConfig {
     /// How long an open breaker skips Redis before probing again.
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
-    /// Run registered warmups at startup. Env `CACHE_WARMUP_ON_STARTUP`.
+    /// Run registered warmups when the warmer starts (the product's default: on). An explicit
+    /// `cache_warmer::warm_up` runs them whatever this says. Env `CACHE_WARMUP_ON_STARTUP`.
     pub warmup_on_startup: bool,
-    /// Refresh hot keys before they expire. Env `CACHE_SMART_WARMUP_ENABLED`.
+    /// Refresh hot keys before they expire and load predicted ones (default on). Env
+    /// `CACHE_SMART_WARMUP_ENABLED`.
     pub smart_warmup_enabled: bool,
+    /// Where the cache lives in a shared Redis: when set, every Redis key, lock and channel it
+    /// uses starts with `{namespace}:`, and `clear` and pattern invalidation never look outside
+    /// it. The keys the API takes and reports (`query:...`) stay the same. Env `CACHE_NAMESPACE`.
+    pub namespace: Option<String>,
     /// Record one read in N for access patterns (0 = off). 1 records every read.
     pub access_sample_rate: u32,
     /// Keys tracked for access patterns per reading thread (the hottest are kept; the figures add
@@ -115,8 +123,9 @@ impl Default for CacheConfig {
             connect_timeout: Duration::from_secs(1),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_millis(500),
-            warmup_on_startup: false,
-            smart_warmup_enabled: false,
+            warmup_on_startup: true,
+            smart_warmup_enabled: true,
+            namespace: None,
             access_sample_rate: 16,
             access_capacity: 1024,
             strategy: Strategy::Ttl,
@@ -178,6 +187,9 @@ impl CacheConfig {
         };
         if let Some(url) = get("REDIS_URL").filter(|u| !u.trim().is_empty()) {
             c.redis_url = Some(url);
+        }
+        if let Some(ns) = get("CACHE_NAMESPACE").filter(|n| !n.is_empty()) {
+            c.namespace = Some(ns);
         }
         let dur = |name: &str, target: &mut Duration| -> Result<()> {
             if let Some(v) = get(name) {
@@ -278,6 +290,18 @@ impl CacheConfig {
                 return Err(CacheError::Config(format!("{name} must be greater than zero")));
             }
         }
+        if let Some(ns) = &self.namespace {
+            // The namespace is matched literally inside SCAN patterns; glob characters, the
+            // separator or control characters in it would widen or split what it fences off.
+            if ns.is_empty()
+                || ns.len() > 128
+                || ns.chars().any(|c| c.is_control() || ":*?[]\\{}".contains(c))
+            {
+                return Err(CacheError::Config(format!(
+                    "namespace {ns:?}: 1 to 128 characters, none of `: * ? [ ] \\ {{ }}` or control characters"
+                )));
+            }
+        }
         TtlRules::compile(self)?;
         self.strategy.validate()?;
         Ok(())
@@ -314,6 +338,12 @@ impl CacheConfigBuilder {
     /// Redis URL (`redis://host:port/db`); enables L2.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.config.redis_url = Some(url.into());
+        self
+    }
+
+    /// See [`CacheConfig::namespace`].
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = Some(namespace.into());
         self
     }
 
@@ -518,11 +548,24 @@ mod tests {
             ("REDIS_URL", "redis://127.0.0.1:7000"),
             ("CACHE_TTL_DEFAULT", "2m"),
             ("CACHE_SMART_WARMUP_ENABLED", "yes"),
+            ("CACHE_WARMUP_ON_STARTUP", "off"),
+            ("CACHE_NAMESPACE", "billing"),
         ])
         .unwrap();
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
         assert_eq!(c.ttl_default, Duration::from_secs(120));
         assert!(c.smart_warmup_enabled && !c.warmup_on_startup);
+        assert_eq!(c.namespace.as_deref(), Some("billing"));
+        // The product description's defaults: warming on.
+        let d = env(&[]).unwrap();
+        assert!(d.warmup_on_startup && d.smart_warmup_enabled && d.namespace.is_none());
+        for bad in ["a:b", "a*", "x?", "[x]", "a\\b", "{t}", "a\nb", ""] {
+            let c = CacheConfig {
+                namespace: Some(bad.into()),
+                ..CacheConfig::default()
+            };
+            assert!(matches!(c.validate(), Err(CacheError::Config(_))), "{bad:?}");
+        }
         assert!(matches!(
             env(&[("CACHE_TTL_DEFAULT", "soon")]),
             Err(CacheError::Config(_))

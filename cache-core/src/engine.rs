@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessPattern, AccessTracker};
-use crate::codec::Codec;
+use crate::codec::{Codec, CodecError};
 use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
 use crate::flight::{Flights, Outcome, Share};
@@ -65,6 +65,8 @@ struct Inner {
     /// The invalidation channel, when other instances are told about writes.
     channel: Option<String>,
     local_locks: parking_lot::Mutex<std::collections::HashMap<String, (String, Instant)>>,
+    /// Key prefixes already warned about for values over `max_value_size`.
+    too_large_warned: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Per-call options of the loading path (what the macros set).
@@ -209,6 +211,9 @@ enum Waited<T> {
 static DEFAULT_ADAPTIVE: std::sync::LazyLock<crate::strategy::AdaptiveTtl> =
     std::sync::LazyLock::new(crate::strategy::AdaptiveTtl::default);
 
+/// Key prefixes remembered for the once-per-prefix warning about oversize values.
+const TOO_LARGE_PREFIXES_KEPT: usize = 1024;
+
 /// Adaptive TTL decisions listed in the stats.
 const ADAPTIVE_CHOICES_KEPT: usize = 32;
 
@@ -252,10 +257,12 @@ impl Cache {
         };
         let channel = match &l2 {
             Some(l2) if config.l1_enabled && config.l1_invalidation => Some(
-                config
-                    .invalidation_channel
-                    .clone()
-                    .unwrap_or_else(|| format!("tiered-cache:invalidate:{}", l2.db())),
+                l2.channel_name(
+                    config
+                        .invalidation_channel
+                        .as_deref()
+                        .unwrap_or(&format!("tiered-cache:invalidate:{}", l2.db())),
+                ),
             ),
             _ => None,
         };
@@ -274,6 +281,7 @@ impl Cache {
                 counters: Counters::default(),
                 access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
                 local_locks: Default::default(),
+                too_large_warned: Default::default(),
                 latency: Latencies::new()?,
                 adaptive,
                 adaptive_choices: Default::default(),
@@ -541,29 +549,85 @@ impl Cache {
     }
 
     /// Encodes `value` for Redis, counting compression: the bytes and their uncompressed size
-    /// (the value's weight in L1). `None` when it cannot be stored there.
-    fn encode<T: CacheValue>(&self, key: &str, value: &T, expires_at_ms: u64) -> Option<(Vec<u8>, usize)> {
+    /// (the value's weight in L1). An error (logged and counted) when it cannot be stored.
+    fn encode<T: CacheValue>(&self, key: &str, value: &T, expires_at_ms: u64) -> Result<(Vec<u8>, usize)> {
         match self.inner.codec.encode(value, expires_at_ms) {
             Ok(enc) => {
                 let c = &self.inner.counters;
-                c.raw_bytes.add(enc.raw_len as u64 + 9);
+                let raw = enc.raw_len + crate::codec::PLAIN_HEADER;
+                c.raw_bytes.add(raw as u64);
                 c.stored_bytes.add(enc.bytes.len() as u64);
                 if enc.compressed {
                     c.compressions.incr();
-                    c.bytes_saved
-                        .add((enc.raw_len + 9).saturating_sub(enc.bytes.len()) as u64);
+                    c.bytes_saved.add(raw.saturating_sub(enc.bytes.len()) as u64);
                 }
-                Some((enc.bytes, enc.raw_len + 9))
+                Ok((enc.bytes, raw))
             }
+            Err(CodecError::TooLarge { size, max }) => Err(self.too_large(key, size, max)),
             Err(e) => {
-                self.record_error("encode", key, &CacheError::Codec(e));
-                None
+                let e = CacheError::Codec(e);
+                self.record_error("encode", key, &e);
+                Err(e)
             }
         }
     }
 
+    /// The encoded size of a value bound for L1 only, or the error that keeps it out.
+    fn l1_only_size<T: CacheValue>(&self, key: &str, value: &T) -> Result<usize> {
+        let size = self.inner.codec.encoded_len(value);
+        let max = self.inner.config.max_value_size;
+        let payload = size.saturating_sub(crate::codec::PLAIN_HEADER);
+        if payload > max {
+            return Err(self.too_large(key, payload, max));
+        }
+        Ok(size)
+    }
+
+    /// Counts a value over `max_value_size` and logs it once per key prefix (a function that
+    /// returns huge values would otherwise log on every call).
+    fn too_large(&self, key: &str, size: usize, max: usize) -> CacheError {
+        self.inner.counters.too_large.incr();
+        let prefix = crate::perf::prefix_of(key);
+        let mut warned = self.inner.too_large_warned.lock();
+        if warned.len() < TOO_LARGE_PREFIXES_KEPT && warned.insert(prefix.to_owned()) {
+            tracing::warn!(
+                key,
+                size,
+                max,
+                "value over max_value_size is not cached (logged once per key prefix)"
+            );
+        }
+        CacheError::ValueTooLarge {
+            key: key.to_owned(),
+            size,
+            max,
+        }
+    }
+
+    /// How long a new entry stays in L1: its TTL, capped by `l1_ttl` when Redis is below (the cap
+    /// bounds how long this instance may serve a copy that another one replaced; with L1 alone
+    /// there is nothing to go stale against).
+    fn l1_life(&self, ttl: Duration) -> Duration {
+        if self.inner.l2.is_some() {
+            ttl.min(self.inner.config.l1_ttl)
+        } else {
+            ttl
+        }
+    }
+
     /// Writes `value` under `key` in both levels. `ttl = None` takes the TTL from the pattern
-    /// table. L1 is filled even when Redis fails; the Redis error is returned.
+    /// table. L1 is filled even when Redis fails; the Redis error is returned. A value over
+    /// `max_value_size` is stored nowhere: [`CacheError::ValueTooLarge`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use cache_core::{Cache, CacheConfig, CacheError};
+    /// let cache = Cache::new(CacheConfig::builder().max_value_size(1024).build().unwrap()).unwrap();
+    /// let err = cache.set("k", &vec![0u8; 4096], None).await.unwrap_err();
+    /// assert!(matches!(err, CacheError::ValueTooLarge { .. }));
+    /// assert_eq!(cache.get::<Vec<u8>>("k").await.unwrap(), None);
+    /// # }
+    /// ```
     pub async fn set<T: CacheValue>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()> {
         let opts = LoadOptions {
             ttl,
@@ -575,7 +639,8 @@ impl Cache {
     }
 
     /// Writes both levels; returns the L1 entry (shared with single-flight waiters) and the
-    /// outcome of the Redis write.
+    /// outcome of the Redis write. A value that cannot be encoded or is too large goes nowhere
+    /// (the entry is still returned, for the waiters of this load).
     async fn store<T: CacheValue>(
         &self,
         key: &str,
@@ -583,35 +648,38 @@ impl Cache {
         value: T,
         opts: &LoadOptions,
     ) -> (Entry, Result<()>) {
-        let use_l1 = opts.use_l1;
         let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
         // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
         let grace = opts.stale_for.unwrap_or_default();
         let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
+        let now = clock::now();
+        let encoded = match &self.inner.l2 {
+            Some(_) => self
+                .encode(key, &value, expires_at_ms)
+                .map(|(b, raw)| (Some(b), raw)),
+            None => self.l1_only_size(key, &value).map(|raw| (None, raw)),
+        };
+        let (bytes, size) = match encoded {
+            Ok(e) => e,
+            Err(e) => return (l1::entry(key, value, now, 0), Err(e)),
+        };
         self.inner.counters.sets.incr();
         let mut result = Ok(());
-        let mut size = 0;
-        if let Some(l2) = &self.inner.l2 {
-            if let Some((bytes, raw)) = self.encode(key, &value, expires_at_ms) {
-                size = raw;
-                let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
-                if let Err(e) = self
-                    .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
-                    .await
-                {
-                    self.record_error("set", key, &e);
-                    result = Err(e);
-                }
+        if let (Some(l2), Some(bytes)) = (&self.inner.l2, bytes) {
+            let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
+            if let Err(e) = self
+                .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
+                .await
+            {
+                self.record_error("set", key, &e);
+                result = Err(e);
             }
-        } else if use_l1 && self.inner.l1.is_some() {
-            size = self.inner.codec.encoded_len(&value);
         }
-        let now = clock::now();
-        let mut entry = l1::entry(key, value, now + ttl.min(self.inner.config.l1_ttl), size as u64);
+        let mut entry = l1::entry(key, value, now + self.l1_life(ttl), size as u64);
         if !grace.is_zero() {
             l1::keep_stale_until(&mut entry, now + ttl + grace);
         }
-        if use_l1 {
+        if opts.use_l1 {
             if let Some(l1) = &self.inner.l1 {
                 l1.insert(fp, entry.clone());
             }
@@ -718,24 +786,33 @@ impl Cache {
     ) -> Result<()> {
         let now = unix_ms();
         let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
+        let mut first_error = None;
         for (k, v) in items {
             let key = k.as_ref();
             let ttl = self.resolve_ttl(key, ttl, None);
-            let mut size = 0;
-            if self.inner.l2.is_some() {
-                if let Some((bytes, raw)) = self.encode(key, v, now.saturating_add(ttl.as_millis() as u64)) {
-                    size = raw;
-                    encoded.push((key, bytes, ttl));
+            let size = match &self.inner.l2 {
+                Some(_) => self
+                    .encode(key, v, now.saturating_add(ttl.as_millis() as u64))
+                    .map(|(bytes, raw)| {
+                        encoded.push((key, bytes, ttl));
+                        raw
+                    }),
+                None => self.l1_only_size(key, v),
+            };
+            let size = match size {
+                Ok(size) => size,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
                 }
-            } else {
-                size = self.inner.codec.encoded_len(v);
-            }
+            };
             self.inner.counters.sets.incr();
-            let deadline = clock::now() + ttl.min(self.inner.config.l1_ttl);
+            let deadline = clock::now() + self.l1_life(ttl);
             self.fill_l1(key, Fingerprint::of(key), v.clone(), deadline, size);
         }
+        let first_error = first_error.map_or(Ok(()), Err);
         let Some(l2) = &self.inner.l2 else {
-            return Ok(());
+            return first_error;
         };
         let refs: Vec<(&str, &[u8], Duration)> =
             encoded.iter().map(|(k, b, t)| (*k, b.as_slice(), *t)).collect();
@@ -744,7 +821,8 @@ impl Cache {
             .await
             .inspect_err(|e| {
                 self.record_error("mset", refs.first().map_or("", |r| r.0), e);
-            })
+            })?;
+        first_error
     }
 
     /// Deletes every key matching a Redis glob (`resource:users:*`) from L1 and from Redis

@@ -42,6 +42,16 @@ pub enum CacheError {
     /// The circuit breaker is open: Redis failed repeatedly and is not being called for now.
     #[error("redis circuit breaker is open; L2 skipped")]
     CircuitOpen,
+    /// A value is larger than `max_value_size`: it was stored nowhere.
+    #[error("value for {key:?} is {size} bytes, over max_value_size ({max} bytes); not cached")]
+    ValueTooLarge {
+        /// The key it was meant for.
+        key: String,
+        /// Its encoded size.
+        size: usize,
+        /// The configured cap.
+        max: usize,
+    },
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),

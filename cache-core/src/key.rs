@@ -1,5 +1,20 @@
 //! Cache keys: the readable key (what Redis sees) and its 128-bit fingerprint (what L1 uses).
 //!
+//! # Key format 2: one key per argument list
+//! A generated key is `{prefix}:{module}::{fn}:{part}:{part}…`, and the encoding is injective per
+//! function: two different argument lists never share a key. Text parts (strings, `char`s,
+//! `Display` fallbacks) are percent-escaped where they could be confused with the structure: `%`
+//! becomes `%25`, `:` becomes `%3A`, and control characters (newlines included) become `%XX`.
+//! Everything else, unicode included, is written as it is, so common keys stay readable
+//! (`query:app::f:alice:42`). Integers, `bool`s and the serialized-hash fallback cannot contain
+//! `:` and are written plainly. A part therefore never holds a `:`, so the parts of a key split
+//! back unambiguously; a key template keeps that property because every text between two
+//! placeholders must contain a `:` (checked when the macro expands).
+//!
+//! [`KEY_FORMAT`] names this encoding. It travels in the envelope of every stored value
+//! (see [`crate::codec`]): an entry written under an older key format reads as a miss, so a key
+//! whose text happens to equal an old-format key of other arguments is never misread.
+//!
 //! A macro-cached call writes its key into a [`KeyBuf`] on the stack and hashes those bytes; only a
 //! miss turns the buffer into a `String`. `cache.get("query:...")` hashes the same bytes, so both
 //! paths reach the same L1 entry.
@@ -14,6 +29,10 @@ use std::cell::OnceCell;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
+
+/// The version of the key encoding described in the [module docs](self); stored values carry it
+/// in their envelope, so entries written under another encoding are never read.
+pub const KEY_FORMAT: u8 = 2;
 
 /// Stable 128-bit hash of a readable key: same value in every process and build.
 ///
@@ -273,17 +292,52 @@ impl KeyBuf {
         std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default()
     }
 
+    /// Appends text as one key part, percent-escaping `%`, `:` and control characters, so the
+    /// part can hold anything and still never run into its neighbours.
+    ///
+    /// ```
+    /// use cache_core::key::KeyBuf;
+    /// let mut k = KeyBuf::new();
+    /// k.push_text("a:b%c\n");
+    /// assert_eq!(k.as_str(), "a%3Ab%25c%0A");
+    /// ```
+    #[inline]
+    pub fn push_text(&mut self, s: &str) {
+        // Most parts need no escape: one scan, then one copy.
+        if !s.bytes().any(needs_escape) {
+            self.push_str(s);
+            return;
+        }
+        self.push_escaped(s);
+    }
+
+    #[cold]
+    fn push_escaped(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            if needs_escape(b) {
+                self.push_str(&s[start..i]);
+                let esc = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+                // Three ASCII bytes: always valid UTF-8.
+                self.push_str(std::str::from_utf8(&esc).unwrap_or_default());
+                start = i + 1;
+            }
+        }
+        self.push_str(&s[start..]);
+    }
+
     /// Appends one argument with its [`KeyPart`] rule.
     #[inline]
     pub fn push_part<P: KeyPart + ?Sized>(&mut self, part: &P) {
         part.write_key_part(self);
     }
 
-    /// Appends anything `Display`.
+    /// Appends anything `Display` as one escaped text part (see [`push_text`](Self::push_text)).
     #[inline]
     pub fn push_display<D: fmt::Display + ?Sized>(&mut self, d: &D) {
         // Writing into a KeyBuf cannot fail.
-        let _ = write!(self, "{d}");
+        let _ = write!(EscapingWriter(self), "{d}");
     }
 
     /// The readable key.
@@ -310,6 +364,25 @@ impl KeyBuf {
     #[inline]
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of_bytes(self.as_bytes())
+    }
+}
+
+/// Bytes a text part escapes: the escape itself, the part separator and control characters
+/// (a newline in a key breaks logs, `redis-cli` and line-based tools).
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b == b'%' || b == b':' || b < 0x20 || b == 0x7f
+}
+
+/// Escapes each piece a `Display` impl writes; escaping is per byte, so pieces can be split
+/// anywhere without changing the result.
+struct EscapingWriter<'a>(&'a mut KeyBuf);
+
+impl fmt::Write for EscapingWriter<'_> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.push_text(s);
+        Ok(())
     }
 }
 
@@ -372,8 +445,13 @@ impl fmt::Debug for KeyBuf {
 ///
 /// Implemented for integers, `bool`, `char`, strings and references to them; implement it for
 /// your own types to control their key text. Arguments that do not implement it are written with
-/// `Display` when they have it, else hashed from their `Serialize` form (bincode bytes, xxh3-64,
-/// 16 hex digits), which is stable across processes and builds.
+/// `Display` when they have it (escaped as text), else hashed from their `Serialize` form
+/// (bincode bytes, xxh3-128, 32 hex digits), which is stable across processes and builds.
+///
+/// An implementation must keep keys apart: two different values must write different text, and
+/// the text must not contain `:` (the part separator). Text from outside (names, user input)
+/// goes through [`KeyBuf::push_text`], which guarantees both; [`KeyBuf::push_str`] is for
+/// constant text.
 ///
 /// ```
 /// use cache_core::key::{KeyBuf, KeyPart};
@@ -415,21 +493,21 @@ impl KeyPart for bool {
 impl KeyPart for char {
     #[inline]
     fn write_key_part(&self, key: &mut KeyBuf) {
-        key.push_str(self.encode_utf8(&mut [0; 4]));
+        key.push_text(self.encode_utf8(&mut [0; 4]));
     }
 }
 
 impl KeyPart for str {
     #[inline]
     fn write_key_part(&self, key: &mut KeyBuf) {
-        key.push_str(self);
+        key.push_text(self);
     }
 }
 
 impl KeyPart for String {
     #[inline]
     fn write_key_part(&self, key: &mut KeyBuf) {
-        key.push_str(self);
+        key.push_text(self);
     }
 }
 
@@ -457,6 +535,8 @@ impl<T: KeyPart + ?Sized> KeyPart for Box<T> {
 /// Writes the stable hash of a value's `Serialize` form: the documented rule for arguments that
 /// have neither [`KeyPart`] nor `Display`.
 ///
+/// 128 bits, so that distinct values colliding is as unlikely as two fingerprints colliding.
+///
 /// ```
 /// use cache_core::key::{write_serialized_hash, KeyBuf};
 /// let mut a = KeyBuf::new();
@@ -464,7 +544,7 @@ impl<T: KeyPart + ?Sized> KeyPart for Box<T> {
 /// let mut b = KeyBuf::new();
 /// write_serialized_hash(&vec![1u32, 2, 3], &mut b);
 /// assert_eq!(a.as_str(), b.as_str());
-/// assert_eq!(a.as_str().len(), 16);
+/// assert_eq!(a.as_str().len(), 32);
 /// ```
 pub fn write_serialized_hash<T: Serialize + ?Sized>(value: &T, key: &mut KeyBuf) {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
@@ -475,7 +555,7 @@ pub fn write_serialized_hash<T: Serialize + ?Sized>(value: &T, key: &mut KeyBuf)
         tracing::warn!(error = %e, "key argument failed to serialize; hashing its error text");
         hasher.update(e.to_string().as_bytes());
     }
-    let _ = write!(key, "{:016x}", hasher.digest());
+    let _ = write!(key, "{:032x}", hasher.digest128());
 }
 
 struct HashWriter<'a>(&'a mut xxhash_rust::xxh3::Xxh3);

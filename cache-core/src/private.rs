@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -54,6 +55,247 @@ impl<T: Serialize + ?Sized> ViaSerialize for KeyArg<'_, T> {
     #[inline]
     fn __cache_write_key(&self, key: &mut KeyBuf) {
         crate::key::write_serialized_hash(self.0, key);
+    }
+}
+
+/// The return type of a cached function, named in its expansion so that how it is cached is
+/// decided by the type itself, aliases and re-exports included: `Result<T, E>` caches only `Ok`
+/// ([`ResultRule`]), `Option<T>` caches `None` unless `skip_none` ([`OptionRule`]), anything else
+/// is cached as it is ([`PlainRule`]). The macro calls `(&&&Returns::<R>::new()).__cache_rule()`
+/// and autoref picks the first trait that applies.
+pub struct Returns<R: ?Sized>(PhantomData<fn() -> R>);
+
+impl<R: ?Sized> Returns<R> {
+    /// The marker for `R`.
+    #[inline]
+    pub const fn new() -> Self {
+        Returns(PhantomData)
+    }
+}
+
+impl<R: ?Sized> Default for Returns<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// First choice: `Result<T, E>`, with no bound on `E` (it is never stored).
+pub trait ViaResult {
+    /// The rule.
+    type Rule;
+    /// Picks the rule.
+    fn __cache_rule(&self) -> Self::Rule;
+}
+impl<T, E> ViaResult for &&Returns<Result<T, E>> {
+    type Rule = ResultRule<T, E>;
+    #[inline]
+    fn __cache_rule(&self) -> Self::Rule {
+        ResultRule(PhantomData)
+    }
+}
+
+/// Second choice: `Option<T>`.
+pub trait ViaOption {
+    /// The rule.
+    type Rule;
+    /// Picks the rule.
+    fn __cache_rule(&self) -> Self::Rule;
+}
+impl<T> ViaOption for &Returns<Option<T>> {
+    type Rule = OptionRule<T>;
+    #[inline]
+    fn __cache_rule(&self) -> Self::Rule {
+        OptionRule(PhantomData)
+    }
+}
+
+/// Last choice: any other value, cached as it is.
+pub trait ViaPlain {
+    /// The rule.
+    type Rule;
+    /// Picks the rule.
+    fn __cache_rule(&self) -> Self::Rule;
+}
+impl<T> ViaPlain for Returns<T> {
+    type Rule = PlainRule<T>;
+    #[inline]
+    fn __cache_rule(&self) -> Self::Rule {
+        PlainRule(PhantomData)
+    }
+}
+
+/// `Option`, whatever its spelling; `skip_none` asks for it at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`skip_none` applies only to functions returning Option, not `{Self}`",
+    label = "this function's return type"
+)]
+pub trait IsOption {}
+impl<T> IsOption for Option<T> {}
+
+/// Compiles only when `R` is an `Option`: the expansion's check of `skip_none`.
+#[inline]
+pub fn skip_none_needs_option<R: IsOption + ?Sized>() {}
+
+/// How a function returning `Result<T, E>` is cached: only `Ok(T)` is stored.
+pub struct ResultRule<T, E>(PhantomData<fn() -> (T, E)>);
+
+impl<T: CacheValue, E> ResultRule<T, E> {
+    /// The L1 hit, as the function's return value.
+    #[inline]
+    pub fn hit<K: KeyText + ?Sized>(
+        &self,
+        cache: &Cache,
+        key: &K,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+    ) -> Option<Result<T, E>> {
+        hit(cache, key, fp, opts, stats).map(Ok)
+    }
+
+    /// The miss: single flight, Redis, then the function; an `Err` is returned, never stored.
+    pub async fn load<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        _skip_none: bool,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        cached_result(cache, key, fp, opts, stats, f).await
+    }
+
+    /// The miss with fail-safe: an `Err` or a soft timeout serves the stale value if any.
+    pub async fn load_fail_safe<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        f: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Debug + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        cached_result_fail_safe(cache, key, fp, opts, stats, f).await
+    }
+}
+
+/// How a function returning `Option<T>` is cached: the whole `Option`, `None` included unless
+/// `skip_none`.
+pub struct OptionRule<T>(PhantomData<fn() -> T>);
+
+impl<T: CacheValue> OptionRule<T> {
+    /// The L1 hit, as the function's return value.
+    #[inline]
+    pub fn hit<K: KeyText + ?Sized>(
+        &self,
+        cache: &Cache,
+        key: &K,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+    ) -> Option<Option<T>> {
+        hit(cache, key, fp, opts, stats)
+    }
+
+    /// The miss; with `skip_none` a `None` is returned but not stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        skip_none: bool,
+        f: F,
+    ) -> Option<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        cached_option(cache, key, fp, opts, stats, skip_none, f).await
+    }
+
+    /// The miss with a soft timeout (an `Option` cannot fail).
+    pub async fn load_fail_safe<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        f: F,
+    ) -> Option<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<T>> + Send + 'static,
+    {
+        cached_fail_safe(cache, key, fp, opts, stats, f).await
+    }
+}
+
+/// How any other return value is cached: as it is.
+pub struct PlainRule<T>(PhantomData<fn() -> T>);
+
+impl<T: CacheValue> PlainRule<T> {
+    /// The L1 hit, as the function's return value.
+    #[inline]
+    pub fn hit<K: KeyText + ?Sized>(
+        &self,
+        cache: &Cache,
+        key: &K,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+    ) -> Option<T> {
+        hit(cache, key, fp, opts, stats)
+    }
+
+    /// The miss.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        _skip_none: bool,
+        f: F,
+    ) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        cached(cache, key, fp, opts, stats, f).await
+    }
+
+    /// The miss with a soft timeout (a plain value cannot fail).
+    pub async fn load_fail_safe<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        f: F,
+    ) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        cached_fail_safe(cache, key, fp, opts, stats, f).await
     }
 }
 
@@ -117,7 +359,7 @@ async fn run_timed<Fut: Future>(stats: &'static FnStats, fut: Fut) -> Fut::Outpu
 }
 
 /// `#[cache]` on a function returning a plain value, after [`hit`] missed.
-pub async fn cached<T, F, Fut>(
+async fn cached<T, F, Fut>(
     cache: &Cache,
     key: &KeyBuf,
     fp: Fingerprint,
@@ -158,7 +400,7 @@ where
 }
 
 /// `#[cache]` on a function returning `Result`: only `Ok` is cached; `Err` reaches the caller.
-pub async fn cached_result<T, E, F, Fut>(
+async fn cached_result<T, E, F, Fut>(
     cache: &Cache,
     key: &KeyBuf,
     fp: Fingerprint,
@@ -178,7 +420,7 @@ where
 }
 
 /// `#[cache]` on a function returning `Option`: `None` is cached too unless `skip_none`.
-pub async fn cached_option<T, F, Fut>(
+async fn cached_option<T, F, Fut>(
     cache: &Cache,
     key: &KeyBuf,
     fp: Fingerprint,
@@ -197,7 +439,7 @@ where
 }
 
 /// `#[cache(stale_if_error = .., soft_timeout = ..)]` on a function returning `Result`.
-pub async fn cached_result_fail_safe<T, E, F, Fut>(
+async fn cached_result_fail_safe<T, E, F, Fut>(
     cache: &Cache,
     key: &KeyBuf,
     fp: Fingerprint,
@@ -219,7 +461,7 @@ where
 
 /// Fail-safe for a function returning a plain value (or an `Option`): only the soft timeout
 /// applies, since such a function cannot fail.
-pub async fn cached_fail_safe<T, F, Fut>(
+async fn cached_fail_safe<T, F, Fut>(
     cache: &Cache,
     key: &KeyBuf,
     fp: Fingerprint,
@@ -242,39 +484,114 @@ where
     infallible(r)
 }
 
+/// What a `#[cache_batch]` function may return: a map from id to value (`HashMap`, `BTreeMap`),
+/// or a `Result` of one, whose `Err` reaches the caller and stores nothing. A trait rather than
+/// the written type name, so aliases and re-exports work.
+#[diagnostic::on_unimplemented(
+    message = "#[cache_batch] functions return a map from id to value (`HashMap<Id, V>` or `BTreeMap<Id, V>`), or a `Result` of one; not `{Self}`",
+    label = "this function's return type"
+)]
+pub trait BatchReturn<Id>: Sized {
+    /// The cached value of one id.
+    type Value: CacheValue;
+    /// The function's error (`Infallible` for a bare map).
+    type Error;
+    /// The function's result as `(id, value)` pairs, or its error.
+    fn into_entries(self) -> Result<Vec<(Id, Self::Value)>, Self::Error>;
+    /// The caller's result from cached and computed pairs.
+    fn from_entries(entries: Vec<(Id, Self::Value)>) -> Self;
+    /// The caller's result when the function failed.
+    fn from_error(e: Self::Error) -> Self;
+}
+
+impl<Id: Eq + std::hash::Hash, V: CacheValue, S: std::hash::BuildHasher + Default> BatchReturn<Id>
+    for std::collections::HashMap<Id, V, S>
+{
+    type Value = V;
+    type Error = std::convert::Infallible;
+    fn into_entries(self) -> Result<Vec<(Id, V)>, Self::Error> {
+        Ok(self.into_iter().collect())
+    }
+    fn from_entries(entries: Vec<(Id, V)>) -> Self {
+        entries.into_iter().collect()
+    }
+    fn from_error(e: Self::Error) -> Self {
+        match e {}
+    }
+}
+
+impl<Id: Ord, V: CacheValue> BatchReturn<Id> for std::collections::BTreeMap<Id, V> {
+    type Value = V;
+    type Error = std::convert::Infallible;
+    fn into_entries(self) -> Result<Vec<(Id, V)>, Self::Error> {
+        Ok(self.into_iter().collect())
+    }
+    fn from_entries(entries: Vec<(Id, V)>) -> Self {
+        entries.into_iter().collect()
+    }
+    fn from_error(e: Self::Error) -> Self {
+        match e {}
+    }
+}
+
+impl<Id, M, E> BatchReturn<Id> for Result<M, E>
+where
+    M: BatchReturn<Id, Error = std::convert::Infallible>,
+{
+    type Value = M::Value;
+    type Error = E;
+    fn into_entries(self) -> Result<Vec<(Id, M::Value)>, E> {
+        self.map(|m| infallible(m.into_entries()))
+    }
+    fn from_entries(entries: Vec<(Id, M::Value)>) -> Self {
+        Ok(M::from_entries(entries))
+    }
+    fn from_error(e: E) -> Self {
+        Err(e)
+    }
+}
+
+/// Compiles only when `R` is a [`BatchReturn`]: the expansion calls it at the return type's span,
+/// so a wrong return type is reported there.
+#[inline]
+pub fn batch_returns<R: BatchReturn<Id>, Id>() {}
+
 /// `#[cache_batch]`: cached ids from one L1 pass and one `MGET`, the function called once with
-/// the missing ids, its results written in one pipeline.
-pub async fn cached_batch<Id, V, M, F, Fut>(
+/// the missing ids, its results written in one pipeline (nothing when it returns `Err`).
+pub async fn cached_batch<Id, R, F, Fut>(
     cache: &Cache,
     ids: &[Id],
     keys: &[KeyBuf],
     ttl: Option<Duration>,
     stats: &'static FnStats,
     f: F,
-) -> M
+) -> R
 where
     Id: Clone + Eq + std::hash::Hash,
-    V: CacheValue,
-    M: IntoIterator<Item = (Id, V)> + FromIterator<(Id, V)>,
+    R: BatchReturn<Id>,
     F: FnOnce(Vec<Id>) -> Fut,
-    Fut: Future<Output = M>,
+    Fut: Future<Output = R>,
 {
     stats.past_l1();
     let keys: Vec<&str> = keys.iter().map(KeyBuf::as_str).collect();
     let r = cache
         .batch(&keys, ttl, |missing: Vec<usize>| async move {
             let wanted: Vec<Id> = missing.iter().map(|&i| ids[i].clone()).collect();
-            let mut got: std::collections::HashMap<Id, V> =
-                run_timed(stats, f(wanted.clone())).await.into_iter().collect();
-            Ok::<_, std::convert::Infallible>(wanted.iter().map(|id| got.remove(id)).collect())
+            let found = run_timed(stats, f(wanted.clone())).await.into_entries()?;
+            let mut got: std::collections::HashMap<Id, R::Value> = found.into_iter().collect();
+            Ok(wanted.iter().map(|id| got.remove(id)).collect())
         })
         .await;
-    let values = infallible(r);
-    ids.iter()
-        .cloned()
-        .zip(values)
-        .filter_map(|(id, v)| v.map(|v| (id, v)))
-        .collect()
+    match r {
+        Ok(values) => R::from_entries(
+            ids.iter()
+                .cloned()
+                .zip(values)
+                .filter_map(|(id, v)| v.map(|v| (id, v)))
+                .collect(),
+        ),
+        Err(e) => R::from_error(e),
+    }
 }
 
 /// `#[invalidate_cache]`: deletes every pattern; failures are logged and counted, never returned.

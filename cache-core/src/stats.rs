@@ -55,6 +55,7 @@ pub(crate) struct Counters {
     pub coalesced_remote: Counter,
     pub sets: Counter,
     pub loader_calls: Counter,
+    pub too_large: Counter,
 }
 
 /// A point-in-time view of the cache, shaped like the product's stats JSON.
@@ -106,6 +107,8 @@ pub struct Stats {
     pub sets: u64,
     /// Times a loader (the cached function itself) ran.
     pub loader_calls: u64,
+    /// Values not cached because they exceed `max_value_size`.
+    pub too_large: u64,
     /// `INFO` fields of the L2 server; `None` in L1-only mode or when Redis is unreachable.
     pub redis_info: Option<RedisInfo>,
     /// The latest TTLs chosen by an adaptive strategy (empty otherwise).
@@ -192,6 +195,7 @@ impl Counters {
             bytes_saved: self.bytes_saved.get(),
             sets: self.sets.get(),
             loader_calls: self.loader_calls.get(),
+            too_large: self.too_large.get(),
             redis_info,
             adaptive_ttls: Vec::new(),
         }

@@ -44,7 +44,7 @@ fn cache_result_with_template_skip_and_cache() {
 fn cache_option_method_generic() {
     let out = crate::cache_tokens(
         Preset::Resource,
-        quote!(skip_none),
+        quote!(skip_none, key = "items:{id}"),
         quote!(
             async fn find<T: Serialize>(&self, id: T) -> Option<Item> {
                 self.lookup(id).await

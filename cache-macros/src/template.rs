@@ -79,6 +79,31 @@ impl Template {
         })
     }
 
+    /// A key template must keep different arguments apart: every text between two placeholders
+    /// holds a `:`. Argument text never contains one (it is escaped), so the key then splits back
+    /// into its arguments in one way only; `"{a}{b}"` or `"{a}-{b}"` would give `("1", "23")` and
+    /// `("12", "3")` one key.
+    pub(crate) fn check_parts_separated(&self) -> syn::Result<()> {
+        let mut after_arg: Option<&str> = None;
+        for p in &self.pieces {
+            match (p, after_arg) {
+                (Piece::Arg(b), Some(a)) => {
+                    return Err(syn::Error::new_spanned(
+                        &self.lit,
+                        format!(
+                            "placeholders {{{a}}} and {{{b}}} must be separated by text containing ':', \
+                             or two different argument lists could give the same key"
+                        ),
+                    ))
+                }
+                (Piece::Arg(a), None) => after_arg = Some(a),
+                (Piece::Text(t), _) if t.contains(':') => after_arg = None,
+                (Piece::Text(_), _) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the literal parts of an invalidation pattern: a class left open or a dangling
     /// escape would be rejected by the engine at run time; say so at compile time instead.
     pub(crate) fn validate_glob(&self) -> syn::Result<()> {
@@ -130,6 +155,21 @@ mod tests {
         );
         for bad in ["", "{", "{}", "a}", "{a b}", "{a"] {
             assert!(t(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_placeholders_need_a_colon_between_them() {
+        let check = |s: &str| {
+            Template::parse(&LitStr::new(s, proc_macro2::Span::call_site()))
+                .unwrap()
+                .check_parts_separated()
+        };
+        for ok in ["u:{a}:{b}", "{a}", "x{a}y", "{a}::{b}", "{a}-x:y-{b}:z", "p-{a}"] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for bad in ["{a}{b}", "u:{a}-{b}", "{a}:{b}x{c}", "{a} {b}"] {
+            assert!(check(bad).is_err(), "{bad}");
         }
     }
 }

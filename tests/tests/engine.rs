@@ -262,8 +262,8 @@ async fn compression_above_threshold_round_trips_and_is_counted() {
     c.set("analysis:small", &order(1), None).await.unwrap();
     let raw_big = raw_get(&redis, "analysis:big").await.unwrap();
     let raw_small = raw_get(&redis, "analysis:small").await.unwrap();
-    assert_eq!(raw_big[0] & 0b0001_0000, 0b0001_0000, "zlib flag set");
-    assert_eq!(raw_small[0] & 0b0001_0000, 0, "small value stored plain");
+    assert_eq!(raw_big[3] & 0b0001_0000, 0b0001_0000, "zlib flag set");
+    assert_eq!(raw_small[3] & 0b0001_0000, 0, "small value stored plain");
     let plain_len = cache_core::codec::Codec::new(usize::MAX, 1, 1 << 30)
         .encode(&big, 0)
         .unwrap()
@@ -322,7 +322,7 @@ async fn corrupt_bytes_read_as_a_miss_and_are_repaired() {
         &b"not ours"[..],
         &[0x31, 1, 2, 3],
         &[],
-        &[0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
+        &[0xFF, b'T', b'C', 0x41, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
     ] {
         let _: () = conn.set("query:corrupt", garbage).await.unwrap();
         assert_eq!(c.get::<Order>("query:corrupt").await.unwrap(), None);
@@ -498,7 +498,46 @@ async fn oversize_values_are_refused_for_redis_but_served() {
         .await;
     assert_eq!(v, big);
     assert!(raw_get(&redis, "static:big").await.is_none());
-    assert_eq!(c.stats().await.errors, 1);
+    // Not in L1 either: the next call loads again.
+    let again = AtomicUsize::new(0);
+    let v = c
+        .get_or_insert_with("static:big", None, || async {
+            again.fetch_add(1, Ordering::SeqCst);
+            big.clone()
+        })
+        .await;
+    assert_eq!((v.len(), again.load(Ordering::SeqCst)), (big.len(), 1));
+    let s = c.stats().await;
+    assert_eq!((s.too_large, s.errors), (2, 0));
+}
+
+/// `set` of a value over `max_value_size` is an error and stores nothing anywhere (it used to
+/// return `Ok` and serve the value from L1), in both modes; `mset` stores the others.
+#[tokio::test]
+async fn set_refuses_oversize_values_everywhere() {
+    let redis = RedisServer::start();
+    let two_level = Cache::new(config(&redis).max_value_size(1024).build().unwrap()).unwrap();
+    let l1_only = Cache::new(CacheConfig::builder().max_value_size(1024).build().unwrap()).unwrap();
+    let big = vec![7u8; 20_000];
+    for c in [&two_level, &l1_only] {
+        let err = c.set("static:big", &big, None).await.unwrap_err();
+        assert!(
+            matches!(err, CacheError::ValueTooLarge { size, max: 1024, .. } if size > 20_000),
+            "{err:?}"
+        );
+        assert_eq!(c.get::<Vec<u8>>("static:big").await.unwrap(), None);
+        assert!(!c.exists("static:big").await.unwrap());
+        let err = c
+            .mset(&[("static:a", vec![1u8]), ("static:b", big.clone())], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CacheError::ValueTooLarge { .. }), "{err:?}");
+        assert_eq!(c.get::<Vec<u8>>("static:a").await.unwrap(), Some(vec![1u8]));
+        assert_eq!(c.get::<Vec<u8>>("static:b").await.unwrap(), None);
+        assert_eq!(c.stats().await.too_large, 2);
+    }
+    assert!(raw_get(&redis, "static:big").await.is_none());
+    assert!(raw_get(&redis, "static:a").await.is_some());
 }
 
 /// Concurrent single-key reads beyond `l2_reads_in_flight` share `MGET`s, and every caller

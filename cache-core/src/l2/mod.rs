@@ -13,6 +13,7 @@
 mod breaker;
 mod coalesce;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,8 +53,29 @@ pub(crate) struct RedisL2 {
     reads: Arc<Coalescer>,
     connect_timeout: Duration,
     url: String,
+    /// `{namespace}:` when a namespace is set: every key sent to Redis starts with it.
+    ns: Option<String>,
     del_if_eq: redis::Script,
+    unlink_own: redis::Script,
 }
+
+/// Unlinks, among `KEYS`, only the strings that start with the cache's envelope (`ARGV[1]` is
+/// the magic; the byte after it holds the envelope version, 2 or later). Run on the server per
+/// `SCAN` page, so telling the cache's entries from foreign data costs no value transfer, and the
+/// check and the delete are one atomic step (a key rewritten by another program in between is
+/// left alone).
+const UNLINK_OWN: &str = r"
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('TYPE', k).ok == 'string' then
+    local h = redis.call('GETRANGE', k, 0, 3)
+    if #h == 4 and string.sub(h, 1, 3) == ARGV[1] and string.byte(h, 4) >= 64 then
+      n = n + redis.call('UNLINK', k)
+    end
+  end
+end
+return n
+";
 
 /// Pool figures for [`Health`](crate::Health).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +119,8 @@ impl RedisL2 {
             reads: Arc::new(Coalescer::new(config.l2_reads_in_flight)),
             connect_timeout: config.connect_timeout,
             url: url.to_owned(),
+            ns: config.namespace.as_ref().map(|n| format!("{n}:")),
+            unlink_own: redis::Script::new(UNLINK_OWN),
             del_if_eq: redis::Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
             ),
@@ -114,6 +138,19 @@ impl RedisL2 {
             },
             None => self.url.clone(),
         }
+    }
+
+    /// The Redis key of a cache key: the key itself, or `{namespace}:key`.
+    fn k<'a>(&self, key: &'a str) -> Cow<'a, str> {
+        match &self.ns {
+            Some(ns) => Cow::Owned(format!("{ns}{key}")),
+            None => Cow::Borrowed(key),
+        }
+    }
+
+    /// The name a channel gets in Redis (namespaced like keys).
+    pub(crate) fn channel_name(&self, name: &str) -> String {
+        self.k(name).into_owned()
     }
 
     /// A client for connections outside the pool (pub/sub needs its own).
@@ -279,6 +316,7 @@ impl RedisL2 {
     }
 
     async fn get_one(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = &*self.k(key);
         self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await
     }
@@ -288,8 +326,15 @@ impl RedisL2 {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.run(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
-            .await
+        let keys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.k(k)).collect();
+        let keys = &keys;
+        self.run(|mut c| async move {
+            redis::cmd("MGET")
+                .arg(keys.iter().map(|k| k.as_ref()).collect::<Vec<&str>>())
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     /// `SET key value PX ttl`, with the invalidation notice (if any) in the same round trip.
@@ -302,7 +347,7 @@ impl RedisL2 {
     ) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
-            .arg(key)
+            .arg(&*self.k(key))
             .arg(value)
             .arg("PX")
             .arg(ttl_ms(ttl))
@@ -334,7 +379,7 @@ impl RedisL2 {
         let mut pipe = redis::pipe();
         for (k, v, ttl) in items {
             pipe.cmd("SET")
-                .arg(*k)
+                .arg(&*self.k(k))
                 .arg(*v)
                 .arg("PX")
                 .arg(ttl_ms(*ttl))
@@ -346,18 +391,17 @@ impl RedisL2 {
             .await
     }
 
-    /// `UNLINK`s the keys; returns how many existed.
-    pub(crate) async fn unlink(&self, keys: &[&str]) -> Result<u64> {
-        self.unlink_notify(keys, None).await
-    }
-
-    /// `UNLINK` plus the invalidation notice in one round trip.
+    /// `UNLINK` plus the invalidation notice in one round trip. These are keys the caller
+    /// names one by one (`delete`, a literal pattern); only scans check whose entries they are.
     pub(crate) async fn unlink_notify(&self, keys: &[&str], notice: Option<&Notice>) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("UNLINK").arg(keys);
+        let cmd = pipe.cmd("UNLINK");
+        for k in keys {
+            cmd.arg(&*self.k(k));
+        }
         add_notice(&mut pipe, notice);
         let pipe = &pipe;
         let (n,): (u64,) = self
@@ -368,6 +412,7 @@ impl RedisL2 {
 
     /// Milliseconds left on `key`; `None` when it does not exist or never expires.
     pub(crate) async fn pttl(&self, key: &str) -> Result<Option<Duration>> {
+        let key = &*self.k(key);
         let ms: i64 = self
             .run(|mut c| async move { redis::cmd("PTTL").arg(key).query_async(&mut c).await })
             .await?;
@@ -377,6 +422,7 @@ impl RedisL2 {
     /// `SET key value NX PX ttl`: whether this call set it.
     pub(crate) async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool> {
         let ms = ttl_ms(ttl);
+        let key = &*self.k(key);
         let reply: Option<String> = self
             .run(|mut c| async move {
                 redis::cmd("SET")
@@ -395,6 +441,7 @@ impl RedisL2 {
     /// Deletes `key` only if it still holds `value` (atomic, in a Lua script).
     pub(crate) async fn del_if_eq(&self, key: &str, value: &str) -> Result<bool> {
         let script = &self.del_if_eq;
+        let key = &*self.k(key);
         let n: i64 = self
             .run(|mut c| async move { script.key(key).arg(value).invoke_async(&mut c).await })
             .await?;
@@ -402,6 +449,7 @@ impl RedisL2 {
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
+        let key = &*self.k(key);
         self.run(|mut c| async move { redis::cmd("EXISTS").arg(key).query_async(&mut c).await })
             .await
     }
@@ -411,8 +459,9 @@ impl RedisL2 {
         1
     }
 
-    /// One `SCAN cursor MATCH pattern COUNT n` page: the next cursor (0 = done) and its keys.
-    async fn scan_page(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<String>)> {
+    /// One `SCAN cursor MATCH pattern COUNT n` page: the next cursor (0 = done) and its keys,
+    /// as bytes (another program's keys need not be UTF-8). `pattern` is already namespaced.
+    async fn scan_page(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<Vec<u8>>)> {
         self.run(|mut c| async move {
             redis::cmd("SCAN")
                 .arg(cursor)
@@ -426,19 +475,31 @@ impl RedisL2 {
         .await
     }
 
-    /// Deletes every key matching `pattern` with `SCAN MATCH` + batched `UNLINK` (never `KEYS`,
-    /// which blocks the server). Returns how many were deleted.
+    /// Deletes the cache's own entries among the keys matching `pattern` (inside the
+    /// namespace): `SCAN MATCH` pages (never `KEYS`, which blocks the server), each batch checked
+    /// and unlinked on the server by [`UNLINK_OWN`]. Foreign keys under the same pattern, of
+    /// any type, are left alone. Returns how many were deleted.
     pub(crate) async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
+        let pattern = &*self.k(pattern);
         let mut removed = 0;
         for _node in 0..self.scan_nodes() {
             let mut cursor: u64 = 0;
-            let mut batch: Vec<String> = Vec::new();
+            let mut batch: Vec<Vec<u8>> = Vec::new();
             loop {
                 let (next, keys) = self.scan_page(cursor, pattern).await?;
                 batch.extend(keys);
                 if batch.len() >= UNLINK_BATCH || (next == 0 && !batch.is_empty()) {
-                    let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-                    removed += self.unlink(&refs).await?;
+                    let (script, keys) = (&self.unlink_own, &batch);
+                    let n: u64 = self
+                        .run(|mut c| async move {
+                            script
+                                .key(keys.as_slice())
+                                .arg(&crate::codec::MAGIC[..])
+                                .invoke_async(&mut c)
+                                .await
+                        })
+                        .await?;
+                    removed += n;
                     batch.clear();
                 }
                 if next == 0 {
@@ -453,7 +514,8 @@ impl RedisL2 {
     /// Up to `n` keys matching `pattern` (a few `SCAN` pages at most) and the sum of their
     /// `MEMORY USAGE`, in one pipeline.
     pub(crate) async fn sample_memory(&self, pattern: &str, n: usize) -> Result<(u64, u64)> {
-        let mut keys: Vec<String> = Vec::new();
+        let pattern = &*self.k(pattern);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut cursor: u64 = 0;
         for _page in 0..SAMPLE_PAGES {
             let (next, batch) = self.scan_page(cursor, pattern).await?;

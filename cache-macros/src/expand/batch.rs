@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
+use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, Type};
 
 use super::{cache_ref, check_fn, duration_option, krate, write_part};
 use crate::args::CacheArgs;
@@ -42,31 +42,11 @@ fn id_param(f: &ItemFn) -> syn::Result<(syn::Ident, Type, bool)> {
     }
 }
 
-fn check_return(f: &ItemFn) -> syn::Result<()> {
-    let ok = match &f.sig.output {
-        ReturnType::Type(_, ty) => match &**ty {
-            Type::Path(p) => p
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "HashMap" || s.ident == "BTreeMap"),
-            _ => false,
-        },
-        ReturnType::Default => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(syn::Error::new_spanned(
-            &f.sig.output,
-            "#[cache_batch] functions return a map from id to value (`HashMap<Id, V>` or `BTreeMap<Id, V>`)",
-        ))
-    }
-}
-
 pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
     check_fn(&f, "cache_batch")?;
-    check_return(&f)?;
+    // The return type is checked by the type system (`__private::BatchReturn`), which sees
+    // through aliases; only a missing one is caught here.
+    super::returns(&f.sig, "cache_batch")?;
     let unsupported = [
         args.key.as_ref().map(|_| "key"),
         (!args.skip.is_empty()).then_some("skip"),
@@ -91,6 +71,10 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
     };
     let (ids, id_ty, slice) = id_param(&f)?;
     let krate = krate(args.krate.as_ref());
+    let ret = super::returns(&f.sig, "cache_batch")?;
+    let check_return = quote::quote_spanned!(syn::spanned::Spanned::span(ret)=>
+        #krate::__private::batch_returns::<#ret, #id_ty>();
+    );
     let head = format!("{}:", prefix.value());
     let k = format_ident!("__k");
     let write = write_part(&krate, &k, quote!(__id));
@@ -100,7 +84,7 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
         (quote!(#ids), quote!(let #ids: &[#id_ty] = &__missing[..];))
     } else {
         (
-            quote!(&#ids[..]),
+            quote!((&#ids[..])),
             quote!(let #ids: ::std::vec::Vec<#id_ty> = __missing;),
         )
     };
@@ -118,6 +102,7 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
                 #k
             })
             .collect();
+        #check_return
         #cache_src
         #krate::__private::cached_batch(
             #cache,

@@ -7,7 +7,6 @@ use syn::{Attribute, ItemFn};
 
 use super::{
     cache_ref, check_fn, duration_option, has_receiver, krate, params, returns, warmup, write_part, Param,
-    Returns,
 };
 use crate::args::CacheArgs;
 use crate::template::Piece;
@@ -46,7 +45,7 @@ impl Preset {
 pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
     let attr = preset.attr();
     check_fn(&f, attr)?;
-    let returns = returns(&f.sig, attr)?;
+    let ret = returns(&f.sig, attr)?.clone();
     let krate = krate(args.krate.as_ref());
 
     if let (Some(fixed), Some(p)) = (preset.fixed_prefix(), &args.prefix) {
@@ -60,14 +59,6 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
             p,
             "`key` already names the whole key; put the prefix into the key template instead",
         ));
-    }
-    if let Some(s) = &args.skip_none {
-        if returns != Returns::Option {
-            return Err(syn::Error::new_spanned(
-                s,
-                "`skip_none` applies only to functions returning Option",
-            ));
-        }
     }
     if let (Some((soft, _)), None) = (&args.soft_timeout, &args.stale_if_error) {
         return Err(syn::Error::new_spanned(
@@ -114,6 +105,29 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         ));
     }
 
+    if args.key.is_none() {
+        if let Some(g) = f
+            .sig
+            .generics
+            .type_params()
+            .next()
+            .map(|t| &t.ident)
+            .or_else(|| f.sig.generics.const_params().next().map(|c| &c.ident))
+        {
+            return Err(syn::Error::new_spanned(
+                g,
+                format!(
+                    "#[{attr}] on a generic function needs an explicit `key = \"...\"`: the default key \
+                     would have to name the type, and `type_name` changes between compiler versions, \
+                     so entries written by one build would not be found by the next"
+                ),
+            ));
+        }
+    }
+    if let Some(t) = &args.key {
+        t.check_parts_separated()?;
+    }
+
     // `cache = some_arg` names the cache through an argument: it is never part of the key.
     let cache_arg = match &args.cache {
         Some(syn::Expr::Path(p)) if p.qself.is_none() => p.path.get_ident().cloned(),
@@ -144,18 +158,6 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         None => {
             let head = default_head(preset, &args, &f, false);
             build.push(quote!(#buf.push_str(#head);));
-            // Generic instantiations are different functions: keep their entries apart.
-            let type_params: Vec<_> = f.sig.generics.type_params().map(|t| &t.ident).collect();
-            if !type_params.is_empty() {
-                build.push(push("::<"));
-                for (i, t) in type_params.iter().enumerate() {
-                    if i > 0 {
-                        build.push(push(","));
-                    }
-                    build.push(quote!(#buf.push_str(::core::any::type_name::<#t>());));
-                }
-                build.push(push(">"));
-            }
             if args.include_self.is_some() {
                 build.push(push(":"));
                 build.push(write_part(&krate, &buf, quote!(self)));
@@ -196,31 +198,15 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     } else {
         quote!(&#buf)
     };
-    let (hit_return, call) = match returns {
-        Returns::Result if fail_safe => (
-            quote!(::core::result::Result::Ok(__v)),
-            quote!(#krate::__private::cached_result_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
-        ),
-        Returns::Plain | Returns::Option if fail_safe => (
-            quote!(__v),
-            quote!(#krate::__private::cached_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
-        ),
-        Returns::Plain => (
-            quote!(__v),
-            quote!(#krate::__private::cached(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
-        ),
-        Returns::Result => (
-            quote!(::core::result::Result::Ok(__v)),
-            quote!(#krate::__private::cached_result(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)),
-        ),
-        Returns::Option => {
-            let skip_none = args.skip_none.is_some();
-            (
-                quote!(__v),
-                quote!(#krate::__private::cached_option(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, move || async move #body)),
-            )
-        }
+    let skip_none = args.skip_none.is_some();
+    // The rule is picked by the return type itself (see `__private::Returns`), so an alias of
+    // `Result` caches only `Ok` like `Result` does.
+    let call = if fail_safe {
+        quote!(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body))
+    } else {
+        quote!(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, move || async move #body))
     };
+    let check_skip_none = skip_none.then(|| quote!(#krate::__private::skip_none_needs_option::<#ret>();));
     let fn_name = f.sig.ident.to_string();
     let make_key = match &int_tail {
         // The head is hashed at compile time and the integer mixed in: a hit writes no key text.
@@ -241,8 +227,14 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         let #cache_ref = #cache;
         let #opts_id = #opts;
         let #fp = #buf.fingerprint();
-        if let ::core::option::Option::Some(__v) = #krate::__private::hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
-            return #hit_return;
+        #check_skip_none
+        let __cache_rule = {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaOption as _, ViaPlain as _, ViaResult as _};
+            (&&&#krate::__private::Returns::<#ret>::new()).__cache_rule()
+        };
+        if let ::core::option::Option::Some(__v) = __cache_rule.hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
+            return __v;
         }
         #call.await
     });
@@ -305,7 +297,7 @@ fn int_tail(
             head.ends_with(':').then(|| (quote!(#head), arg))
         }
         None => {
-            if f.sig.generics.type_params().next().is_some() || args.include_self.is_some() {
+            if args.include_self.is_some() {
                 return None;
             }
             let mut keyed = named.iter().filter(|p| !skipped(p.name));

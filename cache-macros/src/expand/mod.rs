@@ -133,17 +133,10 @@ pub(crate) fn write_part(krate: &TokenStream, buf: &Ident, value: TokenStream) -
     }
 }
 
-/// How the return type is cached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Returns {
-    Plain,
-    Result,
-    Option,
-}
-
-/// Read from the written type: a path ending in `Result<..>` (including aliases such as
-/// `anyhow::Result<T>`) caches only `Ok`; one ending in `Option<..>` may skip `None`.
-pub(crate) fn returns(sig: &syn::Signature, attr: &str) -> syn::Result<Returns> {
+/// The written return type, once it is checked to be something a cache can hold. How it is
+/// cached (`Result` only on `Ok`, `Option` unless `skip_none`) is left to the type system:
+/// `__private::Returns` sees through aliases, which the written name does not.
+pub(crate) fn returns<'a>(sig: &'a syn::Signature, attr: &str) -> syn::Result<&'a Type> {
     let ty = match &sig.output {
         ReturnType::Default => {
             return Err(syn::Error::new_spanned(
@@ -162,11 +155,6 @@ pub(crate) fn returns(sig: &syn::Signature, attr: &str) -> syn::Result<Returns> 
             t,
             format!("#[{attr}] needs a return value to cache; this function returns ()"),
         )),
-        Type::Path(p) if p.qself.is_none() => Ok(match p.path.segments.last() {
-            Some(s) if s.ident == "Result" && !s.arguments.is_empty() => Returns::Result,
-            Some(s) if s.ident == "Option" && !s.arguments.is_empty() => Returns::Option,
-            _ => Returns::Plain,
-        }),
-        _ => Ok(Returns::Plain),
+        _ => Ok(ty),
     }
 }
