@@ -60,21 +60,22 @@ pub(crate) struct RedisL2 {
 }
 
 /// Unlinks, among `KEYS`, only the strings that start with the cache's envelope (`ARGV[1]` is
-/// the magic; the byte after it holds the envelope version, 2 or later). Run on the server per
+/// the magic; the byte after it holds the envelope version, 2 or later). `GETRANGE` on another
+/// type is an error reply, caught by `pcall`: one call per key instead of `TYPE` + `GETRANGE`,
+/// and one `UNLINK` for the batch (batches stay far below Lua's `unpack` limit). Run on the server per
 /// `SCAN` page, so telling the cache's entries from foreign data costs no value transfer, and the
 /// check and the delete are one atomic step (a key rewritten by another program in between is
 /// left alone).
 const UNLINK_OWN: &str = r"
-local n = 0
+local own = {}
 for _, k in ipairs(KEYS) do
-  if redis.call('TYPE', k).ok == 'string' then
-    local h = redis.call('GETRANGE', k, 0, 3)
-    if #h == 4 and string.sub(h, 1, 3) == ARGV[1] and string.byte(h, 4) >= 64 then
-      n = n + redis.call('UNLINK', k)
-    end
+  local h = redis.pcall('GETRANGE', k, 0, 3)
+  if type(h) == 'string' and #h == 4 and string.sub(h, 1, 3) == ARGV[1] and string.byte(h, 4) >= 64 then
+    own[#own + 1] = k
   end
 end
-return n
+if #own == 0 then return 0 end
+return redis.call('UNLINK', unpack(own))
 ";
 
 /// Pool figures for [`Health`](crate::Health).
@@ -326,15 +327,17 @@ impl RedisL2 {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.k(k)).collect();
-        let keys = &keys;
-        self.run(|mut c| async move {
-            redis::cmd("MGET")
-                .arg(keys.iter().map(|k| k.as_ref()).collect::<Vec<&str>>())
-                .query_async(&mut c)
-                .await
-        })
-        .await
+        // Without a namespace the caller's keys go out as they are (the coalesced read path
+        // copies nothing).
+        if self.ns.is_none() {
+            return self
+                .run(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
+                .await;
+        }
+        let owned: Vec<String> = keys.iter().map(|k| self.k(k).into_owned()).collect();
+        let owned = &owned;
+        self.run(|mut c| async move { redis::cmd("MGET").arg(owned).query_async(&mut c).await })
+            .await
     }
 
     /// `SET key value PX ttl`, with the invalidation notice (if any) in the same round trip.
