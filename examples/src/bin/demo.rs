@@ -34,15 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "target/demo.sqlite".into())
         .into();
 
-    let mut config = CacheConfig::from_env()?;
-    // The demo shows warming unless the environment says otherwise.
-    if std::env::var_os("CACHE_WARMUP_ON_STARTUP").is_none() {
-        config.warmup_on_startup = true;
-    }
-    if std::env::var_os("CACHE_SMART_WARMUP_ENABLED").is_none() {
-        config.smart_warmup_enabled = true;
-    }
-    let cache = Cache::new(config)?;
+    // Warming is on by default (the product's defaults); the environment can turn it off.
+    let cache = Cache::new(CacheConfig::from_env()?)?;
     match cache.mode() {
         Mode::L1Only => tracing::info!("running L1-only (set REDIS_URL for the Redis level)"),
         Mode::TwoLevel => tracing::info!("running with Redis as L2"),

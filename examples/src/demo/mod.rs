@@ -124,7 +124,10 @@ pub async fn app(db_path: &Path, admin: cache_admin::AdminConfig) -> Result<(Rou
         skipped = report.skipped,
         "startup warmup"
     );
-    warmer.start_smart_warming();
+    // Off by configuration is a choice, not a failure: say so and serve without it.
+    if let Err(e) = warmer.start_smart_warming() {
+        tracing::info!(reason = %e, "smart warming not started");
+    }
 
     let routes = Router::new()
         .route("/", get(index))
