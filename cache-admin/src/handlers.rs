@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use cache_core::Pattern;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,15 +97,31 @@ pub(crate) async fn clear(
     if pattern.is_empty() {
         return error(StatusCode::BAD_REQUEST, "pattern must not be empty");
     }
-    if pattern.chars().all(|c| c == '*') && !req.confirm {
+    // Compiled here as well as in `invalidate_pattern`, to judge its reach before deleting.
+    // Rejections (malformed, longer than `MAX_PATTERN_LEN`) are the caller's mistake: 400.
+    let compiled = match Pattern::new(pattern) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // Whether the pattern can reach every key is decided by what it can match, not by how it
+    // is spelled: `*`, `?*`, `*:*` and `[a-z]*` all have no literal prefix.
+    if compiled.is_broad() && !req.confirm {
         return error(
             StatusCode::BAD_REQUEST,
-            "pattern \"*\" deletes every key; send \"confirm\": true to do it",
+            format!(
+                "pattern {pattern:?} has no literal prefix, so it can match every key; \
+                 send \"confirm\": true to delete them all"
+            ),
         );
     }
     match state.cache.invalidate_pattern(pattern).await {
         Ok(removed) => {
-            tracing::info!(pattern, removed, "cache cleared by admin API");
+            tracing::info!(
+                pattern,
+                removed,
+                broad = compiled.is_broad(),
+                "cache cleared by admin API"
+            );
             Json(json!({ "pattern": pattern, "removed": removed })).into_response()
         }
         Err(e @ cache_core::CacheError::InvalidPattern { .. }) => {
@@ -125,7 +142,7 @@ pub(crate) async fn warmup(
     let warmer = state
         .warmer
         .unwrap_or_else(|| cache_warmer::Warmer::new(state.cache.clone()));
-    Json(warmer.run().await).into_response()
+    Json(warmer.warm_up().await).into_response()
 }
 
 #[derive(Deserialize)]

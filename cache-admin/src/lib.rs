@@ -4,12 +4,23 @@
 //! |---|---|
 //! | `GET /api/v1/cache/stats` | `{"cache": Stats, "warmup": WarmupStatus}` |
 //! | `GET /api/v1/cache/health` | 200, or 503 with the reason when Redis is unreachable |
-//! | `POST /api/v1/cache/clear` | `{"pattern": "query:*"}` → `{"removed": n}`; `"*"` needs `"confirm": true` |
+//! | `POST /api/v1/cache/clear` | `{"pattern": "query:*"}` → `{"removed": n}`; a pattern that can match every key needs `"confirm": true` (below) |
 //! | `POST /api/v1/cache/warmup` | runs a warmup, returns its report |
 //! | `GET /api/v1/cache/access-patterns?limit=20` | hottest keys, counts, hit ratios |
 //! | `GET /api/v1/cache/performance` | latency per operation (L1/L2), compression, memory, per-function timings |
 //! | `GET /api/v1/cache/memory?samples=20` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! **Clear and confirmation.** A pattern with no literal prefix ([`Pattern::is_broad`]: `*`,
+//! `?*`, `*:*`, `[a-z]*`, ...) can delete every key, so the request must also carry
+//! `"confirm": true`; otherwise it is refused with 400 and nothing is deleted. `\*` (a key
+//! named `*`, `"\\*"` in JSON) and `query:*` have a prefix and need no confirmation. The rule
+//! looks at the pattern only: when every key an application writes starts with the same text
+//! (say `app:`), `app:*` also deletes everything, and is not asked to be confirmed. A pattern
+//! longer than [`MAX_PATTERN_LEN`] bytes, or malformed, is a 400 that says why.
+//!
+//! [`Pattern::is_broad`]: cache_core::Pattern::is_broad
+//! [`MAX_PATTERN_LEN`]: cache_core::pattern::MAX_PATTERN_LEN
 //!
 //! Mutating routes (`POST`) need `Authorization: Bearer <token>` when a token is configured
 //! (`CACHE_ADMIN_TOKEN`); without one they answer only clients on loopback, which needs the

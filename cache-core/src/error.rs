@@ -25,7 +25,8 @@ pub enum CacheError {
     /// A glob pattern could not be compiled.
     #[error("invalid key pattern {pattern:?}: {reason}")]
     InvalidPattern {
-        /// The pattern as given.
+        /// The pattern as given (its first 64 characters and `...` when it is longer than
+        /// [`MAX_PATTERN_LEN`](crate::pattern::MAX_PATTERN_LEN)).
         pattern: String,
         /// Why it was rejected.
         reason: String,

@@ -38,7 +38,7 @@ mod warming;
 pub mod warmup;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 pub use access::AccessPattern;

@@ -1,14 +1,18 @@
 //! Cache warming for `cache-core`: no cold starts, and popular entries refreshed before they
 //! expire.
 //!
-//! - **Startup**: [`warm_up`] (or [`Warmer::warm_up_on_startup`]) runs every `#[warmup_cache]`
-//!   registration (collected with `inventory`) and every [`Warmer::register`]ed entry, with
-//!   bounded concurrency, a per-entry timeout and a [`WarmupReport`].
+//! - **Warmup**: [`Warmer::warm_up`] (or [`warm_up`] for the attribute registrations alone)
+//!   runs every `#[warmup_cache]` registration (collected with `inventory`) and every
+//!   [`Warmer::register`]ed entry now, with bounded concurrency, a per-entry timeout and a
+//!   [`WarmupReport`]. [`Warmer::warm_up_on_startup`] (and [`warm_up_on_startup`]) is the same
+//!   run for a service's start, skipped when `warmup_on_startup` is off: the configuration gates
+//!   warming that starts by itself, never an explicit call.
 //! - **Scheduled**: [`Warmer::schedule_warmup`] refreshes on an interval with jitter; with Redis,
 //!   one instance per period runs a job (a `SET NX PX` lock).
-//! - **Smart**: with `smart_warmup_enabled`, hot keys that have a loader
-//!   ([`Warmer::register_loader`]) are recomputed shortly before their TTL ends (refresh-ahead),
-//!   and keys that usually follow the one just read are loaded in the background (prediction).
+//! - **Smart**: [`Warmer::start_smart_warming`] (when `smart_warmup_enabled`; an error says why
+//!   when it cannot start): hot keys that have a loader ([`Warmer::register_loader`]) are
+//!   recomputed shortly before their TTL ends (refresh-ahead), and keys that usually follow the
+//!   one just read are loaded in the background (prediction).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -22,7 +26,7 @@
 //!     let c = c.clone();
 //!     async move { c.set("static:tools", &vec!["saw".to_string()], None).await }
 //! });
-//! let report = warmer.run().await;
+//! let report = warmer.warm_up().await;
 //! assert_eq!((report.ok, report.failed), (1, 0));
 //! assert!(cache.exists("static:tools").await.unwrap());
 //! # }
@@ -35,6 +39,7 @@ mod smart;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +48,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-pub use runner::{warm_up, EntryReport, EntryStatus, WarmupReport};
+pub use runner::{warm_up, warm_up_on_startup, EntryReport, EntryStatus, WarmupReport};
 pub use schedule::JobInfo;
 
 /// Boxed future of one warmup or refresh call.
@@ -128,6 +133,21 @@ pub enum WarmerError {
     /// A loader pattern did not compile.
     #[error(transparent)]
     Cache(#[from] cache_core::CacheError),
+    /// Smart warming was asked to start while the cache's `smart_warmup_enabled` is off.
+    #[error("smart warming is disabled (smart_warmup_enabled = false, env CACHE_SMART_WARMUP_ENABLED)")]
+    SmartWarmingDisabled,
+    /// Smart warming needs the reads the cache records, and the cache records none.
+    #[error(
+        "smart warming needs access tracking, which is off (access_sample_rate = 0): \
+         refresh-ahead and prediction would never see a read"
+    )]
+    AccessTrackingOff,
+    /// Smart warming is already running for this warmer.
+    #[error("smart warming is already running for this warmer")]
+    SmartWarmingRunning,
+    /// [`Warmer::shutdown`] was called: nothing new starts, since nothing could stop it.
+    #[error("the warmer is shut down; background warming cannot start again")]
+    ShutDown,
 }
 
 /// The warmer's state, shaped like the `warmup` block of the stats JSON.
@@ -148,6 +168,8 @@ struct Inner {
     jobs: Mutex<HashMap<String, Arc<schedule::JobState>>>,
     loaders: Mutex<Vec<(Pattern, LoaderFn)>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether smart warming's tasks were started (they run until shutdown).
+    smart_started: AtomicBool,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -173,6 +195,7 @@ impl Warmer {
                 jobs: Mutex::new(HashMap::new()),
                 loaders: Mutex::new(Vec::new()),
                 tasks: Mutex::new(Vec::new()),
+                smart_started: AtomicBool::new(false),
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
         }
@@ -245,9 +268,29 @@ impl Warmer {
         }
     }
 
-    /// Stops every scheduled job and smart-warming task and waits for them.
+    /// The stop signal for a background task about to be spawned, or [`WarmerError::ShutDown`]
+    /// when [`shutdown`](Warmer::shutdown) was called already: the signal is sent once, so a task
+    /// started after it would never stop.
+    ///
+    /// Subscribed here, before the spawn, not inside the task: a receiver created after the
+    /// signal sees it as already read, so a shutdown that came between the spawn and the task's
+    /// first poll (at once on a current-thread runtime) left the task running and `shutdown`
+    /// waiting for it forever.
+    fn stop_signal(&self) -> Result<tokio::sync::watch::Receiver<bool>, WarmerError> {
+        let rx = self.inner.shutdown.subscribe();
+        if *rx.borrow() {
+            return Err(WarmerError::ShutDown);
+        }
+        Ok(rx)
+    }
+
+    /// Stops every scheduled job and smart-warming task and waits for them. Afterwards
+    /// [`schedule_warmup`](Warmer::schedule_warmup) and
+    /// [`start_smart_warming`](Warmer::start_smart_warming) return [`WarmerError::ShutDown`].
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        // `send_replace`, not `send`: the latter leaves the value unchanged when no task is
+        // listening, and `stop_signal` reads it.
+        self.inner.shutdown.send_replace(true);
         let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
         for t in tasks {
             let _ = t.await;

@@ -17,7 +17,7 @@ pub enum EntryStatus {
     Ok,
     /// It returned `Err`, panicked or timed out.
     Failed,
-    /// It was not run (warmup disabled).
+    /// It was not run: startup warmup is disabled (`warmup_on_startup`).
     Skipped,
 }
 
@@ -131,10 +131,22 @@ fn skipped(entries: Vec<(String, EntryFn)>) -> WarmupReport {
     }
 }
 
-/// Startup warmup of the `#[warmup_cache]` registrations, when `cache.config().warmup_on_startup`
-/// is set (env `CACHE_WARMUP_ON_STARTUP`); otherwise every entry is reported skipped.
-/// The registered functions fill the cache their attribute names (the global one by default).
+/// Runs every `#[warmup_cache]` registration now and reports how each went, whatever
+/// `warmup_on_startup` says: calling it is the decision to warm. The registered functions fill
+/// the cache their attribute names (the global one by default), with the [`WarmerConfig`]
+/// defaults for concurrency and timeout.
+///
+/// For the warming a service does by itself when it starts, which configuration can turn off,
+/// use [`warm_up_on_startup`].
 pub async fn warm_up(cache: &Cache) -> WarmupReport {
+    Warmer::new(cache.clone()).warm_up().await
+}
+
+/// The startup warmup of the `#[warmup_cache]` registrations: runs them when
+/// `cache.config().warmup_on_startup` is set (env `CACHE_WARMUP_ON_STARTUP`, on by default);
+/// otherwise runs nothing and reports every entry skipped. Call it where a service starts;
+/// [`warm_up`] is the unconditional form.
+pub async fn warm_up_on_startup(cache: &Cache) -> WarmupReport {
     Warmer::new(cache.clone()).warm_up_on_startup().await
 }
 
@@ -145,15 +157,23 @@ impl Warmer {
         all
     }
 
-    /// Runs every entry now, whatever the configuration (the admin API's warmup trigger).
-    pub async fn run(&self) -> WarmupReport {
+    /// Runs every entry (`#[warmup_cache]` and [`register`](Warmer::register)ed) now, whatever
+    /// the configuration: an explicit call, as the admin API's warmup trigger makes.
+    pub async fn warm_up(&self) -> WarmupReport {
         run_entries(self.all_entries(), &self.inner.config).await
     }
 
-    /// Runs every entry if `warmup_on_startup` is set; otherwise reports them skipped.
+    /// The same as [`warm_up`](Warmer::warm_up), under its earlier name.
+    pub async fn run(&self) -> WarmupReport {
+        self.warm_up().await
+    }
+
+    /// The warming a service does by itself when it starts: runs every entry if
+    /// `warmup_on_startup` is set; otherwise runs none and reports them skipped, so an operator
+    /// can turn startup warming off without a code change.
     pub async fn warm_up_on_startup(&self) -> WarmupReport {
         if self.inner.cache.config().warmup_on_startup {
-            self.run().await
+            self.warm_up().await
         } else {
             tracing::info!("startup warmup disabled (CACHE_WARMUP_ON_STARTUP)");
             skipped(self.all_entries())

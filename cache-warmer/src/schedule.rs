@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::{boxed, EntryFn, WarmOutcome, Warmer, WarmerError};
@@ -72,6 +73,8 @@ impl Warmer {
     /// Runs `f` every `interval` (± jitter) until [`shutdown`](Warmer::shutdown). One job per
     /// name. A period whose run is still going is skipped, not stacked. With Redis, instances
     /// sharing it take a lock per period (`SET NX PX`, 80 % of the interval) so one of them runs it.
+    /// Refused after [`shutdown`](Warmer::shutdown) ([`WarmerError::ShutDown`]): the job could
+    /// never be stopped.
     pub fn schedule_warmup<F, Fut, R>(
         &self,
         name: impl Into<String>,
@@ -87,6 +90,7 @@ impl Warmer {
         if interval.is_zero() {
             return Err(WarmerError::ZeroInterval);
         }
+        let stop = self.stop_signal()?;
         let state = {
             let mut jobs = self.inner.jobs.lock();
             if jobs.contains_key(&name) {
@@ -105,7 +109,7 @@ impl Warmer {
             jobs.insert(name, state.clone());
             state
         };
-        let task = tokio::spawn(job_loop(self.clone(), state, boxed(f)));
+        let task = tokio::spawn(job_loop(self.clone(), state, boxed(f), stop));
         self.inner.tasks.lock().push(task);
         Ok(())
     }
@@ -118,8 +122,7 @@ impl Warmer {
     }
 }
 
-async fn job_loop(warmer: Warmer, state: Arc<JobState>, f: EntryFn) {
-    let mut shutdown = warmer.inner.shutdown.subscribe();
+async fn job_loop(warmer: Warmer, state: Arc<JobState>, f: EntryFn, mut shutdown: watch::Receiver<bool>) {
     let jitter = warmer.inner.config.jitter;
     let lock_ttl = state.interval.mul_f64(0.8);
     let lock_name = format!("warmup:{}", state.name);

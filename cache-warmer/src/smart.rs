@@ -8,26 +8,42 @@
 //! Prediction: the cache sends, after each recorded read, the key that most often followed it
 //! (see `cache_core::access`); if that key is not cached and has a loader, it is loaded now.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::Warmer;
+use crate::{Warmer, WarmerError};
 
 impl Warmer {
-    /// Starts refresh-ahead and predictive loading when the cache's `smart_warmup_enabled` is
-    /// set (env `CACHE_SMART_WARMUP_ENABLED`). Returns whether it started.
-    pub fn start_smart_warming(&self) -> bool {
-        if !self.inner.cache.config().smart_warmup_enabled {
-            tracing::info!("smart warming disabled (CACHE_SMART_WARMUP_ENABLED)");
-            return false;
+    /// Starts refresh-ahead and predictive loading in the background, until
+    /// [`shutdown`](Warmer::shutdown).
+    ///
+    /// Refused with an error saying why, rather than starting something that does nothing:
+    /// [`WarmerError::SmartWarmingDisabled`] when the cache's `smart_warmup_enabled` is off (env
+    /// `CACHE_SMART_WARMUP_ENABLED`: the operator's switch, which is why it gates this call),
+    /// [`WarmerError::AccessTrackingOff`] when `access_sample_rate` is 0 (no reads to act on),
+    /// [`WarmerError::SmartWarmingRunning`] on a second call (two prediction loops would
+    /// replace each other's sink and end prediction), [`WarmerError::ShutDown`] after shutdown.
+    pub fn start_smart_warming(&self) -> Result<(), WarmerError> {
+        let config = self.inner.cache.config();
+        if !config.smart_warmup_enabled {
+            return Err(WarmerError::SmartWarmingDisabled);
         }
-        let refresh = tokio::spawn(refresh_loop(self.clone()));
+        if config.access_sample_rate == 0 {
+            return Err(WarmerError::AccessTrackingOff);
+        }
+        let stop = self.stop_signal()?;
+        if self.inner.smart_started.swap(true, Ordering::AcqRel) {
+            return Err(WarmerError::SmartWarmingRunning);
+        }
+        let refresh = tokio::spawn(refresh_loop(self.clone(), stop.clone()));
         let (tx, rx) = mpsc::channel(self.inner.config.prediction_queue.max(1));
         self.inner.cache.set_prediction_sink(Some(tx));
-        let predict = tokio::spawn(predict_loop(self.clone(), rx));
+        let predict = tokio::spawn(predict_loop(self.clone(), rx, stop));
         self.inner.tasks.lock().extend([refresh, predict]);
-        true
+        tracing::info!("smart warming started (refresh-ahead and prediction)");
+        Ok(())
     }
 
     /// One refresh-ahead pass; returns how many keys were refreshed.
@@ -61,8 +77,7 @@ impl Warmer {
     }
 }
 
-async fn refresh_loop(warmer: Warmer) {
-    let mut shutdown = warmer.inner.shutdown.subscribe();
+async fn refresh_loop(warmer: Warmer, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(warmer.inner.config.refresh_check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -77,8 +92,7 @@ async fn refresh_loop(warmer: Warmer) {
     }
 }
 
-async fn predict_loop(warmer: Warmer, mut rx: mpsc::Receiver<String>) {
-    let mut shutdown = warmer.inner.shutdown.subscribe();
+async fn predict_loop(warmer: Warmer, mut rx: mpsc::Receiver<String>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let key = tokio::select! {
             k = rx.recv() => match k { Some(k) => k, None => break },

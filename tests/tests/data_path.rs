@@ -193,7 +193,7 @@ async fn via_io(cache: &Cache, id: u32) -> std::io::Result<u32> {
 
 #[cache(cache = cache)]
 async fn via_anyhow(cache: &Cache, id: u32) -> anyhow::Result<u32> {
-    Ok(fail_or(id).map_err(anyhow::Error::msg)?)
+    fail_or(id).map_err(anyhow::Error::msg)
 }
 
 #[cache(cache = cache)]
@@ -334,4 +334,35 @@ async fn batches_behind_aliases_and_results() {
     assert_eq!(users_fallible(vec![3, 4]).await.unwrap()[&4], "f4");
     assert_eq!(users_fallible(vec![3, 4]).await.unwrap()[&3], "f3");
     assert_eq!(BATCH_CALLS.load(Ordering::SeqCst), 4, "an Ok is stored");
+}
+
+// ---- #[invalidate_cache] of one key reaches it whatever the argument ----
+
+static NOTE_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(cache = cache, key = "notes:{title}")]
+async fn note(cache: &Cache, title: String) -> usize {
+    NOTE_CALLS.fetch_add(1, Ordering::SeqCst);
+    title.len()
+}
+
+#[invalidate_cache("notes:{title}", cache = cache)]
+async fn edit_note(cache: &Cache, title: String) -> u8 {
+    0
+}
+
+/// A template without wildcards names one key and deletes it by name: an argument longer than a
+/// pattern may be (1 KiB), or full of glob characters, still reaches its entry.
+#[tokio::test]
+async fn invalidating_one_key_works_for_any_argument() {
+    let c = l1_only();
+    for title in ["x".repeat(5000), "*?[]\\:%\n".to_owned(), "plain".to_owned()] {
+        let before = NOTE_CALLS.load(Ordering::SeqCst);
+        note(&c, title.clone()).await;
+        note(&c, title.clone()).await;
+        assert_eq!(NOTE_CALLS.load(Ordering::SeqCst) - before, 1);
+        edit_note(&c, title.clone()).await;
+        note(&c, title.clone()).await;
+        assert_eq!(NOTE_CALLS.load(Ordering::SeqCst) - before, 2, "{:.20}", title);
+    }
 }

@@ -80,9 +80,10 @@ async fn startup_warmup_fills_the_cache_and_reports_failures() {
     assert_eq!(redis.command_calls("set").await, 2);
     assert_eq!(FAILING_CALLS.load(Ordering::SeqCst), 1);
 
-    // With warmup disabled, the free function reports everything skipped.
-    let off = Cache::new(CacheConfig::default()).unwrap();
-    let skipped = cache_warmer::warm_up(&off).await;
+    // With startup warmup disabled, the startup function reports everything skipped (an
+    // explicit `warm_up` runs them: tests/tests/warmer_explicit.rs).
+    let off = Cache::new(CacheConfig::builder().warmup_on_startup(false).build().unwrap()).unwrap();
+    let skipped = cache_warmer::warm_up_on_startup(&off).await;
     assert_eq!((skipped.ok, skipped.failed), (0, 0));
     assert_eq!(skipped.skipped, 3);
     assert_eq!(warmer.status().warmup_tasks, 5);
@@ -182,7 +183,7 @@ async fn refresh_ahead_keeps_a_hot_key_warm_across_ttl_periods() {
             }
         })
         .unwrap();
-    assert!(warmer.start_smart_warming());
+    warmer.start_smart_warming().unwrap();
     cache
         .set("hot:1", &"value of hot:1".to_string(), None)
         .await
@@ -226,7 +227,8 @@ async fn sequence_hit_rate(predict: bool) -> f64 {
             |key: String| async move { Ok::<_, String>(key.len() as u64) },
         )
         .unwrap();
-    warmer.start_smart_warming();
+    // Disabled, it says so instead of starting loops that do nothing.
+    assert_eq!(warmer.start_smart_warming().is_ok(), predict);
     let (mut hits, mut reads) = (0u32, 0u32);
     for _round in 0..20 {
         for i in 0..10 {

@@ -16,10 +16,16 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
 
     let mut patterns = Vec::new();
     for t in &args.patterns {
+        // Without a wildcard of its own the template names one key: build the key itself (its
+        // arguments written as in the cached function's key) and delete it by name.
+        let literal = t.pieces.iter().all(|p| match p {
+            Piece::Text(s) => !s.contains(['*', '?', '[', '\\']),
+            Piece::Arg(_) => true,
+        });
         let mut build = Vec::new();
         for piece in &t.pieces {
             match piece {
-                Piece::Text(s) => build.push(quote!(__p.push_str(#s);)),
+                Piece::Text(s) => build.push(quote!(__k.push_str(#s);)),
                 Piece::Arg(a) => {
                     let value = if a == "self" {
                         quote!(self)
@@ -36,21 +42,29 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
                             ),
                         ));
                     };
-                    let k = format_ident!("__k");
-                    let write = write_part(&krate, &k, value);
-                    // The value is escaped: user input must never widen the pattern.
-                    build.push(quote!({
-                        let mut __k = #krate::__private::KeyBuf::new();
-                        #write
-                        #krate::__private::push_escaped(&mut __p, &__k);
-                    }));
+                    if literal {
+                        build.push(write_part(&krate, &format_ident!("__k"), value));
+                    } else {
+                        let write = write_part(&krate, &format_ident!("__a"), value);
+                        // The value is escaped: user input must never widen the pattern.
+                        build.push(quote!({
+                            let mut __a = #krate::__private::KeyBuf::new();
+                            #write
+                            __k.push_str(&#krate::__private::escape_glob(&__a));
+                        }));
+                    }
                 }
             }
         }
+        let variant = if literal {
+            quote!(Key(__k))
+        } else {
+            quote!(Pattern(__k.as_str().to_owned()))
+        };
         patterns.push(quote!({
-            let mut __p = ::std::string::String::new();
+            let mut __k = #krate::__private::KeyBuf::new();
             #(#build)*
-            __p
+            #krate::__private::Invalidation::#variant
         }));
     }
 

@@ -1,0 +1,151 @@
+//! What the attribute macros expand into. Not a public API: names and signatures may change in
+//! any release. Generated code names only items under `::cache_core::__private`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use crate::engine::{Cache, LoadOptions};
+pub use crate::global::global;
+pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText};
+pub use crate::perf::FnStats;
+pub use crate::warmup::WarmupEntry;
+pub use inventory;
+pub use std::time::Duration;
+
+mod batch;
+mod rules;
+
+pub use batch::{batch_returns, cached_batch, BatchReturn};
+pub use rules::{
+    hit, skip_none_needs_option, IsOption, ResultRule, Returns, ValueRule, ViaOption, ViaPlain, ViaResult,
+};
+
+/// Wraps an argument so the key writer can be picked by autoref: [`KeyPart`], else `Display`,
+/// else the stable hash of its `Serialize` form. The macro calls `(&&&KeyArg(&arg)).__cache_write_key(..)`.
+pub struct KeyArg<'a, T: ?Sized>(pub &'a T);
+
+/// First choice: the argument's own [`KeyPart`].
+pub trait ViaKeyPart {
+    /// Appends the argument's key text.
+    fn __cache_write_key(&self, key: &mut KeyBuf);
+}
+impl<T: KeyPart + ?Sized> ViaKeyPart for &&KeyArg<'_, T> {
+    #[inline]
+    fn __cache_write_key(&self, key: &mut KeyBuf) {
+        self.0.write_key_part(key);
+    }
+}
+
+/// Second choice: `Display` (same text as `KeyPart` for the types that have both).
+pub trait ViaDisplay {
+    /// Appends the argument's key text.
+    fn __cache_write_key(&self, key: &mut KeyBuf);
+}
+impl<T: fmt::Display + ?Sized> ViaDisplay for &KeyArg<'_, T> {
+    #[inline]
+    fn __cache_write_key(&self, key: &mut KeyBuf) {
+        key.push_display(self.0);
+    }
+}
+
+/// Last choice: xxh3-64 of the bincode form, 16 hex digits.
+pub trait ViaSerialize {
+    /// Appends the argument's key text.
+    fn __cache_write_key(&self, key: &mut KeyBuf);
+}
+impl<T: Serialize + ?Sized> ViaSerialize for KeyArg<'_, T> {
+    #[inline]
+    fn __cache_write_key(&self, key: &mut KeyBuf) {
+        crate::key::write_serialized_hash(self.0, key);
+    }
+}
+
+/// Anything the `cache = ...` option may name.
+pub trait AsCache {
+    /// The cache.
+    fn as_cache(&self) -> &Cache;
+}
+impl AsCache for Cache {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+impl AsCache for Arc<Cache> {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+impl<F: FnOnce() -> Cache> AsCache for std::sync::LazyLock<Cache, F> {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+impl<T: AsCache + ?Sized> AsCache for &T {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+/// An `{arg}` value of an `#[invalidate_cache]` pattern, glob-escaped so that it matches only
+/// itself.
+pub fn escape_glob(part: &KeyBuf) -> std::borrow::Cow<'_, str> {
+    crate::pattern::escape(part.as_str())
+}
+
+/// One target of `#[invalidate_cache]`.
+pub enum Invalidation {
+    /// A template with no wildcard of its own names one key: deleted by name, so an argument of
+    /// any length or content reaches it (a pattern is bounded in length).
+    Key(KeyBuf),
+    /// A glob, its `{arg}` values escaped.
+    Pattern(String),
+}
+
+/// `#[invalidate_cache]`: deletes every target; failures are logged and counted, never returned.
+pub async fn invalidate(cache: &Cache, targets: &[Invalidation]) {
+    for t in targets {
+        let (what, r) = match t {
+            Invalidation::Key(k) => (k.as_str(), cache.delete(k.as_str()).await.map(drop)),
+            Invalidation::Pattern(p) => (p.as_str(), cache.invalidate_pattern(p).await.map(drop)),
+        };
+        if let Err(e) = r {
+            tracing::warn!(target = %what, error = %e, "invalidation after a successful call failed");
+        }
+    }
+}
+
+/// Whether a function's return value counts as success for `#[invalidate_cache]`.
+pub trait Outcome {
+    /// `false` only for `Err`.
+    fn is_success(&self) -> bool;
+}
+impl<T, E> Outcome for Result<T, E> {
+    fn is_success(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+/// Autoref fallback: any non-`Result` return is a success.
+pub struct Ret<'a, T: ?Sized>(pub &'a T);
+/// `Result` returns: success is `Ok`.
+pub trait RetResult {
+    /// Whether to invalidate.
+    fn __cache_success(&self) -> bool;
+}
+impl<T: Outcome + ?Sized> RetResult for &Ret<'_, T> {
+    fn __cache_success(&self) -> bool {
+        self.0.is_success()
+    }
+}
+/// Other returns: always success.
+pub trait RetAny {
+    /// Whether to invalidate.
+    fn __cache_success(&self) -> bool;
+}
+impl<T: ?Sized> RetAny for Ret<'_, T> {
+    fn __cache_success(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,251 @@
+//! How a cached function's return type is cached, decided by the type itself: the rule the
+//! expansion picks by autoref over [`Returns`], and the load paths behind each rule.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+
+use super::{Cache, Fingerprint, FnStats, KeyBuf, KeyText, LoadOptions};
+use crate::engine::{infallible, CacheValue};
+
+/// The return type of a cached function, named in its expansion so that how it is cached is
+/// decided by the type itself, aliases and re-exports included: `Result<T, E>` caches only `Ok`
+/// ([`ResultRule`]); anything else is cached as it is ([`ValueRule`]), an `Option`'s `None`
+/// included unless `skip_none`. The macro calls `(&&&Returns::<R>::new()).__cache_rule()` and
+/// autoref picks the first trait that applies.
+pub struct Returns<R: ?Sized>(PhantomData<fn() -> R>);
+
+impl<R: ?Sized> Returns<R> {
+    /// The marker for `R`.
+    #[inline]
+    pub const fn new() -> Self {
+        Returns(PhantomData)
+    }
+}
+
+impl<R: ?Sized> Default for Returns<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// First choice: `Result<T, E>`, with no bound on `E` (it is never stored).
+pub trait ViaResult {
+    /// The rule.
+    type Rule;
+    /// Picks the rule.
+    fn __cache_rule(&self) -> Self::Rule;
+}
+impl<T, E> ViaResult for &&Returns<Result<T, E>> {
+    type Rule = ResultRule<T, E>;
+    #[inline]
+    fn __cache_rule(&self) -> Self::Rule {
+        ResultRule(PhantomData)
+    }
+}
+
+/// Second choice: `Option<T>`, whose `None` `skip_none` leaves out.
+pub trait ViaOption {
+    /// The rule.
+    type Rule;
+    /// Picks the rule.
+    fn __cache_rule(&self) -> Self::Rule;
+}
+impl<T> ViaOption for &Returns<Option<T>> {
+    type Rule = ValueRule<Option<T>>;
+    #[inline]
+    fn __cache_rule(&self) -> Self::Rule {
+        ValueRule {
+            is_none: Option::is_none,
+        }
+    }
+}
+
+/// Last choice: any other value, cached as it is.
+pub trait ViaPlain {
+    /// The rule.
+    type Rule;
+    /// Picks the rule.
+    fn __cache_rule(&self) -> Self::Rule;
+}
+impl<T> ViaPlain for Returns<T> {
+    type Rule = ValueRule<T>;
+    #[inline]
+    fn __cache_rule(&self) -> Self::Rule {
+        ValueRule { is_none: |_| false }
+    }
+}
+
+/// `Option`, whatever its spelling; `skip_none` asks for it at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`skip_none` applies only to functions returning Option, not `{Self}`",
+    label = "this function's return type"
+)]
+pub trait IsOption {}
+impl<T> IsOption for Option<T> {}
+
+/// Compiles only when `R` is an `Option`: the expansion's check of `skip_none`.
+#[inline]
+pub fn skip_none_needs_option<R: IsOption + ?Sized>() {}
+
+/// The synchronous L1 hit every cached function tries first. `key` is a [`KeyBuf`], or an
+/// [`IntTailKey`] whose text is written only if this read needs it.
+#[inline]
+pub fn hit<T: CacheValue, K: KeyText + ?Sized>(
+    cache: &Cache,
+    key: &K,
+    fp: Fingerprint,
+    opts: &LoadOptions,
+    stats: &'static FnStats,
+) -> Option<T> {
+    if !opts.use_l1 {
+        return None;
+    }
+    // The L1 read is timed one time in 64 (reading the clock costs more than the hit); the
+    // function's statistics reuse that measurement.
+    let (v, took) = cache.hit_timed(key, fp)?;
+    stats.hit(took);
+    Some(v)
+}
+
+/// Runs the function, recording its run time under its name.
+pub(super) async fn run_timed<Fut: Future>(stats: &'static FnStats, fut: Fut) -> Fut::Output {
+    let t = std::time::Instant::now();
+    let out = fut.await;
+    stats.load(t.elapsed());
+    out
+}
+
+/// How a function returning `Result<T, E>` is cached: only `Ok(T)` is stored; an `Err` goes to
+/// its caller and is never stored or shared.
+pub struct ResultRule<T, E>(PhantomData<fn() -> (T, E)>);
+
+impl<T: CacheValue, E> ResultRule<T, E> {
+    /// The L1 hit, as the function's return value.
+    #[inline]
+    pub fn hit<K: KeyText + ?Sized>(
+        &self,
+        cache: &Cache,
+        key: &K,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+    ) -> Option<Result<T, E>> {
+        hit(cache, key, fp, opts, stats).map(Ok)
+    }
+
+    /// The miss: single flight, Redis, then the function.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        _skip_none: bool,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        stats.past_l1();
+        cache
+            .load_after_miss(key.as_str(), fp, opts, |_: &T| true, || run_timed(stats, f()))
+            .await
+    }
+
+    /// The miss with fail-safe: an `Err` or a soft timeout serves the stale value if any.
+    pub async fn load_fail_safe<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        f: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Debug + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        stats.past_l1();
+        cache
+            .load_fail_safe(key.as_str(), fp, opts, || run_timed(stats, f()))
+            .await
+    }
+}
+
+/// How any other return value is cached: as it is. For an `Option`, `is_none` lets `skip_none`
+/// leave `None` out.
+pub struct ValueRule<T> {
+    is_none: fn(&T) -> bool,
+}
+
+impl<T: CacheValue> ValueRule<T> {
+    /// The L1 hit, as the function's return value.
+    #[inline]
+    pub fn hit<K: KeyText + ?Sized>(
+        &self,
+        cache: &Cache,
+        key: &K,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+    ) -> Option<T> {
+        hit(cache, key, fp, opts, stats)
+    }
+
+    /// The miss; with `skip_none` a `None` is returned but not stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        skip_none: bool,
+        f: F,
+    ) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        stats.past_l1();
+        let is_none = self.is_none;
+        let keep = move |v: &T| !(skip_none && is_none(v));
+        let r = cache
+            .load_after_miss(key.as_str(), fp, opts, keep, || async {
+                Ok::<T, Infallible>(run_timed(stats, f()).await)
+            })
+            .await;
+        infallible(r)
+    }
+
+    /// The miss with a soft timeout (a value that cannot fail).
+    pub async fn load_fail_safe<F, Fut>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        f: F,
+    ) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        stats.past_l1();
+        let fut = f();
+        let r = cache
+            .load_fail_safe(key.as_str(), fp, opts, move || async move {
+                Ok::<T, Infallible>(run_timed(stats, fut).await)
+            })
+            .await;
+        infallible(r)
+    }
+}

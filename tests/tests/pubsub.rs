@@ -1,0 +1,122 @@
+//! Cross-instance L1 invalidation over pub/sub, with two `Cache` instances sharing a real Redis:
+//! repeated subscription drops, and multi-key messages whose keys contain newlines.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use cache_core::{Cache, CacheConfig};
+use cache_test_harness::RedisServer;
+
+fn cache(redis: &RedisServer) -> Cache {
+    Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap()
+}
+
+/// Polls `cond` every 5 ms until it holds; panics after 5 s. Returns how long it took.
+async fn within_5s<F, Fut>(what: &str, cond: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !cond().await {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    t0.elapsed()
+}
+
+async fn kill_pubsub_clients(redis: &RedisServer) {
+    let _: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+}
+
+/// After each of 8 drops of the subscriptions, B evicts its L1 copy when A writes again.
+///
+/// The old listener doubled its retry delay on every drop and never reset it, so it slept 50,
+/// 100, 200, 400, 800, 1000, 1000, 1000 ms before resubscribing: from the 5th drop on, every
+/// recovery took at least 800 ms by construction. With the reset each takes the first delay
+/// (50 ms) plus a reconnect. The assertion is on the fastest of drops 5 to 8, so it fails on the
+/// old code whatever the machine does, and on the new code only if four recoveries in a row are
+/// slowed down past 400 ms. (The listener's delays are also checked without timings, on its own
+/// counters, in `cache-core`'s `invalidation::tests::backoff_resets_after_every_resubscription`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_comes_back_quickly_after_every_drop() {
+    let redis = RedisServer::start();
+    let (a, b) = (cache(&redis), cache(&redis));
+    let key = "resource:users:1";
+
+    // B is subscribed once it hears A's writes.
+    b.set(key, &"v0".to_string(), None).await.unwrap();
+    a.set(key, &"v0-a".to_string(), None).await.unwrap();
+    within_5s("B subscribed", || async {
+        b.get::<String>(key).await.unwrap().as_deref() == Some("v0-a")
+    })
+    .await;
+
+    let mut recoveries = Vec::new();
+    for drop in 1..=8 {
+        // B holds an L1 copy that only an invalidation (or a resubscription's clear) removes.
+        let old = format!("old-{drop}");
+        b.set(key, &old, None).await.unwrap();
+        assert_eq!(b.get::<String>(key).await.unwrap(), Some(old.clone()));
+        kill_pubsub_clients(&redis).await;
+        let new = format!("new-{drop}");
+        let took = within_5s(&format!("drop {drop}: B evicts its copy"), || async {
+            a.set(key, &new, None).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            b.get::<String>(key).await.unwrap().as_deref() == Some(new.as_str())
+        })
+        .await;
+        recoveries.push(took);
+    }
+    eprintln!("recoveries after each drop: {recoveries:?}");
+    let fastest_late = recoveries[4..].iter().min().unwrap();
+    assert!(
+        *fastest_late < Duration::from_millis(400),
+        "the retry delay kept growing across drops: {recoveries:?}"
+    );
+}
+
+/// A multi-key write (`mset`, one `m` message) with keys containing newlines, spaces and
+/// colons evicts exactly those keys on the other instance. Keys used to be joined with `\n`, so
+/// `query:a\nb` arrived as `query:a` and `b` and B kept serving its old copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_invalidation_survives_newlines_in_keys() {
+    let redis = RedisServer::start();
+    let (a, b) = (cache(&redis), cache(&redis));
+    let keys = [
+        "query:a\nb",
+        "query:with space",
+        "query:x:\n:y",
+        "query:plain",
+        "query:é\n",
+    ];
+
+    // B is subscribed once it hears A's writes.
+    b.set("query:probe", &0u32, None).await.unwrap();
+    a.set("query:probe", &1u32, None).await.unwrap();
+    within_5s("B subscribed", || async {
+        b.get::<u32>("query:probe").await.unwrap() == Some(1)
+    })
+    .await;
+
+    let old: Vec<(&str, u32)> = keys.iter().map(|k| (*k, 1)).collect();
+    a.mset(&old, None).await.unwrap();
+    for k in keys {
+        assert_eq!(b.get::<u32>(k).await.unwrap(), Some(1), "{k:?} read into B's L1");
+    }
+    let new: Vec<(&str, u32)> = keys.iter().map(|k| (*k, 2)).collect();
+    a.mset(&new, None).await.unwrap();
+    for k in keys {
+        within_5s(&format!("B evicts {k:?}"), || async {
+            b.get::<u32>(k).await.unwrap() == Some(2)
+        })
+        .await;
+    }
+}
