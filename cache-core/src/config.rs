@@ -82,6 +82,12 @@ pub struct CacheConfig {
     /// uses starts with `{namespace}:`, and `clear` and pattern invalidation never look outside
     /// it. The keys the API takes and reports (`query:...`) stay the same. Env `CACHE_NAMESPACE`.
     pub namespace: Option<String>,
+    /// How long an invalidation stays visible to loads that were in flight when it happened: a
+    /// load that started before an invalidation of its key never stores its (older) value, and a
+    /// load that takes longer than this is not stored in Redis at all (see the README's
+    /// consistency section).
+    #[serde(with = "humantime_serde")]
+    pub load_guard_window: Duration,
     /// Record one read in N for access patterns (0 = off). 1 records every read.
     pub access_sample_rate: u32,
     /// Keys tracked for access patterns per reading thread (the hottest are kept; the figures add
@@ -126,6 +132,7 @@ impl Default for CacheConfig {
             warmup_on_startup: true,
             smart_warmup_enabled: true,
             namespace: None,
+            load_guard_window: crate::guard::MARKER_TTL,
             access_sample_rate: 16,
             access_capacity: 1024,
             strategy: Strategy::Ttl,
@@ -285,6 +292,7 @@ impl CacheConfig {
             ("l1_ttl", self.l1_ttl),
             ("command_timeout", self.command_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("load_guard_window", self.load_guard_window),
         ] {
             if d.is_zero() {
                 return Err(CacheError::Config(format!("{name} must be greater than zero")));
@@ -406,6 +414,8 @@ impl CacheConfigBuilder {
         l1_invalidation: bool,
         /// See [`CacheConfig::distributed_lock`].
         distributed_lock: Option<Duration>,
+        /// See [`CacheConfig::load_guard_window`].
+        load_guard_window: Duration,
     }
 
     /// Validates and returns the config.

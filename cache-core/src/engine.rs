@@ -16,10 +16,11 @@ use crate::codec::{Codec, CodecError};
 use crate::config::{CacheConfig, TtlRules};
 use crate::error::{CacheError, Result};
 use crate::flight::{Flights, Outcome, Share};
+use crate::guard::{Invalidated, InvalidationLog, LoadStart, Seen};
 use crate::invalidation::{self, Message};
 use crate::key::{Fingerprint, KeyText};
 use crate::l1::{self, Entry, FifoStore, MokaStore, QuickStore, Store, L1};
-use crate::l2::{BreakerState, Notice, PoolStatus, RedisL2};
+use crate::l2::{BreakerState, GuardedItem, Notice, PoolStatus, RedisL2};
 use crate::latency::{sample_l1, Latencies, Level, Op, OpLatency};
 use crate::pattern::Pattern;
 use crate::stats::{Counters, Stats};
@@ -65,6 +66,8 @@ struct Inner {
     /// The invalidation channel, when other instances are told about writes.
     channel: Option<String>,
     local_locks: parking_lot::Mutex<std::collections::HashMap<String, (String, Instant)>>,
+    /// Invalidations numbered for the loads in flight ([`crate::guard`]).
+    log: InvalidationLog,
     /// Key prefixes already warned about for values over `max_value_size`.
     too_large_warned: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
@@ -207,6 +210,19 @@ enum Waited<T> {
     GaveUp,
 }
 
+/// One value of a batch load on its way to the tiers.
+struct Pending<'a, T> {
+    key: &'a str,
+    fp: Fingerprint,
+    value: T,
+    start: &'a LoadStart,
+    ttl: Duration,
+    /// The encoded bytes (two-level mode).
+    bytes: Option<Vec<u8>>,
+    /// Its weight in L1.
+    size: usize,
+}
+
 /// Adaptive bounds for `strategy = adaptive` on a cache configured without them.
 static DEFAULT_ADAPTIVE: std::sync::LazyLock<crate::strategy::AdaptiveTtl> =
     std::sync::LazyLock::new(crate::strategy::AdaptiveTtl::default);
@@ -282,6 +298,7 @@ impl Cache {
                 access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
                 local_locks: Default::default(),
                 too_large_warned: Default::default(),
+                log: Default::default(),
                 latency: Latencies::new()?,
                 adaptive,
                 adaptive_choices: Default::default(),
@@ -407,23 +424,52 @@ impl Cache {
             self.inner.origin,
             move || alive.strong_count() > 0,
             move || {
-                // Messages sent while unsubscribed are lost: start from an empty L1.
-                if let Some(l1) = on_sub.upgrade().as_ref().and_then(|i| i.l1.as_ref()) {
-                    l1.clear();
+                // Messages sent while unsubscribed are lost: start from an empty L1, and let no
+                // load in flight store what it read before.
+                if let Some(inner) = on_sub.upgrade() {
+                    inner.log.record(Invalidated::All);
+                    if let Some(l1) = &inner.l1 {
+                        l1.clear();
+                    }
                 }
             },
             move |msg| {
                 let Some(inner) = on_msg.upgrade() else { return };
-                let Some(l1) = &inner.l1 else { return };
+                // Recorded before L1 is touched, so a load in flight either sees the record or
+                // has its entry removed here ([`crate::guard`]).
                 match msg {
-                    Message::Keys(keys) => keys.iter().for_each(|k| l1.remove(Fingerprint::of(k))),
+                    Message::Keys(keys) => {
+                        for k in &keys {
+                            let fp = Fingerprint::of(k);
+                            inner.log.record(Invalidated::Key(fp));
+                            if let Some(l1) = &inner.l1 {
+                                l1.remove(fp);
+                            }
+                        }
+                    }
                     Message::Pattern(p) => match Pattern::new(&p) {
                         Ok(p) => {
-                            l1.remove_where(&|k| p.matches(k));
+                            let matches = |k: &str| p.matches(k);
+                            if let Some(l1) = &inner.l1 {
+                                inner.log.record(Invalidated::Pattern(p.clone()));
+                                l1.remove_where(&matches);
+                            } else {
+                                inner.log.record(Invalidated::Pattern(p));
+                            }
                         }
-                        Err(_) => l1.clear(),
+                        Err(_) => {
+                            inner.log.record(Invalidated::All);
+                            if let Some(l1) = &inner.l1 {
+                                l1.clear();
+                            }
+                        }
                     },
-                    Message::Clear => l1.clear(),
+                    Message::Clear => {
+                        inner.log.record(Invalidated::All);
+                        if let Some(l1) = &inner.l1 {
+                            l1.clear();
+                        }
+                    }
                 }
             },
         );
@@ -633,7 +679,7 @@ impl Cache {
             ttl,
             ..LoadOptions::default()
         };
-        self.store(key, Fingerprint::of(key), value.clone(), &opts)
+        self.store(key, Fingerprint::of(key), value.clone(), &opts, None)
             .await
             .1
     }
@@ -641,18 +687,31 @@ impl Cache {
     /// Writes both levels; returns the L1 entry (shared with single-flight waiters) and the
     /// outcome of the Redis write. A value that cannot be encoded or is too large goes nowhere
     /// (the entry is still returned, for the waiters of this load).
+    ///
+    /// `load` is where the load that produced the value started: then nothing is stored when an
+    /// invalidation of the key overtook it ([`crate::guard`]). Without it this is a direct write,
+    /// which itself overtakes the loads of this key in flight here.
     async fn store<T: CacheValue>(
         &self,
         key: &str,
         fp: Fingerprint,
         value: T,
         opts: &LoadOptions,
+        load: Option<&LoadStart>,
     ) -> (Entry, Result<()>) {
         let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
         // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
         let grace = opts.stale_for.unwrap_or_default();
         let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
         let now = clock::now();
+        match load {
+            Some(start) if self.inner.log.overtaken(start.seq, fp, key) => {
+                self.discarded(key);
+                return (l1::entry(key, value, now, 0), Ok(()));
+            }
+            Some(_) => {}
+            None => self.inner.log.record(Invalidated::Key(fp)),
+        }
         let encoded = match &self.inner.l2 {
             Some(_) => self
                 .encode(key, &value, expires_at_ms)
@@ -667,12 +726,26 @@ impl Cache {
         let mut result = Ok(());
         if let (Some(l2), Some(bytes)) = (&self.inner.l2, bytes) {
             let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
-            if let Err(e) = self
-                .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
-                .await
-            {
-                self.record_error("set", key, &e);
-                result = Err(e);
+            let written = match load {
+                None => self
+                    .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
+                    .await
+                    .map(|()| true),
+                Some(start) => {
+                    self.guarded_write(l2, key, &bytes, ttl + grace, start, notice.as_ref())
+                        .await
+                }
+            };
+            match written {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.discarded(key);
+                    return (l1::entry(key, value, now, 0), Ok(()));
+                }
+                Err(e) => {
+                    self.record_error("set", key, &e);
+                    result = Err(e);
+                }
             }
         }
         let mut entry = l1::entry(key, value, now + self.l1_life(ttl), size as u64);
@@ -682,9 +755,70 @@ impl Cache {
         if opts.use_l1 {
             if let Some(l1) = &self.inner.l1 {
                 l1.insert(fp, entry.clone());
+                // An invalidation records itself before it removes from L1: one that came
+                // between the check above and this insert is seen now.
+                if load.is_some_and(|start| self.inner.log.overtaken(start.seq, fp, key)) {
+                    l1.remove_same(fp, &entry);
+                    self.discarded(key);
+                }
             }
         }
         (entry, result)
+    }
+
+    /// A load's Redis write, guarded by the markers it saw ([`crate::guard`]): `Ok(false)` when
+    /// an invalidation overtook it. A load that could not read the markers (Redis failed then)
+    /// or outlived them skips Redis and fills only L1 (`Ok(true)`).
+    async fn guarded_write(
+        &self,
+        l2: &RedisL2,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+        start: &LoadStart,
+        notice: Option<&Notice>,
+    ) -> Result<bool> {
+        match &start.seen {
+            Some(seen) if start.at.elapsed() < l2.marker_ttl() => Ok(self
+                .timed(Op::Set, l2.guarded_set(&[(key, bytes, ttl, seen)], notice))
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(false)),
+            _ => {
+                tracing::debug!(
+                    key,
+                    "load not written to Redis: its start markers are unknown or expired"
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// Counts (and traces) a load whose value an invalidation made stale before it was stored.
+    fn discarded(&self, key: &str) {
+        self.inner.counters.stale_discarded.incr();
+        tracing::debug!(
+            key,
+            "an invalidation overtook this load: its value is returned, not stored"
+        );
+    }
+
+    /// Where a load of `keys` starts, for [`store`](Self::store): the in-process number taken
+    /// before the caller's reads, and the Redis markers read now, after its miss.
+    async fn load_start(&self, seq: u64, keys: &[&str]) -> Vec<LoadStart> {
+        let seen: Vec<Option<Seen>> = match &self.inner.l2 {
+            Some(l2) => match l2.guard_seen(keys).await {
+                Ok(seen) => seen.into_iter().map(Some).collect(),
+                Err(e) => {
+                    self.record_error("guard", keys.first().copied().unwrap_or(""), &e);
+                    vec![None; keys.len()]
+                }
+            },
+            None => vec![None; keys.len()],
+        };
+        let at = std::time::Instant::now();
+        seen.into_iter().map(|seen| LoadStart { seq, seen, at }).collect()
     }
 
     /// Removes `key` from both levels; returns whether Redis held it (L1-only: whether L1 did).
@@ -692,6 +826,7 @@ impl Cache {
         let fp = Fingerprint::of(key);
         // Only L1-only mode answers from L1; with Redis the answer is UNLINK's.
         let in_l1 = self.inner.l2.is_none() && self.inner.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some());
+        self.inner.log.record(Invalidated::Key(fp));
         if let Some(l1) = &self.inner.l1 {
             l1.remove(fp);
         }
@@ -808,7 +943,10 @@ impl Cache {
             };
             self.inner.counters.sets.incr();
             let deadline = clock::now() + self.l1_life(ttl);
-            self.fill_l1(key, Fingerprint::of(key), v.clone(), deadline, size);
+            let fp = Fingerprint::of(key);
+            // A direct write overtakes the loads of this key in flight here.
+            self.inner.log.record(Invalidated::Key(fp));
+            self.fill_l1(key, fp, v.clone(), deadline, size);
         }
         let first_error = first_error.map_or(Ok(()), Err);
         let Some(l2) = &self.inner.l2 else {
@@ -830,6 +968,13 @@ impl Cache {
     /// (L1-only: L1 entries). L1 is cleared even when Redis fails; the error is returned.
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let p = Pattern::new(pattern)?;
+        if p.is_literal() {
+            self.inner
+                .log
+                .record(Invalidated::Key(Fingerprint::of(p.as_str())));
+        } else {
+            self.inner.log.record(Invalidated::Pattern(p.clone()));
+        }
         let l1_removed = self
             .inner
             .l1
@@ -843,7 +988,11 @@ impl Cache {
             self.timed(Op::Invalidate, l2.unlink_notify(&[p.as_str()], notice.as_ref()))
                 .await
         } else {
-            let removed = self.timed(Op::Invalidate, l2.unlink_matching(p.as_str())).await;
+            // The epoch first: loads in flight anywhere then do not store what the scan removes.
+            let removed = match l2.bump_epoch().await {
+                Ok(()) => self.timed(Op::Invalidate, l2.unlink_matching(p.as_str())).await,
+                Err(e) => Err(e),
+            };
             // Tell the others even if the scan failed half-way: their copies may be stale.
             if let Some(n) = self.notice(&Message::Pattern(p.as_str().to_owned())) {
                 if let Err(e) = l2.publish(&n).await {
@@ -858,6 +1007,7 @@ impl Cache {
     /// Empties L1 and deletes every key in the Redis database (by `SCAN`, so other clients are
     /// not blocked). Returns the count as [`invalidate_pattern`](Self::invalidate_pattern) does.
     pub async fn clear(&self) -> Result<u64> {
+        self.inner.log.record(Invalidated::All);
         let l1_removed = self.inner.l1.as_ref().map_or(0, |l1| {
             let n = l1.len();
             l1.clear();
@@ -865,7 +1015,10 @@ impl Cache {
         });
         match &self.inner.l2 {
             Some(l2) => {
-                let removed = l2.unlink_matching("*").await;
+                let removed = match l2.bump_epoch().await {
+                    Ok(()) => l2.unlink_matching("*").await,
+                    Err(e) => Err(e),
+                };
                 if let Some(n) = self.notice(&Message::Clear) {
                     if let Err(e) = l2.publish(&n).await {
                         self.record_error("publish", "*", &e);
@@ -900,6 +1053,45 @@ impl Cache {
             )
             .await;
         infallible(r)
+    }
+
+    /// Runs `load` now and stores its value (warmers, refresh-ahead, after a write): the value
+    /// is stored unless an invalidation of `key` came while it was loading, in which case it is
+    /// returned but not stored (it would be older than what the invalidation announced).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// let v = cache
+    ///     .refresh("static:motd", None, || async { Ok::<_, std::io::Error>("hello".to_string()) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(cache.get::<String>("static:motd").await.unwrap(), Some(v));
+    /// # }
+    /// ```
+    pub async fn refresh<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> std::result::Result<T, crate::RefreshError<E>>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let seq = self.inner.log.start();
+        let start = self.load_start(seq, &[key]).await.pop();
+        let value = load().await.map_err(crate::RefreshError::Load)?;
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        let (_, stored) = self
+            .store(key, Fingerprint::of(key), value.clone(), &opts, start.as_ref())
+            .await;
+        stored.map_err(crate::RefreshError::Cache)?;
+        Ok(value)
     }
 
     /// Like [`get_or_insert_with`](Self::get_or_insert_with) for a fallible loader: only `Ok`
@@ -1017,6 +1209,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        // Taken before the Redis read: an invalidation from now on keeps this load from storing.
+        let seq = self.inner.log.start();
         match self.l2_read::<T>(key).await {
             Ok(Some(found)) => return Ok(self.l2_hit(key, fp, &opts, found)),
             Ok(None) => {}
@@ -1039,11 +1233,12 @@ impl Cache {
         self.inner.counters.misses.incr();
         self.inner.counters.loader_calls.incr();
         self.inner.access.record(fp, key, false);
+        let start = self.load_start(seq, &[key]).await.pop();
         let loaded = load().await;
         let result = match loaded {
             Ok(value) => {
                 let share = if keep.is_none_or(|keep| keep(&value)) {
-                    Share::Entry(self.store(key, fp, value.clone(), &opts).await.0)
+                    Share::Entry(self.store(key, fp, value.clone(), &opts, start.as_ref()).await.0)
                 } else {
                     Share::Later {
                         expires_at: clock::now(),
@@ -1152,6 +1347,11 @@ impl Cache {
             let Some(stale) = stale else {
                 return load().await;
             };
+            // A load that may finish in the background stores there, guarded from its own start.
+            let start = match opts.soft_timeout {
+                Some(_) => self.load_start(self.inner.log.start(), &[key]).await.pop(),
+                None => None,
+            };
             let mut fut = Box::pin(load());
             let outcome = match opts.soft_timeout {
                 Some(soft) => tokio::time::timeout(soft, &mut fut).await.ok(),
@@ -1174,7 +1374,9 @@ impl Cache {
                         match fut.await {
                             Ok(v) => {
                                 // store() logs and counts its own failures.
-                                let _ = this.store(&key, fp, v, &opts).await;
+                                if let Some(start) = start {
+                                    let _ = this.store(&key, fp, v, &opts, Some(&start)).await;
+                                }
                             }
                             Err(e) => {
                                 tracing::warn!(key, error = ?e, "background load after soft timeout failed")
@@ -1301,6 +1503,7 @@ impl Cache {
         F: FnOnce(Vec<usize>) -> Fut,
         Fut: Future<Output = Result<Vec<Option<T>>, E>>,
     {
+        let seq = self.inner.log.start();
         let mut out = match self.mget::<T, K>(keys).await {
             Ok(v) => v,
             // mget logged and counted the failure: compute everything.
@@ -1311,17 +1514,98 @@ impl Cache {
             return Ok(out);
         }
         self.inner.counters.loader_calls.incr();
+        let missing_keys: Vec<&str> = missing.iter().map(|&i| keys[i].as_ref()).collect();
+        let starts = self.load_start(seq, &missing_keys).await;
         let loaded = load(missing.clone()).await?;
-        let mut to_store: Vec<(&str, T)> = Vec::with_capacity(missing.len());
-        for (i, v) in missing.into_iter().zip(loaded) {
+        let mut to_store: Vec<(&str, T, &LoadStart)> = Vec::with_capacity(missing.len());
+        for ((i, v), start) in missing.into_iter().zip(loaded).zip(&starts) {
             if let Some(v) = v {
-                to_store.push((keys[i].as_ref(), v.clone()));
+                to_store.push((keys[i].as_ref(), v.clone(), start));
                 out[i] = Some(v);
             }
         }
-        // mset logs and counts its own failure; the computed values are returned regardless.
-        let _ = self.mset(&to_store, ttl).await;
+        // Logs and counts its own failures: the computed values are returned regardless.
+        self.store_loaded_many(to_store, ttl).await;
         Ok(out)
+    }
+
+    /// [`store`](Self::store) for the values of one batch load: each guarded by its key's
+    /// start, all written to Redis in one script call.
+    async fn store_loaded_many<T: CacheValue>(
+        &self,
+        items: Vec<(&str, T, &LoadStart)>,
+        ttl: Option<Duration>,
+    ) {
+        let now_ms = unix_ms();
+        let mut kept: Vec<Pending<'_, T>> = Vec::with_capacity(items.len());
+        for (key, value, start) in items {
+            let fp = Fingerprint::of(key);
+            if self.inner.log.overtaken(start.seq, fp, key) {
+                self.discarded(key);
+                continue;
+            }
+            let ttl = self.resolve_ttl(key, ttl, None);
+            let encoded = match &self.inner.l2 {
+                Some(_) => self
+                    .encode(key, &value, now_ms.saturating_add(ttl.as_millis() as u64))
+                    .map(|(b, raw)| (Some(b), raw)),
+                None => self.l1_only_size(key, &value).map(|raw| (None, raw)),
+            };
+            if let Ok((bytes, size)) = encoded {
+                kept.push(Pending {
+                    key,
+                    fp,
+                    value,
+                    start,
+                    ttl,
+                    bytes,
+                    size,
+                });
+            }
+        }
+        let mut stored = vec![true; kept.len()];
+        if let Some(l2) = &self.inner.l2 {
+            // Loads whose markers are unknown or expired skip Redis (see `guarded_write`).
+            let mut at = Vec::new();
+            let mut items: Vec<GuardedItem<'_>> = Vec::new();
+            for (i, p) in kept.iter().enumerate() {
+                if let (Some(seen), Some(bytes)) = (&p.start.seen, &p.bytes) {
+                    if p.start.at.elapsed() < l2.marker_ttl() {
+                        at.push(i);
+                        items.push((p.key, bytes, p.ttl, seen));
+                    }
+                }
+            }
+            if !items.is_empty() {
+                let notice = self.notice(&Message::Keys(items.iter().map(|i| i.0.to_owned()).collect()));
+                match self
+                    .timed(Op::Mset, l2.guarded_set(&items, notice.as_ref()))
+                    .await
+                {
+                    Ok(flags) => {
+                        for (i, ok) in at.into_iter().zip(flags) {
+                            stored[i] = ok;
+                        }
+                    }
+                    Err(e) => self.record_error("mset", items[0].0, &e),
+                }
+            }
+        }
+        let now = clock::now();
+        for (p, ok) in kept.into_iter().zip(stored) {
+            if !ok {
+                self.discarded(p.key);
+                continue;
+            }
+            self.inner.counters.sets.incr();
+            let entry = self.fill_l1(p.key, p.fp, p.value, now + self.l1_life(p.ttl), p.size);
+            if self.inner.log.overtaken(p.start.seq, p.fp, p.key) {
+                if let Some(l1) = &self.inner.l1 {
+                    l1.remove_same(p.fp, &entry);
+                }
+                self.discarded(p.key);
+            }
+        }
     }
 
     /// The `n` most-read keys with their read counts and hit ratios (see [`crate::access`]).

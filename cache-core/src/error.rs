@@ -71,3 +71,15 @@ impl CacheError {
         }
     }
 }
+
+/// Why [`Cache::refresh`](crate::Cache::refresh) failed: its loader, or the cache's write.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError<E> {
+    /// The loader returned this error; nothing was stored.
+    #[error("loader failed: {0}")]
+    Load(E),
+    /// The value was computed but the cache could not store it.
+    #[error(transparent)]
+    Cache(CacheError),
+}

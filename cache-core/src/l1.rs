@@ -155,6 +155,12 @@ impl L1 {
         self.store().remove(fp);
     }
 
+    /// Removes `fp` only if it still holds `entry` (a load whose value turned out stale takes
+    /// back its own entry, never a newer one).
+    pub(crate) fn remove_same(&self, fp: Fingerprint, entry: &Entry) {
+        self.store().remove_same(fp, entry);
+    }
+
     pub(crate) fn remove_where(&self, pred: &dyn Fn(&str) -> bool) -> u64 {
         self.store().remove_where(pred)
     }

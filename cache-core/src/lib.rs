@@ -25,6 +25,7 @@ mod engine;
 mod error;
 mod flight;
 mod global;
+mod guard;
 mod invalidation;
 pub mod key;
 mod l1;
@@ -46,7 +47,7 @@ pub use config::{CacheConfig, CacheConfigBuilder};
 pub use engine::{
     Cache, CacheValue, CompressionStats, Health, LoadOptions, MemoryStats, Mode, Performance, RedisHealth,
 };
-pub use error::{CacheError, Result};
+pub use error::{CacheError, RefreshError, Result};
 pub use global::{global, init};
 pub use l2::{BreakerState, PoolStatus};
 pub use latency::OpLatency;

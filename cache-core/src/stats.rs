@@ -56,6 +56,7 @@ pub(crate) struct Counters {
     pub sets: Counter,
     pub loader_calls: Counter,
     pub too_large: Counter,
+    pub stale_discarded: Counter,
 }
 
 /// A point-in-time view of the cache, shaped like the product's stats JSON.
@@ -109,6 +110,9 @@ pub struct Stats {
     pub loader_calls: u64,
     /// Values not cached because they exceed `max_value_size`.
     pub too_large: u64,
+    /// Loaded values returned but not stored, because an invalidation of their key came while
+    /// they were loading (they would have been stale).
+    pub stale_discarded: u64,
     /// `INFO` fields of the L2 server; `None` in L1-only mode or when Redis is unreachable.
     pub redis_info: Option<RedisInfo>,
     /// The latest TTLs chosen by an adaptive strategy (empty otherwise).
@@ -196,6 +200,7 @@ impl Counters {
             sets: self.sets.get(),
             loader_calls: self.loader_calls.get(),
             too_large: self.too_large.get(),
+            stale_discarded: self.stale_discarded.get(),
             redis_info,
             adaptive_ttls: Vec::new(),
         }

@@ -241,8 +241,12 @@ impl Warmer {
         let f: LoaderFn = Arc::new(move |key: String| {
             let (cache, load) = (cache.clone(), load.clone());
             Box::pin(async move {
-                let value = load(key.clone()).await.map_err(|e| e.to_string())?;
-                cache.set(&key, &value, None).await.map_err(|e| e.to_string())
+                // Guarded like any load: an invalidation during it keeps its value out.
+                cache
+                    .refresh(&key, None, || load(key.clone()))
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             })
         });
         self.inner.loaders.lock().push((pattern, f));
