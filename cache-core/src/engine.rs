@@ -1448,7 +1448,8 @@ impl Cache {
     }
 
     /// Reads many keys and computes only the missing ones: one L1 pass, ONE `MGET` for the rest,
-    /// `load` called once with exactly the missing keys, ONE pipelined write of what it returned.
+    /// `load` called once with exactly the missing keys, ONE guarded write of what it returned
+    /// (a value an invalidation overtook is returned but not stored: see the README's consistency section).
     /// Results follow the input order; a key `load` did not return is `None`. Works in L1-only
     /// mode. Redis failures fall back to computing (logged, counted); `load`'s error is returned.
     ///
