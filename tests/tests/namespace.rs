@@ -60,6 +60,21 @@ async fn seed_foreign(redis: &RedisServer, prefix: &str) -> Vec<Vec<u8>> {
     all
 }
 
+/// The admin API over `c`, served on a free loopback port (token `t`); its base URL.
+async fn serve_admin(c: &Cache) -> String {
+    let app = cache_admin::router(
+        c.clone(),
+        None,
+        AdminConfig {
+            token: Some("t".into()),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
 async fn exists(redis: &RedisServer, key: &[u8]) -> bool {
     redis.conn().await.exists(key).await.unwrap()
 }
@@ -118,16 +133,7 @@ async fn clear_and_invalidation_delete_only_the_cache_entries() {
 
     // The admin API's clear, over HTTP.
     seed_own(&c).await;
-    let app = cache_admin::router(
-        c.clone(),
-        None,
-        AdminConfig {
-            token: Some("t".into()),
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_admin(&c).await;
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/cache/clear"))
         .bearer_auth("t")
@@ -270,16 +276,7 @@ async fn hostile_keys_round_trip_through_every_path() {
     .await;
     // The admin API: a pattern with a newline and glob characters arrives as JSON, escaped, and
     // reaches exactly its key; keys with newlines come back as valid JSON.
-    let app = cache_admin::router(
-        a.clone(),
-        None,
-        AdminConfig {
-            token: Some("t".into()),
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_admin(&a).await;
     let http = reqwest::Client::new();
     let pattern = cache_core::pattern::escape("query:q?[a-z]\\").into_owned() + "*";
     let r = http
