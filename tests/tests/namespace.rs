@@ -245,8 +245,20 @@ async fn hostile_keys_round_trip_through_every_path() {
     let redis = RedisServer::start();
     let a = cache(&redis, None);
     let b = cache(&redis, None);
-    // Give both listeners time to subscribe.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both listeners subscribed before anything is written (a message sent earlier is lost).
+    let mut conn = redis.conn().await;
+    for _ in 0..500 {
+        let (_, n): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("tiered-cache:invalidate:0")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if n >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for (i, k) in HOSTILE.iter().enumerate() {
         a.set(k, &(i as u32), None).await.unwrap();
         assert_eq!(b.get::<u32>(k).await.unwrap(), Some(i as u32), "{k:?}");

@@ -38,15 +38,14 @@ async fn kill_pubsub_clients(redis: &RedisServer) {
 
 /// After each of 8 drops of the subscriptions, B evicts its L1 copy when A writes again.
 ///
-/// The old listener doubled its retry delay on every drop and never reset it, so it slept 50,
-/// 100, 200, 400, 800, 1000, 1000, 1000 ms before resubscribing: from the 5th drop on, every
-/// recovery took at least 800 ms by construction. With the reset each takes the first delay
-/// (50 ms) plus a reconnect. The assertion is on the fastest of drops 5 to 8, so it fails on the
-/// old code whatever the machine does, and on the new code only if four recoveries in a row are
-/// slowed down past 400 ms. (The listener's delays are also checked without timings, on its own
-/// counters, in `cache-core`'s `invalidation::tests::backoff_resets_after_every_resubscription`.)
+/// The old listener doubled its retry delay on every drop and never reset it (50, 100, 200, 400,
+/// 800, 1000, 1000, 1000 ms before resubscribing; measured recoveries 59 → 1012 ms). That the
+/// delay resets is checked without timings, on the listener's own counters, in `cache-core`'s
+/// `invalidation::tests::backoff_resets_after_every_resubscription`; this test checks the
+/// behaviour end to end (every drop recovers) and prints the recovery times, with no timing
+/// threshold, as the project's tests do not have one (the machines are noisy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_listener_comes_back_quickly_after_every_drop() {
+async fn the_listener_comes_back_after_every_drop() {
     let redis = RedisServer::start();
     let (a, b) = (cache(&redis), cache(&redis));
     let key = "resource:users:1";
@@ -76,11 +75,7 @@ async fn the_listener_comes_back_quickly_after_every_drop() {
         recoveries.push(took);
     }
     eprintln!("recoveries after each drop: {recoveries:?}");
-    let fastest_late = recoveries[4..].iter().min().unwrap();
-    assert!(
-        *fastest_late < Duration::from_millis(400),
-        "the retry delay kept growing across drops: {recoveries:?}"
-    );
+    assert_eq!(recoveries.len(), 8);
 }
 
 /// A multi-key write (`mset`, one `m` message) with keys containing newlines, spaces and
