@@ -108,10 +108,13 @@ pub async fn app(db_path: &Path, admin: cache_admin::AdminConfig) -> Result<(Rou
             let c = c.clone();
             async move {
                 for month in db::latest_months(3).await? {
-                    let t = service::compute_trends(month.clone()).await?;
-                    c.set(&format!("analysis:trends:{month}"), &t, None)
-                        .await
-                        .map_err(|e| DemoError::Setup(e.to_string()))?;
+                    // `refresh`, not compute-then-`set`: an update of the month during the
+                    // computation keeps this (older) result out of the cache.
+                    c.refresh(&format!("analysis:trends:{month}"), None, || {
+                        service::compute_trends(month.clone())
+                    })
+                    .await
+                    .map_err(|e| DemoError::Setup(e.to_string()))?;
                 }
                 Ok::<(), DemoError>(())
             }
