@@ -447,6 +447,11 @@ impl Cache {
                             }
                         }
                     }
+                    Message::Filled(keys) => {
+                        if let Some(l1) = &inner.l1 {
+                            keys.iter().for_each(|k| l1.remove(Fingerprint::of(k)));
+                        }
+                    }
                     Message::Pattern(p) => match Pattern::new(&p) {
                         Ok(p) => {
                             let matches = |k: &str| p.matches(k);
@@ -555,6 +560,9 @@ impl Cache {
         }
     }
 
+    /// Puts a value into L1. `read_since` is where the read or load that produced it started
+    /// ([`crate::guard`]): an invalidation of the key since then takes the entry back out, so a
+    /// Redis reply that was on its way while the key was deleted does not linger in L1.
     fn fill_l1<T: CacheValue>(
         &self,
         key: &str,
@@ -562,10 +570,15 @@ impl Cache {
         value: T,
         deadline: Instant,
         bytes: usize,
+        read_since: Option<u64>,
     ) -> Entry {
         let entry = l1::entry(key, value, deadline, bytes as u64);
         if let Some(l1) = &self.inner.l1 {
             l1.insert(fp, entry.clone());
+            if read_since.is_some_and(|seq| self.inner.log.overtaken(seq, fp, key)) {
+                l1.remove_same(fp, &entry);
+                self.discarded(key);
+            }
         }
         entry
     }
@@ -578,8 +591,9 @@ impl Cache {
             self.inner.access.record(fp, key, true);
             return Ok(Some(v));
         }
+        let seq = self.inner.log.start();
         match self.l2_read::<T>(key).await {
-            Ok(Some(found)) => Ok(Some(self.l2_hit(key, fp, &LoadOptions::default(), found).0)),
+            Ok(Some(found)) => Ok(Some(self.l2_hit(key, fp, &LoadOptions::default(), found, seq).0)),
             Ok(None) => {
                 self.inner.access.record(fp, key, false);
                 self.inner.counters.misses.incr();
@@ -725,7 +739,12 @@ impl Cache {
         self.inner.counters.sets.incr();
         let mut result = Ok(());
         if let (Some(l2), Some(bytes)) = (&self.inner.l2, bytes) {
-            let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
+            // A load's fill only refreshes other instances' L1; a direct write also overtakes
+            // their loads in flight.
+            let notice = match load {
+                None => self.notice(&Message::Keys(vec![key.to_owned()])),
+                Some(_) => self.notice(&Message::Filled(vec![key.to_owned()])),
+            };
             let written = match load {
                 None => self
                     .timed(Op::Set, l2.set(key, &bytes, ttl + grace, notice.as_ref()))
@@ -779,7 +798,7 @@ impl Cache {
         notice: Option<&Notice>,
     ) -> Result<bool> {
         match &start.seen {
-            Some(seen) if start.at.elapsed() < l2.marker_ttl() => Ok(self
+            Some(seen) if self.markers_still_live(l2, start) => Ok(self
                 .timed(Op::Set, l2.guarded_set(&[(key, bytes, ttl, seen)], notice))
                 .await?
                 .first()
@@ -795,6 +814,12 @@ impl Cache {
         }
     }
 
+    /// Whether the markers a load saw are certainly still in Redis when its store runs: younger
+    /// than the window, with room for the store's own timeout and its one retry.
+    fn markers_still_live(&self, l2: &RedisL2, start: &LoadStart) -> bool {
+        start.at.elapsed() + 2 * self.inner.config.command_timeout < l2.marker_ttl()
+    }
+
     /// Counts (and traces) a load whose value an invalidation made stale before it was stored.
     fn discarded(&self, key: &str) {
         self.inner.counters.stale_discarded.incr();
@@ -807,6 +832,8 @@ impl Cache {
     /// Where a load of `keys` starts, for [`store`](Self::store): the in-process number taken
     /// before the caller's reads, and the Redis markers read now, after its miss.
     async fn load_start(&self, seq: u64, keys: &[&str]) -> Vec<LoadStart> {
+        // Before the markers are read: their lifetime is counted from when they could be set.
+        let at = std::time::Instant::now();
         let seen: Vec<Option<Seen>> = match &self.inner.l2 {
             Some(l2) => match l2.guard_seen(keys).await {
                 Ok(seen) => seen.into_iter().map(Some).collect(),
@@ -817,7 +844,6 @@ impl Cache {
             },
             None => vec![None; keys.len()],
         };
-        let at = std::time::Instant::now();
         seen.into_iter().map(|seen| LoadStart { seq, seen, at }).collect()
     }
 
@@ -890,6 +916,7 @@ impl Cache {
             return Ok(out);
         }
         let miss_keys: Vec<&str> = missing.iter().map(|&i| keys[i].as_ref()).collect();
+        let seq = self.inner.log.start();
         let values = match self.timed(Op::Mget, l2.mget(&miss_keys)).await {
             Ok(v) => v,
             Err(e) => {
@@ -903,7 +930,8 @@ impl Cache {
             match bytes.and_then(|b| self.decode::<T>(key, &b)) {
                 Some((v, exp, len)) => {
                     self.inner.counters.l2_hits.incr();
-                    self.fill_l1(key, Fingerprint::of(key), v.clone(), self.l1_deadline(exp), len);
+                    let deadline = self.l1_deadline(exp);
+                    self.fill_l1(key, Fingerprint::of(key), v.clone(), deadline, len, Some(seq));
                     out[i] = Some(v);
                 }
                 None => self.inner.counters.misses.incr(),
@@ -946,7 +974,7 @@ impl Cache {
             let fp = Fingerprint::of(key);
             // A direct write overtakes the loads of this key in flight here.
             self.inner.log.record(Invalidated::Key(fp));
-            self.fill_l1(key, fp, v.clone(), deadline, size);
+            self.fill_l1(key, fp, v.clone(), deadline, size, None);
         }
         let first_error = first_error.map_or(Ok(()), Err);
         let Some(l2) = &self.inner.l2 else {
@@ -963,9 +991,11 @@ impl Cache {
         first_error
     }
 
-    /// Deletes every key matching a Redis glob (`resource:users:*`) from L1 and from Redis
-    /// (`SCAN MATCH` + `UNLINK`, never `KEYS`). Returns the number of Redis keys deleted
-    /// (L1-only: L1 entries). L1 is cleared even when Redis fails; the error is returned.
+    /// Deletes the cache's entries matching a Redis glob (`resource:users:*`) from L1 and from
+    /// Redis (`SCAN MATCH`, never `KEYS`, and a server-side check that unlinks only values with
+    /// the cache's envelope: another program's keys under the same names are left alone).
+    /// Returns the number of Redis keys deleted (L1-only: L1 entries). L1 is cleared even when
+    /// Redis fails; the error is returned.
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let p = Pattern::new(pattern)?;
         if p.is_literal() {
@@ -1004,8 +1034,10 @@ impl Cache {
         result.inspect_err(|e| self.record_error("invalidate_pattern", pattern, e))
     }
 
-    /// Empties L1 and deletes every key in the Redis database (by `SCAN`, so other clients are
-    /// not blocked). Returns the count as [`invalidate_pattern`](Self::invalidate_pattern) does.
+    /// Empties L1 and deletes the cache's entries in Redis (inside its namespace when it has one;
+    /// by `SCAN`, so other clients are not blocked; only values with the cache's envelope, so
+    /// another program's keys survive). Returns the count as
+    /// [`invalidate_pattern`](Self::invalidate_pattern) does.
     pub async fn clear(&self) -> Result<u64> {
         self.inner.log.record(Invalidated::All);
         let l1_removed = self.inner.l1.as_ref().map_or(0, |l1| {
@@ -1212,7 +1244,7 @@ impl Cache {
         // Taken before the Redis read: an invalidation from now on keeps this load from storing.
         let seq = self.inner.log.start();
         match self.l2_read::<T>(key).await {
-            Ok(Some(found)) => return Ok(self.l2_hit(key, fp, &opts, found)),
+            Ok(Some(found)) => return Ok(self.l2_hit(key, fp, &opts, found, seq)),
             Ok(None) => {}
             Err(e) => self.record_error("get", key, &e),
         }
@@ -1223,7 +1255,7 @@ impl Cache {
             match self.try_lock(&name, lock_ttl).await {
                 Ok(Some(token)) => lock = Some((name, token)),
                 Ok(None) => match self.wait_for_other_instance::<T>(key, &name, lock_ttl).await {
-                    Waited::Value(found) => return Ok(self.l2_hit(key, fp, &opts, found)),
+                    Waited::Value(found) => return Ok(self.l2_hit(key, fp, &opts, found, seq)),
                     Waited::Lead(token) => lock = Some((name, token)),
                     Waited::GaveUp => {}
                 },
@@ -1264,13 +1296,14 @@ impl Cache {
         fp: Fingerprint,
         opts: &LoadOptions,
         found: (T, u64, usize),
+        read_since: u64,
     ) -> (T, Share) {
         let (v, exp, len) = found;
         self.inner.counters.l2_hits.incr();
         self.inner.access.record(fp, key, true);
         let deadline = self.l1_deadline(exp);
         let share = if opts.use_l1 && self.inner.l1.is_some() {
-            Share::Entry(self.fill_l1(key, fp, v.clone(), deadline, len))
+            Share::Entry(self.fill_l1(key, fp, v.clone(), deadline, len, Some(read_since)))
         } else {
             Share::Later {
                 expires_at: deadline,
@@ -1571,14 +1604,14 @@ impl Cache {
             let mut items: Vec<GuardedItem<'_>> = Vec::new();
             for (i, p) in kept.iter().enumerate() {
                 if let (Some(seen), Some(bytes)) = (&p.start.seen, &p.bytes) {
-                    if p.start.at.elapsed() < l2.marker_ttl() {
+                    if self.markers_still_live(l2, p.start) {
                         at.push(i);
                         items.push((p.key, bytes, p.ttl, seen));
                     }
                 }
             }
             if !items.is_empty() {
-                let notice = self.notice(&Message::Keys(items.iter().map(|i| i.0.to_owned()).collect()));
+                let notice = self.notice(&Message::Filled(items.iter().map(|i| i.0.to_owned()).collect()));
                 match self
                     .timed(Op::Mset, l2.guarded_set(&items, notice.as_ref()))
                     .await
@@ -1599,13 +1632,8 @@ impl Cache {
                 continue;
             }
             self.inner.counters.sets.incr();
-            let entry = self.fill_l1(p.key, p.fp, p.value, now + self.l1_life(p.ttl), p.size);
-            if self.inner.log.overtaken(p.start.seq, p.fp, p.key) {
-                if let Some(l1) = &self.inner.l1 {
-                    l1.remove_same(p.fp, &entry);
-                }
-                self.discarded(p.key);
-            }
+            let deadline = now + self.l1_life(p.ttl);
+            self.fill_l1(p.key, p.fp, p.value, deadline, p.size, Some(p.start.seq));
         }
     }
 

@@ -12,8 +12,9 @@
 //!   records itself *before* it removes L1 entries: either the removal sees the new entry, or the
 //!   second check sees the record.
 //! - **In Redis, across instances**: every invalidation first writes a marker (per key: a random
-//!   token under `tiered-cache:inv:{key}` that expires after [`MARKER_TTL`]; per pattern or
-//!   clear: `INCR tiered-cache:inv-epoch`), and only then deletes. A load reads both after its
+//!   token under `tiered-cache:inv:{key}` that expires after `load_guard_window`; per pattern or
+//!   clear: `INCR tiered-cache:inv-epoch`), and only then deletes; a direct write writes the
+//!   key's marker before its value. A load reads both after its
 //!   Redis miss and stores with a Lua script that writes only if neither changed. No clocks are
 //!   compared. A load that took longer than the markers live is not stored in Redis (its marker
 //!   may have expired unseen).
@@ -27,14 +28,18 @@ use parking_lot::Mutex;
 use crate::key::Fingerprint;
 use crate::pattern::Pattern;
 
-/// How long a key's invalidation marker lives in Redis; a load that takes longer is not stored
-/// there (see the module docs).
+/// The default `load_guard_window`: how long a key's invalidation marker lives in Redis; a load
+/// that takes longer is not stored there (see the module docs).
 pub(crate) const MARKER_TTL: Duration = Duration::from_secs(60);
 
-/// Invalidations remembered in process. A load that started before the oldest one kept cannot
-/// be told apart and does not store: with 4096 kept, that takes thousands of invalidations
-/// during one load.
-const KEPT: usize = 4096;
+/// Buckets of key invalidations: each holds the number of the latest invalidation of a key that
+/// hashes to it, so key invalidations never run out of room, however many there are during one
+/// load; two keys sharing a bucket can only make a load skip its store, never store stale.
+const KEY_BUCKETS: usize = 4096;
+
+/// Pattern invalidations and clears remembered. A load that started before the oldest one kept
+/// does not store: that takes this many of them during one load.
+const BROAD_KEPT: usize = 1024;
 
 /// What an invalidation reached.
 pub(crate) enum Invalidated {
@@ -47,10 +52,20 @@ pub(crate) enum Invalidated {
 }
 
 /// The numbered invalidations of this process (see the module docs).
-#[derive(Default)]
 pub(crate) struct InvalidationLog {
     seq: AtomicU64,
-    recent: Mutex<VecDeque<(u64, Invalidated)>>,
+    keys: Box<[AtomicU64]>,
+    broad: Mutex<VecDeque<(u64, Option<Pattern>)>>,
+}
+
+impl Default for InvalidationLog {
+    fn default() -> Self {
+        InvalidationLog {
+            seq: AtomicU64::new(0),
+            keys: (0..KEY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            broad: Mutex::new(VecDeque::new()),
+        }
+    }
 }
 
 impl InvalidationLog {
@@ -59,40 +74,53 @@ impl InvalidationLog {
         self.seq.load(Ordering::Acquire)
     }
 
+    fn bucket(&self, fp: Fingerprint) -> &AtomicU64 {
+        &self.keys[(fp.0 as usize) % KEY_BUCKETS]
+    }
+
     /// Records an invalidation; call it before removing what it invalidates.
     pub(crate) fn record(&self, what: Invalidated) {
-        let mut recent = self.recent.lock();
+        // One lock orders the numbers and what they name: a reader that sees a number sees
+        // its record too.
+        let mut broad = self.broad.lock();
         let n = self.seq.load(Ordering::Relaxed) + 1;
-        if recent.len() == KEPT {
-            recent.pop_front();
+        match what {
+            Invalidated::Key(fp) => {
+                self.bucket(fp).store(n, Ordering::Release);
+            }
+            Invalidated::Pattern(p) => push_broad(&mut broad, n, Some(p)),
+            Invalidated::All => push_broad(&mut broad, n, None),
         }
-        recent.push_back((n, what));
         self.seq.store(n, Ordering::Release);
     }
 
     /// Whether an invalidation since `start` reaches `key`. One atomic load when nothing was
-    /// invalidated since (the common case).
+    /// invalidated since (the common case), one more for its key's bucket.
     pub(crate) fn overtaken(&self, start: u64, fp: Fingerprint, key: &str) -> bool {
         if self.seq.load(Ordering::Acquire) == start {
             return false;
         }
-        let recent = self.recent.lock();
-        match recent.front() {
-            // Older records were dropped: what happened since `start` is not all known.
-            Some((oldest, _)) if *oldest > start + 1 => return true,
-            None => return true,
-            Some(_) => {}
+        if self.bucket(fp).load(Ordering::Acquire) > start {
+            return true;
         }
-        recent
+        let broad = self.broad.lock();
+        if broad.len() == BROAD_KEPT && broad.front().is_some_and(|(oldest, _)| *oldest > start) {
+            // Older records were dropped: what happened since `start` is not all known.
+            return true;
+        }
+        broad
             .iter()
             .rev()
             .take_while(|(n, _)| *n > start)
-            .any(|(_, what)| match what {
-                Invalidated::Key(f) => *f == fp,
-                Invalidated::Pattern(p) => p.matches(key),
-                Invalidated::All => true,
-            })
+            .any(|(_, p)| p.as_ref().is_none_or(|p| p.matches(key)))
     }
+}
+
+fn push_broad(broad: &mut VecDeque<(u64, Option<Pattern>)>, n: u64, what: Option<Pattern>) {
+    if broad.len() == BROAD_KEPT {
+        broad.pop_front();
+    }
+    broad.push_back((n, what));
 }
 
 /// What a load saw when it started: the in-process number and, when Redis answered, the key's
@@ -138,11 +166,29 @@ mod tests {
     }
 
     #[test]
-    fn a_load_older_than_what_is_kept_does_not_store() {
+    fn key_invalidations_never_run_out_of_room() {
         let log = InvalidationLog::default();
         let start = log.start();
-        for i in 0..(KEPT + 10) {
-            log.record(Invalidated::Key(Fingerprint::of(&format!("other:{i}"))));
+        let a = Fingerprint::of("query:a");
+        for i in 0..100_000 {
+            let fp = Fingerprint::of(&format!("other:{i}"));
+            if !std::ptr::eq(log.bucket(fp), log.bucket(a)) {
+                log.record(Invalidated::Key(fp));
+            }
+        }
+        assert!(!log.overtaken(start, a, "query:a"), "other keys only");
+        log.record(Invalidated::Key(a));
+        assert!(log.overtaken(start, a, "query:a"));
+    }
+
+    #[test]
+    fn a_load_older_than_the_broad_records_kept_does_not_store() {
+        let log = InvalidationLog::default();
+        let start = log.start();
+        for i in 0..(BROAD_KEPT + 10) {
+            log.record(Invalidated::Pattern(
+                Pattern::new(&format!("other:{i}:*")).unwrap(),
+            ));
         }
         assert!(log.overtaken(start, Fingerprint::of("query:a"), "query:a"));
         let recent = log.start() - 5;

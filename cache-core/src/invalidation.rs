@@ -7,8 +7,9 @@
 //! (re)subscription clears L1 first: after a disconnect an instance re-reads from Redis.
 //!
 //! Message: `<origin:016x> <kind> <payload>`; kinds: `k` one key (the payload is the key, whatever
-//! it contains), `m` several keys, each framed as `<byte length>:<key>` (`5:query3:a:b`), `p` a
-//! pattern, `c` clear. An instance ignores its own messages.
+//! it contains), `m` several keys, each framed as `<byte length>:<key>` (`5:query3:a:b`), `f` keys
+//! a load filled (framed like `m`; they drop L1 copies but invalidate nothing), `p` a pattern,
+//! `c` clear. An instance ignores its own messages.
 //!
 //! Why `m` is length-prefixed: keys are arbitrary text, so no delimiter is safe; keys used to be
 //! joined with `\n`, and a key containing a newline was split into two wrong keys and never
@@ -25,7 +26,11 @@ use futures::StreamExt;
 /// An invalidation, as sent and received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message {
+    /// Written directly or deleted: other copies are stale, and loads in flight must not store.
     Keys(Vec<String>),
+    /// Filled by a load: other instances drop their L1 copies, but nothing was invalidated, so
+    /// their loads in flight may still store (see [`crate::guard`]).
+    Filled(Vec<String>),
     Pattern(String),
     Clear,
 }
@@ -33,20 +38,24 @@ pub(crate) enum Message {
 pub(crate) fn encode(origin: u64, msg: &Message) -> String {
     match msg {
         Message::Keys(keys) if keys.len() == 1 => format!("{origin:016x} k {}", keys[0]),
-        Message::Keys(keys) => {
-            let mut text = format!("{origin:016x} m ");
-            text.reserve(keys.iter().map(|k| k.len() + 4).sum());
-            let mut len = itoa::Buffer::new();
-            for k in keys {
-                text.push_str(len.format(k.len()));
-                text.push(':');
-                text.push_str(k);
-            }
-            text
-        }
+        Message::Keys(keys) => framed(origin, "m", keys),
+        Message::Filled(keys) => framed(origin, "f", keys),
         Message::Pattern(p) => format!("{origin:016x} p {p}"),
         Message::Clear => format!("{origin:016x} c "),
     }
+}
+
+/// `<origin> <kind> ` and each key as `<byte length>:<key>`.
+fn framed(origin: u64, kind: &str, keys: &[String]) -> String {
+    let mut text = format!("{origin:016x} {kind} ");
+    text.reserve(keys.iter().map(|k| k.len() + 4).sum());
+    let mut len = itoa::Buffer::new();
+    for k in keys {
+        text.push_str(len.format(k.len()));
+        text.push(':');
+        text.push_str(k);
+    }
+    text
 }
 
 /// `(origin, message)`, or `None` for text that is not ours.
@@ -58,6 +67,7 @@ pub(crate) fn decode(text: &str) -> Option<(u64, Message)> {
     let msg = match kind {
         "k" => Message::Keys(vec![payload.to_owned()]),
         "m" => decode_keys(payload).map_or(Message::Clear, Message::Keys),
+        "f" => decode_keys(payload).map_or(Message::Clear, Message::Filled),
         "p" => Message::Pattern(payload.to_owned()),
         "c" => Message::Clear,
         _ => return None,
@@ -260,6 +270,8 @@ mod tests {
         for m in [
             Message::Keys(vec!["query:a b:1".into()]),
             Message::Keys(vec!["a".into(), "b c".into()]),
+            Message::Filled(vec!["a\nb".into(), "".into(), "c".into()]),
+            Message::Filled(vec!["one".into()]),
             Message::Pattern("resource:*".into()),
             Message::Clear,
         ] {

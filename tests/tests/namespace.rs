@@ -163,6 +163,11 @@ async fn a_namespace_fences_off_keys_locks_and_channels() {
     let mut conn = redis.conn().await;
     let mut keys: Vec<String> = conn.keys("app1:*").await.unwrap();
     keys.sort();
+    // The direct writes' invalidation markers live in the namespace too.
+    let (markers, keys): (Vec<String>, Vec<String>) = keys
+        .into_iter()
+        .partition(|k| k.starts_with("app1:tiered-cache:inv:"));
+    assert_eq!(markers.len(), OWN.len(), "{markers:?}");
     assert_eq!(
         keys,
         vec![

@@ -4,7 +4,8 @@
 //! A generated key is `{prefix}:{module}::{fn}:{part}:{part}…`, and the encoding is injective per
 //! function: two different argument lists never share a key. Text parts (strings, `char`s,
 //! `Display` fallbacks) are percent-escaped where they could be confused with the structure: `%`
-//! becomes `%25`, `:` becomes `%3A`, and control characters (newlines included) become `%XX`.
+//! becomes `%25`, `:` becomes `%3A`, and control characters (newlines included) become `%XX`; an
+//! empty text part is a bare `%`.
 //! Everything else, unicode included, is written as it is, so common keys stay readable
 //! (`query:app::f:alice:42`). Integers, `bool`s and the serialized-hash fallback cannot contain
 //! `:` and are written plainly. A part therefore never holds a `:`, so the parts of a key split
@@ -303,6 +304,16 @@ impl KeyBuf {
     /// ```
     #[inline]
     pub fn push_text(&mut self, s: &str) {
+        if s.is_empty() {
+            self.push_str(EMPTY_PART);
+            return;
+        }
+        self.push_text_chunk(s);
+    }
+
+    /// Escapes `s` with no special case for empty text (a piece of a longer part).
+    #[inline]
+    fn push_text_chunk(&mut self, s: &str) {
         // Most parts need no escape: one scan, then one copy.
         if !s.bytes().any(needs_escape) {
             self.push_str(s);
@@ -336,8 +347,12 @@ impl KeyBuf {
     /// Appends anything `Display` as one escaped text part (see [`push_text`](Self::push_text)).
     #[inline]
     pub fn push_display<D: fmt::Display + ?Sized>(&mut self, d: &D) {
+        let before = self.as_bytes().len();
         // Writing into a KeyBuf cannot fail.
         let _ = write!(EscapingWriter(self), "{d}");
+        if self.as_bytes().len() == before {
+            self.push_str(EMPTY_PART);
+        }
     }
 
     /// The readable key.
@@ -367,6 +382,11 @@ impl KeyBuf {
     }
 }
 
+/// How an empty text part is written: a bare `%`, which escaping never produces otherwise, so an
+/// empty argument never leaves `::` in a key (where it could meet another function's key:
+/// `m::f("", "g")` and `fn g()` in `mod m::f`).
+const EMPTY_PART: &str = "%";
+
 /// Bytes a text part escapes: the escape itself, the part separator and control characters
 /// (a newline in a key breaks logs, `redis-cli` and line-based tools).
 #[inline]
@@ -381,7 +401,7 @@ struct EscapingWriter<'a>(&'a mut KeyBuf);
 impl fmt::Write for EscapingWriter<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.push_text(s);
+        self.0.push_text_chunk(s);
         Ok(())
     }
 }

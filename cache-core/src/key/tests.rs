@@ -129,6 +129,9 @@ fn text(s: &str) -> String {
 
 /// The inverse of [`KeyBuf::push_text`], to show that nothing is lost.
 fn unescape(s: &str) -> Option<String> {
+    if s == "%" {
+        return Some(String::new());
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -152,7 +155,10 @@ fn text_parts_escape_only_what_could_be_confused() {
     assert_eq!(text("a:b"), "a%3Ab");
     assert_eq!(text("50%"), "50%25");
     assert_eq!(text("l1\nl2\r\t\u{7f}"), "l1%0Al2%0D%09%7F");
-    assert_eq!(text(""), "");
+    assert_eq!(text(""), "%");
+    let mut k = KeyBuf::new();
+    k.push_display(&"");
+    assert_eq!(k.as_str(), "%", "an empty Display part too");
     // Display fallbacks go through the same escape, however the impl splits its writes.
     let mut k = KeyBuf::new();
     k.push_display(&format_args!("{}:{}", "a", "%"));

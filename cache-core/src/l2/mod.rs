@@ -75,7 +75,7 @@ const EPOCH_KEY: &str = "tiered-cache:inv-epoch";
 /// `KEYS[1]` the epoch, then per item its key and its marker; `ARGV[1]` the epoch the load saw,
 /// `ARGV[2]`/`ARGV[3]` the invalidation channel and message (`''`: none), then per item its
 /// value, TTL in ms and the marker the load saw. Returns a 0/1 per item. The notice is published
-/// from the script, so a store stays one round trip.
+/// from the script when anything was stored, so a store stays one round trip.
 const GUARDED_SET: &str = r"
 local stored = {}
 local n = (#KEYS - 1) / 2
@@ -83,15 +83,17 @@ if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
   for i = 1, n do stored[i] = 0 end
   return stored
 end
+local any = false
 for i = 1, n do
   if (redis.call('GET', KEYS[2 * i + 1]) or '') == ARGV[3 * i + 3] then
     redis.call('SET', KEYS[2 * i], ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])
     stored[i] = 1
+    any = true
   else
     stored[i] = 0
   end
 end
-if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+if any and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return stored
 ";
 
@@ -378,7 +380,22 @@ impl RedisL2 {
             .await
     }
 
-    /// `SET key value PX ttl`, with the invalidation notice (if any) in the same round trip.
+    /// Marks `keys` as written for the loads in flight anywhere ([`crate::guard`]): a random
+    /// token, set before the write or delete it announces.
+    fn add_markers(&self, pipe: &mut redis::Pipeline, keys: impl Iterator<Item = impl AsRef<str>>) {
+        let token = format!("{:016x}", fastrand::u64(..));
+        for k in keys {
+            pipe.cmd("SET")
+                .arg(self.marker(k.as_ref()))
+                .arg(&token)
+                .arg("PX")
+                .arg(ttl_ms(self.marker_ttl))
+                .ignore();
+        }
+    }
+
+    /// A direct write: `SET key value PX ttl` after the key's marker (so a load in flight here
+    /// or elsewhere does not overwrite it), with the invalidation notice, in one round trip.
     pub(crate) async fn set(
         &self,
         key: &str,
@@ -387,6 +404,7 @@ impl RedisL2 {
         notice: Option<&Notice>,
     ) -> Result<()> {
         let mut pipe = redis::pipe();
+        self.add_markers(&mut pipe, std::iter::once(key));
         pipe.cmd("SET")
             .arg(&*self.k(key))
             .arg(value)
@@ -408,7 +426,8 @@ impl RedisL2 {
             .await
     }
 
-    /// All writes in one pipelined round trip (`MSET` cannot carry a TTL).
+    /// Direct writes in one pipelined round trip, each after its key's marker (`MSET` cannot
+    /// carry a TTL).
     pub(crate) async fn mset(
         &self,
         items: &[(&str, &[u8], Duration)],
@@ -418,6 +437,7 @@ impl RedisL2 {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        self.add_markers(&mut pipe, items.iter().map(|i| i.0));
         for (k, v, ttl) in items {
             pipe.cmd("SET")
                 .arg(&*self.k(k))
@@ -441,15 +461,7 @@ impl RedisL2 {
         let mut pipe = redis::pipe();
         // Markers first: a guarded store that runs between the two then sees the marker, and
         // one that ran before has its value unlinked.
-        let token = format!("{:016x}", fastrand::u64(..));
-        for k in keys {
-            pipe.cmd("SET")
-                .arg(self.marker(k))
-                .arg(&token)
-                .arg("PX")
-                .arg(ttl_ms(self.marker_ttl))
-                .ignore();
-        }
+        self.add_markers(&mut pipe, keys.iter());
         let cmd = pipe.cmd("UNLINK");
         for k in keys {
             cmd.arg(&*self.k(k));
