@@ -266,3 +266,33 @@ async fn markers_expire_and_do_not_accumulate() {
     let epochs: Vec<String> = conn.keys("tiered-cache:inv-epoch").await.unwrap();
     assert_eq!(epochs.len(), 1);
 }
+
+/// A Redis reply that was on its way while the key was deleted does not stay in L1: the read
+/// (its GET queued behind a paused Redis) answers with the old value, but L1 does not keep it.
+/// Before, the reply filled L1 after `delete` had cleared it, and the deleted value was served
+/// from L1 for `l1_ttl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_answered_before_a_delete_does_not_refill_l1() {
+    let redis = RedisServer::start();
+    let a = build(Some(&redis), true, false);
+    build(Some(&redis), false, false)
+        .set(KEY, &1u64, None)
+        .await
+        .unwrap();
+    redis.pause_clients(300).await;
+    let (a1, a2) = (a.clone(), a.clone());
+    let read = tokio::spawn(async move { a1.get::<u64>(KEY).await.unwrap() });
+    // The read's GET goes out first (it queues on the paused server), then the delete's UNLINK.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let delete = tokio::spawn(async move { a2.delete(KEY).await.unwrap() });
+    let got = read.await.unwrap();
+    assert!(delete.await.unwrap(), "the key existed until the delete");
+    if got == Some(1) {
+        assert_eq!(
+            a.stats().await.stale_discarded,
+            1,
+            "the reply's L1 entry was taken back"
+        );
+    }
+    assert_eq!(a.get::<u64>(KEY).await.unwrap(), None, "L1 kept a deleted value");
+}
