@@ -1,4 +1,8 @@
 //! Configuration: from code (builder), from a TOML file, or from the environment.
+//!
+//! Why this file is past ~600 lines: every setting appears once in each of the struct, the
+//! defaults, the environment reader, the builder and validation, which are kept side by side so
+//! a new setting is added in one place; the tests are a fifth of it.
 
 use std::collections::BTreeMap;
 use std::path::Path;

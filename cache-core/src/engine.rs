@@ -1,4 +1,9 @@
 //! [`Cache`]: the handle that ties L1, L2, the codec, single flight and the counters together.
+//!
+//! Why this file is past ~600 lines: it is the public facade and the read-through protocol in
+//! one `impl`, which the tier-seam issue (17) splits into a thin facade, one loader module and
+//! tier modules as one deliberate redesign; until then it stays whole rather than being cut
+//! twice.
 
 use std::convert::Infallible;
 use std::fmt;

@@ -12,6 +12,7 @@
 
 mod breaker;
 mod coalesce;
+mod guard;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -31,8 +32,8 @@ use coalesce::{Coalescer, Join, Turn};
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, Result};
-use crate::guard::Seen;
 use crate::stats::RedisInfo;
+pub(crate) use guard::GuardedItem;
 
 /// Keys deleted per `UNLINK` while invalidating a pattern.
 const UNLINK_BATCH: usize = 500;
@@ -62,40 +63,6 @@ pub(crate) struct RedisL2 {
     /// How long a key's invalidation marker lives (see [`crate::guard`]).
     marker_ttl: Duration,
 }
-
-/// One value of a guarded write: key, encoded bytes, TTL, and the markers its load saw.
-pub(crate) type GuardedItem<'a> = (&'a str, &'a [u8], Duration, &'a Seen);
-
-/// Where a key's invalidation marker lives (namespaced like every key; see [`crate::guard`]).
-const MARKER_PREFIX: &str = "tiered-cache:inv:";
-/// The counter every pattern invalidation and clear increments.
-const EPOCH_KEY: &str = "tiered-cache:inv-epoch";
-
-/// Stores a load's values only if no invalidation overtook the load ([`crate::guard`]).
-/// `KEYS[1]` the epoch, then per item its key and its marker; `ARGV[1]` the epoch the load saw,
-/// `ARGV[2]`/`ARGV[3]` the invalidation channel and message (`''`: none), then per item its
-/// value, TTL in ms and the marker the load saw. Returns a 0/1 per item. The notice is published
-/// from the script when anything was stored, so a store stays one round trip.
-const GUARDED_SET: &str = r"
-local stored = {}
-local n = (#KEYS - 1) / 2
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
-  for i = 1, n do stored[i] = 0 end
-  return stored
-end
-local any = false
-for i = 1, n do
-  if (redis.call('GET', KEYS[2 * i + 1]) or '') == ARGV[3 * i + 3] then
-    redis.call('SET', KEYS[2 * i], ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])
-    stored[i] = 1
-    any = true
-  else
-    stored[i] = 0
-  end
-end
-if any and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return stored
-";
 
 /// Unlinks, among `KEYS`, only the strings that start with the cache's envelope (`ARGV[1]` is
 /// the magic; the byte after it holds the envelope version, 2 or later). `GETRANGE` on another
@@ -160,7 +127,7 @@ impl RedisL2 {
             url: url.to_owned(),
             ns: config.namespace.as_ref().map(|n| format!("{n}:")),
             unlink_own: redis::Script::new(UNLINK_OWN),
-            guarded_set: redis::Script::new(GUARDED_SET),
+            guarded_set: redis::Script::new(guard::GUARDED_SET),
             marker_ttl: config.load_guard_window,
             del_if_eq: redis::Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
@@ -380,20 +347,6 @@ impl RedisL2 {
             .await
     }
 
-    /// Marks `keys` as written for the loads in flight anywhere ([`crate::guard`]): a random
-    /// token, set before the write or delete it announces.
-    fn add_markers(&self, pipe: &mut redis::Pipeline, keys: impl Iterator<Item = impl AsRef<str>>) {
-        let token = format!("{:016x}", fastrand::u64(..));
-        for k in keys {
-            pipe.cmd("SET")
-                .arg(self.marker(k.as_ref()))
-                .arg(&token)
-                .arg("PX")
-                .arg(ttl_ms(self.marker_ttl))
-                .ignore();
-        }
-    }
-
     /// A direct write: `SET key value PX ttl` after the key's marker (so a load in flight here
     /// or elsewhere does not overwrite it), with the invalidation notice, in one round trip.
     pub(crate) async fn set(
@@ -472,74 +425,6 @@ impl RedisL2 {
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
         Ok(n)
-    }
-
-    fn marker(&self, key: &str) -> String {
-        format!("{}{MARKER_PREFIX}{key}", self.ns.as_deref().unwrap_or(""))
-    }
-
-    /// How long invalidation markers live: a load that took longer is not stored in Redis.
-    pub(crate) fn marker_ttl(&self) -> Duration {
-        self.marker_ttl
-    }
-
-    /// The markers a load reads after its Redis miss: the epoch and each key's marker.
-    pub(crate) async fn guard_seen(&self, keys: &[&str]) -> Result<Vec<Seen>> {
-        let mut names = Vec::with_capacity(keys.len() + 1);
-        names.push(self.k(EPOCH_KEY).into_owned());
-        names.extend(keys.iter().map(|k| self.marker(k)));
-        let names = &names;
-        let values: Vec<Option<Vec<u8>>> = self
-            .run(|mut c| async move { redis::cmd("MGET").arg(names).query_async(&mut c).await })
-            .await?;
-        let mut values = values.into_iter().map(Option::unwrap_or_default);
-        let epoch = values.next().unwrap_or_default();
-        Ok(values
-            .map(|marker| Seen {
-                marker,
-                epoch: epoch.clone(),
-            })
-            .collect())
-    }
-
-    /// Bumps the pattern epoch: every load in flight anywhere will not store (pattern
-    /// invalidation and clear call it before they delete).
-    pub(crate) async fn bump_epoch(&self) -> Result<()> {
-        let key = &*self.k(EPOCH_KEY);
-        self.run(|mut c| async move { redis::cmd("INCR").arg(key).query_async::<i64>(&mut c).await })
-            .await
-            .map(drop)
-    }
-
-    /// Stores loaded values unless an invalidation overtook their load (same epoch and markers
-    /// as `seen`, checked on the server), with the notice, in one round trip. Returns, per
-    /// item, whether it was stored.
-    pub(crate) async fn guarded_set(
-        &self,
-        items: &[GuardedItem<'_>],
-        notice: Option<&Notice>,
-    ) -> Result<Vec<bool>> {
-        let Some(first) = items.first() else {
-            return Ok(Vec::new());
-        };
-        let mut inv = self.guarded_set.prepare_invoke();
-        inv.key(&*self.k(EPOCH_KEY)).arg(&first.3.epoch[..]);
-        match notice {
-            Some(n) => inv.arg(&n.channel).arg(&n.text),
-            None => inv.arg("").arg(""),
-        };
-        for (k, v, ttl, seen) in items {
-            inv.key(&*self.k(k))
-                .key(self.marker(k))
-                .arg(*v)
-                .arg(ttl_ms(*ttl))
-                .arg(&seen.marker[..]);
-        }
-        let inv = &inv;
-        let stored: Vec<i64> = self
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
-        Ok(stored.into_iter().map(|s| s == 1).collect())
     }
 
     /// Milliseconds left on `key`; `None` when it does not exist or never expires.
