@@ -637,6 +637,22 @@ impl Cache {
         }
     }
 
+    /// A value made ready for the tiers there are: its Redis bytes (two-level mode) and its
+    /// weight in L1, or the (logged, counted) error that keeps it out of every tier.
+    fn encode_for_tiers<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        expires_at_ms: u64,
+    ) -> Result<(Option<Vec<u8>>, usize)> {
+        match &self.inner.l2 {
+            Some(_) => self
+                .encode(key, value, expires_at_ms)
+                .map(|(b, raw)| (Some(b), raw)),
+            None => self.l1_only_size(key, value).map(|raw| (None, raw)),
+        }
+    }
+
     /// The encoded size of a value bound for L1 only, or the error that keeps it out.
     fn l1_only_size<T: CacheValue>(&self, key: &str, value: &T) -> Result<usize> {
         let size = self.inner.codec.encoded_len(value);
@@ -731,13 +747,7 @@ impl Cache {
             Some(_) => {}
             None => self.inner.log.record(Invalidated::Key(fp)),
         }
-        let encoded = match &self.inner.l2 {
-            Some(_) => self
-                .encode(key, &value, expires_at_ms)
-                .map(|(b, raw)| (Some(b), raw)),
-            None => self.l1_only_size(key, &value).map(|raw| (None, raw)),
-        };
-        let (bytes, size) = match encoded {
+        let (bytes, size) = match self.encode_for_tiers(key, &value, expires_at_ms) {
             Ok(e) => e,
             Err(e) => return (l1::entry(key, value, now, 0), Err(e)),
         };
@@ -958,17 +968,13 @@ impl Cache {
         for (k, v) in items {
             let key = k.as_ref();
             let ttl = self.resolve_ttl(key, ttl, None);
-            let size = match &self.inner.l2 {
-                Some(_) => self
-                    .encode(key, v, now.saturating_add(ttl.as_millis() as u64))
-                    .map(|(bytes, raw)| {
+            let size = match self.encode_for_tiers(key, v, now.saturating_add(ttl.as_millis() as u64)) {
+                Ok((bytes, size)) => {
+                    if let Some(bytes) = bytes {
                         encoded.push((key, bytes, ttl));
-                        raw
-                    }),
-                None => self.l1_only_size(key, v),
-            };
-            let size = match size {
-                Ok(size) => size,
+                    }
+                    size
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                     continue;
@@ -1584,13 +1590,8 @@ impl Cache {
                 continue;
             }
             let ttl = self.resolve_ttl(key, ttl, None);
-            let encoded = match &self.inner.l2 {
-                Some(_) => self
-                    .encode(key, &value, now_ms.saturating_add(ttl.as_millis() as u64))
-                    .map(|(b, raw)| (Some(b), raw)),
-                None => self.l1_only_size(key, &value).map(|raw| (None, raw)),
-            };
-            if let Ok((bytes, size)) = encoded {
+            let expires_at_ms = now_ms.saturating_add(ttl.as_millis() as u64);
+            if let Ok((bytes, size)) = self.encode_for_tiers(key, &value, expires_at_ms) {
                 kept.push(Pending {
                     key,
                     fp,
