@@ -14,20 +14,42 @@ pub(crate) type Instant = tokio::time::Instant;
 #[cfg(not(feature = "tokio-clock"))]
 const UPKEEP: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// The running upkeep thread, shared by every live cache of the process.
 #[cfg(not(feature = "tokio-clock"))]
-static UPKEEP_HANDLE: std::sync::OnceLock<Option<quanta::Handle>> = std::sync::OnceLock::new();
+static UPKEEP_HANDLE: parking_lot::Mutex<std::sync::Weak<quanta::Handle>> =
+    parking_lot::Mutex::new(std::sync::Weak::new());
 
-/// Starts the upkeep thread once per process. If it cannot start, `now()` still works: quanta
-/// then reads the precise clock.
-pub(crate) fn start() {
+/// Keeps the upkeep thread running while any cache holds one: it stops when the last cache of
+/// the process is dropped (and starts again with the next one).
+#[derive(Clone, Default)]
+pub(crate) struct Upkeep {
     #[cfg(not(feature = "tokio-clock"))]
-    UPKEEP_HANDLE.get_or_init(|| match quanta::Upkeep::new(UPKEEP).start() {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!(error = %e, "coarse clock unavailable; L1 reads the precise clock");
-            None
+    _handle: Option<std::sync::Arc<quanta::Handle>>,
+}
+
+/// Starts the upkeep thread unless it runs. If it cannot start, `now()` still works: quanta then
+/// reads the precise clock.
+pub(crate) fn start() -> Upkeep {
+    #[cfg(not(feature = "tokio-clock"))]
+    {
+        let mut running = UPKEEP_HANDLE.lock();
+        if let Some(h) = running.upgrade() {
+            return Upkeep { _handle: Some(h) };
         }
-    });
+        match quanta::Upkeep::new(UPKEEP).start() {
+            Ok(h) => {
+                let h = std::sync::Arc::new(h);
+                *running = std::sync::Arc::downgrade(&h);
+                Upkeep { _handle: Some(h) }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "coarse clock unavailable; L1 reads the precise clock");
+                Upkeep { _handle: None }
+            }
+        }
+    }
+    #[cfg(feature = "tokio-clock")]
+    Upkeep::default()
 }
 
 /// Now, at the clock's resolution.

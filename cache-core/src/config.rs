@@ -265,9 +265,16 @@ impl CacheConfig {
 
     /// Checks every setting; [`Cache::new`](crate::Cache::new) calls this.
     pub fn validate(&self) -> Result<()> {
+        #[cfg(feature = "redis")]
         if let Some(url) = &self.redis_url {
-            redis::IntoConnectionInfo::into_connection_info(url.as_str())
+            ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
                 .map_err(|e| CacheError::Config(format!("redis_url {url:?}: {e}")))?;
+        }
+        #[cfg(not(feature = "redis"))]
+        if self.redis_url.is_some() {
+            return Err(CacheError::Config(
+                "redis_url is set but cache-core was built without its `redis` feature".into(),
+            ));
         }
         let positive = [
             ("max_memory_cache_size", self.max_memory_cache_size as u64),

@@ -31,9 +31,9 @@ pub enum CacheError {
         /// Why it was rejected.
         reason: String,
     },
-    /// Redis answered with an error or the connection failed.
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
+    /// The remote tier (Redis) answered with an error or its connection failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     /// No connection could be taken from the pool.
     #[error("redis pool error: {0}")]
     Pool(String),
@@ -63,12 +63,86 @@ impl CacheError {
     /// rather than from the data or the configuration.
     pub fn is_transport(&self) -> bool {
         match self {
-            CacheError::Redis(e) => {
-                e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
-            }
+            CacheError::Backend(e) => e.kind.is_transport(),
             CacheError::Pool(_) | CacheError::Timeout(_) | CacheError::CircuitOpen => true,
             _ => false,
         }
+    }
+}
+
+/// A failure of the remote tier, classified so callers can tell a network problem from a
+/// refusal by the server, without depending on the client library behind it.
+///
+/// ```
+/// use cache_core::{BackendError, BackendErrorKind, CacheError};
+/// let e = CacheError::from(BackendError::new(BackendErrorKind::Timeout, "no reply in 1s"));
+/// assert!(e.is_transport());
+/// assert_eq!(e.to_string(), "backend timeout: no reply in 1s");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backend {kind}: {message}")]
+#[non_exhaustive]
+pub struct BackendError {
+    /// What kind of failure.
+    pub kind: BackendErrorKind,
+    /// The client library's description.
+    pub message: String,
+}
+
+impl BackendError {
+    /// A classified failure.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The classification of a [`BackendError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The connection failed or broke (I/O).
+    Io,
+    /// No reply in time.
+    Timeout,
+    /// The server closed the connection.
+    ConnectionDropped,
+    /// Nobody listens at the address.
+    ConnectionRefused,
+    /// The server refused the credentials or the command (ACL, `NOAUTH`, `WRONGPASS`).
+    Auth,
+    /// The server answered with an error.
+    Server,
+    /// Anything else (unexpected reply, client-side error).
+    Other,
+}
+
+impl BackendErrorKind {
+    /// Whether this is a transport failure (retry later) rather than a refusal.
+    pub fn is_transport(self) -> bool {
+        matches!(
+            self,
+            BackendErrorKind::Io
+                | BackendErrorKind::Timeout
+                | BackendErrorKind::ConnectionDropped
+                | BackendErrorKind::ConnectionRefused
+        )
+    }
+}
+
+impl std::fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendErrorKind::Io => "i/o error",
+            BackendErrorKind::Timeout => "timeout",
+            BackendErrorKind::ConnectionDropped => "connection dropped",
+            BackendErrorKind::ConnectionRefused => "connection refused",
+            BackendErrorKind::Auth => "authentication error",
+            BackendErrorKind::Server => "server error",
+            BackendErrorKind::Other => "error",
+        })
     }
 }
 

@@ -1,35 +1,40 @@
 //! Single flight: concurrent misses on one key run the loader once; the others wait for its value.
 //!
-//! The first caller of a cold key leads: it registers the key and runs its loader. Later callers
-//! find the key and wait on its [`Flight`]. When the leader ends it first unregisters the key (so
-//! no one joins any more), then hands its entry to whoever is still waiting. If the leader
-//! fails (an `Err` is never shared or cached), is cancelled or panics, the waiters are woken
-//! without a value and each tries to lead with its own loader, so a failed leader never strands
-//! its waiters.
+//! The first caller of a cold key leads: [`Flights::join`] registers the key and hands it a
+//! [`FlightLead`]; it reads the remote tier and runs its loader. Later callers find the key and
+//! wait on its [`Flight`]. When the leader ends it first unregisters the key (so no one joins any
+//! more), then hands its entry to whoever is still waiting. If the leader fails (an `Err` is never
+//! shared or cached), is cancelled or panics, its [`FlightLead`] is dropped without sharing and
+//! the waiters are woken without a value: each tries to lead with its own loader, so a failed
+//! leader never strands its waiters.
 //!
-//! Every L2 read of a cached function goes through here, so a load nobody joins costs a map
+//! Flights are keyed by the key's fingerprint *and* the value's `TypeId` (as moka keys its
+//! waiters): two call sites that share a key with different value types never hand each other a
+//! value of the wrong type; they simply load apart.
+//!
+//! Every remote read of a cached function goes through here, so a load nobody joins costs a map
 //! insert and remove and nothing else: the [`Flight`] the waiters wait on (a mutex and a
 //! `Notify`, not a `watch` channel, whose eight-way notifier cost more to make and wake than the
-//! rest of the bookkeeping) is made by the first waiter. Nothing is woken, and a shared entry is
-//! not even built, when nobody waited.
+//! rest of the bookkeeping) is made by the first waiter. Nothing is woken when nobody waited.
 
-use std::any::Any;
+use std::any::TypeId;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::clock::Instant;
 use crate::key::Fingerprint;
-use crate::l1::{self, Entry, FingerprintHash};
+use crate::l1::{Entry, FingerprintHash};
 
 /// Independent locks, so misses on different keys from many tasks do not queue on one mutex.
 const SHARDS: usize = 16;
 
+/// What a flight is keyed by: the key's fingerprint and the value type.
+type FlightKey = (u128, TypeId);
+
 /// A key being loaded, and its flight once someone waits for it.
-type Shard = Mutex<HashMap<u128, Option<Arc<Flight>>, FingerprintHash>>;
+type Shard = Mutex<HashMap<FlightKey, Option<Arc<Flight>>, FingerprintHash>>;
 
 #[derive(Default)]
 pub(crate) struct Flights {
@@ -52,49 +57,52 @@ enum State {
     Failed,
 }
 
-/// What a leader's load hands to its waiters, if it has any.
-pub(crate) enum Share {
-    /// An entry that exists anyway (it went into L1).
-    Entry(Entry),
-    /// An entry to build only if someone waits: an L2 hit with L1 off builds none otherwise.
-    Later {
-        /// When the entry expires.
-        expires_at: Instant,
-        /// Its encoded size.
-        bytes: u64,
-    },
+/// What [`Flights::join`] gave a caller.
+pub(crate) enum Joined<'a> {
+    /// No one was loading the key: this caller leads.
+    Lead(FlightLead<'a>),
+    /// Another caller loaded it: its entry.
+    Shared(Entry),
 }
 
-/// What a caller of [`Flights::run`] got.
-pub(crate) enum Outcome<T, E, F> {
-    /// This caller's loader ran and produced the value (or its error).
-    Led(Result<T, E>),
-    /// Another caller's loader produced the value; this caller's loader is handed back unused.
-    Joined(Entry, F),
-}
-
-/// Unregisters the leader's key however the leader ends (value, error, cancel, panic) and wakes
-/// its waiters. While a leader runs, the map's entry for its key is its own: only a leader
-/// removes an entry, and a caller that finds one waits instead of leading.
-struct LeadGuard<'a> {
+/// The leadership of one key's load. Sharing an entry ends it with a value; dropping it any
+/// other way (error, cancel, panic) ends it without one, and the waiters try to lead. While it
+/// lives, the map's entry for its key is its own: only a leader removes an entry, and a caller
+/// that finds one waits instead of leading.
+pub(crate) struct FlightLead<'a> {
     flights: &'a Flights,
-    fp: u128,
+    key: FlightKey,
     /// `None` until unregistered; then the flight, if anyone joined.
     flight: Option<Option<Arc<Flight>>>,
 }
 
-impl LeadGuard<'_> {
+impl FlightLead<'_> {
     /// Takes the key out of the map (so no one joins any more) and returns the flight its
     /// waiters wait on, if any.
     fn unregister(&mut self) -> Option<&Arc<Flight>> {
+        let (flights, key) = (self.flights, self.key);
         let flight = self
             .flight
-            .get_or_insert_with(|| self.flights.shard(self.fp).lock().remove(&self.fp).flatten());
+            .get_or_insert_with(|| flights.shard(key.0).lock().remove(&key).flatten());
         flight.as_ref()
+    }
+
+    /// Whether anyone waits for this load (a waiter that gave up may still be counted: an entry
+    /// built for nobody is a harmless waste).
+    pub(crate) fn has_waiters(&mut self) -> bool {
+        self.unregister().is_some_and(|f| Arc::strong_count(f) > 1)
+    }
+
+    /// Ends the load with `entry`, handed to whoever waits.
+    pub(crate) fn share(mut self, entry: &Entry) {
+        if let Some(flight) = self.unregister().filter(|f| Arc::strong_count(f) > 1) {
+            *flight.state.lock() = State::Shared(Arc::clone(entry));
+        }
+        // Drop wakes the waiters.
     }
 }
 
-impl Drop for LeadGuard<'_> {
+impl Drop for FlightLead<'_> {
     fn drop(&mut self) {
         if let Some(flight) = self.unregister() {
             {
@@ -113,47 +121,27 @@ impl Flights {
         &self.shards[(fp as usize) % SHARDS]
     }
 
-    /// Runs `load` unless another caller is already loading `fp`, in which case waits for it.
-    /// `key` names the entry a [`Share::Later`] builds.
-    pub(crate) async fn run<T, E, F, Fut>(&self, fp: Fingerprint, key: &str, load: F) -> Outcome<T, E, F>
-    where
-        T: Any + Clone + Send + Sync,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(T, Share), E>>,
-    {
+    /// Leads the load of (`fp`, `ty`), or waits for the caller who does and returns its entry.
+    /// A leader that ends without a value makes its waiters try again: one of them leads.
+    pub(crate) async fn join(&self, fp: Fingerprint, ty: TypeId) -> Joined<'_> {
+        let key = (fp.0, ty);
         loop {
             let joined = {
                 let mut map = self.shard(fp.0).lock();
-                match map.get_mut(&fp.0) {
+                match map.get_mut(&key) {
                     Some(slot) => Some(Arc::clone(slot.get_or_insert_with(Arc::default))),
                     None => {
-                        map.insert(fp.0, None);
+                        map.insert(key, None);
                         None
                     }
                 }
             };
             let Some(flight) = joined else {
-                let mut guard = LeadGuard {
+                return Joined::Lead(FlightLead {
                     flights: self,
-                    fp: fp.0,
+                    key,
                     flight: None,
-                };
-                let result = load().await;
-                let waiting = guard.unregister();
-                return Outcome::Led(result.map(|(value, share)| {
-                    // A waiter that gave up since still holds the flight until it is gone; an
-                    // entry built for nobody is a harmless waste.
-                    if let Some(flight) = waiting.filter(|f| Arc::strong_count(f) > 1) {
-                        let entry = match share {
-                            Share::Entry(e) => e,
-                            Share::Later { expires_at, bytes } => {
-                                l1::entry(key, value.clone(), expires_at, bytes)
-                            }
-                        };
-                        *flight.state.lock() = State::Shared(entry);
-                    }
-                    value
-                }));
+                });
             };
             let notified = flight.done.notified();
             tokio::pin!(notified);
@@ -171,7 +159,7 @@ impl Flights {
                 notified.as_mut().enable();
             };
             if let Some(entry) = shared {
-                return Outcome::Joined(entry, load);
+                return Joined::Shared(entry);
             }
             // The leader ended without a value: try to lead.
         }
@@ -187,12 +175,27 @@ impl Flights {
 mod tests {
     use super::*;
     use crate::clock;
+    use crate::l1;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::time::Duration;
 
-    fn value(v: u32) -> Share {
-        Share::Entry(crate::l1::entry("k", v, clock::now(), 0))
+    const U32: fn() -> TypeId = TypeId::of::<u32>;
+
+    /// Runs `load` under single flight the way the loader does: lead and share, or take the
+    /// shared entry.
+    async fn run<F, Fut>(flights: &Flights, fp: u128, load: F) -> Result<u32, &'static str>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<u32, &'static str>>,
+    {
+        match flights.join(Fingerprint(fp), U32()).await {
+            Joined::Shared(e) => Ok(*e.value.downcast_ref::<u32>().expect("a u32")),
+            Joined::Lead(lead) => {
+                let v = load().await?;
+                lead.share(&l1::entry("k", v, clock::now(), 0));
+                Ok(v)
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,22 +206,17 @@ mod tests {
             .map(|_| {
                 let (flights, calls) = (flights.clone(), calls.clone());
                 tokio::spawn(async move {
-                    let out = flights
-                        .run(Fingerprint(1), "k", || async {
-                            calls.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Ok::<_, ()>((7u32, value(7)))
-                        })
-                        .await;
-                    match out {
-                        Outcome::Led(r) => r.unwrap(),
-                        Outcome::Joined(e, _) => *e.value.downcast_ref::<u32>().unwrap(),
-                    }
+                    run(&flights, 1, || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(7)
+                    })
+                    .await
                 })
             })
             .collect();
         for t in tasks {
-            assert_eq!(t.await.unwrap(), 7);
+            assert_eq!(t.await.unwrap(), Ok(7));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(flights.len(), 0);
@@ -230,35 +228,28 @@ mod tests {
         let leader = {
             let flights = flights.clone();
             tokio::spawn(async move {
-                matches!(
-                    flights
-                        .run(Fingerprint(2), "k", || async {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Err::<(u32, Share), &str>("boom")
-                        })
-                        .await,
-                    Outcome::Led(Err("boom"))
-                )
+                run(&flights, 2, || async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err("boom")
+                })
+                .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let waiter = flights
-            .run(Fingerprint(2), "k", || async { Ok::<_, &str>((9u32, value(9))) })
-            .await;
-        assert!(leader.await.unwrap());
-        assert!(
-            matches!(waiter, Outcome::Led(Ok(_))),
-            "the waiter ran its own loader"
-        );
+        while flights.len() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiter = run(&flights, 2, || async { Ok(9) }).await;
+        assert_eq!(leader.await.unwrap(), Err("boom"));
+        assert_eq!(waiter, Ok(9), "the waiter ran its own loader");
         assert_eq!(flights.len(), 0);
     }
 
     #[tokio::test]
     async fn cancelled_leader_unregisters() {
         let flights = Flights::default();
-        let fut = flights.run(Fingerprint(3), "k", || async {
+        let fut = run(&flights, 3, || async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok::<_, ()>((1u32, value(1)))
+            Ok(1)
         });
         assert!(tokio::time::timeout(Duration::from_millis(10), fut)
             .await
@@ -266,68 +257,34 @@ mod tests {
         assert_eq!(flights.len(), 0);
     }
 
-    /// Counts its clones: a shared entry holds one.
-    struct Counted(Arc<AtomicUsize>);
-
-    impl Clone for Counted {
-        fn clone(&self) -> Self {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Counted(self.0.clone())
-        }
-    }
-
-    fn later() -> Share {
-        Share::Later {
-            expires_at: clock::now(),
-            bytes: 0,
-        }
-    }
-
+    /// Two value types under one key are two flights: the second caller does not wait for (or
+    /// receive) the first one's value.
     #[tokio::test]
-    async fn a_lone_leader_builds_no_shared_entry() {
+    async fn value_types_fly_apart() {
         let flights = Flights::default();
-        let clones = Arc::new(AtomicUsize::new(0));
-        let out = flights
-            .run(Fingerprint(4), "k", || async {
-                Ok::<_, ()>((Counted(clones.clone()), later()))
-            })
-            .await;
-        assert!(matches!(out, Outcome::Led(Ok(_))));
-        assert_eq!(clones.load(Ordering::SeqCst), 0);
+        let Joined::Lead(first) = flights.join(Fingerprint(4), U32()).await else {
+            panic!("the first caller leads");
+        };
+        let Joined::Lead(second) = flights.join(Fingerprint(4), TypeId::of::<String>()).await else {
+            panic!("another type leads its own flight");
+        };
+        assert_eq!(flights.len(), 2);
+        drop((first, second));
         assert_eq!(flights.len(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn waiters_get_an_entry_built_for_them() {
+    async fn waiters_get_the_shared_entry() {
         let flights = Arc::new(Flights::default());
-        let clones = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = tokio::sync::oneshot::channel::<()>();
-        let leader = {
-            let (flights, clones) = (flights.clone(), clones.clone());
-            tokio::spawn(async move {
-                let out = flights
-                    .run(Fingerprint(5), "shared:key", || async {
-                        let _ = gate.await;
-                        Ok::<_, ()>((Counted(clones), later()))
-                    })
-                    .await;
-                matches!(out, Outcome::Led(Ok(_)))
-            })
+        let Joined::Lead(mut lead) = flights.join(Fingerprint(5), U32()).await else {
+            panic!("leads");
         };
-        while flights.len() == 0 {
-            tokio::task::yield_now().await;
-        }
         let waiter = {
             let flights = flights.clone();
             tokio::spawn(async move {
-                match flights
-                    .run(Fingerprint(5), "shared:key", || async {
-                        Err::<(Counted, Share), ()>(())
-                    })
-                    .await
-                {
-                    Outcome::Joined(e, _) => Some(e.key.to_string()),
-                    Outcome::Led(_) => None,
+                match flights.join(Fingerprint(5), U32()).await {
+                    Joined::Shared(e) => Some(e.key.to_string()),
+                    Joined::Lead(_) => None,
                 }
             })
         };
@@ -335,20 +292,15 @@ mod tests {
         loop {
             let joined = flights.shards[5 % SHARDS]
                 .lock()
-                .get(&5)
+                .get(&(5, U32()))
                 .is_some_and(Option::is_some);
             if joined {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        let _ = release.send(());
-        assert!(leader.await.unwrap());
+        assert!(lead.has_waiters());
+        lead.share(&l1::entry("shared:key", 1u32, clock::now(), 0));
         assert_eq!(waiter.await.unwrap().as_deref(), Some("shared:key"));
-        assert_eq!(
-            clones.load(Ordering::SeqCst),
-            1,
-            "one clone, for the shared entry"
-        );
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use crate::config::CacheConfig;
-use crate::engine::Cache;
+use crate::cache::Cache;
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
 

@@ -17,7 +17,13 @@
 //! # Ok(()) }
 //! ```
 
+// Without the `redis` feature no remote tier exists, and the seam's remote-only parts (the bus
+// messages, the breaker, notices) have no caller; they stay compiled so the seam is one design.
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+
 pub mod access;
+mod bus;
+mod cache;
 mod clock;
 pub mod codec;
 pub mod config;
@@ -26,15 +32,19 @@ mod error;
 mod flight;
 mod global;
 mod guard;
-mod invalidation;
 pub mod key;
 mod l1;
-mod l2;
 mod latency;
+mod loader;
 pub mod pattern;
 pub mod perf;
+#[cfg(feature = "redis")]
+mod redis;
+mod report;
 mod stats;
 pub mod strategy;
+mod tier;
+mod values;
 mod warming;
 pub mod warmup;
 
@@ -43,17 +53,18 @@ pub mod warmup;
 pub mod __private;
 
 pub use access::AccessPattern;
+pub use cache::Cache;
 pub use config::{CacheConfig, CacheConfigBuilder};
-pub use engine::{
-    Cache, CacheValue, CompressionStats, Health, LoadOptions, MemoryStats, Mode, Performance, RedisHealth,
-};
-pub use error::{CacheError, RefreshError, Result};
+pub use error::{BackendError, BackendErrorKind, CacheError, RefreshError, Result};
 pub use global::{global, init};
-pub use l2::{BreakerState, PoolStatus};
 pub use latency::OpLatency;
+pub use loader::LoadOptions;
 pub use pattern::Pattern;
+pub use report::{CompressionStats, Health, MemoryStats, Mode, Performance, RedisHealth};
 pub use stats::{RedisInfo, Stats};
 pub use strategy::{AdaptiveTtl, Eviction, Strategy};
+pub use tier::{BreakerState, PoolStatus};
+pub use values::CacheValue;
 pub use warming::warming;
 
 #[cfg(feature = "macros")]

@@ -85,7 +85,7 @@ pub struct Stats {
     /// Cold-key callers served by another instance's load (distributed single flight).
     pub coalesced_remote: u64,
     /// Circuit breaker state; `None` in L1-only mode.
-    pub breaker: Option<crate::l2::BreakerState>,
+    pub breaker: Option<crate::tier::BreakerState>,
     /// Calls answered with a stale value because the loader failed or was too slow (fail-safe).
     pub stale_served: u64,
     /// Reads answered by neither.

@@ -3,7 +3,8 @@
 use std::future::Future;
 
 use super::{rules::run_timed, Cache, Duration, FnStats, KeyBuf};
-use crate::engine::{infallible, CacheValue};
+use crate::cache::infallible;
+use crate::values::CacheValue;
 
 /// What a `#[cache_batch]` function may return: a map from id to value (`HashMap`, `BTreeMap`),
 /// or a `Result` of one, whose `Err` reaches the caller and stores nothing. A trait rather than
@@ -95,8 +96,7 @@ where
 {
     stats.past_l1();
     let keys: Vec<&str> = keys.iter().map(KeyBuf::as_str).collect();
-    let r = cache
-        .batch(&keys, ttl, |missing: Vec<usize>| async move {
+    let r = crate::loader::batch::batch(&cache.engine, &keys, ttl, |missing: Vec<usize>| async move {
             let wanted: Vec<Id> = missing.iter().map(|&i| ids[i].clone()).collect();
             let found = run_timed(stats, f(wanted.clone())).await.into_entries()?;
             let mut got: std::collections::HashMap<Id, R::Value> = found.into_iter().collect();

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::engine::{Cache, LoadOptions};
+pub use crate::cache::Cache;
+pub use crate::loader::LoadOptions;
 pub use crate::global::global;
 pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText};
 pub use crate::perf::FnStats;

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 use super::{Cache, Fingerprint, FnStats, KeyBuf, KeyText, LoadOptions};
-use crate::engine::{infallible, CacheValue};
+use crate::cache::infallible;
+use crate::values::CacheValue;
 
 /// The return type of a cached function, named in its expansion so that how it is cached is
 /// decided by the type itself, aliases and re-exports included: `Result<T, E>` caches only `Ok`
@@ -103,7 +104,7 @@ pub fn hit<T: CacheValue, K: KeyText + ?Sized>(
     }
     // The L1 read is timed one time in 64 (reading the clock costs more than the hit); the
     // function's statistics reuse that measurement.
-    let (v, took) = cache.hit_timed(key, fp)?;
+    let (v, took) = cache.hit(key, fp)?;
     stats.hit(took);
     Some(v)
 }
@@ -151,9 +152,10 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         Fut: Future<Output = Result<T, E>>,
     {
         stats.past_l1();
-        cache
-            .load_after_miss(key.as_str(), fp, opts, |_: &T| true, || run_timed(stats, f()))
-            .await
+        crate::loader::load_after_miss(&cache.engine, key.as_str(), fp, opts, |_: &T| true, || {
+            run_timed(stats, f())
+        })
+        .await
     }
 
     /// The miss with fail-safe: an `Err` or a soft timeout serves the stale value if any.
@@ -172,8 +174,7 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         stats.past_l1();
-        cache
-            .load_fail_safe(key.as_str(), fp, opts, || run_timed(stats, f()))
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, || run_timed(stats, f()))
             .await
     }
 }
@@ -217,11 +218,10 @@ impl<T: CacheValue> ValueRule<T> {
         stats.past_l1();
         let is_none = self.is_none;
         let keep = move |v: &T| !(skip_none && is_none(v));
-        let r = cache
-            .load_after_miss(key.as_str(), fp, opts, keep, || async {
-                Ok::<T, Infallible>(run_timed(stats, f()).await)
-            })
-            .await;
+        let r = crate::loader::load_after_miss(&cache.engine, key.as_str(), fp, opts, keep, || async {
+            Ok::<T, Infallible>(run_timed(stats, f()).await)
+        })
+        .await;
         infallible(r)
     }
 
@@ -241,11 +241,10 @@ impl<T: CacheValue> ValueRule<T> {
     {
         stats.past_l1();
         let fut = f();
-        let r = cache
-            .load_fail_safe(key.as_str(), fp, opts, move || async move {
-                Ok::<T, Infallible>(run_timed(stats, fut).await)
-            })
-            .await;
+        let r = crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, move || async move {
+            Ok::<T, Infallible>(run_timed(stats, fut).await)
+        })
+        .await;
         infallible(r)
     }
 }

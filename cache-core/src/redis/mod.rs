@@ -1,4 +1,5 @@
-//! L2: every Redis call goes through this module.
+//! The Redis tier: every Redis call goes through this module tree ([`RedisL2`], the
+//! [`RemoteTier`](crate::tier::RemoteTier) and [`Bus`](crate::tier::Bus) over Redis).
 //!
 //! Connection model: a few multiplexed connections (`redis_connections`, default 2), taken from a
 //! `deadpool-redis` pool and shared by all tasks, so concurrent requests pipeline on one socket
@@ -10,9 +11,10 @@
 //! that would group keys by hash slot; pattern invalidation walks [`RedisL2::scan_nodes`], one
 //! node for a single server, every primary for a cluster.
 
-mod breaker;
 mod coalesce;
 mod guard;
+mod listener;
+mod tier;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -24,16 +26,14 @@ use arc_swap::ArcSwapOption;
 use deadpool_redis::{Pool, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
-use serde::{Deserialize, Serialize};
 
-use breaker::Breaker;
-pub use breaker::BreakerState;
 use coalesce::{Coalescer, Join, Turn};
 
 use crate::config::CacheConfig;
-use crate::error::{CacheError, Result};
+use crate::error::{BackendError, BackendErrorKind, CacheError, Result};
 use crate::stats::RedisInfo;
-pub(crate) use guard::GuardedItem;
+use crate::tier::breaker::{Breaker, BreakerState};
+use crate::tier::{Item, Notice, PoolStatus};
 
 /// Keys deleted per `UNLINK` while invalidating a pattern.
 const UNLINK_BATCH: usize = 500;
@@ -82,19 +82,6 @@ end
 if #own == 0 then return 0 end
 return redis.call('UNLINK', unpack(own))
 ";
-
-/// Pool figures for [`Health`](crate::Health).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolStatus {
-    /// Configured upper bound.
-    pub max_size: usize,
-    /// Connections open now.
-    pub size: usize,
-    /// Open connections idle in the pool (the shared ones are checked out for good).
-    pub available: usize,
-    /// Shared multiplexed connections currently connected.
-    pub shared_connected: usize,
-}
 
 impl RedisL2 {
     pub(crate) fn new(url: &str, config: &CacheConfig) -> Result<Self> {
@@ -163,7 +150,7 @@ impl RedisL2 {
 
     /// A client for connections outside the pool (pub/sub needs its own).
     pub(crate) fn client(&self) -> Result<redis::Client> {
-        Ok(redis::Client::open(self.url.as_str())?)
+        redis::Client::open(self.url.as_str()).map_err(backend)
     }
 
     /// The logical database of the URL (`redis://host/3` → 3), for per-keyspace channels.
@@ -257,7 +244,7 @@ impl RedisL2 {
                     if transport {
                         self.breaker.failure();
                     }
-                    return Err(CacheError::Redis(e));
+                    return Err(backend(e));
                 }
             }
         }
@@ -298,11 +285,10 @@ impl RedisL2 {
             if values.len() == keys.len() {
                 Ok(values)
             } else {
-                Err(CacheError::Redis(RedisError::from((
-                    redis::ErrorKind::UnexpectedReturnType,
-                    "MGET returned a different number of values",
-                    format!("{} keys, {} values", keys.len(), values.len()),
-                ))))
+                Err(CacheError::Backend(BackendError::new(
+                    BackendErrorKind::Other,
+                    format!("MGET returned {} values for {} keys", values.len(), keys.len()),
+                )))
             }
         });
         match values {
@@ -347,29 +333,6 @@ impl RedisL2 {
             .await
     }
 
-    /// A direct write: `SET key value PX ttl` after the key's marker (so a load in flight here
-    /// or elsewhere does not overwrite it), with the invalidation notice, in one round trip.
-    pub(crate) async fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        notice: Option<&Notice>,
-    ) -> Result<()> {
-        let mut pipe = redis::pipe();
-        self.add_markers(&mut pipe, std::iter::once(key));
-        pipe.cmd("SET")
-            .arg(&*self.k(key))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl_ms(ttl))
-            .ignore();
-        add_notice(&mut pipe, notice);
-        let pipe = &pipe;
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
-    }
-
     /// Publishes an invalidation notice on its own.
     pub(crate) async fn publish(&self, notice: &Notice) -> Result<()> {
         let mut pipe = redis::pipe();
@@ -381,11 +344,7 @@ impl RedisL2 {
 
     /// Direct writes in one pipelined round trip, each after its key's marker (`MSET` cannot
     /// carry a TTL).
-    pub(crate) async fn mset(
-        &self,
-        items: &[(&str, &[u8], Duration)],
-        notice: Option<&Notice>,
-    ) -> Result<()> {
+    pub(crate) async fn mset(&self, items: &[Item<'_>], notice: Option<&Notice>) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
@@ -574,12 +533,6 @@ impl RedisL2 {
     }
 }
 
-/// An invalidation message for other instances: the channel and the encoded text.
-pub(crate) struct Notice {
-    pub channel: String,
-    pub text: String,
-}
-
 fn add_notice(pipe: &mut redis::Pipeline, notice: Option<&Notice>) {
     if let Some(n) = notice {
         pipe.cmd("PUBLISH").arg(&n.channel).arg(&n.text).ignore();
@@ -596,7 +549,30 @@ fn is_loading(e: &RedisError) -> bool {
 
 fn pool_error(e: deadpool_redis::PoolError) -> CacheError {
     match e {
-        deadpool_redis::PoolError::Backend(e) => CacheError::Redis(e),
+        deadpool_redis::PoolError::Backend(e) => backend(e),
         other => CacheError::Pool(other.to_string()),
     }
+}
+
+/// The client library's error, classified for [`CacheError::Backend`]: no `redis` type leaves
+/// this module.
+pub(crate) fn backend(e: RedisError) -> CacheError {
+    let kind = if e.is_timeout() {
+        BackendErrorKind::Timeout
+    } else if e.is_connection_dropped() {
+        BackendErrorKind::ConnectionDropped
+    } else if e.is_connection_refusal() {
+        BackendErrorKind::ConnectionRefused
+    } else if e.is_io_error() {
+        BackendErrorKind::Io
+    } else if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+    {
+        BackendErrorKind::Auth
+    } else if e.code().is_some() {
+        BackendErrorKind::Server
+    } else {
+        BackendErrorKind::Other
+    };
+    CacheError::Backend(BackendError::new(kind, e.to_string()))
 }

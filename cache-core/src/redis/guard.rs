@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use super::{ttl_ms, Notice, RedisL2};
+use super::{ttl_ms, RedisL2};
 use crate::error::Result;
 use crate::guard::Seen;
-
-/// One value of a guarded write: key, encoded bytes, TTL, and the markers its load saw.
-pub(crate) type GuardedItem<'a> = (&'a str, &'a [u8], Duration, &'a Seen);
+use crate::tier::{GuardedItem, Notice};
 
 /// Where a key's invalidation marker lives (namespaced like every key; see [`crate::guard`]).
 const MARKER_PREFIX: &str = "tiered-cache:inv:";

@@ -1,0 +1,355 @@
+//! [`Cache`]: the facade. A handle to the engine; each method is a few lines over
+//! [`crate::engine`] (what is stored where) and [`crate::loader`] (how a miss is loaded).
+//! Reports (stats, health, performance, memory) are in [`crate::report`].
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::CacheConfig;
+use crate::engine::{Background, Engine};
+use crate::error::{RefreshError, Result};
+use crate::key::{Fingerprint, KeyText};
+use crate::loader::{self, LoadOptions};
+use crate::report::Mode;
+use crate::values::{erase, of_entry, ops, CacheValue};
+use crate::AccessPattern;
+
+/// The two-level cache. Cheap to clone: clones share everything, and the background work
+/// (health checks, the invalidation listener) stops when the last clone is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+/// use cache_core::{Cache, CacheConfig};
+/// let cache = Cache::new(CacheConfig::default())?; // no redis_url: L1 only
+/// cache.set("query:users:list", &vec![1u64, 2, 3], None).await?;
+/// assert_eq!(cache.get::<Vec<u64>>("query:users:list").await?, Some(vec![1, 2, 3]));
+/// let n = cache.get_or_insert_with("query:answer", None, || async { 42u32 }).await;
+/// assert_eq!(n, 42);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("mode", &self.mode())
+            .field("l1_entries", &self.engine.l1_size().0)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The value of a result that cannot be an error.
+pub(crate) fn infallible<T>(r: std::result::Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+impl Cache {
+    /// Builds a cache; its background work runs on the current tokio runtime (outside one, the
+    /// cache works but says in its log and [`health`](Self::health) that it runs none: use
+    /// [`with_runtime`](Self::with_runtime)). Connects lazily: a Redis that is down now is not an
+    /// error here (calls fall back until it answers), but an invalid configuration is.
+    pub fn new(config: CacheConfig) -> Result<Self> {
+        Self::build(config, None)
+    }
+
+    /// [`Cache::new`] with its background work on `runtime`.
+    ///
+    /// ```
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let cache = cache_core::Cache::with_runtime(Default::default(), rt.handle()).unwrap();
+    /// rt.block_on(async { cache.set("k", &1u8, None).await.unwrap() });
+    /// ```
+    pub fn with_runtime(config: CacheConfig, runtime: &tokio::runtime::Handle) -> Result<Self> {
+        Self::build(config, Some(runtime))
+    }
+
+    fn build(config: CacheConfig, rt: Option<&tokio::runtime::Handle>) -> Result<Self> {
+        let engine = Arc::new(Engine::new(config)?);
+        Background::start(&engine, rt);
+        match &engine.remote {
+            Some(r) => tracing::info!(redis = %r.display_url(), "cache ready: L1 + Redis"),
+            None => tracing::info!("cache ready: L1 only (no REDIS_URL)"),
+        }
+        Ok(Cache { engine })
+    }
+
+    /// [`Cache::new`] over [`CacheConfig::from_env`].
+    pub fn from_env() -> Result<Self> {
+        Cache::new(CacheConfig::from_env()?)
+    }
+
+    /// The configuration this cache was built with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.engine.config
+    }
+
+    /// L1-only or two-level.
+    pub fn mode(&self) -> Mode {
+        match self.engine.remote {
+            Some(_) => Mode::TwoLevel,
+            None => Mode::L1Only,
+        }
+    }
+
+    /// The TTL a key gets when none is given: most specific pattern, else the default.
+    /// (Adaptive strategies decide at write time; see [`crate::strategy`].)
+    pub fn ttl_for(&self, key: &str) -> Duration {
+        self.engine.ttl_for(key)
+    }
+
+    /// Applies the evictions that moka-backed strategies batch (they otherwise run as the
+    /// cache is used). Tests and capacity checks call it; nothing else needs to.
+    pub fn run_pending_tasks(&self) {
+        if let Some(l1) = &self.engine.l1 {
+            l1.run_pending_tasks();
+        }
+    }
+
+    /// Reads a value: L1, then Redis (filling L1). A corrupt Redis entry reads as `None` and is
+    /// counted in `errors`; a Redis transport failure is returned.
+    pub async fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>> {
+        let fp = Fingerprint::of(key);
+        if let Some((v, _)) = self.hit::<T, str>(key, fp) {
+            return Ok(Some(v));
+        }
+        let found = self.engine.get_after_miss(key, fp, ops::<T>()).await?;
+        Ok(found.and_then(|e| of_entry::<T>(&e)))
+    }
+
+    /// Writes `value` under `key` in both levels. `ttl = None` takes the TTL from the pattern
+    /// table. L1 is filled even when Redis fails; the Redis error is returned. A value over
+    /// `max_value_size` is stored nowhere: [`CacheError::ValueTooLarge`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use cache_core::{Cache, CacheConfig, CacheError};
+    /// let cache = Cache::new(CacheConfig::builder().max_value_size(1024).build().unwrap()).unwrap();
+    /// let err = cache.set("k", &vec![0u8; 4096], None).await.unwrap_err();
+    /// assert!(matches!(err, CacheError::ValueTooLarge { .. }));
+    /// assert_eq!(cache.get::<Vec<u8>>("k").await.unwrap(), None);
+    /// # }
+    /// ```
+    pub async fn set<T: CacheValue>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()> {
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        let fp = Fingerprint::of(key);
+        let (_, r) = self.engine.store(key, fp, erase(value.clone()), ops::<T>(), &opts, None).await;
+        r
+    }
+
+    /// Removes `key` from both levels; returns whether Redis held it (L1-only: whether L1 did).
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        self.engine.delete(key).await
+    }
+
+    /// Whether `key` is cached (L1, else Redis).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        self.engine.exists(key).await
+    }
+
+    /// Reads many keys: L1 first, then ONE `MGET` for the rest. Results are in input order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::new(Default::default())?;
+    /// cache.mset(&[("a", 1u8), ("b", 2u8)], None).await?;
+    /// assert_eq!(cache.mget::<u8, _>(&["a", "x", "b"]).await?, vec![Some(1), None, Some(2)]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mget<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
+        loader::batch::mget(&self.engine, keys).await
+    }
+
+    /// Writes many values in ONE pipelined round trip (`SET .. PX` each; `MSET` has no TTL).
+    /// `ttl = None` takes each key's TTL from the pattern table.
+    pub async fn mset<T: CacheValue, K: AsRef<str>>(&self, items: &[(K, T)], ttl: Option<Duration>) -> Result<()> {
+        let items = items.iter().map(|(k, v)| (k.as_ref(), erase(v.clone()))).collect();
+        self.engine.store_many(items, ops::<T>(), ttl).await
+    }
+
+    /// Deletes the cache's entries matching a Redis glob (`resource:users:*`) from L1 and from
+    /// Redis (`SCAN MATCH`, never `KEYS`, and a server-side check that unlinks only values with
+    /// the cache's envelope: another program's keys under the same names are left alone).
+    /// Returns the number of Redis keys deleted (L1-only: L1 entries). L1 is cleared even when
+    /// Redis fails; the error is returned.
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
+        self.engine.invalidate_pattern(pattern).await
+    }
+
+    /// Empties L1 and deletes the cache's entries in Redis (inside its namespace when it has one;
+    /// by `SCAN`, so other clients are not blocked; only values with the cache's envelope, so
+    /// another program's keys survive). Returns the count as
+    /// [`invalidate_pattern`](Self::invalidate_pattern) does.
+    pub async fn clear(&self) -> Result<u64> {
+        self.engine.clear().await
+    }
+
+    /// Returns the cached value or runs `load`, caches its result and returns it. Concurrent
+    /// callers of a cold key run `load` once. Cache failures are logged and counted, never
+    /// returned: the worst case is that `load` runs.
+    pub async fn get_or_insert_with<T, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> T
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let load = || async { Ok::<T, Infallible>(load().await) };
+        infallible(self.try_get_or_insert_with(key, ttl, load).await)
+    }
+
+    /// Like [`get_or_insert_with`](Self::get_or_insert_with) for a fallible loader: only `Ok`
+    /// is cached; an `Err` goes to this caller and is never cached or shared.
+    pub async fn try_get_or_insert_with<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        let fp = Fingerprint::of(key);
+        if let Some(v) = self.hit::<T, str>(key, fp) {
+            return Ok(v.0);
+        }
+        loader::load_after_miss(&self.engine, key, fp, opts, |_: &T| true, load).await
+    }
+
+    /// Runs `load` now and stores its value (warmers, refresh-ahead, after a write): the value
+    /// is stored unless an invalidation of `key` came while it was loading, in which case it is
+    /// returned but not stored (it would be older than what the invalidation announced).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// let v = cache
+    ///     .refresh("static:motd", None, || async { Ok::<_, std::io::Error>("hello".to_string()) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(cache.get::<String>("static:motd").await.unwrap(), Some(v));
+    /// # }
+    /// ```
+    pub async fn refresh<T, E, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> Result<T, RefreshError<E>>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let start = self.engine.load_start(self.engine.log.start(), &[key]).await.pop();
+        let value = load().await.map_err(RefreshError::Load)?;
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        let fp = Fingerprint::of(key);
+        let (_, stored) = (self.engine)
+            .store(key, fp, erase(value.clone()), ops::<T>(), &opts, start.as_ref())
+            .await;
+        stored.map_err(RefreshError::Cache)?;
+        Ok(value)
+    }
+
+    /// Reads many keys and computes only the missing ones: one L1 pass, ONE `MGET` for the rest,
+    /// `load` called once with exactly the missing keys, ONE guarded write of what it returned
+    /// (a value an invalidation overtook is returned but not stored: see the README's
+    /// consistency section). Results follow the input order; a key `load` did not return is
+    /// `None`. Works in L1-only mode. Redis failures fall back to computing (logged, counted);
+    /// `load`'s error is returned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::collections::HashMap;
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// cache.set("resource:users:1", &"ann".to_string(), None).await.unwrap();
+    /// let keys = ["resource:users:1", "resource:users:2"];
+    /// let got = cache
+    ///     .get_many_or_compute(&keys, None, |missing: Vec<String>| async move {
+    ///         assert_eq!(missing, vec!["resource:users:2"]);
+    ///         Ok::<_, std::convert::Infallible>(HashMap::from([(missing[0].clone(), "bob".to_string())]))
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(got, vec![Some("ann".to_string()), Some("bob".to_string())]);
+    /// # }
+    /// ```
+    pub async fn get_many_or_compute<T, E, K, F, Fut>(
+        &self,
+        keys: &[K],
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: CacheValue,
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<std::collections::HashMap<String, T>, E>>,
+    {
+        loader::batch::batch(&self.engine, keys, ttl, |missing: Vec<usize>| async move {
+            let wanted: Vec<String> = missing.iter().map(|&i| keys[i].as_ref().to_owned()).collect();
+            let mut found = load(wanted.clone()).await?;
+            Ok(wanted.iter().map(|k| found.remove(k)).collect())
+        })
+        .await
+    }
+
+    /// The `n` most-read keys with their read counts and hit ratios (see [`crate::access`]).
+    pub fn access_patterns(&self, n: usize) -> Vec<AccessPattern> {
+        self.engine.access.top(n)
+    }
+
+    /// Estimated reads of `key` so far (0 when not tracked).
+    pub fn access_count(&self, key: &str) -> u64 {
+        self.engine.access.count(Fingerprint::of(key))
+    }
+
+    /// Where predicted next keys are sent (bounded; suggestions are dropped when it is full).
+    /// The warmer installs one for predictive loading; `None` stops predictions.
+    pub fn set_prediction_sink(&self, sink: Option<tokio::sync::mpsc::Sender<String>>) {
+        self.engine.access.set_prediction_sink(sink);
+    }
+
+    /// Time until `key` expires: Redis `PTTL` in two-level mode, the L1 entry's deadline in
+    /// L1-only mode. `None` when absent or without expiry.
+    pub async fn ttl_remaining(&self, key: &str) -> Result<Option<Duration>> {
+        self.engine.ttl_remaining(key).await
+    }
+
+    /// Takes a named lock for `ttl` if nobody holds it (Redis `SET NX PX` with a random token, so
+    /// instances sharing the Redis agree; L1-only mode: a lock in this process). Returns the
+    /// token to pass to [`release_lock`](Self::release_lock), or `None` when it is held.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>> {
+        self.engine.try_lock(name, ttl).await
+    }
+
+    /// Releases a lock taken by [`try_lock`](Self::try_lock), only if `token` still holds it (a
+    /// lock that expired and was taken by another instance is left alone).
+    pub async fn release_lock(&self, name: &str, token: &str) -> Result<bool> {
+        self.engine.release_lock(name, token).await
+    }
+
+    /// An L1 hit with its sampled duration, without any `async` machinery: the macros try this
+    /// before building the loading future, which costs more to set up than the hit itself.
+    #[inline]
+    pub(crate) fn hit<T: CacheValue, K: KeyText + ?Sized>(&self, key: &K, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
+        let hit = self.engine.l1_get_timed::<T>(fp)?;
+        self.engine.access.record(fp, key, true);
+        Some(hit)
+    }
+}

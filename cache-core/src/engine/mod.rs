@@ -1,0 +1,244 @@
+//! The engine: L1, the remote tier, the codec, the counters and the invalidation log, and the
+//! rules by which values move between them. Everything here works on erased values
+//! ([`crate::values`]): it is compiled once, whatever the cached types.
+//!
+//! - [`read`]: reads from L1 and the remote tier, and the one rule that fills L1 ([`Engine::write_l1`]);
+//! - [`write`]: stores (direct writes and guarded loads), encoding and its limits;
+//! - [`remove`]: deletes, pattern invalidation, clear, and what other instances tell us;
+//! - [`background`]: the tasks a cache owns (health checks, the invalidation listener).
+//!
+//! It may call the tiers ([`crate::l1`], [`crate::tier`]), the codec, the guard log and the
+//! counters; it never calls the loader or the facade.
+
+mod background;
+mod read;
+mod remove;
+mod write;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+pub(crate) use background::Background;
+
+use crate::access::AccessTracker;
+use crate::bus::{self, Message};
+use crate::clock::{self, Instant};
+use crate::codec::Codec;
+use crate::config::{CacheConfig, TtlRules};
+use crate::error::{CacheError, Result};
+use crate::flight::Flights;
+use crate::guard::InvalidationLog;
+use crate::key::Fingerprint;
+use crate::l1::{FifoStore, MokaStore, QuickStore, Store, L1};
+use crate::latency::{Latencies, Level, Op};
+use crate::stats::Counters;
+use crate::strategy::{Adaptive, AdaptiveChoice, AdaptiveTtl, Eviction};
+use crate::tier::{Notice, RemoteTier};
+
+/// Adaptive bounds for `strategy = adaptive` on a cache configured without them.
+static DEFAULT_ADAPTIVE: std::sync::LazyLock<AdaptiveTtl> = std::sync::LazyLock::new(AdaptiveTtl::default);
+
+/// Adaptive TTL decisions listed in the stats.
+const ADAPTIVE_CHOICES_KEPT: usize = 32;
+
+/// Everything a cache shares between its clones.
+pub(crate) struct Engine {
+    pub(crate) config: CacheConfig,
+    pub(crate) ttl_rules: TtlRules,
+    pub(crate) codec: Codec,
+    pub(crate) l1: Option<L1>,
+    pub(crate) remote: Option<Box<dyn RemoteTier>>,
+    pub(crate) flights: Flights,
+    pub(crate) counters: Counters,
+    pub(crate) access: AccessTracker,
+    pub(crate) latency: Latencies,
+    adaptive: Option<Adaptive>,
+    pub(crate) adaptive_choices: Mutex<VecDeque<AdaptiveChoice>>,
+    /// This instance's id on the invalidation channel.
+    origin: u64,
+    /// The invalidation channel, when other instances are told about writes.
+    channel: Option<String>,
+    pub(crate) local_locks: Mutex<HashMap<String, (String, Instant)>>,
+    /// Invalidations numbered for the loads in flight ([`crate::guard`]).
+    pub(crate) log: InvalidationLog,
+    /// Key prefixes already warned about for values over `max_value_size`.
+    too_large_warned: Mutex<HashSet<String>>,
+    /// The tasks this cache runs; aborted when the last clone drops.
+    pub(crate) background: Background,
+}
+
+/// Milliseconds since the Unix epoch (the codec's expiry clock).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Engine {
+    /// Builds the engine over the tiers the configuration names. Starts nothing.
+    pub(crate) fn new(config: CacheConfig) -> Result<Self> {
+        config.validate()?;
+        let ttl_rules = TtlRules::compile(&config)?;
+        let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
+        let l1 = if config.l1_enabled {
+            let store = match config.strategy.eviction() {
+                Eviction::Fast => Store::Quick(QuickStore::new(entries, bytes)?),
+                Eviction::TinyLfu => Store::Other(Box::new(MokaStore::new(entries, bytes, false))),
+                Eviction::Lru => Store::Other(Box::new(MokaStore::new(entries, bytes, true))),
+                Eviction::Fifo => Store::Other(Box::new(FifoStore::new(entries, bytes)?)),
+            };
+            Some(L1::new(store))
+        } else {
+            None
+        };
+        let adaptive = config.strategy.adaptive().map(Adaptive::compile).transpose()?;
+        let remote = remote_tier(&config)?;
+        let channel = match &remote {
+            Some(r) if config.l1_enabled && config.l1_invalidation && r.bus().is_some() => {
+                Some(r.channel_name(config.invalidation_channel.as_deref()))
+            }
+            _ => None,
+        };
+        let codec = Codec::new(
+            config.compression_threshold,
+            config.compression_level,
+            config.max_value_size,
+        );
+        Ok(Engine {
+            ttl_rules,
+            codec,
+            l1,
+            remote,
+            flights: Flights::default(),
+            counters: Counters::default(),
+            access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
+            local_locks: Default::default(),
+            too_large_warned: Default::default(),
+            log: Default::default(),
+            latency: Latencies::new()?,
+            adaptive,
+            adaptive_choices: Default::default(),
+            origin: fastrand::u64(..),
+            channel,
+            background: Background::default(),
+            config,
+        })
+    }
+
+    /// An engine over a given remote tier (the unit tests' fake).
+    #[cfg(test)]
+    pub(crate) fn with_remote(config: CacheConfig, remote: Box<dyn RemoteTier>) -> Result<Self> {
+        let mut e = Engine::new(CacheConfig {
+            redis_url: None,
+            ..config
+        })?;
+        e.remote = Some(remote);
+        Ok(e)
+    }
+
+    /// The TTL a key gets when none is given: most specific pattern, else the default.
+    pub(crate) fn ttl_for(&self, key: &str) -> Duration {
+        self.ttl_rules.resolve(key)
+    }
+
+    /// The TTL of a write: explicit, else adaptive where it applies, else the pattern table.
+    pub(crate) fn resolve_ttl(&self, key: &str, explicit: Option<Duration>, adaptive: Option<bool>) -> Duration {
+        if let Some(t) = explicit {
+            return t;
+        }
+        let settings = match (&self.adaptive, adaptive) {
+            (_, Some(false)) => None,
+            (Some(a), Some(true)) => Some(&a.settings),
+            (Some(a), None) if a.applies(key) => Some(&a.settings),
+            (None, Some(true)) => Some(&*DEFAULT_ADAPTIVE),
+            _ => None,
+        };
+        let Some(settings) = settings else {
+            return self.ttl_for(key);
+        };
+        let reads = self.access.count(Fingerprint::of(key));
+        let ttl = settings.ttl_for(reads);
+        let mut choices = self.adaptive_choices.lock();
+        if choices.len() == ADAPTIVE_CHOICES_KEPT {
+            choices.pop_front();
+        }
+        choices.push_back(AdaptiveChoice {
+            key: key.to_owned(),
+            reads,
+            ttl_secs: ttl.as_secs_f64(),
+        });
+        ttl
+    }
+
+    /// The notice of `msg` for other instances, when they are told.
+    pub(crate) fn notice(&self, msg: &Message) -> Option<Notice> {
+        self.channel.as_ref().map(|channel| Notice {
+            channel: channel.clone(),
+            text: bus::encode(self.origin, msg),
+        })
+    }
+
+    /// Logs and counts a cache failure the caller falls back from.
+    pub(crate) fn record_error(&self, op: &'static str, key: &str, err: &CacheError) {
+        if matches!(err, CacheError::CircuitOpen) {
+            self.counters.l2_skipped.incr();
+            tracing::debug!(op, key, "redis skipped: circuit breaker open");
+        } else {
+            self.counters.errors.incr();
+            tracing::warn!(op, key, error = %err, "cache error; falling back");
+        }
+    }
+
+    /// Runs one remote call and records its latency.
+    pub(crate) async fn timed<R>(&self, op: Op, fut: impl Future<Output = R>) -> R {
+        let t = std::time::Instant::now();
+        let r = fut.await;
+        self.latency.record(op, Level::L2, t.elapsed());
+        r
+    }
+
+    /// Counts (and traces) a load whose value an invalidation made stale before it was stored.
+    pub(crate) fn discarded(&self, key: &str) {
+        self.counters.stale_discarded.incr();
+        tracing::debug!(
+            key,
+            "an invalidation overtook this load: its value is returned, not stored"
+        );
+    }
+
+    /// L1 and its byte figure: (entries, bytes).
+    pub(crate) fn l1_size(&self) -> (u64, u64) {
+        self.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()))
+    }
+
+    /// The clock the L1 deadlines are on.
+    pub(crate) fn now(&self) -> Instant {
+        clock::now()
+    }
+}
+
+/// The remote tier the configuration names, if any.
+#[cfg(feature = "redis")]
+fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
+    Ok(match &config.redis_url {
+        Some(url) => Some(Box::new(crate::redis::RedisL2::new(url, config)?)),
+        None => None,
+    })
+}
+
+/// Without the `redis` feature a Redis URL is a configuration error, never a silent L1-only run.
+#[cfg(not(feature = "redis"))]
+fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
+    match &config.redis_url {
+        Some(_) => Err(CacheError::Config(
+            "redis_url is set but cache-core was built without its `redis` feature".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

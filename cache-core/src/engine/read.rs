@@ -1,0 +1,229 @@
+//! Reads: the synchronous L1 hit (the one generic part of the engine, so it stays a lookup,
+//! a downcast and a clone), remote reads and decoding, and the one rule that fills L1.
+
+use std::time::Duration;
+
+use super::{unix_ms, Engine};
+use crate::codec::Decoded;
+use crate::error::{CacheError, Result};
+use crate::key::Fingerprint;
+use crate::l1::{self, Entry};
+use crate::latency::{sample_l1, Level, Op};
+use crate::values::{AnyValue, CacheValue, ValueOps};
+
+/// A value on its way into L1 ([`Engine::write_l1`]).
+pub(crate) struct ToL1<'a> {
+    pub key: &'a str,
+    pub fp: Fingerprint,
+    pub value: AnyValue,
+    pub ops: &'static ValueOps,
+    /// Time left to the entry's logical expiry.
+    pub ttl: Duration,
+    /// Its weight: the encoded size.
+    pub size: usize,
+    /// Fail-safe: how long it is kept past `ttl` to be served when its loader fails.
+    pub stale_for: Duration,
+    /// Whether this call may use L1 at all (`l1 = false` in the macro).
+    pub use_l1: bool,
+    /// Where the read or load that produced it started ([`crate::guard`]); `None` for a
+    /// direct write, which nothing can overtake.
+    pub since: Option<u64>,
+}
+
+impl Engine {
+    /// An L1 hit and, one time in [`crate::latency::L1_SAMPLE`], how long it took.
+    #[inline]
+    pub(crate) fn l1_get_timed<T: CacheValue>(&self, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
+        let l1 = self.l1.as_ref()?;
+        let timer = sample_l1().then(std::time::Instant::now);
+        let v = l1.read(fp, |e| e.value.downcast_ref::<T>().cloned())?;
+        let took = timer.map(|t| t.elapsed());
+        if let Some(d) = took {
+            self.latency.record(Op::Get, Level::L1, d);
+        }
+        self.counters.l1_hits.incr();
+        Some((v, took))
+    }
+
+    /// The one rule by which a value enters L1, whoever produced it (a store, a remote read, a
+    /// batch): it lives `min(ttl, l1_ttl)` when a remote tier is below (the cap bounds how long
+    /// this instance may serve a copy another one replaced; alone, there is nothing to go stale
+    /// against, so the full TTL), weighs its encoded size, and is left out when the call does not
+    /// use L1. When an invalidation of its key came since `since`, it is taken back out: a remote
+    /// reply or a load that was on its way while the key was deleted does not linger.
+    ///
+    /// Returns the entry in every case: single-flight waiters share it.
+    pub(crate) fn write_l1(&self, w: ToL1<'_>) -> Entry {
+        let now = self.now();
+        let life = match self.remote {
+            Some(_) => w.ttl.min(self.config.l1_ttl),
+            None => w.ttl,
+        };
+        let mut entry = (w.ops.entry)(w.key, w.value, now + life, w.size as u64);
+        if !w.stale_for.is_zero() {
+            l1::keep_stale_until(&mut entry, now + w.ttl + w.stale_for);
+        }
+        if !w.use_l1 {
+            return entry;
+        }
+        if let Some(l1) = &self.l1 {
+            l1.insert(w.fp, entry.clone());
+            // An invalidation records itself before it removes from L1: one that came between
+            // the caller's check and this insert is seen now.
+            if w.since.is_some_and(|seq| self.log.overtaken(seq, w.fp, w.key)) {
+                l1.remove_same(w.fp, &entry);
+                self.discarded(w.key);
+            }
+        }
+        entry
+    }
+
+    /// Time left to an expiry in unix ms (0: none, so as long as L1 may keep anything).
+    pub(crate) fn time_left(expires_at_ms: u64) -> Duration {
+        match expires_at_ms {
+            0 => Duration::MAX,
+            exp => Duration::from_millis(exp.saturating_sub(unix_ms())),
+        }
+    }
+
+    /// Reads `key` from the remote tier and decodes it; undecodable bytes are a logged miss.
+    pub(crate) async fn remote_read(&self, key: &str, ops: &'static ValueOps) -> Result<Option<Decoded<AnyValue>>> {
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.timed(Op::Get, remote.get(key)).await? else {
+            return Ok(None);
+        };
+        Ok(self.decode(key, &bytes, ops))
+    }
+
+    /// Decodes a live entry: one past its logical expiry (kept for fail-safe) reads as absent.
+    pub(crate) fn decode(&self, key: &str, bytes: &[u8], ops: &'static ValueOps) -> Option<Decoded<AnyValue>> {
+        self.decode_any(key, bytes, ops)
+            .filter(|d| d.expires_at_ms == 0 || d.expires_at_ms > unix_ms())
+    }
+
+    /// Decodes an entry whatever its logical expiry (fail-safe reads stale ones).
+    pub(crate) fn decode_any(&self, key: &str, bytes: &[u8], ops: &'static ValueOps) -> Option<Decoded<AnyValue>> {
+        match (ops.decode)(&self.codec, bytes) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.record_error("decode", key, &CacheError::Codec(e));
+                None
+            }
+        }
+    }
+
+    /// A remote hit: counted, and into L1 under the fill rule.
+    pub(crate) fn remote_hit(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        found: Decoded<AnyValue>,
+        ops: &'static ValueOps,
+        use_l1: bool,
+        since: u64,
+    ) -> Entry {
+        self.counters.l2_hits.incr();
+        self.access.record(fp, key, true);
+        self.write_l1(ToL1 {
+            key,
+            fp,
+            value: found.value,
+            ops,
+            ttl: Self::time_left(found.expires_at_ms),
+            size: found.raw_len,
+            stale_for: Duration::ZERO,
+            use_l1,
+            since: Some(since),
+        })
+    }
+
+    /// A direct read after its L1 miss: the remote copy (into L1), counted as a hit or a miss.
+    pub(crate) async fn get_after_miss(&self, key: &str, fp: Fingerprint, ops: &'static ValueOps) -> Result<Option<Entry>> {
+        let seq = self.log.start();
+        let found = self.remote_read(key, ops).await;
+        if let Ok(Some(found)) = found {
+            return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
+        }
+        self.access.record(fp, key, false);
+        self.counters.misses.incr();
+        found.map(|_| None).inspect_err(|e| self.record_error("get", key, e))
+    }
+
+    /// Reads many keys remotely (L1 was tried by the caller), filling L1; `None` per miss. A
+    /// remote failure is logged, counted and returned.
+    pub(crate) async fn remote_read_many(
+        &self,
+        keys: &[&str],
+        ops: &'static ValueOps,
+    ) -> Result<Vec<Option<Entry>>> {
+        let Some(remote) = &self.remote else {
+            self.counters.misses.add(keys.len() as u64);
+            return Ok(vec![None; keys.len()]);
+        };
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seq = self.log.start();
+        let values = match self.timed(Op::Mget, remote.mget(keys)).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.record_error("mget", keys[0], &e);
+                self.counters.misses.add(keys.len() as u64);
+                return Err(e);
+            }
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, bytes) in keys.iter().zip(values) {
+            let found = bytes.and_then(|b| self.decode(key, &b, ops));
+            out.push(match found {
+                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq)),
+                None => {
+                    self.counters.misses.incr();
+                    None
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether `key` is cached (L1, else the remote tier).
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
+        if self.l1.as_ref().is_some_and(|l1| l1.get(Fingerprint::of(key)).is_some()) {
+            return Ok(true);
+        }
+        match &self.remote {
+            Some(r) => r
+                .exists(key)
+                .await
+                .inspect_err(|e| self.record_error("exists", key, e)),
+            None => Ok(false),
+        }
+    }
+
+    /// Time until `key` expires: remote `PTTL` with a remote tier, else the L1 deadline.
+    pub(crate) async fn ttl_remaining(&self, key: &str) -> Result<Option<Duration>> {
+        match &self.remote {
+            Some(r) => r.pttl(key).await,
+            None => Ok(self
+                .l1
+                .as_ref()
+                .and_then(|l1| l1.get(Fingerprint::of(key)))
+                .map(|e| e.expires_at.saturating_duration_since(self.now()))),
+        }
+    }
+
+    /// A value kept past its TTL for fail-safe: L1's stale copy, else the remote one.
+    pub(crate) async fn stale_copy(&self, key: &str, fp: Fingerprint, ops: &'static ValueOps) -> Option<Entry> {
+        if let Some(e) = self.l1.as_ref().and_then(|l1| l1.get_stale(fp)) {
+            if e.value.type_id() == ops.type_id {
+                return Some(e);
+            }
+        }
+        let remote = self.remote.as_ref()?;
+        let bytes = remote.get(key).await.ok()??;
+        let d = self.decode_any(key, &bytes, ops)?;
+        Some((ops.entry)(key, d.value, self.now(), 0))
+    }
+}

@@ -1,0 +1,235 @@
+//! The read-through loader: the one path under every cached call (macros,
+//! `get_or_insert_with`, warmers): L1 → single flight → remote tier → cross-instance lock → the
+//! caller's loader → guarded store.
+//!
+//! Split so that the miss path is compiled once: [`Engine::begin`] and [`finish`] are
+//! ordinary functions over erased values (boxed futures, `&'static ValueOps`); the only code
+//! generic over a cached function's types is [`load_after_miss`], a few lines that await the
+//! two around the caller's own future. The L1 hit stays generic and synchronous
+//! ([`Engine::l1_get_timed`]).
+//!
+//! - [`fail_safe`]: serving a stale value when the loader fails or is slow;
+//! - [`batch`]: many keys, one remote read, one loader call, one guarded write;
+//! - [`remote_lock`]: single flight across instances.
+//!
+//! It may call the engine; the engine never calls it.
+
+pub(crate) mod batch;
+pub(crate) mod fail_safe;
+mod remote_lock;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::flight::{FlightLead, Joined};
+use crate::guard::LoadStart;
+use crate::key::Fingerprint;
+use crate::l1::Entry;
+use crate::values::{erase, of_entry, ops, AnyValue, CacheValue, ValueOps};
+
+/// Per-call options of the loading path (what the macros set).
+///
+/// ```
+/// let opts = cache_core::LoadOptions { use_l1: false, ..Default::default() };
+/// assert!(opts.ttl.is_none());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Explicit TTL; `None` takes it from the pattern table.
+    pub ttl: Option<Duration>,
+    /// Whether this call may use L1 (`l1 = false` in the macro keeps a function Redis-only).
+    pub use_l1: bool,
+    /// `Some(true)`: adaptive TTL for this call (`strategy = adaptive`); `Some(false)`: the
+    /// pattern table (`strategy = ttl`); `None`: the cache's strategy decides.
+    pub adaptive: Option<bool>,
+    /// Fail-safe: keep the value this long past its TTL and serve it when the loader fails or
+    /// exceeds `soft_timeout` (`stale_if_error = "10m"` in the macro).
+    pub stale_for: Option<Duration>,
+    /// Fail-safe: with a stale value at hand, wait this long for the loader, then serve the stale
+    /// value while the loader finishes in the background (`soft_timeout = "200ms"`).
+    pub soft_timeout: Option<Duration>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ttl: None,
+            use_l1: true,
+            adaptive: None,
+            stale_for: None,
+            soft_timeout: None,
+        }
+    }
+}
+
+/// A boxed future of the erased path.
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What [`Engine::begin`] found.
+pub(crate) enum Begin<'a> {
+    /// A value: another caller's load, or the remote tier's copy (already in L1).
+    Found(Entry),
+    /// Nothing: this caller loads, and ends the load with [`finish`] or [`fail`].
+    Lead(Lead<'a>),
+}
+
+/// This caller's leadership of a key's load: its single-flight slot, its cross-instance lock,
+/// and where it started (for the guarded store).
+pub(crate) struct Lead<'a> {
+    engine: &'a Engine,
+    key: &'a str,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    ops: &'static ValueOps,
+    flight: FlightLead<'a>,
+    lock: Option<(String, String)>,
+    start: Option<LoadStart>,
+}
+
+impl Engine {
+    /// The miss path up to the caller's loader: single flight, the remote read, the
+    /// cross-instance lock. Compiled once for every cached type.
+    pub(crate) fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        ops: &'static ValueOps,
+    ) -> Boxed<'a, Begin<'a>> {
+        Box::pin(async move {
+            let flight = match self.flights.join(fp, ops.type_id).await {
+                Joined::Shared(entry) => {
+                    self.counters.coalesced.incr();
+                    self.access.record(fp, key, true);
+                    return Begin::Found(entry);
+                }
+                Joined::Lead(lead) => lead,
+            };
+            // Taken before the remote read: an invalidation from now on keeps this load from
+            // storing.
+            let seq = self.log.start();
+            match self.remote_read(key, ops).await {
+                Ok(Some(found)) => {
+                    let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
+                    flight.share(&entry);
+                    return Begin::Found(entry);
+                }
+                Ok(None) => {}
+                Err(e) => self.record_error("get", key, &e),
+            }
+            let mut lock = None;
+            if let (Some(lock_ttl), Some(_)) = (self.config.distributed_lock, &self.remote) {
+                match self.lead_across_instances(key, lock_ttl, ops).await {
+                    remote_lock::Waited::Value(found) => {
+                        let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
+                        flight.share(&entry);
+                        return Begin::Found(entry);
+                    }
+                    remote_lock::Waited::Lead(name, token) => lock = Some((name, token)),
+                    remote_lock::Waited::GaveUp => {}
+                }
+            }
+            self.counters.misses.incr();
+            self.counters.loader_calls.incr();
+            self.access.record(fp, key, false);
+            let start = self.load_start(seq, &[key]).await.pop();
+            Begin::Lead(Lead {
+                engine: self,
+                key,
+                fp,
+                opts,
+                ops,
+                flight,
+                lock,
+                start,
+            })
+        })
+    }
+}
+
+impl Lead<'_> {
+    /// Ends the load with its value: stored (guarded) when `store`, handed to the waiters
+    /// either way, and the cross-instance lock released.
+    async fn finish_inner(self, value: AnyValue, store: bool) {
+        let Lead {
+            engine,
+            key,
+            fp,
+            opts,
+            ops,
+            mut flight,
+            lock,
+            start,
+        } = self;
+        if store {
+            let entry = engine.store(key, fp, value, ops, &opts, start.as_ref()).await.0;
+            flight.share(&entry);
+        } else if flight.has_waiters() {
+            // Not stored (`skip_none`), but the waiters still get this call's answer.
+            flight.share(&(ops.entry)(key, value, engine.now(), 0));
+        }
+        if let Some((name, token)) = lock {
+            engine.unlock_after_load(key, &name, &token).await;
+        }
+    }
+}
+
+/// Ends a load with its value ([`Lead::finish_inner`]), boxed: compiled once.
+fn finish<'a>(lead: Lead<'a>, value: AnyValue, store: bool) -> Boxed<'a, ()> {
+    Box::pin(lead.finish_inner(value, store))
+}
+
+/// Ends a load without a value: its waiters try to lead; the cross-instance lock is released.
+fn fail(lead: Lead<'_>) -> Boxed<'_, ()> {
+    Box::pin(async move {
+        let Lead {
+            engine,
+            key,
+            flight,
+            lock,
+            ..
+        } = lead;
+        drop(flight);
+        if let Some((name, token)) = lock {
+            engine.unlock_after_load(key, &name, &token).await;
+        }
+    })
+}
+
+/// The loading path once L1 has missed, generic only where it must be: begin (erased), the
+/// caller's loader, finish (erased). `keep` decides whether a loaded value is stored (e.g. not
+/// `None` under `skip_none`).
+pub(crate) async fn load_after_miss<T, E, F, Fut>(
+    engine: &Engine,
+    key: &str,
+    fp: Fingerprint,
+    opts: LoadOptions,
+    keep: impl FnOnce(&T) -> bool,
+    load: F,
+) -> Result<T, E>
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match engine.begin(key, fp, opts, ops::<T>()).await {
+        Begin::Found(entry) => match of_entry::<T>(&entry) {
+            Some(v) => Ok(v),
+            // Unreachable (flights are keyed by type); a wrong type is never returned.
+            None => load().await,
+        },
+        Begin::Lead(lead) => match load().await {
+            Ok(v) => {
+                let store = keep(&v);
+                finish(lead, erase(v.clone()), store).await;
+                Ok(v)
+            }
+            Err(e) => {
+                fail(lead).await;
+                Err(e)
+            }
+        },
+    }
+}

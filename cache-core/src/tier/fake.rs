@@ -1,0 +1,288 @@
+//! An in-memory [`RemoteTier`] for the engine's unit tests: the same contract as Redis (markers,
+//! epoch, guarded store, envelope-checked pattern delete) without a server, plus switches a
+//! server does not offer (fail every call, hold reads at a gate) and a log of the calls made.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{Bus, BreakerState, GuardedItem, Item, Notice, PoolStatus, RemoteTier, TierFuture};
+use crate::error::{BackendError, BackendErrorKind, CacheError, Result};
+use crate::guard::Seen;
+use crate::pattern::Pattern;
+use crate::stats::RedisInfo;
+
+#[derive(Default)]
+struct State {
+    values: HashMap<String, (Vec<u8>, Instant)>,
+    markers: HashMap<String, Vec<u8>>,
+    epoch: u64,
+    locks: HashMap<String, String>,
+}
+
+/// The fake tier. Clones share the same store (two engines over one "server").
+#[derive(Clone, Default)]
+pub(crate) struct FakeTier {
+    state: Arc<Mutex<State>>,
+    failing: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<&'static str>>>,
+    gets: Arc<AtomicU64>,
+    /// While set, reads wait for a permit (a slow server).
+    gate: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
+}
+
+impl FakeTier {
+    /// Every call fails from now on (or works again).
+    pub(crate) fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// The calls made so far, by name.
+    pub(crate) fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().clone()
+    }
+
+    /// Reads (`get`, `mget`) made so far.
+    pub(crate) fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
+    }
+
+    /// Raw bytes under `key`.
+    pub(crate) fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.state.lock().values.get(key).map(|(v, _)| v.clone())
+    }
+
+    /// Writes raw bytes, as another program would.
+    pub(crate) fn put_raw(&self, key: &str, bytes: &[u8]) {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.state.lock().values.insert(key.to_owned(), (bytes.to_vec(), far));
+    }
+
+    /// Holds every read until [`release_reads`](Self::release_reads).
+    pub(crate) fn hold_reads(&self) {
+        *self.gate.lock() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets the held reads, and all later ones, through.
+    pub(crate) fn release_reads(&self) {
+        if let Some(g) = self.gate.lock().take() {
+            g.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
+    fn call(&self, name: &'static str) -> Result<()> {
+        self.calls.lock().push(name);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(CacheError::Backend(BackendError::new(
+                BackendErrorKind::ConnectionRefused,
+                "fake tier is down",
+            )));
+        }
+        Ok(())
+    }
+
+    fn mark(state: &mut State, key: &str) {
+        state.markers.insert(key.to_owned(), fastrand::u64(..).to_le_bytes().to_vec());
+    }
+
+    fn read(state: &State, key: &str) -> Option<Vec<u8>> {
+        state
+            .values
+            .get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(v, _)| v.clone())
+    }
+
+    async fn gate(&self) {
+        let gate = self.gate.lock().clone();
+        if let Some(g) = gate {
+            // A closed or released gate lets the read through.
+            drop(g.acquire().await);
+        }
+    }
+}
+
+fn boxed<'a, T: Send + 'a>(f: impl std::future::Future<Output = Result<T>> + Send + 'a) -> TierFuture<'a, T> {
+    Box::pin(f)
+}
+
+impl RemoteTier for FakeTier {
+    fn display_url(&self) -> String {
+        "fake://".into()
+    }
+    fn breaker_state(&self) -> BreakerState {
+        BreakerState::Closed
+    }
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            max_size: 1,
+            size: 1,
+            available: 1,
+            shared_connected: 1,
+        }
+    }
+    fn marker_ttl(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    fn channel_name(&self, configured: Option<&str>) -> String {
+        configured.unwrap_or("fake:invalidate").to_owned()
+    }
+    fn bus(&self) -> Option<&dyn Bus> {
+        None
+    }
+    fn get<'a>(&'a self, key: &'a str) -> TierFuture<'a, Option<Vec<u8>>> {
+        boxed(async move {
+            self.call("get")?;
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.gate().await;
+            Ok(Self::read(&self.state.lock(), key))
+        })
+    }
+    fn mget<'a>(&'a self, keys: &'a [&'a str]) -> TierFuture<'a, Vec<Option<Vec<u8>>>> {
+        boxed(async move {
+            self.call("mget")?;
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.gate().await;
+            let s = self.state.lock();
+            Ok(keys.iter().map(|k| Self::read(&s, k)).collect())
+        })
+    }
+    fn set_many<'a>(&'a self, items: &'a [Item<'a>], _notice: Option<&'a Notice>) -> TierFuture<'a, ()> {
+        boxed(async move {
+            self.call("set_many")?;
+            let mut s = self.state.lock();
+            for (k, v, ttl) in items {
+                Self::mark(&mut s, k);
+                s.values.insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
+            }
+            Ok(())
+        })
+    }
+    fn guarded_set<'a>(&'a self, items: &'a [GuardedItem<'a>], _notice: Option<&'a Notice>) -> TierFuture<'a, Vec<bool>> {
+        boxed(async move {
+            self.call("guarded_set")?;
+            let mut s = self.state.lock();
+            let epoch = s.epoch.to_le_bytes().to_vec();
+            let mut out = Vec::with_capacity(items.len());
+            for (k, v, ttl, seen) in items {
+                let marker = s.markers.get(*k).cloned().unwrap_or_default();
+                let ok = seen.epoch == epoch && seen.marker == marker;
+                if ok {
+                    s.values.insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
+                }
+                out.push(ok);
+            }
+            Ok(out)
+        })
+    }
+    fn guard_seen<'a>(&'a self, keys: &'a [&'a str]) -> TierFuture<'a, Vec<Seen>> {
+        boxed(async move {
+            self.call("guard_seen")?;
+            let s = self.state.lock();
+            Ok(keys
+                .iter()
+                .map(|k| Seen {
+                    marker: s.markers.get(*k).cloned().unwrap_or_default(),
+                    epoch: s.epoch.to_le_bytes().to_vec(),
+                })
+                .collect())
+        })
+    }
+    fn bump_epoch(&self) -> TierFuture<'_, ()> {
+        boxed(async move {
+            self.call("bump_epoch")?;
+            self.state.lock().epoch += 1;
+            Ok(())
+        })
+    }
+    fn delete<'a>(&'a self, keys: &'a [&'a str], _notice: Option<&'a Notice>) -> TierFuture<'a, u64> {
+        boxed(async move {
+            self.call("delete")?;
+            let mut s = self.state.lock();
+            let mut n = 0;
+            for k in keys {
+                Self::mark(&mut s, k);
+                n += u64::from(s.values.remove(*k).is_some());
+            }
+            Ok(n)
+        })
+    }
+    fn delete_matching<'a>(&'a self, pattern: &'a str) -> TierFuture<'a, u64> {
+        boxed(async move {
+            self.call("delete_matching")?;
+            let p = Pattern::new(pattern)?;
+            let mut s = self.state.lock();
+            let before = s.values.len();
+            s.values
+                .retain(|k, (v, _)| !(p.matches(k) && v.starts_with(&crate::codec::MAGIC)));
+            Ok((before - s.values.len()) as u64)
+        })
+    }
+    fn exists<'a>(&'a self, key: &'a str) -> TierFuture<'a, bool> {
+        boxed(async move {
+            self.call("exists")?;
+            Ok(Self::read(&self.state.lock(), key).is_some())
+        })
+    }
+    fn pttl<'a>(&'a self, key: &'a str) -> TierFuture<'a, Option<Duration>> {
+        boxed(async move {
+            self.call("pttl")?;
+            let s = self.state.lock();
+            Ok(s.values
+                .get(key)
+                .map(|(_, until)| until.saturating_duration_since(Instant::now())))
+        })
+    }
+    fn lock<'a>(&'a self, key: &'a str, token: &'a str, _ttl: Duration) -> TierFuture<'a, bool> {
+        boxed(async move {
+            self.call("lock")?;
+            let mut s = self.state.lock();
+            if s.locks.contains_key(key) {
+                return Ok(false);
+            }
+            s.locks.insert(key.to_owned(), token.to_owned());
+            Ok(true)
+        })
+    }
+    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> TierFuture<'a, bool> {
+        boxed(async move {
+            self.call("unlock")?;
+            let mut s = self.state.lock();
+            if s.locks.get(key).is_some_and(|t| t == token) {
+                s.locks.remove(key);
+                return Ok(true);
+            }
+            Ok(false)
+        })
+    }
+    fn ping(&self) -> TierFuture<'_, Duration> {
+        boxed(async move {
+            self.call("ping")?;
+            Ok(Duration::from_micros(1))
+        })
+    }
+    fn info(&self) -> TierFuture<'_, RedisInfo> {
+        boxed(async move {
+            self.call("info")?;
+            Ok(RedisInfo::parse(""))
+        })
+    }
+    fn sample_memory<'a>(&'a self, pattern: &'a str, n: usize) -> TierFuture<'a, (u64, u64)> {
+        boxed(async move {
+            self.call("sample_memory")?;
+            let p = Pattern::new(pattern)?;
+            let s = self.state.lock();
+            let sizes: Vec<u64> = s
+                .values
+                .iter()
+                .filter(|(k, _)| p.matches(k))
+                .take(n)
+                .map(|(_, (v, _))| v.len() as u64)
+                .collect();
+            Ok((sizes.len() as u64, sizes.iter().sum()))
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! What a cached value is to the engine: [`CacheValue`], and the per-type table ([`ValueOps`])
+//! through which the type-erased miss path encodes, decodes and shelves values.
+//!
+//! Why erased: every cached function used to instantiate the whole miss path (single flight,
+//! Redis read, lock, store, guard) for its own value and closure types; 200 functions cost a
+//! minute of release build. The miss path is now compiled once, in this crate, over
+//! `dyn Any` values; what stays generic per type is this table (serde for the type, which any
+//! Redis-backed cache needs) and the L1 hit, which must stay a direct downcast.
+
+use std::any::{Any, TypeId};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::Instant;
+use crate::codec::{Codec, CodecError, Decoded, Encoded};
+use crate::l1::{self, Entry};
+
+/// What a value needs to be cached: serializable for Redis, cloneable for L1 hits.
+///
+/// Implemented for every type with those traits.
+///
+/// ```
+/// fn cacheable<T: cache_core::CacheValue>() {}
+/// cacheable::<Vec<(u32, String)>>();
+/// ```
+pub trait CacheValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> CacheValue for T {}
+
+/// A value on the erased path.
+pub(crate) type AnyValue = Box<dyn Any + Send + Sync>;
+
+/// The operations the erased miss path needs on a value of one type.
+pub(crate) struct ValueOps {
+    /// The value type's id: single flight keys its waiters by it.
+    pub(crate) type_id: TypeId,
+    pub(crate) encode: fn(&Codec, &(dyn Any + Send + Sync), u64) -> Result<Encoded, CodecError>,
+    pub(crate) encoded_len: fn(&Codec, &(dyn Any + Send + Sync)) -> usize,
+    pub(crate) decode: fn(&Codec, &[u8]) -> Result<Decoded<AnyValue>, CodecError>,
+    /// Shelves a value as an L1 entry of its own type (L1 hits downcast to it).
+    pub(crate) entry: fn(&str, AnyValue, Instant, u64) -> Entry,
+}
+
+struct OpsOf<T>(std::marker::PhantomData<T>);
+
+impl<T: CacheValue> OpsOf<T> {
+    const OPS: ValueOps = ValueOps {
+        type_id: TypeId::of::<T>(),
+        encode: encode::<T>,
+        encoded_len: encoded_len::<T>,
+        decode: decode::<T>,
+        entry: entry::<T>,
+    };
+}
+
+/// The table of `T`.
+#[inline]
+pub(crate) fn ops<T: CacheValue>() -> &'static ValueOps {
+    &OpsOf::<T>::OPS
+}
+
+/// Boxes a value for the erased path.
+#[inline]
+pub(crate) fn erase<T: CacheValue>(value: T) -> AnyValue {
+    Box::new(value)
+}
+
+/// A clone of the `T` an entry holds; `None` when it holds another type.
+#[inline]
+pub(crate) fn of_entry<T: CacheValue>(entry: &Entry) -> Option<T> {
+    entry.value.downcast_ref::<T>().cloned()
+}
+
+fn encode<T: CacheValue>(codec: &Codec, v: &(dyn Any + Send + Sync), exp: u64) -> Result<Encoded, CodecError> {
+    match v.downcast_ref::<T>() {
+        Some(v) => codec.encode(v, exp),
+        None => Err(mismatch::<T>()),
+    }
+}
+
+fn encoded_len<T: CacheValue>(codec: &Codec, v: &(dyn Any + Send + Sync)) -> usize {
+    v.downcast_ref::<T>().map_or(0, |v| codec.encoded_len(v))
+}
+
+fn decode<T: CacheValue>(codec: &Codec, bytes: &[u8]) -> Result<Decoded<AnyValue>, CodecError> {
+    codec.decode::<T>(bytes).map(|d| Decoded {
+        value: Box::new(d.value) as AnyValue,
+        expires_at_ms: d.expires_at_ms,
+        raw_len: d.raw_len,
+    })
+}
+
+fn entry<T: CacheValue>(key: &str, v: AnyValue, expires_at: Instant, bytes: u64) -> Entry {
+    match v.downcast::<T>() {
+        Ok(v) => l1::entry(key, *v, expires_at, bytes),
+        // Unreachable by construction (the table and the value come from the same `T`); an
+        // entry holding the box still reads as a miss for every `T`, never a wrong value.
+        Err(other) => l1::entry(key, other, expires_at, 0),
+    }
+}
+
+fn mismatch<T>() -> CodecError {
+    CodecError::Encode(format!(
+        "value is not a {} (erased value and table disagree)",
+        std::any::type_name::<T>()
+    ))
+}
