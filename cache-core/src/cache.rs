@@ -144,7 +144,10 @@ impl Cache {
             ..LoadOptions::default()
         };
         let fp = Fingerprint::of(key);
-        let (_, r) = self.engine.store(key, fp, erase(value.clone()), ops::<T>(), &opts, None).await;
+        let (_, r) = self
+            .engine
+            .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None)
+            .await;
         r
     }
 
@@ -173,8 +176,15 @@ impl Cache {
 
     /// Writes many values in ONE pipelined round trip (`SET .. PX` each; `MSET` has no TTL).
     /// `ttl = None` takes each key's TTL from the pattern table.
-    pub async fn mset<T: CacheValue, K: AsRef<str>>(&self, items: &[(K, T)], ttl: Option<Duration>) -> Result<()> {
-        let items = items.iter().map(|(k, v)| (k.as_ref(), erase(v.clone()))).collect();
+    pub async fn mset<T: CacheValue, K: AsRef<str>>(
+        &self,
+        items: &[(K, T)],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let items = items
+            .iter()
+            .map(|(k, v)| (k.as_ref(), erase(v.clone())))
+            .collect();
         self.engine.store_many(items, ops::<T>(), ttl).await
     }
 
@@ -246,13 +256,22 @@ impl Cache {
     /// assert_eq!(cache.get::<String>("static:motd").await.unwrap(), Some(v));
     /// # }
     /// ```
-    pub async fn refresh<T, E, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> Result<T, RefreshError<E>>
+    pub async fn refresh<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<T, RefreshError<E>>
     where
         T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let start = self.engine.load_start(self.engine.log.start(), &[key]).await.pop();
+        let start = self
+            .engine
+            .load_start(self.engine.log.start(), &[key])
+            .await
+            .pop();
         let value = load().await.map_err(RefreshError::Load)?;
         let opts = LoadOptions {
             ttl,
@@ -347,7 +366,11 @@ impl Cache {
     /// An L1 hit with its sampled duration, without any `async` machinery: the macros try this
     /// before building the loading future, which costs more to set up than the hit itself.
     #[inline]
-    pub(crate) fn hit<T: CacheValue, K: KeyText + ?Sized>(&self, key: &K, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
+    pub(crate) fn hit<T: CacheValue, K: KeyText + ?Sized>(
+        &self,
+        key: &K,
+        fp: Fingerprint,
+    ) -> Option<(T, Option<Duration>)> {
         let hit = self.engine.l1_get_timed::<T>(fp)?;
         self.engine.access.record(fp, key, true);
         Some(hit)

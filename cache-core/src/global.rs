@@ -2,8 +2,8 @@
 
 use std::sync::OnceLock;
 
-use crate::config::CacheConfig;
 use crate::cache::Cache;
+use crate::config::CacheConfig;
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
 

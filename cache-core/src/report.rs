@@ -168,7 +168,11 @@ impl Cache {
             Some(l2) => l2.info().await.ok(),
             None => None,
         };
-        let (l1_entries, l1_bytes) = self.engine.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        let (l1_entries, l1_bytes) = self
+            .engine
+            .l1
+            .as_ref()
+            .map_or((0, 0), |l1| (l1.len(), l1.bytes()));
         Performance {
             operations: self.engine.latency.snapshot(),
             compression: CompressionStats {
@@ -194,7 +198,11 @@ impl Cache {
             Some(l2) => l2.info().await.ok(),
             None => None,
         };
-        let (len, bytes) = self.engine.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        let (len, bytes) = self
+            .engine
+            .l1
+            .as_ref()
+            .map_or((0, 0), |l1| (l1.len(), l1.bytes()));
         let mut stats = self.engine.counters.snapshot(len, bytes, info);
         stats.adaptive_ttls = self.engine.adaptive_choices.lock().iter().cloned().collect();
         stats.breaker = self.engine.remote.as_ref().map(|r| r.breaker_state());
@@ -203,7 +211,11 @@ impl Cache {
 
     /// Reachability and latency of Redis, pool status, L1 size.
     pub async fn health(&self) -> Health {
-        let (l1_entries, l1_bytes) = self.engine.l1.as_ref().map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        let (l1_entries, l1_bytes) = self
+            .engine
+            .l1
+            .as_ref()
+            .map_or((0, 0), |l1| (l1.len(), l1.bytes()));
         let Some(l2) = &self.engine.remote else {
             return Health {
                 healthy: true,

@@ -33,7 +33,7 @@ pub(crate) type AnyValue = Box<dyn Any + Send + Sync>;
 /// The operations the erased miss path needs on a value of one type.
 pub(crate) struct ValueOps {
     /// The value type's id: single flight keys its waiters by it.
-    pub(crate) type_id: TypeId,
+    pub(crate) type_id: fn() -> TypeId,
     pub(crate) encode: fn(&Codec, &(dyn Any + Send + Sync), u64) -> Result<Encoded, CodecError>,
     pub(crate) encoded_len: fn(&Codec, &(dyn Any + Send + Sync)) -> usize,
     pub(crate) decode: fn(&Codec, &[u8]) -> Result<Decoded<AnyValue>, CodecError>,
@@ -45,7 +45,7 @@ struct OpsOf<T>(std::marker::PhantomData<T>);
 
 impl<T: CacheValue> OpsOf<T> {
     const OPS: ValueOps = ValueOps {
-        type_id: TypeId::of::<T>(),
+        type_id: TypeId::of::<T>,
         encode: encode::<T>,
         encoded_len: encoded_len::<T>,
         decode: decode::<T>,
@@ -71,7 +71,19 @@ pub(crate) fn of_entry<T: CacheValue>(entry: &Entry) -> Option<T> {
     entry.value.downcast_ref::<T>().cloned()
 }
 
-fn encode<T: CacheValue>(codec: &Codec, v: &(dyn Any + Send + Sync), exp: u64) -> Result<Encoded, CodecError> {
+/// Whether `entry` holds a value of the table's type.
+pub(crate) fn holds(entry: &Entry, ops: &ValueOps) -> bool {
+    // Through `&dyn Any`, so the call goes through the vtable to the value's own type (the
+    // blanket `Any` impl of the trait object itself would answer with the object's type).
+    let value: &dyn Any = &entry.value;
+    value.type_id() == (ops.type_id)()
+}
+
+fn encode<T: CacheValue>(
+    codec: &Codec,
+    v: &(dyn Any + Send + Sync),
+    exp: u64,
+) -> Result<Encoded, CodecError> {
     match v.downcast_ref::<T>() {
         Some(v) => codec.encode(v, exp),
         None => Err(mismatch::<T>()),
@@ -104,4 +116,32 @@ fn mismatch<T>() -> CodecError {
         "value is not a {} (erased value and table disagree)",
         std::any::type_name::<T>()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock;
+
+    #[test]
+    fn the_table_round_trips_and_knows_its_type() {
+        let codec = Codec::new(1024, 6, 1 << 20);
+        let ops = ops::<Vec<String>>();
+        let value = erase(vec!["a".to_string()]);
+        let enc = (ops.encode)(&codec, &*value, 0).unwrap();
+        let dec = (ops.decode)(&codec, &enc.bytes).unwrap();
+        let entry = (ops.entry)("k", dec.value, clock::now(), 0);
+        assert!(holds(&entry, ops));
+        assert!(!holds(&entry, super::ops::<String>()));
+        assert_eq!(of_entry::<Vec<String>>(&entry), Some(vec!["a".to_string()]));
+        assert_eq!(of_entry::<String>(&entry), None);
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_an_error_not_a_panic() {
+        let codec = Codec::new(1024, 6, 1 << 20);
+        assert!((ops::<u32>().encode)(&codec, &*erase("text".to_string()), 0).is_err());
+        let entry = (ops::<u32>().entry)("k", erase(1u64), clock::now(), 0);
+        assert_eq!(of_entry::<u32>(&entry), None, "never a wrong value");
+    }
 }

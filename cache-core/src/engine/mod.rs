@@ -145,7 +145,12 @@ impl Engine {
     }
 
     /// The TTL of a write: explicit, else adaptive where it applies, else the pattern table.
-    pub(crate) fn resolve_ttl(&self, key: &str, explicit: Option<Duration>, adaptive: Option<bool>) -> Duration {
+    pub(crate) fn resolve_ttl(
+        &self,
+        key: &str,
+        explicit: Option<Duration>,
+        adaptive: Option<bool>,
+    ) -> Duration {
         if let Some(t) = explicit {
             return t;
         }

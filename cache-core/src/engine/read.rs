@@ -87,7 +87,11 @@ impl Engine {
     }
 
     /// Reads `key` from the remote tier and decodes it; undecodable bytes are a logged miss.
-    pub(crate) async fn remote_read(&self, key: &str, ops: &'static ValueOps) -> Result<Option<Decoded<AnyValue>>> {
+    pub(crate) async fn remote_read(
+        &self,
+        key: &str,
+        ops: &'static ValueOps,
+    ) -> Result<Option<Decoded<AnyValue>>> {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
@@ -98,13 +102,23 @@ impl Engine {
     }
 
     /// Decodes a live entry: one past its logical expiry (kept for fail-safe) reads as absent.
-    pub(crate) fn decode(&self, key: &str, bytes: &[u8], ops: &'static ValueOps) -> Option<Decoded<AnyValue>> {
+    pub(crate) fn decode(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ops: &'static ValueOps,
+    ) -> Option<Decoded<AnyValue>> {
         self.decode_any(key, bytes, ops)
             .filter(|d| d.expires_at_ms == 0 || d.expires_at_ms > unix_ms())
     }
 
     /// Decodes an entry whatever its logical expiry (fail-safe reads stale ones).
-    pub(crate) fn decode_any(&self, key: &str, bytes: &[u8], ops: &'static ValueOps) -> Option<Decoded<AnyValue>> {
+    pub(crate) fn decode_any(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ops: &'static ValueOps,
+    ) -> Option<Decoded<AnyValue>> {
         match (ops.decode)(&self.codec, bytes) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -140,7 +154,12 @@ impl Engine {
     }
 
     /// A direct read after its L1 miss: the remote copy (into L1), counted as a hit or a miss.
-    pub(crate) async fn get_after_miss(&self, key: &str, fp: Fingerprint, ops: &'static ValueOps) -> Result<Option<Entry>> {
+    pub(crate) async fn get_after_miss(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        ops: &'static ValueOps,
+    ) -> Result<Option<Entry>> {
         let seq = self.log.start();
         let found = self.remote_read(key, ops).await;
         if let Ok(Some(found)) = found {
@@ -148,7 +167,9 @@ impl Engine {
         }
         self.access.record(fp, key, false);
         self.counters.misses.incr();
-        found.map(|_| None).inspect_err(|e| self.record_error("get", key, e))
+        found
+            .map(|_| None)
+            .inspect_err(|e| self.record_error("get", key, e))
     }
 
     /// Reads many keys remotely (L1 was tried by the caller), filling L1; `None` per miss. A
@@ -190,7 +211,11 @@ impl Engine {
 
     /// Whether `key` is cached (L1, else the remote tier).
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
-        if self.l1.as_ref().is_some_and(|l1| l1.get(Fingerprint::of(key)).is_some()) {
+        if self
+            .l1
+            .as_ref()
+            .is_some_and(|l1| l1.get(Fingerprint::of(key)).is_some())
+        {
             return Ok(true);
         }
         match &self.remote {
@@ -215,9 +240,14 @@ impl Engine {
     }
 
     /// A value kept past its TTL for fail-safe: L1's stale copy, else the remote one.
-    pub(crate) async fn stale_copy(&self, key: &str, fp: Fingerprint, ops: &'static ValueOps) -> Option<Entry> {
+    pub(crate) async fn stale_copy(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        ops: &'static ValueOps,
+    ) -> Option<Entry> {
         if let Some(e) = self.l1.as_ref().and_then(|l1| l1.get_stale(fp)) {
-            if e.value.type_id() == ops.type_id {
+            if crate::values::holds(&e, ops) {
                 return Some(e);
             }
         }

@@ -24,7 +24,10 @@ impl Engine {
             return Ok(in_l1);
         };
         let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
-        match self.timed(Op::Delete, remote.delete(&[key], notice.as_ref())).await {
+        match self
+            .timed(Op::Delete, remote.delete(&[key], notice.as_ref()))
+            .await
+        {
             Ok(n) => Ok(n > 0),
             Err(e) => {
                 self.record_error("delete", key, &e);
@@ -43,7 +46,10 @@ impl Engine {
         } else {
             self.log.record(Invalidated::Pattern(p.clone()));
         }
-        let l1_removed = self.l1.as_ref().map_or(0, |l1| l1.remove_where(&|k| p.matches(k)));
+        let l1_removed = self
+            .l1
+            .as_ref()
+            .map_or(0, |l1| l1.remove_where(&|k| p.matches(k)));
         let Some(remote) = &self.remote else {
             return Ok(l1_removed);
         };
@@ -54,11 +60,15 @@ impl Engine {
         } else {
             // The epoch first: loads in flight anywhere then do not store what the scan removes.
             let removed = match remote.bump_epoch().await {
-                Ok(()) => self.timed(Op::Invalidate, remote.delete_matching(p.as_str())).await,
+                Ok(()) => {
+                    self.timed(Op::Invalidate, remote.delete_matching(p.as_str()))
+                        .await
+                }
                 Err(e) => Err(e),
             };
             // Tell the others even if the scan failed half-way: their copies may be stale.
-            self.publish(&Message::Pattern(p.as_str().to_owned()), pattern).await;
+            self.publish(&Message::Pattern(p.as_str().to_owned()), pattern)
+                .await;
             removed
         };
         result.inspect_err(|e| self.record_error("invalidate_pattern", pattern, e))

@@ -55,7 +55,10 @@ async fn a_remote_copy_fills_l1_of_another_instance() {
         .await;
     assert_eq!(loaded, "ann");
     let gets = fake.gets();
-    assert_eq!(b.get::<String>("resource:u:1").await.unwrap().as_deref(), Some("ann"));
+    assert_eq!(
+        b.get::<String>("resource:u:1").await.unwrap().as_deref(),
+        Some("ann")
+    );
     assert_eq!(fake.gets(), gets, "the second read is an L1 hit");
 }
 
@@ -107,8 +110,15 @@ async fn a_failing_tier_never_fails_the_call_and_l1_still_serves() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "L1 kept the value");
     let stats = cache.stats().await;
-    assert!(stats.errors >= 2, "read and write failures are counted: {}", stats.errors);
-    assert!(cache.set("query:down2", &1u8, None).await.is_err(), "the direct API says so");
+    assert!(
+        stats.errors >= 2,
+        "read and write failures are counted: {}",
+        stats.errors
+    );
+    assert!(
+        cache.set("query:down2", &1u8, None).await.is_err(),
+        "the direct API says so"
+    );
     assert_eq!(cache.get::<u8>("query:down2").await.unwrap(), Some(1), "from L1");
 }
 
@@ -117,7 +127,9 @@ async fn corrupt_remote_bytes_are_a_counted_miss() {
     let fake = FakeTier::default();
     let cache = two_level(&fake);
     fake.put_raw("query:bad", &[0xFF, b'T', b'C', 0x42, 1, 2, 3]);
-    let v = cache.get_or_insert_with("query:bad", None, || async { 9u32 }).await;
+    let v = cache
+        .get_or_insert_with("query:bad", None, || async { 9u32 })
+        .await;
     assert_eq!(v, 9);
     assert!(cache.stats().await.errors >= 1);
 }
@@ -130,12 +142,19 @@ async fn l1_entries_live_at_most_l1_ttl_over_a_remote_tier() {
         .build()
         .unwrap();
     let cache = cache_over(&fake, config);
-    cache.set("query:short", &1u8, Some(Duration::from_secs(3600))).await.unwrap();
+    cache
+        .set("query:short", &1u8, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     assert_eq!(cache.get::<u8>("query:short").await.unwrap(), Some(1));
     assert_eq!(fake.gets(), 0, "fresh in L1");
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(cache.get::<u8>("query:short").await.unwrap(), Some(1));
-    assert_eq!(fake.gets(), 1, "L1's copy expired at l1_ttl; the remote one did not");
+    assert_eq!(
+        fake.gets(),
+        1,
+        "L1's copy expired at l1_ttl; the remote one did not"
+    );
 }
 
 #[tokio::test]
@@ -147,11 +166,15 @@ async fn use_l1_false_keeps_values_out_of_l1() {
         ..LoadOptions::default()
     };
     let fp = Fingerprint::of("query:remote-only");
-    let v: Result<u8, ()> =
-        crate::loader::load_after_miss(&cache.engine, "query:remote-only", fp, opts, |_| true, || async {
-            Ok(3)
-        })
-        .await;
+    let v: Result<u8, ()> = crate::loader::load_after_miss(
+        &cache.engine,
+        "query:remote-only",
+        fp,
+        opts,
+        |_| true,
+        || async { Ok(3) },
+    )
+    .await;
     assert_eq!(v, Ok(3));
     assert_eq!(cache.engine.l1_size().0, 0);
     assert!(fake.raw("query:remote-only").is_some());
@@ -189,7 +212,11 @@ async fn an_invalidation_during_a_load_discards_its_store() {
     go.send(()).unwrap();
     assert_eq!(load.await.unwrap(), "old", "the caller still gets its value");
     assert_eq!(fake.raw("query:raced"), None, "not stored remotely");
-    assert_eq!(cache.get::<String>("query:raced").await.unwrap(), None, "nor in L1");
+    assert_eq!(
+        cache.get::<String>("query:raced").await.unwrap(),
+        None,
+        "nor in L1"
+    );
     assert_eq!(cache.stats().await.stale_discarded, 1);
 }
 
@@ -198,7 +225,9 @@ async fn an_invalidation_during_a_load_discards_its_store() {
 async fn value_types_sharing_a_key_load_apart() {
     let fake = FakeTier::default();
     let cache = two_level(&fake);
-    let n = cache.get_or_insert_with("query:shared", None, || async { 1u64 }).await;
+    let n = cache
+        .get_or_insert_with("query:shared", None, || async { 1u64 })
+        .await;
     let s = cache
         .get_or_insert_with("query:shared", None, || async { "text".to_string() })
         .await;
@@ -216,12 +245,15 @@ async fn fail_safe_serves_the_stale_value_when_the_loader_fails() {
     };
     let fp = Fingerprint::of("query:fs");
     let first: Result<u32, &str> =
-        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, || async { Ok(1) }).await;
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, || async { Ok(1) })
+            .await;
     assert_eq!(first, Ok(1));
     tokio::time::sleep(Duration::from_millis(60)).await;
     let second: Result<u32, &str> =
-        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, || async { Err("db down") })
-            .await;
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, || async {
+            Err("db down")
+        })
+        .await;
     assert_eq!(second, Ok(1), "the stale value, not the error");
     assert_eq!(cache.stats().await.stale_served, 1);
 }
@@ -234,8 +266,14 @@ async fn clear_deletes_only_what_the_cache_wrote() {
     fake.put_raw("query:theirs", b"another program's value");
     cache.clear().await.unwrap();
     assert_eq!(fake.raw("query:mine"), None);
-    assert_eq!(fake.raw("query:theirs").as_deref(), Some(&b"another program's value"[..]));
-    assert!(fake.calls().contains(&"bump_epoch"), "loads in flight are told first");
+    assert_eq!(
+        fake.raw("query:theirs").as_deref(),
+        Some(&b"another program's value"[..])
+    );
+    assert!(
+        fake.calls().contains(&"bump_epoch"),
+        "loads in flight are told first"
+    );
 }
 
 #[tokio::test]

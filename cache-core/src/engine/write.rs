@@ -326,7 +326,10 @@ impl Engine {
             }
             if !items.is_empty() {
                 let notice = self.notice(&Message::Filled(items.iter().map(|i| i.0.to_owned()).collect()));
-                match self.timed(Op::Mset, remote.guarded_set(&items, notice.as_ref())).await {
+                match self
+                    .timed(Op::Mset, remote.guarded_set(&items, notice.as_ref()))
+                    .await
+                {
                     Ok(flags) => {
                         for (i, ok) in at.into_iter().zip(flags) {
                             stored[i] = ok;

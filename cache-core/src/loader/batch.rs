@@ -10,11 +10,16 @@ use crate::key::Fingerprint;
 use crate::values::{erase, of_entry, ops, CacheValue};
 
 /// Reads many keys: L1 first, then ONE remote read for the rest. Results are in input order.
-pub(crate) async fn mget<T: CacheValue, K: AsRef<str>>(engine: &Engine, keys: &[K]) -> Result<Vec<Option<T>>> {
+pub(crate) async fn mget<T: CacheValue, K: AsRef<str>>(
+    engine: &Engine,
+    keys: &[K],
+) -> Result<Vec<Option<T>>> {
     let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
     let mut missing: Vec<usize> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        let v = engine.l1_get_timed::<T>(Fingerprint::of(k.as_ref())).map(|(v, _)| v);
+        let v = engine
+            .l1_get_timed::<T>(Fingerprint::of(k.as_ref()))
+            .map(|(v, _)| v);
         if v.is_none() {
             missing.push(i);
         }

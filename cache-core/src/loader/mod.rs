@@ -72,7 +72,7 @@ pub(crate) enum Begin<'a> {
     /// A value: another caller's load, or the remote tier's copy (already in L1).
     Found(Entry),
     /// Nothing: this caller loads, and ends the load with [`finish`] or [`fail`].
-    Lead(Lead<'a>),
+    Lead(Box<Lead<'a>>),
 }
 
 /// This caller's leadership of a key's load: its single-flight slot, its cross-instance lock,
@@ -99,7 +99,7 @@ impl Engine {
         ops: &'static ValueOps,
     ) -> Boxed<'a, Begin<'a>> {
         Box::pin(async move {
-            let flight = match self.flights.join(fp, ops.type_id).await {
+            let flight = match self.flights.join(fp, (ops.type_id)()).await {
                 Joined::Shared(entry) => {
                     self.counters.coalesced.incr();
                     self.access.record(fp, key, true);
@@ -135,7 +135,7 @@ impl Engine {
             self.counters.loader_calls.incr();
             self.access.record(fp, key, false);
             let start = self.load_start(seq, &[key]).await.pop();
-            Begin::Lead(Lead {
+            Begin::Lead(Box::new(Lead {
                 engine: self,
                 key,
                 fp,
@@ -144,7 +144,7 @@ impl Engine {
                 flight,
                 lock,
                 start,
-            })
+            }))
         })
     }
 }
@@ -152,7 +152,7 @@ impl Engine {
 impl Lead<'_> {
     /// Ends the load with its value: stored (guarded) when `store`, handed to the waiters
     /// either way, and the cross-instance lock released.
-    async fn finish_inner(self, value: AnyValue, store: bool) {
+    async fn finish_inner(self: Box<Self>, value: AnyValue, store: bool) {
         let Lead {
             engine,
             key,
@@ -162,7 +162,7 @@ impl Lead<'_> {
             mut flight,
             lock,
             start,
-        } = self;
+        } = *self;
         if store {
             let entry = engine.store(key, fp, value, ops, &opts, start.as_ref()).await.0;
             flight.share(&entry);
@@ -177,12 +177,12 @@ impl Lead<'_> {
 }
 
 /// Ends a load with its value ([`Lead::finish_inner`]), boxed: compiled once.
-fn finish<'a>(lead: Lead<'a>, value: AnyValue, store: bool) -> Boxed<'a, ()> {
+fn finish<'a>(lead: Box<Lead<'a>>, value: AnyValue, store: bool) -> Boxed<'a, ()> {
     Box::pin(lead.finish_inner(value, store))
 }
 
 /// Ends a load without a value: its waiters try to lead; the cross-instance lock is released.
-fn fail(lead: Lead<'_>) -> Boxed<'_, ()> {
+fn fail(lead: Box<Lead<'_>>) -> Boxed<'_, ()> {
     Box::pin(async move {
         let Lead {
             engine,
@@ -190,7 +190,7 @@ fn fail(lead: Lead<'_>) -> Boxed<'_, ()> {
             flight,
             lock,
             ..
-        } = lead;
+        } = *lead;
         drop(flight);
         if let Some((name, token)) = lock {
             engine.unlock_after_load(key, &name, &token).await;

@@ -22,7 +22,12 @@ impl Engine {
     /// On a cold key: take the key's lock and load, or wait (bounded) for the instance that
     /// holds it to store its value. If that instance's lock goes away without a value (its load
     /// failed or it died), this one takes the lock and loads.
-    pub(crate) async fn lead_across_instances(&self, key: &str, bound: Duration, ops: &'static ValueOps) -> Waited {
+    pub(crate) async fn lead_across_instances(
+        &self,
+        key: &str,
+        bound: Duration,
+        ops: &'static ValueOps,
+    ) -> Waited {
         let name = format!("flight:{key}");
         match self.try_lock(&name, bound).await {
             Ok(Some(token)) => return Waited::Lead(name, token),

@@ -97,12 +97,12 @@ where
     stats.past_l1();
     let keys: Vec<&str> = keys.iter().map(KeyBuf::as_str).collect();
     let r = crate::loader::batch::batch(&cache.engine, &keys, ttl, |missing: Vec<usize>| async move {
-            let wanted: Vec<Id> = missing.iter().map(|&i| ids[i].clone()).collect();
-            let found = run_timed(stats, f(wanted.clone())).await.into_entries()?;
-            let mut got: std::collections::HashMap<Id, R::Value> = found.into_iter().collect();
-            Ok(wanted.iter().map(|id| got.remove(id)).collect())
-        })
-        .await;
+        let wanted: Vec<Id> = missing.iter().map(|&i| ids[i].clone()).collect();
+        let found = run_timed(stats, f(wanted.clone())).await.into_entries()?;
+        let mut got: std::collections::HashMap<Id, R::Value> = found.into_iter().collect();
+        Ok(wanted.iter().map(|id| got.remove(id)).collect())
+    })
+    .await;
     match r {
         Ok(values) => R::from_entries(
             ids.iter()

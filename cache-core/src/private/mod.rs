@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use crate::cache::Cache;
-pub use crate::loader::LoadOptions;
 pub use crate::global::global;
 pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText};
+pub use crate::loader::LoadOptions;
 pub use crate::perf::FnStats;
 pub use crate::warmup::WarmupEntry;
 pub use inventory;

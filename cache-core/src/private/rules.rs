@@ -152,9 +152,14 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         Fut: Future<Output = Result<T, E>>,
     {
         stats.past_l1();
-        crate::loader::load_after_miss(&cache.engine, key.as_str(), fp, opts, |_: &T| true, || {
-            run_timed(stats, f())
-        })
+        crate::loader::load_after_miss(
+            &cache.engine,
+            key.as_str(),
+            fp,
+            opts,
+            |_: &T| true,
+            || run_timed(stats, f()),
+        )
         .await
     }
 
@@ -174,8 +179,10 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         stats.past_l1();
-        crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, || run_timed(stats, f()))
-            .await
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, || {
+            run_timed(stats, f())
+        })
+        .await
     }
 }
 
@@ -241,9 +248,13 @@ impl<T: CacheValue> ValueRule<T> {
     {
         stats.past_l1();
         let fut = f();
-        let r = crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, move || async move {
-            Ok::<T, Infallible>(run_timed(stats, fut).await)
-        })
+        let r = crate::loader::fail_safe::load_fail_safe(
+            &cache.engine,
+            key.as_str(),
+            fp,
+            opts,
+            move || async move { Ok::<T, Infallible>(run_timed(stats, fut).await) },
+        )
         .await;
         infallible(r)
     }

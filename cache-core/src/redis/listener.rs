@@ -174,7 +174,6 @@ where
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

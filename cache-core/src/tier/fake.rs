@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Bus, BreakerState, GuardedItem, Item, Notice, PoolStatus, RemoteTier, TierFuture};
+use super::{BreakerState, Bus, GuardedItem, Item, Notice, PoolStatus, RemoteTier, TierFuture};
 use crate::error::{BackendError, BackendErrorKind, CacheError, Result};
 use crate::guard::Seen;
 use crate::pattern::Pattern;
@@ -58,7 +58,10 @@ impl FakeTier {
     /// Writes raw bytes, as another program would.
     pub(crate) fn put_raw(&self, key: &str, bytes: &[u8]) {
         let far = Instant::now() + Duration::from_secs(3600);
-        self.state.lock().values.insert(key.to_owned(), (bytes.to_vec(), far));
+        self.state
+            .lock()
+            .values
+            .insert(key.to_owned(), (bytes.to_vec(), far));
     }
 
     /// Holds every read until [`release_reads`](Self::release_reads).
@@ -85,7 +88,9 @@ impl FakeTier {
     }
 
     fn mark(state: &mut State, key: &str) {
-        state.markers.insert(key.to_owned(), fastrand::u64(..).to_le_bytes().to_vec());
+        state
+            .markers
+            .insert(key.to_owned(), fastrand::u64(..).to_le_bytes().to_vec());
     }
 
     fn read(state: &State, key: &str) -> Option<Vec<u8>> {
@@ -156,12 +161,17 @@ impl RemoteTier for FakeTier {
             let mut s = self.state.lock();
             for (k, v, ttl) in items {
                 Self::mark(&mut s, k);
-                s.values.insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
+                s.values
+                    .insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
             }
             Ok(())
         })
     }
-    fn guarded_set<'a>(&'a self, items: &'a [GuardedItem<'a>], _notice: Option<&'a Notice>) -> TierFuture<'a, Vec<bool>> {
+    fn guarded_set<'a>(
+        &'a self,
+        items: &'a [GuardedItem<'a>],
+        _notice: Option<&'a Notice>,
+    ) -> TierFuture<'a, Vec<bool>> {
         boxed(async move {
             self.call("guarded_set")?;
             let mut s = self.state.lock();
@@ -171,7 +181,8 @@ impl RemoteTier for FakeTier {
                 let marker = s.markers.get(*k).cloned().unwrap_or_default();
                 let ok = seen.epoch == epoch && seen.marker == marker;
                 if ok {
-                    s.values.insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
+                    s.values
+                        .insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
                 }
                 out.push(ok);
             }
