@@ -39,6 +39,7 @@ pub const MIN_SUPPORT: u32 = 2;
 
 /// One hot key, as returned by [`Cache::access_patterns`](crate::Cache::access_patterns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AccessPattern {
     /// The readable key.
     pub key: String,

@@ -92,7 +92,8 @@ pub struct Codec {
 pub struct Encoded {
     /// The bytes to store.
     pub bytes: Vec<u8>,
-    /// Payload size before compression.
+    /// Size uncompressed, header included: what the value weighs in L1 (the same measure as
+    /// [`Decoded::raw_len`]).
     pub raw_len: usize,
     /// Whether zlib was applied.
     pub compressed: bool,
@@ -105,7 +106,8 @@ pub struct Decoded<T> {
     pub value: T,
     /// Absolute expiry in unix milliseconds; 0 when the entry has none.
     pub expires_at_ms: u64,
-    /// Size of the payload uncompressed (what the value weighs in L1).
+    /// Size uncompressed, header included: what the value weighs in L1 (the same measure as
+    /// [`Encoded::raw_len`]).
     pub raw_len: usize,
 }
 
@@ -143,14 +145,14 @@ impl Codec {
             if let Some(compressed) = self.compress(&bytes[PLAIN_HEADER..], expires_at_ms, raw_len) {
                 return Ok(Encoded {
                     bytes: compressed,
-                    raw_len,
+                    raw_len: raw_len + PLAIN_HEADER,
                     compressed: true,
                 });
             }
         }
         Ok(Encoded {
+            raw_len: bytes.len(),
             bytes,
-            raw_len,
             compressed: false,
         })
     }
@@ -278,6 +280,18 @@ mod tests {
 
     fn codec() -> Codec {
         Codec::new(1024, 1, 1 << 20)
+    }
+
+    /// `raw_len` is one measure on both sides (it was the payload alone when encoding and the
+    /// payload plus header when decoding, so L1 weighed a value differently by its path).
+    #[test]
+    fn raw_len_is_the_same_measure_encoded_and_decoded() {
+        for v in ["short".to_string(), "x".repeat(10_000)] {
+            let enc = codec().encode(&v, 0).unwrap();
+            let dec = codec().decode::<String>(&enc.bytes).unwrap();
+            assert_eq!(enc.raw_len, dec.raw_len, "compressed: {}", enc.compressed);
+            assert_eq!(enc.raw_len, codec().encoded_len(&v));
+        }
     }
 
     #[test]

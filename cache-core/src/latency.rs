@@ -36,6 +36,7 @@ pub(crate) enum Level {
 
 /// Latency summary of one operation at one level, in microseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OpLatency {
     /// `get`, `set`, `mget`, `mset`, `delete` or `invalidate`.
     pub op: String,

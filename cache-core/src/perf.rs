@@ -117,6 +117,7 @@ impl FnStats {
 
 /// One function's figures, as reported by [`functions`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FunctionStats {
     /// `module::path::function`, or the [`measure`] label.
     pub name: String,
@@ -185,6 +186,7 @@ fn labelled(label: &str) -> &'static FnStats {
 
 /// Memory per key prefix (the text before the first `:`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PrefixMemory {
     /// `query`, `resource`, ...
     pub prefix: String,
@@ -200,6 +202,7 @@ pub struct PrefixMemory {
 
 /// One of the largest L1 entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LargeEntry {
     /// The key.
     pub key: String,
@@ -209,6 +212,7 @@ pub struct LargeEntry {
 
 /// The answer of [`Cache::memory_profile`](crate::Cache::memory_profile).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemoryProfile {
     /// Per prefix, largest L1 share first.
     pub prefixes: Vec<PrefixMemory>,

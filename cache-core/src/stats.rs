@@ -73,6 +73,7 @@ pub(crate) struct Counters {
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Entries in L1.
     pub local_cache_size: u64,
@@ -121,6 +122,7 @@ pub struct Stats {
 
 /// The `INFO` fields reported in [`Stats`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RedisInfo {
     /// `connected_clients`.
     pub connected_clients: u64,

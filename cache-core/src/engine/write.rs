@@ -54,7 +54,7 @@ impl Engine {
         match (ops.encode)(&self.codec, value, expires_at_ms) {
             Ok(enc) => {
                 let c = &self.counters;
-                let raw = enc.raw_len + PLAIN_HEADER;
+                let raw = enc.raw_len;
                 c.raw_bytes.add(raw as u64);
                 c.stored_bytes.add(enc.bytes.len() as u64);
                 if enc.compressed {

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::cache::Cache;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::key::Fingerprint;
@@ -75,4 +76,77 @@ where
     // Logs and counts its own failures: the computed values are returned regardless.
     engine.store_loaded_many(to_store, ops::<T>(), ttl).await;
     Ok(out)
+}
+
+/// The facade's batch operations.
+impl Cache {
+    /// Reads many keys: L1 first, then ONE `MGET` for the rest. Results are in input order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::new(Default::default())?;
+    /// cache.mset(&[("a", 1u8), ("b", 2u8)], None).await?;
+    /// assert_eq!(cache.mget::<u8, _>(&["a", "x", "b"]).await?, vec![Some(1), None, Some(2)]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mget<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
+        mget(&self.engine, keys).await
+    }
+
+    /// Writes many values in ONE pipelined round trip (`SET .. PX` each; `MSET` has no TTL).
+    /// `ttl = None` takes each key's TTL from the pattern table.
+    pub async fn mset<T: CacheValue, K: AsRef<str>>(
+        &self,
+        items: &[(K, T)],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let items = items
+            .iter()
+            .map(|(k, v)| (k.as_ref(), erase(v.clone())))
+            .collect();
+        self.engine.store_many(items, ops::<T>(), ttl).await
+    }
+
+    /// Reads many keys and computes only the missing ones: one L1 pass, ONE `MGET` for the rest,
+    /// `load` called once with exactly the missing keys, ONE guarded write of what it returned
+    /// (a value an invalidation overtook is returned but not stored: see the README's
+    /// consistency section). Results follow the input order; a key `load` did not return is
+    /// `None`. Works in L1-only mode. Redis failures fall back to computing (logged, counted);
+    /// `load`'s error is returned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::collections::HashMap;
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// cache.set("resource:users:1", &"ann".to_string(), None).await.unwrap();
+    /// let keys = ["resource:users:1", "resource:users:2"];
+    /// let got = cache
+    ///     .get_many_or_compute(&keys, None, |missing: Vec<String>| async move {
+    ///         assert_eq!(missing, vec!["resource:users:2"]);
+    ///         Ok::<_, std::convert::Infallible>(HashMap::from([(missing[0].clone(), "bob".to_string())]))
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(got, vec![Some("ann".to_string()), Some("bob".to_string())]);
+    /// # }
+    /// ```
+    pub async fn get_many_or_compute<T, E, K, F, Fut>(
+        &self,
+        keys: &[K],
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: CacheValue,
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<std::collections::HashMap<String, T>, E>>,
+    {
+        batch(&self.engine, keys, ttl, |missing: Vec<usize>| async move {
+            let wanted: Vec<String> = missing.iter().map(|&i| keys[i].as_ref().to_owned()).collect();
+            let mut found = load(wanted.clone()).await?;
+            Ok(wanted.iter().map(|k| found.remove(k)).collect())
+        })
+        .await
+    }
 }

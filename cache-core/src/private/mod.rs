@@ -118,11 +118,11 @@ pub async fn invalidate(cache: &Cache, targets: &[Invalidation]) {
 }
 
 /// Whether a function's return value counts as success for `#[invalidate_cache]`.
-pub trait Outcome {
+pub trait IsSuccess {
     /// `false` only for `Err`.
     fn is_success(&self) -> bool;
 }
-impl<T, E> Outcome for Result<T, E> {
+impl<T, E> IsSuccess for Result<T, E> {
     fn is_success(&self) -> bool {
         self.is_ok()
     }
@@ -135,7 +135,7 @@ pub trait RetResult {
     /// Whether to invalidate.
     fn __cache_success(&self) -> bool;
 }
-impl<T: Outcome + ?Sized> RetResult for &Ret<'_, T> {
+impl<T: IsSuccess + ?Sized> RetResult for &Ret<'_, T> {
     fn __cache_success(&self) -> bool {
         self.0.is_success()
     }

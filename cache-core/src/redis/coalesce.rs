@@ -8,7 +8,7 @@
 //! server's throughput (see `docs/design-notes.md` for the measurement).
 //!
 //! A leader that is cancelled or whose runtime stops drops its batch: the callers in it read
-//! their own key instead, so no caller is stranded. The lead itself travels as a [`LeadGuard`],
+//! their own key instead, so no caller is stranded. The lead itself travels as a [`ReadLead`],
 //! so a lead handed to a caller that is cancelled before it takes it is passed on, never lost
 //! (a lost lead would leave its in-flight slot taken for good).
 //!
@@ -30,7 +30,7 @@ pub(crate) enum Turn {
     /// Its value (or the batch's error).
     Done(Result<Option<Vec<u8>>>),
     /// It leads the next batch: these queued reads plus its own key.
-    Lead(Vec<Waiter>, LeadGuard),
+    Lead(Vec<Waiter>, ReadLead),
 }
 
 /// A queued read.
@@ -62,7 +62,7 @@ pub(crate) enum Join {
     /// Coalescing is off: read alone.
     Alone,
     /// Go now, alone, holding the lead until done.
-    Lead(LeadGuard),
+    Lead(ReadLead),
     /// Wait for a value or for the lead.
     Wait(oneshot::Receiver<Turn>),
 }
@@ -85,7 +85,7 @@ impl Coalescer {
         let mut s = self.state.lock();
         if s.in_flight < self.max_in_flight {
             s.in_flight += 1;
-            return Join::Lead(LeadGuard(Some(self.clone())));
+            return Join::Lead(ReadLead(Some(self.clone())));
         }
         let (tx, rx) = oneshot::channel();
         s.queue.push(Waiter {
@@ -107,7 +107,7 @@ impl Coalescer {
             let take = s.queue.len().min(MAX_BATCH);
             let mut batch: Vec<Waiter> = s.queue.drain(..take).collect();
             let next = batch.remove(0);
-            match next.tx.send(Turn::Lead(batch, LeadGuard(Some(self.clone())))) {
+            match next.tx.send(Turn::Lead(batch, ReadLead(Some(self.clone())))) {
                 Ok(()) => return,
                 // That caller is gone: put the others back and try the next one. The returned
                 // lead is disarmed: it must not finish again while this holds the lock.
@@ -123,9 +123,9 @@ impl Coalescer {
 
 /// The right to run one read; dropping it (read done, leader cancelled, or a handed-over lead
 /// never received) passes the queue on or frees the slot.
-pub(crate) struct LeadGuard(Option<Arc<Coalescer>>);
+pub(crate) struct ReadLead(Option<Arc<Coalescer>>);
 
-impl Drop for LeadGuard {
+impl Drop for ReadLead {
     fn drop(&mut self) {
         if let Some(c) = self.0.take() {
             c.finish();
@@ -137,7 +137,7 @@ impl Drop for LeadGuard {
 mod tests {
     use super::*;
 
-    fn lead(c: &Arc<Coalescer>, key: &str) -> LeadGuard {
+    fn lead(c: &Arc<Coalescer>, key: &str) -> ReadLead {
         match c.join(key) {
             Join::Lead(g) => g,
             _ => panic!("{key} should lead"),

@@ -29,6 +29,7 @@ use crate::strategy::Strategy;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// `redis://` URL of the L2; `None` runs L1-only. Env `REDIS_URL`.
     pub redis_url: Option<String>,
@@ -44,7 +45,10 @@ pub struct CacheConfig {
     pub compression_level: u32,
     /// Largest value written to or read from Redis, before and after decompression.
     pub max_value_size: usize,
-    /// L1 capacity in entries. Env `CACHE_L1_MAX_ENTRIES`.
+    /// L1 capacity as an entry count, not bytes (the product's name is kept as the config key;
+    /// `l1_max_entries` is accepted as its clear alias in files and on the builder; bytes are
+    /// [`l1_max_bytes`](Self::l1_max_bytes)). Env `CACHE_L1_MAX_ENTRIES`.
+    #[serde(alias = "l1_max_entries")]
     pub max_memory_cache_size: usize,
     /// L1 capacity in bytes (encoded size of values plus keys).
     pub l1_max_bytes: u64,
@@ -354,6 +358,18 @@ macro_rules! setters {
 }
 
 impl CacheConfigBuilder {
+    /// L1 capacity as an entry count: the clear name of
+    /// [`max_memory_cache_size`](CacheConfig::max_memory_cache_size).
+    ///
+    /// ```
+    /// let c = cache_core::CacheConfig::builder().l1_max_entries(500).build().unwrap();
+    /// assert_eq!(c.max_memory_cache_size, 500);
+    /// ```
+    pub fn l1_max_entries(mut self, entries: usize) -> Self {
+        self.config.max_memory_cache_size = entries;
+        self
+    }
+
     /// Redis URL (`redis://host:port/db`); enables L2.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.config.redis_url = Some(url.into());
@@ -523,116 +539,4 @@ mod duration_map {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> Result<CacheConfig> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        CacheConfig::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn product_ttl_table() {
-        let rules = TtlRules::compile(&CacheConfig::default()).unwrap();
-        for (key, secs) in [
-            ("query:users:list", 300),
-            ("resource:freight:123", 600),
-            ("analysis:trends:2025-01", 1800),
-            ("ml:prediction:model1", 3600),
-            ("static:logo", 86_400),
-            ("other", 300),
-        ] {
-            assert_eq!(rules.resolve(key), Duration::from_secs(secs), "{key}");
-        }
-    }
-
-    #[test]
-    fn most_specific_pattern_wins() {
-        let c = CacheConfig::builder()
-            .ttl_pattern("query:users:*", Duration::from_secs(7))
-            .ttl_pattern("query:users:vip:*", Duration::from_secs(9))
-            .build()
-            .unwrap();
-        let rules = TtlRules::compile(&c).unwrap();
-        assert_eq!(rules.resolve("query:users:1"), Duration::from_secs(7));
-        assert_eq!(rules.resolve("query:users:vip:1"), Duration::from_secs(9));
-        assert_eq!(rules.resolve("query:orders:1"), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn env_overrides_and_rejects_garbage() {
-        let c = env(&[
-            ("REDIS_URL", "redis://127.0.0.1:7000"),
-            ("CACHE_TTL_DEFAULT", "2m"),
-            ("CACHE_SMART_WARMUP_ENABLED", "yes"),
-            ("CACHE_WARMUP_ON_STARTUP", "off"),
-            ("CACHE_NAMESPACE", "billing"),
-        ])
-        .unwrap();
-        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
-        assert_eq!(c.ttl_default, Duration::from_secs(120));
-        assert!(c.smart_warmup_enabled && !c.warmup_on_startup);
-        assert_eq!(c.namespace.as_deref(), Some("billing"));
-        // The product description's defaults: warming on.
-        let d = env(&[]).unwrap();
-        assert!(d.warmup_on_startup && d.smart_warmup_enabled && d.namespace.is_none());
-        for bad in ["a:b", "a*", "x?", "[x]", "a\\b", "{t}", "a\nb", ""] {
-            let c = CacheConfig {
-                namespace: Some(bad.into()),
-                ..CacheConfig::default()
-            };
-            assert!(matches!(c.validate(), Err(CacheError::Config(_))), "{bad:?}");
-        }
-        assert!(matches!(
-            env(&[("CACHE_TTL_DEFAULT", "soon")]),
-            Err(CacheError::Config(_))
-        ));
-        assert!(matches!(
-            env(&[("CACHE_WARMUP_ON_STARTUP", "maybe")]),
-            Err(CacheError::Config(_))
-        ));
-        assert!(matches!(
-            env(&[("REDIS_URL", "http://x")]),
-            Err(CacheError::Config(_))
-        ));
-        assert_eq!(env(&[("REDIS_URL", "")]).unwrap().redis_url, None);
-    }
-
-    #[test]
-    fn invalid_settings_are_config_errors() {
-        assert!(CacheConfig::builder().max_memory_cache_size(0).build().is_err());
-        assert!(CacheConfig::builder()
-            .ttl_pattern("bad[", Duration::from_secs(1))
-            .build()
-            .is_err());
-        assert!(CacheConfig::builder()
-            .ttl_pattern("ok:*", Duration::ZERO)
-            .build()
-            .is_err());
-        assert!(CacheConfig::builder().redis_url("nope").build().is_err());
-    }
-
-    #[test]
-    fn toml_round_trip_and_unknown_keys() {
-        let c = CacheConfig::builder()
-            .ttl_pattern("x:*", Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let text = toml::to_string(&c).unwrap();
-        assert_eq!(CacheConfig::from_toml_str(&text).unwrap(), c);
-        assert!(CacheConfig::from_toml_str("no_such_setting = 1").is_err());
-        let dir = std::env::temp_dir().join(format!("cache-core-config-{}.toml", std::process::id()));
-        std::fs::write(&dir, "ttl_default = \"10s\"\n").unwrap();
-        let from_file = env(&[
-            ("CACHE_CONFIG_FILE", dir.to_str().unwrap()),
-            ("CACHE_TTL_DEFAULT", "20"),
-        ])
-        .unwrap();
-        assert_eq!(from_file.ttl_default, Duration::from_secs(20));
-        std::fs::remove_file(&dir).unwrap();
-    }
-}
+mod tests;

@@ -1,0 +1,121 @@
+//! Configuration: defaults, environment, files, validation.
+
+use super::*;
+use std::collections::HashMap;
+
+fn env(pairs: &[(&str, &str)]) -> Result<CacheConfig> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    CacheConfig::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn product_ttl_table() {
+    let rules = TtlRules::compile(&CacheConfig::default()).unwrap();
+    for (key, secs) in [
+        ("query:users:list", 300),
+        ("resource:freight:123", 600),
+        ("analysis:trends:2025-01", 1800),
+        ("ml:prediction:model1", 3600),
+        ("static:logo", 86_400),
+        ("other", 300),
+    ] {
+        assert_eq!(rules.resolve(key), Duration::from_secs(secs), "{key}");
+    }
+}
+
+#[test]
+fn most_specific_pattern_wins() {
+    let c = CacheConfig::builder()
+        .ttl_pattern("query:users:*", Duration::from_secs(7))
+        .ttl_pattern("query:users:vip:*", Duration::from_secs(9))
+        .build()
+        .unwrap();
+    let rules = TtlRules::compile(&c).unwrap();
+    assert_eq!(rules.resolve("query:users:1"), Duration::from_secs(7));
+    assert_eq!(rules.resolve("query:users:vip:1"), Duration::from_secs(9));
+    assert_eq!(rules.resolve("query:orders:1"), Duration::from_secs(300));
+}
+
+#[test]
+fn env_overrides_and_rejects_garbage() {
+    let c = env(&[
+        ("REDIS_URL", "redis://127.0.0.1:7000"),
+        ("CACHE_TTL_DEFAULT", "2m"),
+        ("CACHE_SMART_WARMUP_ENABLED", "yes"),
+        ("CACHE_WARMUP_ON_STARTUP", "off"),
+        ("CACHE_NAMESPACE", "billing"),
+    ])
+    .unwrap();
+    assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
+    assert_eq!(c.ttl_default, Duration::from_secs(120));
+    assert!(c.smart_warmup_enabled && !c.warmup_on_startup);
+    assert_eq!(c.namespace.as_deref(), Some("billing"));
+    // The product description's defaults: warming on.
+    let d = env(&[]).unwrap();
+    assert!(d.warmup_on_startup && d.smart_warmup_enabled && d.namespace.is_none());
+    for bad in ["a:b", "a*", "x?", "[x]", "a\\b", "{t}", "a\nb", ""] {
+        let c = CacheConfig {
+            namespace: Some(bad.into()),
+            ..CacheConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(CacheError::Config(_))), "{bad:?}");
+    }
+    assert!(matches!(
+        env(&[("CACHE_TTL_DEFAULT", "soon")]),
+        Err(CacheError::Config(_))
+    ));
+    assert!(matches!(
+        env(&[("CACHE_WARMUP_ON_STARTUP", "maybe")]),
+        Err(CacheError::Config(_))
+    ));
+    assert!(matches!(
+        env(&[("REDIS_URL", "http://x")]),
+        Err(CacheError::Config(_))
+    ));
+    assert_eq!(env(&[("REDIS_URL", "")]).unwrap().redis_url, None);
+}
+
+#[test]
+fn invalid_settings_are_config_errors() {
+    assert!(CacheConfig::builder().max_memory_cache_size(0).build().is_err());
+    assert!(CacheConfig::builder()
+        .ttl_pattern("bad[", Duration::from_secs(1))
+        .build()
+        .is_err());
+    assert!(CacheConfig::builder()
+        .ttl_pattern("ok:*", Duration::ZERO)
+        .build()
+        .is_err());
+    assert!(CacheConfig::builder().redis_url("nope").build().is_err());
+}
+
+#[test]
+fn toml_round_trip_and_unknown_keys() {
+    let c = CacheConfig::builder()
+        .ttl_pattern("x:*", Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let text = toml::to_string(&c).unwrap();
+    assert_eq!(CacheConfig::from_toml_str(&text).unwrap(), c);
+    assert!(CacheConfig::from_toml_str("no_such_setting = 1").is_err());
+    let dir = std::env::temp_dir().join(format!("cache-core-config-{}.toml", std::process::id()));
+    std::fs::write(&dir, "ttl_default = \"10s\"\n").unwrap();
+    let from_file = env(&[
+        ("CACHE_CONFIG_FILE", dir.to_str().unwrap()),
+        ("CACHE_TTL_DEFAULT", "20"),
+    ])
+    .unwrap();
+    assert_eq!(from_file.ttl_default, Duration::from_secs(20));
+    std::fs::remove_file(&dir).unwrap();
+}
+
+#[test]
+fn l1_max_entries_is_an_alias_of_max_memory_cache_size() {
+    let c = CacheConfig::from_toml_str("l1_max_entries = 7").unwrap();
+    assert_eq!(c.max_memory_cache_size, 7);
+    let c = CacheConfig::from_toml_str("max_memory_cache_size = 8").unwrap();
+    assert_eq!(c.max_memory_cache_size, 8);
+}
