@@ -21,7 +21,7 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use tokio::sync::Notify;
 
 use crate::key::Fingerprint;
@@ -302,5 +302,149 @@ mod tests {
         assert!(lead.has_waiters());
         lead.share(&l1::entry("shared:key", 1u32, clock::now(), 0));
         assert_eq!(waiter.await.unwrap().as_deref(), Some("shared:key"));
+    }
+}
+
+/// Interleavings explored by shuttle (`--features shuttle`): every lock acquisition is a
+/// scheduling point, so leaders ending, failing or being cancelled race waiters joining in every
+/// order shuttle can find. Each test also fails on a deadlock (a waiter stranded).
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests {
+    use super::*;
+    use crate::clock;
+    use crate::l1;
+    use shuttle::future::{block_on, spawn, yield_now};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const RUNS: usize = 2000;
+
+    fn u32_flight() -> TypeId {
+        TypeId::of::<u32>()
+    }
+
+    /// A waiter joins while the leader is cancelled (its lead dropped unshared): the waiter is
+    /// never stranded, leads itself, and the map ends empty.
+    #[test]
+    fn shuttle_waiter_joins_as_the_leader_is_cancelled() {
+        shuttle::check_random(
+            || {
+                let flights = Arc::new(Flights::default());
+                let leader = {
+                    let flights = flights.clone();
+                    spawn(async move {
+                        if let Joined::Lead(lead) = flights.join(Fingerprint(1), u32_flight()).await {
+                            yield_now().await;
+                            drop(lead); // cancelled mid-load
+                        }
+                    })
+                };
+                let waiter = {
+                    let flights = flights.clone();
+                    spawn(async move {
+                        match flights.join(Fingerprint(1), u32_flight()).await {
+                            Joined::Lead(lead) => {
+                                lead.share(&l1::entry("k", 2u32, clock::now(), 0));
+                                2
+                            }
+                            Joined::Shared(e) => *e.value.downcast_ref::<u32>().expect("a u32"),
+                        }
+                    })
+                };
+                block_on(async {
+                    leader.await.expect("leader task");
+                    assert_eq!(waiter.await.expect("waiter task"), 2);
+                });
+                assert_eq!(flights.len(), 0);
+            },
+            RUNS,
+        );
+    }
+
+    /// Leaders that fail hand over one at a time: never two leaders of one key at once, every
+    /// caller ends, and the one that succeeds shares its value with whoever still waits.
+    #[test]
+    fn shuttle_failed_leaders_hand_over_one_at_a_time() {
+        shuttle::check_random(
+            || {
+                let flights = Arc::new(Flights::default());
+                let leading = Arc::new(AtomicUsize::new(0));
+                let tasks: Vec<_> = (0..3u32)
+                    .map(|i| {
+                        let (flights, leading) = (flights.clone(), leading.clone());
+                        spawn(async move {
+                            match flights.join(Fingerprint(2), u32_flight()).await {
+                                Joined::Lead(lead) => {
+                                    assert_eq!(leading.fetch_add(1, Ordering::SeqCst), 0, "two leaders");
+                                    yield_now().await;
+                                    leading.fetch_sub(1, Ordering::SeqCst);
+                                    if i == 0 {
+                                        drop(lead); // fails
+                                        None
+                                    } else {
+                                        lead.share(&l1::entry("k", i, clock::now(), 0));
+                                        Some(i)
+                                    }
+                                }
+                                Joined::Shared(e) => Some(*e.value.downcast_ref::<u32>().expect("a u32")),
+                            }
+                        })
+                    })
+                    .collect();
+                block_on(async {
+                    for (i, t) in tasks.into_iter().enumerate() {
+                        let got = t.await.expect("task");
+                        if i > 0 {
+                            assert!(matches!(got, Some(1 | 2)), "caller {i} got {got:?}");
+                        }
+                    }
+                });
+                assert_eq!(flights.len(), 0);
+            },
+            RUNS,
+        );
+    }
+
+    /// Two value types under one key: each caller gets its own type's value, whatever the
+    /// interleaving.
+    #[test]
+    fn shuttle_value_types_never_cross() {
+        shuttle::check_random(
+            || {
+                let flights = Arc::new(Flights::default());
+                let tasks: Vec<_> = (0..4u32)
+                    .map(|i| {
+                        let flights = flights.clone();
+                        spawn(async move {
+                            if i % 2 == 0 {
+                                match flights.join(Fingerprint(3), TypeId::of::<u32>()).await {
+                                    Joined::Lead(lead) => lead.share(&l1::entry("k", 7u32, clock::now(), 0)),
+                                    Joined::Shared(e) => assert_eq!(e.value.downcast_ref::<u32>(), Some(&7)),
+                                }
+                            } else {
+                                match flights.join(Fingerprint(3), TypeId::of::<String>()).await {
+                                    Joined::Lead(lead) => {
+                                        yield_now().await;
+                                        lead.share(&l1::entry("k", "seven".to_string(), clock::now(), 0))
+                                    }
+                                    Joined::Shared(e) => {
+                                        assert_eq!(
+                                            e.value.downcast_ref::<String>().map(String::as_str),
+                                            Some("seven")
+                                        )
+                                    }
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                block_on(async {
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                assert_eq!(flights.len(), 0);
+            },
+            RUNS,
+        );
     }
 }

@@ -43,6 +43,7 @@ mod redis;
 mod report;
 mod stats;
 pub mod strategy;
+mod sync;
 mod tier;
 mod values;
 mod warming;

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use tokio::sync::oneshot;
 
 use crate::error::Result;
@@ -214,5 +214,61 @@ mod tests {
         drop(b_rx); // ...and is cancelled before it looks.
         assert!(c_rx.try_recv().is_err(), "c is released to read alone");
         drop(lead(&c, "d"));
+    }
+}
+
+/// Interleavings explored by shuttle (`--features shuttle`): reads that lead, queue, are handed
+/// a batch, or are cancelled at any point. Every read that was not cancelled ends (shuttle fails
+/// the test on a deadlock), and the coalescer ends with no slot taken and nothing queued.
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests {
+    use super::*;
+    use shuttle::future::{block_on, spawn, yield_now};
+
+    /// One read through the coalescer, as `RedisL2::get_coalesced` does it, answering a batch
+    /// it leads; `cancel` drops it at its first await.
+    async fn read(c: Arc<Coalescer>, key: String, cancel: bool) {
+        let (others, lead) = match c.join(&key) {
+            Join::Alone => return,
+            Join::Lead(lead) => (Vec::new(), lead),
+            Join::Wait(rx) => {
+                if cancel {
+                    return; // dropped while queued
+                }
+                match rx.await {
+                    Ok(Turn::Done(_)) => return,
+                    Ok(Turn::Lead(others, lead)) => (others, lead),
+                    Err(_) => return, // released to read alone
+                }
+            }
+        };
+        yield_now().await; // the round trip
+        if cancel {
+            return; // cancelled mid-read: its batch reads alone
+        }
+        for w in others {
+            w.answer(Ok(None));
+        }
+        drop(lead);
+    }
+
+    #[test]
+    fn shuttle_every_read_ends_and_frees_its_slot() {
+        shuttle::check_random(
+            || {
+                let c = Arc::new(Coalescer::new(1));
+                let tasks: Vec<_> = (0..4)
+                    .map(|i| spawn(read(c.clone(), format!("k{i}"), i == 1)))
+                    .collect();
+                block_on(async {
+                    for t in tasks {
+                        t.await.expect("read task");
+                    }
+                });
+                let s = c.state.lock();
+                assert_eq!((s.in_flight, s.queue.len()), (0, 0));
+            },
+            2000,
+        );
     }
 }
