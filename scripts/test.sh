@@ -10,4 +10,13 @@ cargo test --workspace --locked
 # The workspace run builds cache-core with `tokio-clock` (the tests pause time); run its own
 # tests once more with the production clock.
 cargo test -p cache-core --locked
+# The L1-only build: no Redis client or pool compiled, the macros still work; its own unit
+# tests run the engine's protocol on the in-memory fake tier.
+cargo test -p cache-core --locked --no-default-features --features macros --lib
+if cargo tree -p cache-core --no-default-features --features macros -e normal --prefix none | grep -Eq '^(redis|deadpool)'; then
+  echo "the L1-only build pulls in redis or deadpool" >&2
+  exit 1
+fi
+# Single flight and the read coalescer under shuttle's scheduler.
+cargo test -p cache-core --locked --features shuttle --lib shuttle
 scripts/smoke-demo.sh

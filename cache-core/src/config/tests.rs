@@ -40,6 +40,7 @@ fn most_specific_pattern_wins() {
 }
 
 #[test]
+#[cfg(feature = "redis")]
 fn env_overrides_and_rejects_garbage() {
     let c = env(&[
         ("REDIS_URL", "redis://127.0.0.1:7000"),
@@ -118,4 +119,15 @@ fn l1_max_entries_is_an_alias_of_max_memory_cache_size() {
     assert_eq!(c.max_memory_cache_size, 7);
     let c = CacheConfig::from_toml_str("max_memory_cache_size = 8").unwrap();
     assert_eq!(c.max_memory_cache_size, 8);
+}
+
+/// Without the `redis` feature a Redis URL is refused with a reason, never silently ignored.
+#[test]
+#[cfg(not(feature = "redis"))]
+fn a_redis_url_without_the_redis_feature_is_a_config_error() {
+    let err = CacheConfig::builder()
+        .redis_url("redis://127.0.0.1:6379")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("`redis` feature"), "{err}");
 }
