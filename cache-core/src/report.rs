@@ -131,7 +131,7 @@ impl Cache {
         largest.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.key.cmp(&b.key)));
         largest.truncate(10);
         let mut redis_used_memory = None;
-        if let Some(l2) = &self.engine.remote {
+        if let Some(remote) = &self.engine.remote {
             // Prefixes known from L1 and from the TTL table.
             for p in self.engine.config.ttl_patterns.keys() {
                 let p = prefix_of(p).trim_end_matches('*');
@@ -141,12 +141,12 @@ impl Cache {
             }
             for (p, e) in by_prefix.iter_mut() {
                 let pattern = format!("{}:*", crate::pattern::escape(p));
-                if let Ok((n, bytes)) = l2.sample_memory(&pattern, samples_per_prefix).await {
+                if let Ok((n, bytes)) = remote.sample_memory(&pattern, samples_per_prefix).await {
                     e.redis_sampled_keys = n;
                     e.redis_sampled_bytes = bytes;
                 }
             }
-            redis_used_memory = l2.info().await.ok().map(|i| i.used_memory);
+            redis_used_memory = remote.info().await.ok().map(|i| i.used_memory);
         }
         let mut prefixes: Vec<PrefixMemory> = by_prefix.into_values().collect();
         prefixes.sort_by(|a, b| b.l1_bytes.cmp(&a.l1_bytes).then_with(|| a.prefix.cmp(&b.prefix)));
@@ -165,7 +165,7 @@ impl Cache {
         let c = &self.engine.counters;
         let (raw, stored) = (c.raw_bytes.get(), c.stored_bytes.get());
         let info = match &self.engine.remote {
-            Some(l2) => l2.info().await.ok(),
+            Some(remote) => remote.info().await.ok(),
             None => None,
         };
         let (l1_entries, l1_bytes) = self
@@ -195,7 +195,7 @@ impl Cache {
     /// Counters, L1 size and Redis `INFO` (skipped in L1-only mode or when Redis is down).
     pub async fn stats(&self) -> Stats {
         let info = match &self.engine.remote {
-            Some(l2) => l2.info().await.ok(),
+            Some(remote) => remote.info().await.ok(),
             None => None,
         };
         let (len, bytes) = self
@@ -216,7 +216,7 @@ impl Cache {
             .l1
             .as_ref()
             .map_or((0, 0), |l1| (l1.len(), l1.bytes()));
-        let Some(l2) = &self.engine.remote else {
+        let Some(remote) = &self.engine.remote else {
             return Health {
                 healthy: true,
                 mode: Mode::L1Only,
@@ -225,8 +225,8 @@ impl Cache {
                 redis: None,
             };
         };
-        let ping = l2.ping().await;
-        let info = if ping.is_ok() { l2.info().await.ok() } else { None };
+        let ping = remote.ping().await;
+        let info = if ping.is_ok() { remote.info().await.ok() } else { None };
         let mut warnings = self.engine.background.warnings.lock().clone();
         if let Some(i) = &info {
             if i.maxmemory == 0 && i.maxmemory_policy == "noeviction" {
@@ -238,12 +238,12 @@ impl Cache {
             }
         }
         let redis = RedisHealth {
-            url: l2.display_url(),
+            url: remote.display_url(),
             reachable: ping.is_ok(),
             latency_ms: ping.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
             error: ping.as_ref().err().map(ToString::to_string),
-            breaker: l2.breaker_state(),
-            pool: l2.pool_status(),
+            breaker: remote.breaker_state(),
+            pool: remote.pool_status(),
             maxmemory: info.as_ref().map(|i| i.maxmemory),
             maxmemory_policy: info.map(|i| i.maxmemory_policy),
             warnings,
