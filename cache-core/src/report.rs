@@ -226,7 +226,11 @@ impl Cache {
             };
         };
         let ping = remote.ping().await;
-        let info = if ping.is_ok() { remote.info().await.ok() } else { None };
+        let info = if ping.is_ok() {
+            remote.info().await.ok()
+        } else {
+            None
+        };
         let mut warnings = self.engine.background.warnings.lock().clone();
         if let Some(i) = &info {
             if i.maxmemory == 0 && i.maxmemory_policy == "noeviction" {
