@@ -93,15 +93,15 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
     let new_body: syn::Block = syn::parse_quote!({
         static __CACHE_FN: #krate::__private::FnStats =
             #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
-        let __cache_keys: ::std::vec::Vec<#krate::__private::KeyBuf> = #as_slice
-            .iter()
-            .map(|__id| {
+        // Trait methods by their path: the caller's module may have no prelude.
+        let __cache_keys: ::std::vec::Vec<#krate::__private::KeyBuf> = ::core::iter::Iterator::collect(
+            ::core::iter::Iterator::map(#as_slice.iter(), |__id| {
                 let mut #k = #krate::__private::KeyBuf::new();
                 #k.push_str(#head);
                 #write
                 #k
-            })
-            .collect();
+            }),
+        );
         #check_return
         #cache_src
         #krate::__private::cached_batch(

@@ -59,7 +59,7 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
         let variant = if literal {
             quote!(Key(__k))
         } else {
-            quote!(Pattern(__k.as_str().to_owned()))
+            quote!(Pattern(::std::borrow::ToOwned::to_owned(__k.as_str())))
         };
         patterns.push(quote!({
             let mut __k = #krate::__private::KeyBuf::new();

@@ -108,7 +108,7 @@ fn registration_inner(
                     if (&&#krate::__private::Ret(&__r)).__cache_success() {
                         ::core::result::Result::Ok(())
                     } else {
-                        ::core::result::Result::Err(::std::string::String::from("returned Err"))
+                        ::core::result::Result::Err(::std::borrow::ToOwned::to_owned("returned Err"))
                     }
                 }),
             }
