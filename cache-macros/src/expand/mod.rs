@@ -121,14 +121,17 @@ pub(crate) fn return_type(sig: &syn::Signature) -> TokenStream {
     }
 }
 
-/// The user's body as the block an expansion runs (inside `async move`), after `before`.
+/// The user's body as the block an expansion runs (inside `async move`), after `before`, with the
+/// declared return type ascribed: `{ before; let __cache_ret: R = { body }; __cache_ret }`, as
+/// tracing-attributes pins an instrumented body's type. A body of another type is then an error
+/// at its own tail expression naming the declared type, not an unmet `Future<Output = R>` bound
+/// of the generic cache call the body is passed to.
 pub(crate) fn run_body(f: &MaybeItemFn, before: TokenStream) -> TokenStream {
+    let ret = return_type(&f.sig);
     let body = f.body_block();
-    if before.is_empty() {
-        return quote!(#body);
-    }
     quote! {{
         #before
-        #body
+        let __cache_ret: #ret = #body;
+        __cache_ret
     }}
 }
