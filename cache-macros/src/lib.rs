@@ -7,31 +7,39 @@
 
 mod args;
 mod expand;
+mod item;
 mod template;
+mod valid;
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
-use syn::ItemFn;
 
 use expand::cache::Preset;
 use expand::with_error;
+use item::MaybeItemFn;
 
-fn parse_fn(item: TokenStream2) -> Result<ItemFn, TokenStream2> {
-    syn::parse2::<ItemFn>(item.clone()).map_err(|e| with_error(item, e))
+// Each attribute: parse (the function, `item`; the attribute's options, `args`), check the two
+// together (`valid`), expand (`expand`). On an error the function is kept as written, with the
+// error next to it.
+
+fn parse_fn(item: TokenStream2) -> Result<MaybeItemFn, TokenStream2> {
+    syn::parse2::<MaybeItemFn>(item.clone()).map_err(|e| with_error(item, e))
 }
 
 pub(crate) fn cache_tokens(preset: Preset, attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
-    let f = match parse_fn(item.clone()) {
+    let mut f = match parse_fn(item) {
         Ok(f) => f,
         Err(ts) => return ts,
     };
-    let mut original = f.clone();
-    let result = syn::parse2::<args::CacheArgs>(attr).and_then(|a| expand::cache::expand(preset, a, f));
+    let result = syn::parse2::<args::CacheArgs>(attr).and_then(|a| {
+        valid::cache(preset, &a, &f)?;
+        expand::cache::expand(preset, a, &f)
+    });
     result.unwrap_or_else(|e| {
         // The `#[warmup_cache]`s below belonged to this expansion; left on the item they would
         // report a second, misleading error.
-        original.attrs.retain(|a| !crate::expand::is_warmup_attr(a));
-        with_error(quote::quote!(#original), e)
+        f.attrs.retain(|a| !crate::expand::is_warmup_attr(a));
+        with_error(quote::quote!(#f), e)
     })
 }
 
@@ -40,7 +48,10 @@ pub(crate) fn batch_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStrea
         Ok(f) => f,
         Err(ts) => return ts,
     };
-    let result = syn::parse2::<args::CacheArgs>(attr).and_then(|a| expand::batch::expand(a, f));
+    let result = syn::parse2::<args::CacheArgs>(attr).and_then(|a| {
+        valid::batch(&a, &f)?;
+        expand::batch::expand(a, &f)
+    });
     result.unwrap_or_else(|e| with_error(item, e))
 }
 
@@ -49,7 +60,10 @@ pub(crate) fn invalidate_tokens(attr: TokenStream2, item: TokenStream2) -> Token
         Ok(f) => f,
         Err(ts) => return ts,
     };
-    let result = syn::parse2::<args::InvalidateArgs>(attr).and_then(|a| expand::invalidate::expand(a, f));
+    let result = syn::parse2::<args::InvalidateArgs>(attr).and_then(|a| {
+        valid::invalidate(&a, &f)?;
+        Ok(expand::invalidate::expand(a, &f))
+    });
     result.unwrap_or_else(|e| with_error(item, e))
 }
 
@@ -58,8 +72,10 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
         Ok(f) => f,
         Err(ts) => return ts,
     };
-    let result =
-        syn::parse2::<args::WarmupArgs>(attr.clone()).and_then(|a| expand::warmup::expand(a, f, attr));
+    let result = syn::parse2::<args::WarmupArgs>(attr.clone()).and_then(|a| {
+        valid::warmup_above(&a, &f, &attr)?;
+        Ok(expand::warmup::expand(&a, &f, &attr))
+    });
     result.unwrap_or_else(|e| with_error(item, e))
 }
 

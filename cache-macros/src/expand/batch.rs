@@ -2,13 +2,14 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, Type};
+use syn::{FnArg, GenericArgument, Pat, PathArguments, Type};
 
-use super::{cache_ref, check_fn, duration_option, krate, write_part};
+use super::{cache_ref, duration_option, krate, return_type, run_body, write_part};
 use crate::args::CacheArgs;
+use crate::item::MaybeItemFn;
 
 /// The id collection parameter: its name, element type, and whether it is a slice (`&[Id]`).
-fn id_param(f: &ItemFn) -> syn::Result<(syn::Ident, Type, bool)> {
+pub(crate) fn id_param(f: &MaybeItemFn) -> syn::Result<(syn::Ident, Type, bool)> {
     let first = f.sig.inputs.iter().find_map(|a| match a {
         FnArg::Typed(t) => Some(t),
         FnArg::Receiver(_) => None,
@@ -42,40 +43,16 @@ fn id_param(f: &ItemFn) -> syn::Result<(syn::Ident, Type, bool)> {
     }
 }
 
-pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
-    check_fn(&f, "cache_batch")?;
-    // The return type is checked by the type system (`__private::BatchReturn`), which sees
-    // through aliases; only a missing one is caught here.
-    super::returns(&f.sig, "cache_batch")?;
-    let unsupported = [
-        args.key.as_ref().map(|_| "key"),
-        (!args.skip.is_empty()).then_some("skip"),
-        args.l1.as_ref().map(|_| "l1"),
-        args.skip_none.as_ref().map(|_| "skip_none"),
-        args.include_self.as_ref().map(|_| "include_self"),
-        args.strategy.as_ref().map(|_| "strategy"),
-        args.stale_if_error.as_ref().map(|_| "stale_if_error"),
-        args.soft_timeout.as_ref().map(|_| "soft_timeout"),
-    ];
-    if let Some(name) = unsupported.into_iter().flatten().next() {
-        return Err(syn::Error::new(
-            proc_macro2::Span::call_site(),
-            format!("#[cache_batch] takes prefix, ttl, cache and crate; not `{name}`"),
-        ));
-    }
-    let Some(prefix) = &args.prefix else {
-        return Err(syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[cache_batch] needs `prefix = \"...\"`: each id is cached under `{prefix}:{id}`",
-        ));
-    };
-    let (ids, id_ty, slice) = id_param(&f)?;
+/// Expands a function that `crate::valid::batch` accepted.
+pub(crate) fn expand(args: CacheArgs, f: &MaybeItemFn) -> syn::Result<TokenStream> {
+    let prefix = args.prefix.as_ref().map(syn::LitStr::value).unwrap_or_default();
+    let (ids, id_ty, slice) = id_param(f)?;
     let krate = krate(args.krate.as_ref());
-    let ret = super::returns(&f.sig, "cache_batch")?;
-    let check_return = quote::quote_spanned!(syn::spanned::Spanned::span(ret)=>
+    let ret = return_type(&f.sig);
+    let check_return = quote::quote_spanned!(syn::spanned::Spanned::span(&ret)=>
         #krate::__private::batch_returns::<#ret, #id_ty>();
     );
-    let head = format!("{}:", prefix.value());
+    let head = format!("{prefix}:");
     let k = format_ident!("__k");
     let write = write_part(&krate, &k, quote!(__id));
     let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
@@ -88,20 +65,20 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
             quote!(let #ids: ::std::vec::Vec<#id_ty> = __missing;),
         )
     };
-    let body = &f.block;
+    let body = run_body(f, rebind);
     let fn_name = f.sig.ident.to_string();
-    let new_body: syn::Block = syn::parse_quote!({
+    let new_body = quote! {
         static __CACHE_FN: #krate::__private::FnStats =
             #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
-        let __cache_keys: ::std::vec::Vec<#krate::__private::KeyBuf> = #as_slice
-            .iter()
-            .map(|__id| {
+        // Trait methods by their path: the caller's module may have no prelude.
+        let __cache_keys: ::std::vec::Vec<#krate::__private::KeyBuf> = ::core::iter::Iterator::collect(
+            ::core::iter::Iterator::map(#as_slice.iter(), |__id| {
                 let mut #k = #krate::__private::KeyBuf::new();
                 #k.push_str(#head);
                 #write
                 #k
-            })
-            .collect();
+            }),
+        );
         #check_return
         #cache_src
         #krate::__private::cached_batch(
@@ -110,21 +87,21 @@ pub(crate) fn expand(args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream>
             &__cache_keys,
             #ttl,
             &__CACHE_FN,
-            move |__missing: ::std::vec::Vec<#id_ty>| async move {
-                #rebind
-                #body
-            },
+            move |__missing: ::std::vec::Vec<#id_ty>| async move #body,
         )
         .await
-    });
+    };
     // `#[warmup_cache(ids = ..)]` below this attribute: a batch warmup through the same path.
     let (warmups, rest): (Vec<syn::Attribute>, Vec<syn::Attribute>) =
-        f.attrs.drain(..).partition(crate::expand::is_warmup_attr);
-    f.attrs = rest;
+        f.attrs.iter().cloned().partition(crate::expand::is_warmup_attr);
+    let f = &MaybeItemFn {
+        attrs: rest,
+        ..f.clone()
+    };
     let mut registrations = Vec::new();
     for w in &warmups {
-        registrations.push(super::warmup::registration(&krate, &f, w.parse_args()?, w)?);
+        registrations.push(super::warmup::registration(&krate, f, &w.parse_args()?, w));
     }
-    *f.block = new_body;
+    let f = f.with_body(new_body);
     Ok(quote!(#f #(#registrations)*))
 }

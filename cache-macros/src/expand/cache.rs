@@ -3,12 +3,11 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::{Attribute, ItemFn};
+use syn::Attribute;
 
-use super::{
-    cache_ref, check_fn, duration_option, has_receiver, krate, params, returns, warmup, write_part, Param,
-};
+use super::{cache_ref, duration_option, krate, params, return_type, run_body, warmup, write_part, Param};
 use crate::args::CacheArgs;
+use crate::item::MaybeItemFn;
 use crate::template::Piece;
 
 /// Which attribute is being expanded.
@@ -32,7 +31,7 @@ impl Preset {
         }
     }
 
-    fn fixed_prefix(self) -> Option<&'static str> {
+    pub(crate) fn fixed_prefix(self) -> Option<&'static str> {
         match self {
             Preset::Query => Some("query"),
             Preset::Resource => Some("resource"),
@@ -42,91 +41,14 @@ impl Preset {
     }
 }
 
-pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
-    let attr = preset.attr();
-    check_fn(&f, attr)?;
-    let ret = returns(&f.sig, attr)?.clone();
+/// Expands a function that `crate::valid::cache` accepted.
+pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::Result<TokenStream> {
+    let ret = return_type(&f.sig);
     let krate = krate(args.krate.as_ref());
 
-    if let (Some(fixed), Some(p)) = (preset.fixed_prefix(), &args.prefix) {
-        return Err(syn::Error::new_spanned(
-            p,
-            format!("#[{attr}] always uses the prefix \"{fixed}\"; use #[cache(prefix = ..)] for another"),
-        ));
-    }
-    if let (Some(p), Some(_)) = (&args.prefix, &args.key) {
-        return Err(syn::Error::new_spanned(
-            p,
-            "`key` already names the whole key; put the prefix into the key template instead",
-        ));
-    }
-    if let (Some((soft, _)), None) = (&args.soft_timeout, &args.stale_if_error) {
-        return Err(syn::Error::new_spanned(
-            soft,
-            "`soft_timeout` serves a stale value, so it needs `stale_if_error = ..` to keep one",
-        ));
-    }
-    let receiver = has_receiver(&f);
-    if let (Some(i), None) = (&args.include_self, receiver) {
-        return Err(syn::Error::new_spanned(
-            i,
-            "`include_self` needs a method taking `self`",
-        ));
-    }
-
-    // Which parameters exist, and which go into the key.
-    let params = params(&f);
+    // Which parameters go into the key.
+    let params = params(f);
     let named: Vec<_> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
-    for s in &args.skip {
-        if !named.iter().any(|p| p.name == s) {
-            return Err(syn::Error::new_spanned(
-                s,
-                format!("`{s}` in skip(..) is not an argument of this function"),
-            ));
-        }
-    }
-    if let Some(t) = &args.key {
-        for a in t.args() {
-            if a != "self" && !named.iter().any(|p| p.name == a) {
-                let known: Vec<String> = named.iter().map(|p| p.name.to_string()).collect();
-                return Err(syn::Error::new_spanned(
-                    &t.lit,
-                    format!(
-                        "unknown argument `{a}` in key template; arguments: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
-    } else if let Some(Err(pat)) = params.iter().find(|p| p.is_err()) {
-        return Err(syn::Error::new_spanned(
-            pat,
-            "a destructured argument cannot be part of the default key; bind it to a name, or give a `key` template",
-        ));
-    }
-
-    if args.key.is_none() {
-        if let Some(g) = f
-            .sig
-            .generics
-            .type_params()
-            .next()
-            .map(|t| &t.ident)
-            .or_else(|| f.sig.generics.const_params().next().map(|c| &c.ident))
-        {
-            return Err(syn::Error::new_spanned(
-                g,
-                format!(
-                    "#[{attr}] on a generic function needs an explicit `key = \"...\"`: the default key \
-                     would have to name the type, and `type_name` changes between compiler versions, \
-                     so entries written by one build would not be found by the next"
-                ),
-            ));
-        }
-    }
-    if let Some(t) = &args.key {
-        t.check_parts_separated()?;
-    }
 
     // `cache = some_arg` names the cache through an argument: it is never part of the key.
     let cache_arg = match &args.cache {
@@ -136,7 +58,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
     let skipped = |name: &syn::Ident| args.skip.iter().any(|s| s == name) || cache_arg.as_ref() == Some(name);
 
     let buf = format_ident!("__cache_key");
-    let int_tail = int_tail(preset, &args, &f, &named, &skipped);
+    let int_tail = int_tail(preset, &args, f, &named, &skipped);
     let mut build = Vec::new();
     let push = |s: &str| quote!(#buf.push_str(#s););
     match &args.key {
@@ -156,7 +78,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
             }
         }
         None => {
-            let head = default_head(preset, &args, &f, false);
+            let head = default_head(preset, &args, f, false);
             build.push(quote!(#buf.push_str(#head);));
             if args.include_self.is_some() {
                 build.push(push(":"));
@@ -187,7 +109,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
         stale_for: #stale_for,
         soft_timeout: #soft_timeout,
     });
-    let body = &f.block;
+    let body = run_body(f, quote!());
     let fp = format_ident!("__cache_fp");
     let cache_ref = format_ident!("__cache");
     let opts_id = format_ident!("__cache_opts");
@@ -219,7 +141,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
             #(#build)*
         },
     };
-    let new_body: syn::Block = syn::parse_quote!({
+    let new_body = quote! {
         static #stats: #krate::__private::FnStats =
             #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
         #make_key
@@ -237,24 +159,27 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, mut f: ItemFn) -> syn::Res
             return __v;
         }
         #call.await
-    });
+    };
 
     // `#[warmup_cache]` written below this attribute is registered here (the ones above see this
     // attribute and register themselves).
     let (warmups, rest): (Vec<Attribute>, Vec<Attribute>) =
-        f.attrs.drain(..).partition(crate::expand::is_warmup_attr);
-    f.attrs = rest;
+        f.attrs.iter().cloned().partition(crate::expand::is_warmup_attr);
+    let f = &MaybeItemFn {
+        attrs: rest,
+        ..f.clone()
+    };
     let mut registrations = Vec::new();
     for w in &warmups {
-        registrations.push(warmup::registration(&krate, &f, w.parse_args()?, w)?);
+        registrations.push(warmup::registration(&krate, f, &w.parse_args()?, w));
     }
-    *f.block = new_body;
+    let f = f.with_body(new_body);
     Ok(quote!(#f #(#registrations)*))
 }
 
 /// The default key's constant start, `{prefix}:{module path}::{fn name}`, as a `concat!`; with
 /// `colon`, the `:` before the first argument too (the text of the `KeyHead` from [`int_tail`]).
-fn default_head(preset: Preset, args: &CacheArgs, f: &ItemFn, colon: bool) -> TokenStream {
+fn default_head(preset: Preset, args: &CacheArgs, f: &MaybeItemFn, colon: bool) -> TokenStream {
     let prefix = preset
         .fixed_prefix()
         .map(str::to_owned)
@@ -271,7 +196,7 @@ fn default_head(preset: Preset, args: &CacheArgs, f: &ItemFn, colon: bool) -> To
 fn int_tail(
     preset: Preset,
     args: &CacheArgs,
-    f: &ItemFn,
+    f: &MaybeItemFn,
     named: &[&Param<'_>],
     skipped: &dyn Fn(&syn::Ident) -> bool,
 ) -> Option<(TokenStream, syn::Ident)> {

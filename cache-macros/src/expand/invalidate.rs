@@ -2,17 +2,15 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::ItemFn;
 
-use super::{cache_ref, check_fn, krate, params, write_part};
+use super::{cache_ref, krate, run_body, write_part};
 use crate::args::InvalidateArgs;
+use crate::item::MaybeItemFn;
 use crate::template::Piece;
 
-pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenStream> {
-    check_fn(&f, "invalidate_cache")?;
+/// Expands a function that `crate::valid::invalidate` accepted.
+pub(crate) fn expand(args: InvalidateArgs, f: &MaybeItemFn) -> TokenStream {
     let krate = krate(args.krate.as_ref());
-    let params = params(&f);
-    let named: Vec<_> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
 
     let mut patterns = Vec::new();
     for t in &args.patterns {
@@ -29,18 +27,9 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
                 Piece::Arg(a) => {
                     let value = if a == "self" {
                         quote!(self)
-                    } else if named.iter().any(|p| p.name == a) {
+                    } else {
                         let id = format_ident!("{}", a);
                         quote!(#id)
-                    } else {
-                        let known: Vec<String> = named.iter().map(|p| p.name.to_string()).collect();
-                        return Err(syn::Error::new_spanned(
-                            &t.lit,
-                            format!(
-                                "unknown argument `{a}` in pattern; arguments: {}",
-                                known.join(", ")
-                            ),
-                        ));
                     };
                     if literal {
                         build.push(write_part(&krate, &format_ident!("__k"), value));
@@ -59,7 +48,7 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
         let variant = if literal {
             quote!(Key(__k))
         } else {
-            quote!(Pattern(__k.as_str().to_owned()))
+            quote!(Pattern(::std::borrow::ToOwned::to_owned(__k.as_str())))
         };
         patterns.push(quote!({
             let mut __k = #krate::__private::KeyBuf::new();
@@ -69,8 +58,8 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
     }
 
     let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
-    let body = &f.block;
-    let new_body: syn::Block = syn::parse_quote!({
+    let body = run_body(f, quote!());
+    let new_body = quote! {
         let __cache_patterns = [#(#patterns),*];
         let __cache_ret = async move #body.await;
         {
@@ -82,7 +71,6 @@ pub(crate) fn expand(args: InvalidateArgs, mut f: ItemFn) -> syn::Result<TokenSt
             }
         }
         __cache_ret
-    });
-    *f.block = new_body;
-    Ok(quote!(#f))
+    };
+    f.with_body(new_body)
 }

@@ -8,7 +8,9 @@ pub(crate) mod warmup;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, Path, ReturnType, Type};
+use syn::{FnArg, Ident, Pat, Path, ReturnType, Type};
+
+use crate::item::MaybeItemFn;
 
 /// The crate path generated code names; `crate = path` overrides it.
 pub(crate) fn krate(path: Option<&Path>) -> TokenStream {
@@ -66,29 +68,6 @@ pub(crate) fn is_warmup_attr(a: &syn::Attribute) -> bool {
         .is_some_and(|s| s.ident == "warmup_cache")
 }
 
-/// Caching attributes only make sense on `async fn`s that are not `const`.
-pub(crate) fn check_fn(f: &ItemFn, attr: &str) -> syn::Result<()> {
-    if let Some(c) = &f.sig.constness {
-        return Err(syn::Error::new_spanned(
-            c,
-            format!("#[{attr}] cannot be used on a `const fn`"),
-        ));
-    }
-    if f.sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            f.sig.fn_token,
-            format!("#[{attr}] applies to `async fn`s; make this function async"),
-        ));
-    }
-    if let Some(v) = &f.sig.variadic {
-        return Err(syn::Error::new_spanned(
-            v,
-            format!("#[{attr}] does not support variadic functions"),
-        ));
-    }
-    Ok(())
-}
-
 /// A named parameter of the function.
 pub(crate) struct Param<'a> {
     pub name: &'a Ident,
@@ -97,7 +76,7 @@ pub(crate) struct Param<'a> {
 
 /// The named parameters; a destructuring pattern is an error unless `allow_pattern` says it
 /// may be left out (it is then skipped).
-pub(crate) fn params(f: &ItemFn) -> Vec<Result<Param<'_>, &Pat>> {
+pub(crate) fn params(f: &MaybeItemFn) -> Vec<Result<Param<'_>, &Pat>> {
     f.sig
         .inputs
         .iter()
@@ -114,7 +93,7 @@ pub(crate) fn params(f: &ItemFn) -> Vec<Result<Param<'_>, &Pat>> {
         .collect()
 }
 
-pub(crate) fn has_receiver(f: &ItemFn) -> Option<&syn::Receiver> {
+pub(crate) fn has_receiver(f: &MaybeItemFn) -> Option<&syn::Receiver> {
     f.sig.inputs.iter().find_map(|a| match a {
         FnArg::Receiver(r) => Some(r),
         FnArg::Typed(_) => None,
@@ -133,28 +112,26 @@ pub(crate) fn write_part(krate: &TokenStream, buf: &Ident, value: TokenStream) -
     }
 }
 
-/// The written return type, once it is checked to be something a cache can hold. How it is
-/// cached (`Result` only on `Ok`, `Option` unless `skip_none`) is left to the type system:
-/// `__private::Returns` sees through aliases, which the written name does not.
-pub(crate) fn returns<'a>(sig: &'a syn::Signature, attr: &str) -> syn::Result<&'a Type> {
-    let ty = match &sig.output {
-        ReturnType::Default => {
-            return Err(syn::Error::new_spanned(
-                &sig.ident,
-                format!("#[{attr}] needs a return value to cache; this function returns ()"),
-            ))
-        }
-        ReturnType::Type(_, ty) => ty,
-    };
-    match &**ty {
-        Type::ImplTrait(t) => Err(syn::Error::new_spanned(
-            t,
-            format!("#[{attr}] cannot cache an `impl Trait` return; name a concrete type"),
-        )),
-        Type::Tuple(t) if t.elems.is_empty() => Err(syn::Error::new_spanned(
-            t,
-            format!("#[{attr}] needs a return value to cache; this function returns ()"),
-        )),
-        _ => Ok(ty),
+/// The written return type (`()` when there is none), for the expansion to name: in the type
+/// ascription of the body, and in `__private::Returns::<R>`, which picks how it is cached.
+pub(crate) fn return_type(sig: &syn::Signature) -> TokenStream {
+    match &sig.output {
+        ReturnType::Default => quote_spanned!(sig.ident.span()=> ()),
+        ReturnType::Type(_, ty) => quote!(#ty),
     }
+}
+
+/// The user's body as the block an expansion runs (inside `async move`), after `before`, with the
+/// declared return type ascribed: `{ before; let __cache_ret: R = { body }; __cache_ret }`, as
+/// tracing-attributes pins an instrumented body's type. A body of another type is then an error
+/// at its own tail expression naming the declared type, not an unmet `Future<Output = R>` bound
+/// of the generic cache call the body is passed to.
+pub(crate) fn run_body(f: &MaybeItemFn, before: TokenStream) -> TokenStream {
+    let ret = return_type(&f.sig);
+    let body = f.body_block();
+    quote! {{
+        #before
+        let __cache_ret: #ret = #body;
+        __cache_ret
+    }}
 }
