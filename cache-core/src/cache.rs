@@ -12,7 +12,7 @@ use crate::config::CacheConfig;
 use crate::engine::{Background, Engine};
 use crate::error::{RefreshError, Result};
 use crate::key::{Fingerprint, KeyText};
-use crate::loader::{self, LoadOptions};
+use crate::loader::{self, LoadOptions, Rule};
 use crate::report::Mode;
 use crate::values::{erase, of_entry, ops, CacheValue};
 use crate::AccessPattern;
@@ -212,7 +212,17 @@ impl Cache {
         if let Some(v) = self.hit::<T, str>(key, fp) {
             return Ok(v.0);
         }
-        loader::load_after_miss(&self.engine, key, fp, opts, |_: &T| true, load).await
+        loader::load_after_miss(
+            &self.engine,
+            key,
+            fp,
+            opts,
+            None,
+            Rule::RESULT,
+            |_: &T| true,
+            load,
+        )
+        .await
     }
 
     /// Runs `load` now and stores its value (warmers, refresh-ahead, after a write): the value

@@ -15,12 +15,6 @@ pub(crate) struct Counter {
 }
 
 impl Counter {
-    pub(crate) const fn new() -> Self {
-        Counter {
-            slots: ThreadLocal::new(),
-        }
-    }
-
     #[inline]
     pub(crate) fn incr(&self) {
         self.add(1);

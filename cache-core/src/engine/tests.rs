@@ -171,7 +171,9 @@ async fn use_l1_false_keeps_values_out_of_l1() {
         "query:remote-only",
         fp,
         opts,
-        |_| true,
+        None,
+        crate::loader::Rule::RESULT,
+        |_: &u8| true,
         || async { Ok(3) },
     )
     .await;

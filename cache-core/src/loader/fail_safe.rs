@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{load_after_miss, LoadOptions};
+use super::{load_after_miss, LoadOptions, Rule};
 use crate::engine::Engine;
 use crate::key::Fingerprint;
 use crate::values::{erase, of_entry, ops, CacheValue};
@@ -79,5 +79,5 @@ where
             }
         }
     };
-    load_after_miss(engine, key, fp, opts, keep, loader).await
+    load_after_miss(engine, key, fp, opts, None, Rule::RESULT, keep, loader).await
 }

@@ -2,7 +2,7 @@
 //! `get_or_insert_with`, warmers): L1 → single flight → remote tier → cross-instance lock → the
 //! caller's loader → guarded store.
 //!
-//! Split so that the miss path is compiled once: [`Engine::begin`] and [`finish`] are
+//! Split so that the miss path is compiled once: [`Engine::begin`] and [`conclude`] are
 //! ordinary functions over erased values (boxed futures, `&'static ValueOps`); the only code
 //! generic over a cached function's types is [`load_after_miss`], a few lines that await the
 //! two around the caller's own future. The L1 hit stays generic and synchronous
@@ -16,7 +16,10 @@
 
 pub(crate) mod batch;
 pub(crate) mod fail_safe;
+mod miss;
 mod remote_lock;
+
+pub(crate) use miss::load_after_miss;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,7 +30,8 @@ use crate::flight::{FlightLead, Joined};
 use crate::guard::LoadStart;
 use crate::key::Fingerprint;
 use crate::l1::Entry;
-use crate::values::{erase, of_entry, ops, AnyValue, CacheValue, ValueOps};
+use crate::perf::FnStats;
+use crate::values::{AnyValue, ValueOps};
 
 /// Per-call options of the loading path (what the macros set).
 ///
@@ -65,13 +69,13 @@ impl Default for LoadOptions {
 }
 
 /// A boxed future of the erased path.
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What [`Engine::begin`] found.
 pub(crate) enum Begin<'a> {
     /// A value: another caller's load, or the remote tier's copy (already in L1).
     Found(Entry),
-    /// Nothing: this caller loads, and ends the load with [`finish`] or [`fail`].
+    /// Nothing: this caller loads, and ends the load with [`conclude`].
     Lead(Box<Lead<'a>>),
 }
 
@@ -86,6 +90,10 @@ pub(crate) struct Lead<'a> {
     flight: FlightLead<'a>,
     lock: Option<(String, String)>,
     start: Option<LoadStart>,
+    /// The cached function's statistics, which get the loader's run time.
+    stats: Option<&'static FnStats>,
+    /// When the caller's loader started.
+    started: std::time::Instant,
 }
 
 impl Engine {
@@ -97,6 +105,7 @@ impl Engine {
         fp: Fingerprint,
         opts: LoadOptions,
         ops: &'static ValueOps,
+        stats: Option<&'static FnStats>,
     ) -> Boxed<'a, Begin<'a>> {
         Box::pin(async move {
             let flight = match self.flights.join(fp, (ops.type_id)()).await {
@@ -144,6 +153,8 @@ impl Engine {
                 flight,
                 lock,
                 start,
+                stats,
+                started: std::time::Instant::now(),
             }))
         })
     }
@@ -162,7 +173,12 @@ impl Lead<'_> {
             mut flight,
             lock,
             start,
+            stats,
+            started,
         } = *self;
+        if let Some(stats) = stats {
+            stats.load(started.elapsed());
+        }
         if store {
             let entry = engine.store(key, fp, value, ops, &opts, start.as_ref()).await.0;
             flight.share(&entry);
@@ -176,60 +192,68 @@ impl Lead<'_> {
     }
 }
 
-/// Ends a load with its value ([`Lead::finish_inner`]), boxed: compiled once.
-fn finish<'a>(lead: Box<Lead<'a>>, value: AnyValue, store: bool) -> Boxed<'a, ()> {
-    Box::pin(lead.finish_inner(value, store))
-}
-
-/// Ends a load without a value: its waiters try to lead; the cross-instance lock is released.
-fn fail(lead: Box<Lead<'_>>) -> Boxed<'_, ()> {
+/// Ends a load: with its value (`Some((value, store))`: stored when `store`, handed to the
+/// waiters either way), or without one (`None`: an error; the waiters try to lead). The
+/// cross-instance lock is released either way. Boxed: compiled once.
+pub(crate) fn conclude(lead: Box<Lead<'_>>, value: Option<(AnyValue, bool)>) -> Boxed<'_, ()> {
     Box::pin(async move {
-        let Lead {
-            engine,
-            key,
-            flight,
-            lock,
-            ..
-        } = *lead;
-        drop(flight);
-        if let Some((name, token)) = lock {
-            engine.unlock_after_load(key, &name, &token).await;
+        match value {
+            Some((value, store)) => lead.finish_inner(value, store).await,
+            None => {
+                let Lead {
+                    engine,
+                    key,
+                    flight,
+                    lock,
+                    stats,
+                    started,
+                    ..
+                } = *lead;
+                if let Some(stats) = stats {
+                    stats.load(started.elapsed());
+                }
+                drop(flight);
+                if let Some((name, token)) = lock {
+                    engine.unlock_after_load(key, &name, &token).await;
+                }
+            }
         }
     })
 }
 
-/// The loading path once L1 has missed, generic only where it must be: begin (erased), the
-/// caller's loader, finish (erased). `keep` decides whether a loaded value is stored (e.g. not
-/// `None` under `skip_none`).
-pub(crate) async fn load_after_miss<T, E, F, Fut>(
-    engine: &Engine,
-    key: &str,
-    fp: Fingerprint,
-    opts: LoadOptions,
-    keep: impl FnOnce(&T) -> bool,
-    load: F,
-) -> Result<T, E>
-where
-    T: CacheValue,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    match engine.begin(key, fp, opts, ops::<T>()).await {
-        Begin::Found(entry) => match of_entry::<T>(&entry) {
-            Some(v) => Ok(v),
-            // Unreachable (flights are keyed by type); a wrong type is never returned.
-            None => load().await,
-        },
-        Begin::Lead(lead) => match load().await {
-            Ok(v) => {
-                let store = keep(&v);
-                finish(lead, erase(v.clone()), store).await;
-                Ok(v)
-            }
-            Err(e) => {
-                fail(lead).await;
-                Err(e)
-            }
-        },
-    }
+/// How a function's return value `R` holds the cached value `T`: `Result<T, E>` holds one in
+/// `Ok` only; any other `R` is the value itself.
+pub(crate) struct Rule<T, R> {
+    /// The value to cache in a return, if the return is one to cache.
+    pub(crate) value: fn(&R) -> Option<&T>,
+    /// The return that a cached value stands for.
+    pub(crate) wrap: fn(T) -> R,
+}
+
+fn ok_value<T, E>(r: &Result<T, E>) -> Option<&T> {
+    r.as_ref().ok()
+}
+
+fn the_value<T>(v: &T) -> Option<&T> {
+    Some(v)
+}
+
+fn same<T>(v: T) -> T {
+    v
+}
+
+impl<T, E> Rule<T, Result<T, E>> {
+    /// `Ok` is cached; an `Err` goes to its caller only.
+    pub(crate) const RESULT: Self = Rule {
+        value: ok_value,
+        wrap: Ok,
+    };
+}
+
+impl<T> Rule<T, T> {
+    /// Every value is cached.
+    pub(crate) const VALUE: Self = Rule {
+        value: the_value,
+        wrap: same,
+    };
 }

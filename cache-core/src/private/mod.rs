@@ -23,6 +23,37 @@ pub use rules::{
     hit, skip_none_needs_option, IsOption, ResultRule, Returns, ValueRule, ViaOption, ViaPlain, ViaResult,
 };
 
+pin_project_lite::pin_project! {
+    /// A cached function's miss, polled in a function of its own (`outlined(rule.load(..))` in
+    /// the expansion).
+    ///
+    /// Why: a cached function's future is small, so the optimizer inlines it into its caller, and
+    /// without this its whole miss path came along: a caller awaiting 200 cached functions
+    /// became one huge function, and LLVM's time on it grew faster than linearly (200 `#[cache]`
+    /// fns: 80 s of release build against 4 s uncached). Out of line, each miss path is
+    /// optimized once, on its own, and a hit does not pay for it.
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Outlined<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Outlined<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
+/// Wraps a miss future in [`Outlined`].
+#[inline]
+pub fn outlined<F: std::future::Future>(fut: F) -> Outlined<F> {
+    Outlined { fut }
+}
+
 /// Wraps an argument so the key writer can be picked by autoref: [`KeyPart`], else `Display`,
 /// else the stable hash of its `Serialize` form. The macro calls `(&&&KeyArg(&arg)).__cache_write_key(..)`.
 pub struct KeyArg<'a, T: ?Sized>(pub &'a T);

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 
 use super::{Cache, Fingerprint, FnStats, KeyBuf, KeyText, LoadOptions};
 use crate::cache::infallible;
+use crate::loader::Rule;
 use crate::values::CacheValue;
 
 /// The return type of a cached function, named in its expansion so that how it is cached is
@@ -135,32 +136,34 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         hit(cache, key, fp, opts, stats).map(Ok)
     }
 
-    /// The miss: single flight, Redis, then the function.
+    /// The miss: single flight, Redis, then the function (whose run time goes to `stats`).
     #[allow(clippy::too_many_arguments)]
-    pub async fn load<F, Fut>(
+    pub fn load<'a, F, Fut>(
         self,
-        cache: &Cache,
-        key: &KeyBuf,
+        cache: &'a Cache,
+        key: &'a KeyBuf,
         fp: Fingerprint,
         opts: LoadOptions,
         stats: &'static FnStats,
         _skip_none: bool,
         f: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         stats.past_l1();
+        let rule = Rule::<T, Result<T, E>>::RESULT;
         crate::loader::load_after_miss(
             &cache.engine,
             key.as_str(),
             fp,
             opts,
+            Some(stats),
+            rule,
             |_: &T| true,
-            || run_timed(stats, f()),
+            f,
         )
-        .await
     }
 
     /// The miss with fail-safe: an `Err` or a soft timeout serves the stale value if any.
@@ -208,16 +211,16 @@ impl<T: CacheValue> ValueRule<T> {
 
     /// The miss; with `skip_none` a `None` is returned but not stored.
     #[allow(clippy::too_many_arguments)]
-    pub async fn load<F, Fut>(
+    pub fn load<'a, F, Fut>(
         self,
-        cache: &Cache,
-        key: &KeyBuf,
+        cache: &'a Cache,
+        key: &'a KeyBuf,
         fp: Fingerprint,
         opts: LoadOptions,
         stats: &'static FnStats,
         skip_none: bool,
         f: F,
-    ) -> T
+    ) -> impl Future<Output = T> + use<'a, T, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
@@ -225,11 +228,16 @@ impl<T: CacheValue> ValueRule<T> {
         stats.past_l1();
         let is_none = self.is_none;
         let keep = move |v: &T| !(skip_none && is_none(v));
-        let r = crate::loader::load_after_miss(&cache.engine, key.as_str(), fp, opts, keep, || async {
-            Ok::<T, Infallible>(run_timed(stats, f()).await)
-        })
-        .await;
-        infallible(r)
+        crate::loader::load_after_miss(
+            &cache.engine,
+            key.as_str(),
+            fp,
+            opts,
+            Some(stats),
+            Rule::VALUE,
+            keep,
+            f,
+        )
     }
 
     /// The miss with a soft timeout (a value that cannot fail).

@@ -81,14 +81,14 @@ pub(crate) fn expand(args: CacheArgs, f: &MaybeItemFn) -> syn::Result<TokenStrea
         );
         #check_return
         #cache_src
-        #krate::__private::cached_batch(
+        #krate::__private::outlined(#krate::__private::cached_batch(
             #cache,
             #as_slice,
             &__cache_keys,
             #ttl,
             &__CACHE_FN,
             move |__missing: ::std::vec::Vec<#id_ty>| async move #body,
-        )
+        ))
         .await
     };
     // `#[warmup_cache(ids = ..)]` below this attribute: a batch warmup through the same path.

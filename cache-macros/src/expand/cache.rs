@@ -124,9 +124,9 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     // The rule is picked by the return type itself (see `__private::Returns`), so an alias of
     // `Result` caches only `Ok` like `Result` does.
     let call = if fail_safe {
-        quote!(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body))
+        quote!(#krate::__private::outlined(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)))
     } else {
-        quote!(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, move || async move #body))
+        quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, move || async move #body)))
     };
     let check_skip_none = skip_none.then(|| quote!(#krate::__private::skip_none_needs_option::<#ret>();));
     let fn_name = f.sig.ident.to_string();
