@@ -41,7 +41,7 @@ impl<'a> Miss<'a> {
 
     /// Until the caller's loader must run (`Ready(None)`), or a value was found.
     #[inline(never)]
-    fn poll_begin(&mut self, cx: &mut Context<'_>) -> Poll<Option<Entry>> {
+    fn poll_begin(&mut self, cx: &mut Context<'_>) -> Poll<Option<Found>> {
         let State::Beginning(fut) = &mut self.state else {
             return Poll::Ready(None);
         };
@@ -51,7 +51,11 @@ impl<'a> Miss<'a> {
                 // A value of another type (unreachable: flights are keyed by type) makes the
                 // caller load; there is no lead to conclude then.
                 self.state = State::Loading(None);
-                Poll::Ready(Some(entry))
+                Poll::Ready(Some(Found::Entry(entry)))
+            }
+            Poll::Ready(Begin::Value(value)) => {
+                self.state = State::Loading(None);
+                Poll::Ready(Some(Found::Value(value)))
             }
             Poll::Ready(Begin::Lead(lead)) => {
                 self.state = State::Loading(Some(lead));
@@ -79,6 +83,14 @@ impl<'a> Miss<'a> {
         }
         Poll::Ready(())
     }
+}
+
+/// A value found without loading.
+enum Found {
+    /// Shared: cloned out.
+    Entry(Entry),
+    /// This caller's alone: moved out.
+    Value(AnyValue),
 }
 
 /// The erased arguments of [`Engine::begin`] that come from the types.
@@ -157,11 +169,14 @@ where
         loop {
             match this.stage.as_mut().project() {
                 StageProj::Begin { load } => {
-                    if let Some(entry) = std::task::ready!(this.miss.poll_begin(cx)) {
-                        if let Some(v) = of_entry::<T>(&entry) {
-                            this.stage.set(Stage::Done);
-                            return Poll::Ready((this.rule.wrap)(v));
-                        }
+                    let found = match std::task::ready!(this.miss.poll_begin(cx)) {
+                        Some(Found::Entry(entry)) => of_entry::<T>(&entry),
+                        Some(Found::Value(value)) => value.downcast::<T>().ok().map(|v| *v),
+                        None => None,
+                    };
+                    if let Some(v) = found {
+                        this.stage.set(Stage::Done);
+                        return Poll::Ready((this.rule.wrap)(v));
                     }
                     match load.take() {
                         Some(load) => this.stage.set(Stage::Load { fut: load() }),

@@ -75,6 +75,9 @@ pub(crate) type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) enum Begin<'a> {
     /// A value: another caller's load, or the remote tier's copy (already in L1).
     Found(Entry),
+    /// The remote tier's copy, for this caller alone (L1 off, nobody waiting): no entry is
+    /// built, and the value is moved out rather than cloned.
+    Value(AnyValue),
     /// Nothing: this caller loads, and ends the load with [`conclude`].
     Lead(Box<Lead<'a>>),
 }
@@ -108,7 +111,7 @@ impl Engine {
         stats: Option<&'static FnStats>,
     ) -> Boxed<'a, Begin<'a>> {
         Box::pin(async move {
-            let flight = match self.flights.join(fp, (ops.type_id)()).await {
+            let mut flight = match self.flights.join(fp, (ops.type_id)()).await {
                 Joined::Shared(entry) => {
                     self.counters.coalesced.incr();
                     self.access.record(fp, key, true);
@@ -119,7 +122,15 @@ impl Engine {
             // Taken before the remote read: an invalidation from now on keeps this load from
             // storing.
             let seq = self.log.start();
+            // Without L1 for this call, a copy nobody waits for goes to this caller alone. (The
+            // L1 test first: asking for waiters ends the flight's registration.)
+            let no_l1 = !opts.use_l1 || self.l1.is_none();
             match self.remote_read(key, ops).await {
+                Ok(Some(found)) if no_l1 && !flight.has_waiters() => {
+                    self.counters.l2_hits.incr();
+                    self.access.record(fp, key, true);
+                    return Begin::Value(found.value);
+                }
                 Ok(Some(found)) => {
                     let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
                     flight.share(&entry);
