@@ -33,7 +33,9 @@ use crate::l1::Entry;
 use crate::perf::FnStats;
 use crate::values::{AnyValue, ValueOps};
 
-/// Per-call options of the loading path (what the macros set).
+/// Per-call options of the loading path (what the macros set). Not `#[non_exhaustive]`, unlike
+/// the other option structs: every expansion builds it as a struct literal, and the macros are
+/// pinned to this crate's exact version.
 ///
 /// ```
 /// let opts = cache_core::LoadOptions { use_l1: false, ..Default::default() };
