@@ -20,7 +20,8 @@ static UPKEEP_HANDLE: parking_lot::Mutex<std::sync::Weak<quanta::Handle>> =
     parking_lot::Mutex::new(std::sync::Weak::new());
 
 /// Keeps the upkeep thread running while any cache holds one: it stops when the last cache of
-/// the process is dropped (and starts again with the next one).
+/// the process is dropped (and starts again with the next one). While none runs, `now()` is
+/// frozen at the last upkeep; only caches read it, and every cache holds one of these.
 #[derive(Clone, Default)]
 pub(crate) struct Upkeep {
     #[cfg(not(feature = "tokio-clock"))]

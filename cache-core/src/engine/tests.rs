@@ -14,10 +14,10 @@ use crate::loader::LoadOptions;
 use crate::tier::fake::FakeTier;
 
 fn cache_over(fake: &FakeTier, config: CacheConfig) -> Cache {
-    let engine = Engine::with_remote(config, Box::new(fake.clone())).expect("engine builds");
-    Cache {
-        engine: Arc::new(engine),
-    }
+    let engine = Arc::new(Engine::with_remote(config, Box::new(fake.clone())).expect("engine builds"));
+    // As `Cache::new` does: the coarse clock L1 expiry reads runs while a cache lives.
+    super::Background::start(&engine, None);
+    Cache { engine }
 }
 
 fn two_level(fake: &FakeTier) -> Cache {

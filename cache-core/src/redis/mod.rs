@@ -251,15 +251,10 @@ impl RedisL2 {
     }
 
     /// `GET`, coalesced with concurrent reads into one `MGET` under load (see [`coalesce`]).
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        // Boxed, here for every caller: a Redis read is tens of microseconds, an allocation is
-        // not, and without it the future of a cached fn nests so deep that rustc's layout
-        // queries overflow their limit in the caller's crate once the fn sits a few `async`
-        // calls down.
-        Box::pin(self.get_coalesced(key)).await
-    }
-
-    async fn get_coalesced(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    /// Boxed by its one caller, the [`RemoteTier`](crate::tier::RemoteTier) impl: a Redis read
+    /// is tens of microseconds, an allocation is not, and unboxed the future of a cached fn
+    /// nested so deep that rustc's layout queries overflowed in the caller's crate.
+    pub(crate) async fn get_coalesced(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let (others, _lead) = match self.reads.join(key) {
             Join::Alone => return self.get_one(key).await,
             Join::Lead(lead) => (Vec::new(), lead),

@@ -35,7 +35,7 @@ impl RemoteTier for RedisL2 {
         Some(self)
     }
     fn get<'a>(&'a self, key: &'a str) -> TierFuture<'a, Option<Vec<u8>>> {
-        Box::pin(RedisL2::get(self, key))
+        Box::pin(RedisL2::get_coalesced(self, key))
     }
     fn mget<'a>(&'a self, keys: &'a [&'a str]) -> TierFuture<'a, Vec<Option<Vec<u8>>>> {
         Box::pin(RedisL2::mget(self, keys))
