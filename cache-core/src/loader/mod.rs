@@ -173,10 +173,12 @@ impl Engine {
     }
 }
 
-impl Lead<'_> {
-    /// Ends the load with its value: stored (guarded) when `store`, handed to the waiters
-    /// either way, and the cross-instance lock released.
-    async fn finish_inner(self: Box<Self>, value: AnyValue, store: bool) {
+/// Ends a load: with its value (`Some((value, store))`: stored, guarded, when `store`, and
+/// handed to the waiters either way), or without one (`None`: an error; dropping the flight
+/// lets the waiters try to lead). The loader's run time goes to the function's statistics and
+/// the cross-instance lock is released either way. Boxed: compiled once.
+pub(crate) fn conclude(lead: Box<Lead<'_>>, value: Option<(AnyValue, bool)>) -> Boxed<'_, ()> {
+    Box::pin(async move {
         let Lead {
             engine,
             key,
@@ -188,48 +190,23 @@ impl Lead<'_> {
             start,
             stats,
             started,
-        } = *self;
+        } = *lead;
         if let Some(stats) = stats {
             stats.load(started.elapsed());
         }
-        if store {
-            let entry = engine.store(key, fp, value, ops, &opts, start.as_ref()).await.0;
-            flight.share(&entry);
-        } else if flight.has_waiters() {
+        match value {
+            Some((value, true)) => {
+                let entry = engine.store(key, fp, value, ops, &opts, start.as_ref()).await.0;
+                flight.share(&entry);
+            }
             // Not stored (`skip_none`), but the waiters still get this call's answer.
-            flight.share(&(ops.entry)(key, value, engine.now(), 0));
+            Some((value, false)) if flight.has_waiters() => {
+                flight.share(&(ops.entry)(key, value, engine.now(), 0));
+            }
+            Some(_) | None => drop(flight),
         }
         if let Some((name, token)) = lock {
             engine.unlock_after_load(key, &name, &token).await;
-        }
-    }
-}
-
-/// Ends a load: with its value (`Some((value, store))`: stored when `store`, handed to the
-/// waiters either way), or without one (`None`: an error; the waiters try to lead). The
-/// cross-instance lock is released either way. Boxed: compiled once.
-pub(crate) fn conclude(lead: Box<Lead<'_>>, value: Option<(AnyValue, bool)>) -> Boxed<'_, ()> {
-    Box::pin(async move {
-        match value {
-            Some((value, store)) => lead.finish_inner(value, store).await,
-            None => {
-                let Lead {
-                    engine,
-                    key,
-                    flight,
-                    lock,
-                    stats,
-                    started,
-                    ..
-                } = *lead;
-                if let Some(stats) = stats {
-                    stats.load(started.elapsed());
-                }
-                drop(flight);
-                if let Some((name, token)) = lock {
-                    engine.unlock_after_load(key, &name, &token).await;
-                }
-            }
         }
     })
 }
