@@ -55,18 +55,7 @@ pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::R
         }
     }
     if let Some(t) = &args.key {
-        for a in t.args() {
-            if a != "self" && !named.iter().any(|p| p.name == a) {
-                let known: Vec<String> = named.iter().map(|p| p.name.to_string()).collect();
-                return Err(syn::Error::new_spanned(
-                    &t.lit,
-                    format!(
-                        "unknown argument `{a}` in key template; arguments: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
+        template_args(t, &named, "key template")?;
     } else if let Some(Err(pat)) = params.iter().find(|p| p.is_err()) {
         return Err(syn::Error::new_spanned(
             pat,
@@ -137,17 +126,28 @@ pub(crate) fn invalidate(args: &InvalidateArgs, f: &MaybeItemFn) -> syn::Result<
     let params = params(f);
     let named: Vec<_> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
     for t in &args.patterns {
-        for a in t.args() {
-            if a != "self" && !named.iter().any(|p| p.name == a) {
-                let known: Vec<String> = named.iter().map(|p| p.name.to_string()).collect();
-                return Err(syn::Error::new_spanned(
-                    &t.lit,
-                    format!(
-                        "unknown argument `{a}` in pattern; arguments: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
+        template_args(t, &named, "pattern")?;
+    }
+    Ok(())
+}
+
+/// Every `{arg}` of a key template or pattern (`what`) names an argument of the function (or
+/// `self`); the error is at the template.
+fn template_args(
+    t: &crate::template::Template,
+    named: &[&crate::expand::Param<'_>],
+    what: &str,
+) -> syn::Result<()> {
+    for a in t.args() {
+        if a != "self" && !named.iter().any(|p| p.name == a) {
+            let known: Vec<String> = named.iter().map(|p| p.name.to_string()).collect();
+            return Err(syn::Error::new_spanned(
+                &t.lit,
+                format!(
+                    "unknown argument `{a}` in {what}; arguments: {}",
+                    known.join(", ")
+                ),
+            ));
         }
     }
     Ok(())
