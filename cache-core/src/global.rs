@@ -47,10 +47,7 @@ pub fn global() -> &'static Cache {
 }
 
 fn fallback() -> Cache {
-    let config = CacheConfig {
-        redis_url: None,
-        ..CacheConfig::default()
-    };
+    let config = CacheConfig::default();
     match Cache::new(config) {
         Ok(c) => c,
         // The defaults are validated by tests; failing here means the defaults themselves broke.

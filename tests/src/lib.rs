@@ -8,19 +8,46 @@
 //! let url = redis.url(); // redis://127.0.0.1:<free port>/
 //! # let _ = url;
 //! ```
+//!
+//! Topologies: [`TlsFiles`] + [`RedisServer::start_tls`] (TLS and mutual TLS),
+//! [`SentinelGroup`] (primary, replica, three sentinels) and [`RedisCluster`].
+
+mod cluster;
+mod sentinel;
+mod tls;
+
+pub use cluster::RedisCluster;
+pub use sentinel::{SentinelGroup, SentinelOptions};
+pub use tls::{install_crypto_provider, ServerTls, TlsFiles};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A running private `redis-server`.
+/// A running private `redis-server` (or sentinel).
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
+    bus_port: Option<u16>,
     child: Option<Child>,
     dir: PathBuf,
-    extra: Vec<String>,
+    spec: Spec,
+}
+
+/// How a server is launched; kept so that `restart` launches it the same way.
+#[derive(Clone, Default)]
+pub(crate) struct Spec {
+    /// Extra `redis-server` arguments.
+    pub(crate) extra: Vec<String>,
+    /// Also listen with TLS on a second port.
+    pub(crate) tls: Option<ServerTls>,
+    /// Cluster mode, with its own `nodes.conf` and a separately chosen bus port.
+    pub(crate) cluster: bool,
+    /// Sentinel mode: config lines after `port`/`bind`/`dir` (e.g. `sentinel monitor ..`).
+    pub(crate) sentinel_conf: Option<String>,
 }
 
 fn binary() -> String {
@@ -31,6 +58,32 @@ fn free_port() -> u16 {
     // Binding port 0 lets the OS pick; `redis-server --port 0` would disable TCP instead.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
     listener.local_addr().expect("local addr").port()
+}
+
+/// A free port other than those in `taken`.
+fn free_port_except(taken: &[u16]) -> u16 {
+    loop {
+        let p = free_port();
+        if !taken.contains(&p) {
+            return p;
+        }
+    }
+}
+
+/// A new, empty, process-unique directory under the system temp dir.
+pub(crate) fn fresh_dir(prefix: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir); // left over by an earlier process with this pid
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+/// The value after `flag` in `args` (e.g. the password of `--requirepass`).
+fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
 }
 
 impl RedisServer {
@@ -45,34 +98,83 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments, e.g. `["--maxmemory", "1mb"]`.
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("cache-test-redis-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).expect("create redis work dir");
+        Self::start_spec(Spec { extra: extra.iter().map(|s| s.to_string()).collect(), ..Spec::default() })
+    }
+
+    /// Starts a server that serves plain TCP on [`port`](Self::port) (for admin checks: `url()`,
+    /// `conn()`, `command_calls()`) and TLS on [`tls_port`](Self::tls_port), with the
+    /// certificates of `files`, which must outlive the server (and any `restart`).
+    /// `require_client_cert` sets `--tls-auth-clients yes` (mutual TLS) rather than `no`.
+    pub fn start_tls(files: &TlsFiles, require_client_cert: bool) -> Self {
+        Self::start_with_tls(&[], files.server_tls(require_client_cert))
+    }
+
+    /// [`start_tls`](Self::start_tls) with extra `redis-server` arguments and TLS settings.
+    pub fn start_with_tls(extra: &[&str], tls: ServerTls) -> Self {
+        Self::start_spec(Spec {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: Some(tls),
+            ..Spec::default()
+        })
+    }
+
+    pub(crate) fn start_spec(spec: Spec) -> Self {
         let mut server = RedisServer {
             port: 0,
+            tls_port: None,
+            bus_port: None,
             child: None,
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dir: fresh_dir("cache-test-redis"),
+            spec,
         };
         for _ in 0..5 {
             server.port = free_port();
-            if server.spawn() {
+            server.tls_port = server.spec.tls.as_ref().map(|_| free_port_except(&[server.port]));
+            server.bus_port = server
+                .spec
+                .cluster
+                .then(|| free_port_except(&[server.port, server.tls_port.unwrap_or(0)]));
+            if server.spawn(true) {
                 return server;
             }
         }
-        panic!(
-            "redis-server did not start after 5 attempts (is `{}` installed?)",
-            binary()
-        );
+        panic!("redis-server did not start after 5 attempts (is `{}` installed?)", binary());
     }
 
-    fn spawn(&mut self) -> bool {
-        let child = Command::new(binary())
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(&self.dir)
-            .args(&self.extra)
+    fn command(&self, fresh: bool) -> Command {
+        let mut cmd = Command::new(binary());
+        if let Some(body) = &self.spec.sentinel_conf {
+            let conf = self.dir.join("sentinel.conf");
+            if fresh {
+                // Sentinel rewrites this file with what it learns, so a restart keeps it.
+                let text = format!("port {}\nbind 127.0.0.1\ndir \"{}\"\n{body}\n", self.port, self.dir.display());
+                std::fs::write(&conf, text).expect("write sentinel.conf");
+            }
+            cmd.arg(&conf).arg("--sentinel");
+        } else {
+            cmd.arg("--port").arg(self.port.to_string());
+            cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"]);
+            cmd.arg(&self.dir);
+        }
+        if let (Some(bus), true) = (self.bus_port, self.spec.cluster) {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"]);
+            cmd.arg(self.dir.join("nodes.conf"));
+            cmd.args(["--cluster-node-timeout", "1000", "--cluster-port"]);
+            cmd.arg(bus.to_string());
+        }
+        if let (Some(tls), Some(port)) = (&self.spec.tls, self.tls_port) {
+            cmd.args(tls.args(port));
+        }
+        cmd.args(&self.spec.extra);
+        cmd
+    }
+
+    fn spawn(&mut self, fresh: bool) -> bool {
+        if fresh && self.spec.cluster {
+            let _ = std::fs::remove_file(self.dir.join("nodes.conf"));
+        }
+        let child = self
+            .command(fresh)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -100,6 +202,7 @@ impl RedisServer {
         false
     }
 
+    /// Up: answers PING with PONG, or with NOAUTH when it requires a password.
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -109,7 +212,7 @@ impl RedisServer {
             return false;
         }
         let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || buf.starts_with(b"-NOAUTH"))
     }
 
     /// `redis://127.0.0.1:<port>/`.
@@ -117,9 +220,38 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// The TCP port.
+    /// `rediss://127.0.0.1:<tls port>/`.
+    ///
+    /// # Panics
+    /// When the server was not started with TLS.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("tls_url() on a server not started with TLS (use start_tls)");
+        format!("rediss://127.0.0.1:{port}/")
+    }
+
+    /// The plain TCP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS port, when started with TLS.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// The cluster bus port, in cluster mode.
+    pub fn bus_port(&self) -> Option<u16> {
+        self.bus_port
+    }
+
+    /// Whether `port` is this server's plain or TLS port.
+    pub fn listens_on(&self, port: u16) -> bool {
+        self.port == port || self.tls_port == Some(port)
+    }
+
+    /// This server's private directory (working dir, `nodes.conf`, `sentinel.conf`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Kills the server (SIGKILL) and waits for it: a crash, as far as clients can tell.
@@ -130,13 +262,14 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: no persistence).
+    /// Starts the server again on the same ports (empty: no persistence; a cluster node or
+    /// sentinel keeps its `nodes.conf` / `sentinel.conf`).
     ///
     /// # Panics
     /// When it does not come back within 10 s.
     pub fn restart(&mut self) {
         self.stop();
-        assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
+        assert!(self.spawn(false), "redis-server did not restart on port {}", self.port);
     }
 
     /// Whether the server is running.
@@ -144,9 +277,14 @@ impl RedisServer {
         self.child.is_some()
     }
 
-    /// A plain client for raw commands (fault injection, checks on what was stored).
+    /// A plain client for raw commands (fault injection, checks on what was stored). It
+    /// authenticates with the `--requirepass` password, if the server was given one.
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("valid url")
+        let auth = match arg_value(&self.spec.extra, "--requirepass") {
+            Some(pw) => format!(":{pw}@"),
+            None => String::new(),
+        };
+        redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", self.port)).expect("valid url")
     }
 
     /// A raw async connection.
@@ -155,6 +293,18 @@ impl RedisServer {
             .get_multiplexed_async_connection()
             .await
             .expect("connect to test redis")
+    }
+
+    /// An async connection with 2 s connect / 5 s response timeouts, errors returned.
+    pub(crate) async fn admin_conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        self.client().get_multiplexed_async_connection_with_config(&admin_config()).await
+    }
+
+    /// A blocking connection (5 s timeouts), for setup code outside async contexts.
+    pub fn blocking_conn(&self) -> redis::RedisResult<redis::Connection> {
+        let conn = self.client().get_connection_with_timeout(Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(conn)
     }
 
     /// Holds every client's commands for `ms` milliseconds (`CLIENT PAUSE .. ALL`): calls made
@@ -167,6 +317,21 @@ impl RedisServer {
             .query_async(&mut self.conn().await)
             .await
             .expect("CLIENT PAUSE");
+    }
+
+    /// Creates (or resets) an ACL user: `ACL SETUSER name reset on >password rules..`, with
+    /// rules as given, e.g. `["~app:*", "&app:*", "+@all"]`.
+    pub async fn add_acl_user(&self, name: &str, password: &str, rules: &[&str]) {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg(rules)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap_or_else(|e| panic!("ACL SETUSER {name} on port {}: {e}", self.port));
     }
 
     /// Calls of one command since start, from `INFO commandstats` (e.g. `"mget"`).
@@ -183,6 +348,20 @@ impl RedisServer {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// Timeouts for harness connections, so a dead or paused node fails a check instead of hanging.
+pub(crate) fn admin_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+}
+
+/// One command on `127.0.0.1:port` over a fresh async connection, errors returned.
+pub(crate) async fn try_query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut conn = client.get_multiplexed_async_connection_with_config(&admin_config()).await?;
+    cmd.query_async(&mut conn).await
 }
 
 impl Drop for RedisServer {

@@ -5,7 +5,7 @@
 //! a new setting is added in one place; the tests are a fifth of it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CacheError, Result};
 use crate::pattern::Pattern;
 use crate::strategy::Strategy;
+
+mod redis;
+
+pub use self::redis::{RedisTopology, Secret};
 
 /// Every setting of a [`Cache`](crate::Cache). Fields are public; [`CacheConfig::builder`] is the
 /// shorter way to set a few, and [`Cache::new`](crate::Cache::new) validates them.
@@ -31,8 +35,34 @@ use crate::strategy::Strategy;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// `redis://` URL of the L2; `None` runs L1-only. Env `REDIS_URL`.
+    /// `redis://` or `rediss://` (TLS) URL of a single Redis, user and password optional
+    /// (`redis://user:pw@host:port/db`); `None` with no Sentinel or Cluster set runs L1-only.
+    /// Env `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// Sentinel addresses (`redis://host:26379` each, `rediss://` for TLS): the L2 is the primary
+    /// they name for [`redis_sentinel_master`](Self::redis_sentinel_master), followed through
+    /// failovers. Env `REDIS_SENTINEL_URLS` (comma-separated).
+    pub redis_sentinel_urls: Vec<String>,
+    /// The service name the sentinels monitor. Env `REDIS_SENTINEL_MASTER`.
+    pub redis_sentinel_master: Option<String>,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each). Env `REDIS_CLUSTER_URLS`
+    /// (comma-separated).
+    pub redis_cluster_urls: Vec<String>,
+    /// On a cluster, read from replicas as well as primaries.
+    pub redis_read_from_replicas: bool,
+    /// ACL user for every Redis connection (sentinels included) unless a URL names one. Env
+    /// `REDIS_USERNAME`.
+    pub redis_username: Option<String>,
+    /// Password for every Redis connection unless a URL carries one. Env `REDIS_PASSWORD`.
+    pub redis_password: Option<Secret>,
+    /// CA certificate (PEM) that signs the servers' certificates; needs `rediss://` URLs. Env
+    /// `REDIS_TLS_CA_FILE`.
+    pub redis_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with [`redis_tls_key_file`](Self::redis_tls_key_file).
+    /// Env `REDIS_TLS_CERT_FILE`.
+    pub redis_tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM). Env `REDIS_TLS_KEY_FILE`.
+    pub redis_tls_key_file: Option<PathBuf>,
     /// TTL for keys that match no pattern. Env `CACHE_TTL_DEFAULT` (seconds or `5m`).
     #[serde(with = "humantime_serde")]
     pub ttl_default: Duration,
@@ -118,6 +148,15 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             redis_url: None,
+            redis_sentinel_urls: Vec::new(),
+            redis_sentinel_master: None,
+            redis_cluster_urls: Vec::new(),
+            redis_read_from_replicas: false,
+            redis_username: None,
+            redis_password: None,
+            redis_tls_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
             ttl_default: Duration::from_secs(300),
             ttl_patterns: default_ttl_patterns(),
             compression_threshold: 1024,
@@ -203,6 +242,7 @@ impl CacheConfig {
         if let Some(url) = get("REDIS_URL").filter(|u| !u.trim().is_empty()) {
             c.redis_url = Some(url);
         }
+        c.redis_from_lookup(&get);
         if let Some(ns) = get("CACHE_NAMESPACE").filter(|n| !n.is_empty()) {
             c.namespace = Some(ns);
         }
@@ -269,17 +309,7 @@ impl CacheConfig {
 
     /// Checks every setting; [`Cache::new`](crate::Cache::new) calls this.
     pub fn validate(&self) -> Result<()> {
-        #[cfg(feature = "redis")]
-        if let Some(url) = &self.redis_url {
-            ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                .map_err(|e| CacheError::Config(format!("redis_url {url:?}: {e}")))?;
-        }
-        #[cfg(not(feature = "redis"))]
-        if self.redis_url.is_some() {
-            return Err(CacheError::Config(
-                "redis_url is set but cache-core was built without its `redis` feature".into(),
-            ));
-        }
+        self.validate_redis()?;
         let positive = [
             ("max_memory_cache_size", self.max_memory_cache_size as u64),
             ("l1_max_bytes", self.l1_max_bytes),
@@ -376,6 +406,43 @@ impl CacheConfigBuilder {
         self
     }
 
+    /// Sentinel addresses; see [`CacheConfig::redis_sentinel_urls`].
+    pub fn redis_sentinel(
+        mut self,
+        urls: impl IntoIterator<Item = impl Into<String>>,
+        master: impl Into<String>,
+    ) -> Self {
+        self.config.redis_sentinel_urls = urls.into_iter().map(Into::into).collect();
+        self.config.redis_sentinel_master = Some(master.into());
+        self
+    }
+
+    /// Cluster seed nodes; see [`CacheConfig::redis_cluster_urls`].
+    pub fn redis_cluster_urls(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.config.redis_cluster_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// ACL user and password for every Redis connection; see [`CacheConfig::redis_username`].
+    pub fn redis_credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.redis_username = Some(username.into());
+        self.config.redis_password = Some(Secret::new(password));
+        self
+    }
+
+    /// The CA that signs the servers' certificates; see [`CacheConfig::redis_tls_ca_file`].
+    pub fn redis_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.redis_tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Client certificate and key for mutual TLS; see [`CacheConfig::redis_tls_cert_file`].
+    pub fn redis_tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.redis_tls_cert_file = Some(cert.into());
+        self.config.redis_tls_key_file = Some(key.into());
+        self
+    }
+
     /// See [`CacheConfig::namespace`].
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.config.namespace = Some(namespace.into());
@@ -395,6 +462,8 @@ impl CacheConfigBuilder {
     }
 
     setters! {
+        /// See [`CacheConfig::redis_read_from_replicas`].
+        redis_read_from_replicas: bool,
         /// See [`CacheConfig::ttl_default`].
         ttl_default: Duration,
         /// See [`CacheConfig::compression_threshold`].

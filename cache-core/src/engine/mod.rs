@@ -131,10 +131,11 @@ impl Engine {
     /// An engine over a given remote tier (the unit tests' fake).
     #[cfg(test)]
     pub(crate) fn with_remote(config: CacheConfig, remote: Box<dyn RemoteTier>) -> Result<Self> {
-        let mut e = Engine::new(CacheConfig {
-            redis_url: None,
-            ..config
-        })?;
+        let mut config = config;
+        config.redis_url = None;
+        config.redis_sentinel_urls.clear();
+        config.redis_cluster_urls.clear();
+        let mut e = Engine::new(config)?;
         e.remote = Some(remote);
         Ok(e)
     }
@@ -228,8 +229,8 @@ impl Engine {
 /// The remote tier the configuration names, if any.
 #[cfg(feature = "redis")]
 fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
-    Ok(match &config.redis_url {
-        Some(url) => Some(Box::new(crate::redis::RedisL2::new(url, config)?)),
+    Ok(match crate::redis::RedisL2::new(config)? {
+        Some(l2) => Some(Box::new(l2)),
         None => None,
     })
 }
@@ -237,12 +238,12 @@ fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
 /// Without the `redis` feature a Redis URL is a configuration error, never a silent L1-only run.
 #[cfg(not(feature = "redis"))]
 fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
-    match &config.redis_url {
-        Some(_) => Err(CacheError::Config(
-            "redis_url is set but cache-core was built without its `redis` feature".into(),
-        )),
-        None => Ok(None),
+    if config.has_redis() {
+        return Err(CacheError::Config(
+            "a Redis is configured but cache-core was built without its `redis` feature".into(),
+        ));
     }
+    Ok(None)
 }
 
 #[cfg(test)]

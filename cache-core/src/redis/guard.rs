@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::{ttl_ms, RedisL2};
+use futures::future::try_join_all;
+
+use super::{cluster, ttl_ms, RedisL2};
 use crate::error::Result;
 use crate::guard::Seen;
 use crate::tier::{GuardedItem, Notice};
@@ -58,8 +60,25 @@ impl RedisL2 {
         }
     }
 
+    /// The marker's name. On a cluster a hash tag puts it in its key's slot, so that the store
+    /// script may read it beside the key (the namespace holds no braces: config validation).
     fn marker(&self, key: &str) -> String {
-        format!("{}{MARKER_PREFIX}{key}", self.ns.as_deref().unwrap_or(""))
+        let ns = self.ns.as_deref().unwrap_or("");
+        if self.cluster {
+            let tag = cluster::slot_tag(self.slot_of(key));
+            format!("{ns}{MARKER_PREFIX}{{{tag}}}{key}")
+        } else {
+            format!("{ns}{MARKER_PREFIX}{key}")
+        }
+    }
+
+    /// The epoch key the store script compares. On a cluster it must sit in the items' slot,
+    /// where the real epoch cannot: the script gets a per-slot name that is never written (so
+    /// it always matches the empty epoch passed with it) and the epoch is checked after the
+    /// store instead ([`RedisL2::guarded_set`]).
+    fn script_epoch(&self, slot: u16) -> String {
+        let ns = self.ns.as_deref().unwrap_or("");
+        format!("{ns}{EPOCH_KEY}:{{{}}}", cluster::slot_tag(slot))
     }
 
     /// How long invalidation markers live: a load that took longer is not stored in Redis.
@@ -96,8 +115,14 @@ impl RedisL2 {
     }
 
     /// Stores loaded values unless an invalidation overtook their load (same epoch and markers
-    /// as `seen`, checked on the server), with the notice, in one round trip. Returns, per
-    /// item, whether it was stored.
+    /// as `seen`, checked on the server), with the notice, in one round trip (one per slot on a
+    /// cluster). Returns, per item, whether it was stored.
+    ///
+    /// On a cluster the epoch lives in one slot and the items in others, so no script can
+    /// compare them atomically. The epoch is read right after the store instead: if it moved
+    /// since the load began, the values just stored are unlinked again (with the notice, so
+    /// other instances drop copies they read meanwhile). Either the pattern delete that bumped
+    /// it ran its scan after this store (and deleted the values), or this read sees the bump.
     pub(crate) async fn guarded_set(
         &self,
         items: &[GuardedItem<'_>],
@@ -106,23 +131,60 @@ impl RedisL2 {
         let Some(first) = items.first() else {
             return Ok(Vec::new());
         };
-        let mut inv = self.guarded_set.prepare_invoke();
-        inv.key(&*self.k(EPOCH_KEY)).arg(&first.3.epoch[..]);
-        match notice {
-            Some(n) => inv.arg(&n.channel).arg(&n.text),
-            None => inv.arg("").arg(""),
-        };
-        for (k, v, ttl, seen) in items {
-            inv.key(&*self.k(k))
-                .key(self.marker(k))
-                .arg(*v)
-                .arg(ttl_ms(*ttl))
-                .arg(&seen.marker[..]);
+        let groups = self.groups(items, |i| i.0);
+        let last = groups.len() - 1;
+        let invocations: Vec<redis::ScriptInvocation<'_>> = groups
+            .iter()
+            .enumerate()
+            .map(|(n, group)| {
+                let mut inv = self.guarded_set.prepare_invoke();
+                if self.cluster {
+                    inv.key(self.script_epoch(self.slot_of(items[group[0]].0)))
+                        .arg("");
+                } else {
+                    inv.key(&*self.k(EPOCH_KEY)).arg(&first.3.epoch[..]);
+                }
+                match notice.filter(|_| n == last) {
+                    Some(nt) => inv.arg(&nt.channel).arg(&nt.text),
+                    None => inv.arg("").arg(""),
+                };
+                for (k, v, ttl, seen) in group.iter().map(|&i| &items[i]) {
+                    inv.key(&*self.k(k))
+                        .key(self.marker(k))
+                        .arg(*v)
+                        .arg(ttl_ms(*ttl))
+                        .arg(&seen.marker[..]);
+                }
+                inv
+            })
+            .collect();
+        let results = try_join_all(
+            invocations
+                .iter()
+                .map(|inv| self.run(move |mut c| async move { inv.invoke_async::<Vec<i64>>(&mut c).await })),
+        )
+        .await?;
+        let mut stored = vec![false; items.len()];
+        for (group, result) in groups.iter().zip(results) {
+            for (&i, s) in group.iter().zip(result) {
+                stored[i] = s == 1;
+            }
         }
-        let inv = &inv;
-        let stored: Vec<i64> = self
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
-        Ok(stored.into_iter().map(|s| s == 1).collect())
+        if self.cluster && stored.iter().any(|s| *s) {
+            let key = &*self.k(EPOCH_KEY);
+            let epoch: Option<Vec<u8>> = self
+                .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+                .await?;
+            if epoch.unwrap_or_default() != first.3.epoch {
+                let undo: Vec<&str> = items
+                    .iter()
+                    .zip(&stored)
+                    .filter_map(|(i, s)| s.then_some(i.0))
+                    .collect();
+                self.unlink_notify(&undo, notice).await?;
+                return Ok(vec![false; items.len()]);
+            }
+        }
+        Ok(stored)
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::connect::Connector;
 use crate::bus::{decode, Message};
 
 /// Delays between attempts to (re)subscribe: doubling from [`Backoff::FIRST`] to
@@ -78,7 +79,7 @@ impl ListenerStats {
 /// this protocol does not cover.
 pub(crate) fn spawn_listener<A, S, M>(
     rt: &tokio::runtime::Handle,
-    client: redis::Client,
+    connector: Arc<Connector>,
     channel: String,
     origin: u64,
     alive: A,
@@ -107,7 +108,8 @@ where
                     on_resubscribed();
                 }
             };
-            let result = subscribe_once(&client, &channel, origin, &alive, on_subscribed, &on_message).await;
+            let result =
+                subscribe_once(&connector, &channel, origin, &alive, on_subscribed, &on_message).await;
             if let Err(e) = result {
                 let delay = backoff.next_delay();
                 counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +130,7 @@ where
 }
 
 async fn subscribe_once<A, S, M>(
-    client: &redis::Client,
+    connector: &Connector,
     channel: &str,
     origin: u64,
     alive: &A,
@@ -140,7 +142,8 @@ where
     S: FnOnce(),
     M: Fn(Message),
 {
-    let mut pubsub = client.get_async_pubsub().await?;
+    // Asked anew on each attempt: the Sentinel primary of now, or the next cluster seed.
+    let mut pubsub = connector.pubsub_client().await?.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     on_subscribed();
     let mut stream = pubsub.on_message();
@@ -187,6 +190,11 @@ mod tests {
         assert_eq!(b.next_delay(), Backoff::FIRST);
     }
 
+    fn connector_for(url: &str) -> Arc<Connector> {
+        let config = crate::CacheConfig::builder().redis_url(url).build().unwrap();
+        Arc::new(Connector::new(&config).unwrap().unwrap())
+    }
+
     async fn wait_for(what: &str, cond: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !cond() {
@@ -210,7 +218,7 @@ mod tests {
         let (a, r) = (alive.clone(), resubscribed.clone());
         let (_task, stats) = spawn_listener(
             &tokio::runtime::Handle::current(),
-            redis.client(),
+            connector_for(&redis.url()),
             "test:invalidate".into(),
             1,
             move || a.load(Ordering::Relaxed),

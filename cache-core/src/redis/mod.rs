@@ -2,19 +2,27 @@
 //! [`RemoteTier`](crate::tier::RemoteTier) and [`Bus`](crate::tier::Bus) over Redis).
 //!
 //! Connection model: a few multiplexed connections (`redis_connections`, default 2), taken from a
-//! `deadpool-redis` pool and shared by all tasks, so concurrent requests pipeline on one socket
+//! `deadpool` pool and shared by all tasks, so concurrent requests pipeline on one socket
 //! instead of each holding a connection (measured ≈ 8× the throughput at 64 tasks). The pool
 //! bounds the total, creates connections with the configured timeouts and PINGs a connection
 //! before handing it out again; a lane whose connection broke is emptied and refilled from it.
+//! [`connect`] makes those connections for each form of Redis: one server (plain, TLS, ACL
+//! user), the primary a set of sentinels names (a refill after a failover asks them again), or
+//! a cluster (one cluster connection per lane, which routes by slot itself).
 //!
-//! Growth toward Redis Cluster: multi-key calls take the whole key list and are the only place
-//! that would group keys by hash slot; pattern invalidation walks [`RedisL2::scan_nodes`], one
-//! node for a single server, every primary for a cluster.
+//! On a cluster, multi-key writes are grouped by hash slot and pattern scans visit every
+//! primary ([`cluster`]).
 
+mod cluster;
 mod coalesce;
+mod connect;
 mod guard;
 mod listener;
+mod scan;
 mod tier;
+mod writes;
+
+pub(crate) use connect::mask;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -23,38 +31,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use deadpool_redis::{Pool, Runtime};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
+use redis::RedisError;
 
 use coalesce::{Coalescer, Join, Turn};
+use connect::{Conn, Connector, Manager};
 
 use crate::config::CacheConfig;
 use crate::error::{BackendError, BackendErrorKind, CacheError, Result};
 use crate::stats::RedisInfo;
 use crate::tier::breaker::{Breaker, BreakerState};
-use crate::tier::{Item, Notice, PoolStatus};
+use crate::tier::PoolStatus;
 
-/// Keys deleted per `UNLINK` while invalidating a pattern.
-const UNLINK_BATCH: usize = 500;
-/// `SCAN ... COUNT` hint.
-const SCAN_COUNT: usize = 1000;
-/// `SCAN` pages a memory sample may read.
-const SAMPLE_PAGES: usize = 10;
+type Pool = deadpool::managed::Pool<Manager>;
+type Pooled = deadpool::managed::Object<Manager>;
 
 struct Lane {
-    conn: ArcSwapOption<deadpool_redis::Connection>,
+    conn: ArcSwapOption<Pooled>,
     refill: tokio::sync::Mutex<()>,
 }
 
 pub(crate) struct RedisL2 {
+    connector: Arc<Connector>,
     pool: Pool,
     lanes: Box<[Lane]>,
     next_lane: AtomicUsize,
     breaker: Breaker,
     reads: Arc<Coalescer>,
     connect_timeout: Duration,
-    url: String,
+    /// Keys are spread over hash slots: group multi-key calls by slot, scan every primary.
+    cluster: bool,
     /// `{namespace}:` when a namespace is set: every key sent to Redis starts with it.
     ns: Option<String>,
     del_if_eq: redis::Script,
@@ -64,35 +69,16 @@ pub(crate) struct RedisL2 {
     marker_ttl: Duration,
 }
 
-/// Unlinks, among `KEYS`, only the strings that start with the cache's envelope (`ARGV[1]` is
-/// the magic; the byte after it holds the envelope version, 2 or later). `GETRANGE` on another
-/// type is an error reply, caught by `pcall`: one call per key instead of `TYPE` + `GETRANGE`,
-/// and one `UNLINK` for the batch (batches stay far below Lua's `unpack` limit). Run on the server per
-/// `SCAN` page, so telling the cache's entries from foreign data costs no value transfer, and the
-/// check and the delete are one atomic step (a key rewritten by another program in between is
-/// left alone).
-const UNLINK_OWN: &str = r"
-local own = {}
-for _, k in ipairs(KEYS) do
-  local h = redis.pcall('GETRANGE', k, 0, 3)
-  if type(h) == 'string' and #h == 4 and string.sub(h, 1, 3) == ARGV[1] and string.byte(h, 4) >= 64 then
-    own[#own + 1] = k
-  end
-end
-if #own == 0 then return 0 end
-return redis.call('UNLINK', unpack(own))
-";
-
 impl RedisL2 {
-    pub(crate) fn new(url: &str, config: &CacheConfig) -> Result<Self> {
-        let conn_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout));
-        let manager = deadpool_redis::Manager::new_with_config(url, conn_config)
-            .map_err(|e| CacheError::Config(format!("redis_url {url:?}: {e}")))?;
-        let pool = Pool::builder(manager)
+    /// The Redis tier the configuration names, or `None` when it names none.
+    pub(crate) fn new(config: &CacheConfig) -> Result<Option<Self>> {
+        let Some(connector) = Connector::new(config)? else {
+            return Ok(None);
+        };
+        let connector = Arc::new(connector);
+        let pool = Pool::builder(Manager::new(connector.clone()))
             .max_size(config.pool_max_size)
-            .runtime(Runtime::Tokio1)
+            .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(config.connect_timeout))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.command_timeout))
@@ -104,35 +90,29 @@ impl RedisL2 {
                 refill: tokio::sync::Mutex::new(()),
             })
             .collect();
-        Ok(RedisL2 {
+        Ok(Some(RedisL2 {
+            cluster: connector.is_cluster(),
+            connector,
             pool,
             lanes,
             next_lane: AtomicUsize::new(0),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             reads: Arc::new(Coalescer::new(config.l2_reads_in_flight)),
             connect_timeout: config.connect_timeout,
-            url: url.to_owned(),
             ns: config.namespace.as_ref().map(|n| format!("{n}:")),
-            unlink_own: redis::Script::new(UNLINK_OWN),
+            unlink_own: redis::Script::new(scan::UNLINK_OWN),
             guarded_set: redis::Script::new(guard::GUARDED_SET),
             marker_ttl: config.load_guard_window,
             del_if_eq: redis::Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
             ),
-        })
+        }))
     }
 
-    /// The URL with any password masked, for logs and health output.
+    /// Where the tier is (URL, sentinels or seed nodes), any password masked, for logs and
+    /// health output.
     pub(crate) fn display_url(&self) -> String {
-        match self.url.split_once('@') {
-            Some((scheme_user, host)) => match scheme_user.rsplit_once(':') {
-                Some((head, _pw)) if head.contains("//") && !head.ends_with(':') => {
-                    format!("{head}:***@{host}")
-                }
-                _ => self.url.clone(),
-            },
-            None => self.url.clone(),
-        }
+        self.connector.display().to_owned()
     }
 
     /// The Redis key of a cache key: the key itself, or `{namespace}:key`.
@@ -148,15 +128,14 @@ impl RedisL2 {
         self.k(name).into_owned()
     }
 
-    /// A client for connections outside the pool (pub/sub needs its own).
-    pub(crate) fn client(&self) -> Result<redis::Client> {
-        redis::Client::open(self.url.as_str()).map_err(backend)
+    /// What makes this tier's connections (the pub/sub listener's too).
+    pub(crate) fn connector(&self) -> Arc<Connector> {
+        self.connector.clone()
     }
 
     /// The logical database of the URL (`redis://host/3` → 3), for per-keyspace channels.
     pub(crate) fn db(&self) -> i64 {
-        redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
-            .map_or(0, |i| i.redis_settings().db())
+        self.connector.db()
     }
 
     pub(crate) fn breaker_state(&self) -> BreakerState {
@@ -173,7 +152,7 @@ impl RedisL2 {
         }
     }
 
-    async fn lane_conn(&self) -> Result<(usize, MultiplexedConnection)> {
+    async fn lane_conn(&self) -> Result<(usize, Conn)> {
         let i = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         let lane = &self.lanes[i];
         if let Some(c) = lane.conn.load().as_deref() {
@@ -197,7 +176,7 @@ impl RedisL2 {
         if let Some(obj) = self.lanes[i].conn.swap(None) {
             // Detach a broken connection instead of returning it to the pool.
             if let Ok(obj) = Arc::try_unwrap(obj) {
-                drop(deadpool_redis::Connection::take(obj));
+                drop(Pooled::take(obj));
             }
         }
     }
@@ -206,7 +185,7 @@ impl RedisL2 {
     /// connection (every call made here is idempotent).
     async fn run<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if !self.breaker.allow() {
@@ -328,59 +307,6 @@ impl RedisL2 {
             .await
     }
 
-    /// Publishes an invalidation notice on its own.
-    pub(crate) async fn publish(&self, notice: &Notice) -> Result<()> {
-        let mut pipe = redis::pipe();
-        add_notice(&mut pipe, Some(notice));
-        let pipe = &pipe;
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
-    }
-
-    /// Direct writes in one pipelined round trip, each after its key's marker (`MSET` cannot
-    /// carry a TTL).
-    pub(crate) async fn mset(&self, items: &[Item<'_>], notice: Option<&Notice>) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        self.add_markers(&mut pipe, items.iter().map(|i| i.0));
-        for (k, v, ttl) in items {
-            pipe.cmd("SET")
-                .arg(&*self.k(k))
-                .arg(*v)
-                .arg("PX")
-                .arg(ttl_ms(*ttl))
-                .ignore();
-        }
-        add_notice(&mut pipe, notice);
-        let pipe = &pipe;
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
-    }
-
-    /// `UNLINK` plus the invalidation notice in one round trip. These are keys the caller
-    /// names one by one (`delete`, a literal pattern); only scans check whose entries they are.
-    pub(crate) async fn unlink_notify(&self, keys: &[&str], notice: Option<&Notice>) -> Result<u64> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let mut pipe = redis::pipe();
-        // Markers first: a guarded store that runs between the two then sees the marker, and
-        // one that ran before has its value unlinked.
-        self.add_markers(&mut pipe, keys.iter());
-        let cmd = pipe.cmd("UNLINK");
-        for k in keys {
-            cmd.arg(&*self.k(k));
-        }
-        add_notice(&mut pipe, notice);
-        let pipe = &pipe;
-        let (n,): (u64,) = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
-        Ok(n)
-    }
-
     /// Milliseconds left on `key`; `None` when it does not exist or never expires.
     pub(crate) async fn pttl(&self, key: &str) -> Result<Option<Duration>> {
         let key = &*self.k(key);
@@ -425,97 +351,8 @@ impl RedisL2 {
             .await
     }
 
-    /// The nodes a pattern scan must visit: the one server today, every primary under a cluster.
-    fn scan_nodes(&self) -> usize {
-        1
-    }
-
-    /// One `SCAN cursor MATCH pattern COUNT n` page: the next cursor (0 = done) and its keys,
-    /// as bytes (another program's keys need not be UTF-8). `pattern` is already namespaced.
-    async fn scan_page(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<Vec<u8>>)> {
-        self.run(|mut c| async move {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(&mut c)
-                .await
-        })
-        .await
-    }
-
-    /// Deletes the cache's own entries among the keys matching `pattern` (inside the
-    /// namespace): `SCAN MATCH` pages (never `KEYS`, which blocks the server), each batch checked
-    /// and unlinked on the server by [`UNLINK_OWN`]. Foreign keys under the same pattern, of
-    /// any type, are left alone. Returns how many were deleted.
-    pub(crate) async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
-        let pattern = &*self.k(pattern);
-        let mut removed = 0;
-        for _node in 0..self.scan_nodes() {
-            let mut cursor: u64 = 0;
-            let mut batch: Vec<Vec<u8>> = Vec::new();
-            loop {
-                let (next, keys) = self.scan_page(cursor, pattern).await?;
-                batch.extend(keys);
-                if batch.len() >= UNLINK_BATCH || (next == 0 && !batch.is_empty()) {
-                    let (script, keys) = (&self.unlink_own, &batch);
-                    let n: u64 = self
-                        .run(|mut c| async move {
-                            script
-                                .key(keys.as_slice())
-                                .arg(&crate::codec::MAGIC[..])
-                                .invoke_async(&mut c)
-                                .await
-                        })
-                        .await?;
-                    removed += n;
-                    batch.clear();
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Up to `n` keys matching `pattern` (a few `SCAN` pages at most) and the sum of their
-    /// `MEMORY USAGE`, in one pipeline.
-    pub(crate) async fn sample_memory(&self, pattern: &str, n: usize) -> Result<(u64, u64)> {
-        let pattern = &*self.k(pattern);
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut cursor: u64 = 0;
-        for _page in 0..SAMPLE_PAGES {
-            let (next, batch) = self.scan_page(cursor, pattern).await?;
-            keys.extend(batch);
-            if keys.len() >= n || next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.truncate(n);
-        if keys.is_empty() {
-            return Ok((0, 0));
-        }
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("MEMORY").arg("USAGE").arg(k);
-        }
-        let pipe = &pipe;
-        let sizes: Vec<Option<u64>> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
-        Ok((keys.len() as u64, sizes.into_iter().flatten().sum()))
-    }
-
     pub(crate) async fn info(&self) -> Result<RedisInfo> {
-        let text: String = self
-            .run(|mut c| async move { redis::cmd("INFO").query_async(&mut c).await })
-            .await?;
-        Ok(RedisInfo::parse(&text))
+        Ok(RedisInfo::parse(&self.info_text().await?))
     }
 
     /// Round-trip time of a `PING`.
@@ -528,12 +365,6 @@ impl RedisL2 {
     }
 }
 
-fn add_notice(pipe: &mut redis::Pipeline, notice: Option<&Notice>) {
-    if let Some(n) = notice {
-        pipe.cmd("PUBLISH").arg(&n.channel).arg(&n.text).ignore();
-    }
-}
-
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
@@ -542,9 +373,9 @@ fn is_loading(e: &RedisError) -> bool {
     e.code() == Some("LOADING")
 }
 
-fn pool_error(e: deadpool_redis::PoolError) -> CacheError {
+fn pool_error(e: deadpool::managed::PoolError<RedisError>) -> CacheError {
     match e {
-        deadpool_redis::PoolError::Backend(e) => backend(e),
+        deadpool::managed::PoolError::Backend(e) => backend(e),
         other => CacheError::Pool(other.to_string()),
     }
 }

@@ -97,11 +97,11 @@ impl Bus for RedisL2 {
         origin: u64,
         handler: Weak<dyn BusHandler>,
     ) -> Result<tokio::task::JoinHandle<()>> {
-        let client = self.client()?;
+        let connector = self.connector();
         let (alive, on_sub, on_msg) = (handler.clone(), handler.clone(), handler);
         let (task, _stats) = listener::spawn_listener(
             rt,
-            client,
+            connector,
             channel,
             origin,
             move || alive.strong_count() > 0,
