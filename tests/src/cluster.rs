@@ -27,7 +27,9 @@ impl NodeLine {
         self.flags.iter().any(|f| f == "master")
     }
     fn is_failed(&self) -> bool {
-        self.flags.iter().any(|f| f == "fail" || f == "fail?" || f == "noaddr")
+        self.flags
+            .iter()
+            .any(|f| f == "fail" || f == "fail?" || f == "noaddr")
     }
     fn slot_count(&self) -> u32 {
         self.slots.iter().map(|&(a, b)| u32::from(b - a) + 1).sum()
@@ -60,7 +62,9 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
 
 fn info_u64(info: &str, field: &str) -> Option<u64> {
     let prefix = format!("{field}:");
-    info.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// CRC16/XMODEM (poly 0x1021, init 0), as Redis Cluster hashes keys.
@@ -68,7 +72,11 @@ fn crc16(data: &[u8]) -> u16 {
     data.iter().fold(0u16, |mut crc, &byte| {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
         crc
     })
@@ -83,19 +91,34 @@ impl RedisCluster {
     /// When `primaries < 3` (redis-cli refuses), `redis-cli` fails, or the cluster does not
     /// settle in time.
     pub fn start(primaries: usize, replicas_per_primary: usize) -> RedisCluster {
-        assert!(primaries >= 3, "redis-cli --cluster create needs at least 3 primaries");
+        assert!(
+            primaries >= 3,
+            "redis-cli --cluster create needs at least 3 primaries"
+        );
         let count = primaries * (1 + replicas_per_primary);
         // Replicas sync at once (the 5 s diskless-sync delay would leave them unsynced, unable
         // to fail over).
         let extra = vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()];
-        let spec = Spec { cluster: true, extra, ..Spec::default() };
-        let cluster = RedisCluster { nodes: (0..count).map(|_| RedisServer::start_spec(spec.clone())).collect() };
+        let spec = Spec {
+            cluster: true,
+            extra,
+            ..Spec::default()
+        };
+        let cluster = RedisCluster {
+            nodes: (0..count)
+                .map(|_| RedisServer::start_spec(spec.clone()))
+                .collect(),
+        };
         let cli = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".to_owned());
         let out = Command::new(&cli)
             .arg("--cluster")
             .arg("create")
             .args(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
-            .args(["--cluster-replicas", &replicas_per_primary.to_string(), "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                &replicas_per_primary.to_string(),
+                "--cluster-yes",
+            ])
             .output()
             .unwrap_or_else(|e| panic!("cannot run `{cli}`: {e}"));
         assert!(
@@ -125,18 +148,27 @@ impl RedisCluster {
         let mut maps = Vec::new();
         for n in &self.nodes {
             let mut conn = n.blocking_conn().map_err(|e| e.to_string())?;
-            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).map_err(|e| e.to_string())?;
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut conn)
+                .map_err(|e| e.to_string())?;
             let ok = info.contains("cluster_state:ok")
                 && info_u64(&info, "cluster_slots_ok") == Some(u64::from(SLOTS))
                 && info_u64(&info, "cluster_known_nodes") == Some(count as u64);
             if !ok {
                 return Err(format!("node {}: {info}", n.port()));
             }
-            let repl: String = redis::cmd("INFO").arg("replication").query(&mut conn).map_err(|e| e.to_string())?;
+            let repl: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .map_err(|e| e.to_string())?;
             if repl.contains("role:slave") && !repl.contains("master_link_status:up") {
                 return Err(format!("replica {} not linked: {repl}", n.port()));
             }
-            let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).map_err(|e| e.to_string())?;
+            let text: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query(&mut conn)
+                .map_err(|e| e.to_string())?;
             maps.push(slot_map(&parse_nodes(&text)));
         }
         if maps.windows(2).all(|w| w[0] == w[1]) {
@@ -148,7 +180,10 @@ impl RedisCluster {
 
     /// `redis://127.0.0.1:<port>` of every node (also dead ones).
     pub fn seed_urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("redis://127.0.0.1:{}", n.port())).collect()
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port()))
+            .collect()
     }
 
     /// Every node, dead or alive.
@@ -169,7 +204,10 @@ impl RedisCluster {
             .position(|&b| b == b'{')
             .and_then(|open| {
                 let rest = &bytes[open + 1..];
-                rest.iter().position(|&b| b == b'}').filter(|&close| close > 0).map(|close| &rest[..close])
+                rest.iter()
+                    .position(|&b| b == b'}')
+                    .filter(|&close| close > 0)
+                    .map(|close| &rest[..close])
             })
             .unwrap_or(bytes);
         (u32::from(crc16(hashed)) % SLOTS) as u16
@@ -191,7 +229,9 @@ impl RedisCluster {
             .view()
             .await
             .into_iter()
-            .filter(|l| l.is_master() && !l.is_failed() && self.node(l.port).is_some_and(RedisServer::is_running))
+            .filter(|l| {
+                l.is_master() && !l.is_failed() && self.node(l.port).is_some_and(RedisServer::is_running)
+            })
             .map(|l| l.port)
             .collect();
         ports.sort_unstable();
@@ -218,7 +258,8 @@ impl RedisCluster {
     /// SIGKILLs the node on `port` (it stays in [`nodes`](Self::nodes), not running).
     pub fn kill_node(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port() == port);
-        node.unwrap_or_else(|| panic!("no cluster node on port {port}")).stop();
+        node.unwrap_or_else(|| panic!("no cluster node on port {port}"))
+            .stop();
     }
 
     /// Waits until every running node reports `cluster_state:ok` and sees all 16384 slots
@@ -256,7 +297,10 @@ impl RedisCluster {
                 .map(NodeLine::slot_count)
                 .sum();
             if served != SLOTS {
-                return Err(format!("node {} sees {served} slots on healthy masters:\n{text}", n.port()));
+                return Err(format!(
+                    "node {} sees {served} slots on healthy masters:\n{text}",
+                    n.port()
+                ));
             }
         }
         Ok(())
@@ -288,15 +332,24 @@ impl RedisCluster {
         let from_port = self.primary_for_slot(slot).await;
         let dst = self.node_id(to_port).await;
         loop {
-            let keys: Vec<String> =
-                try_query(from_port, redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100))
-                    .await
-                    .unwrap_or_else(|e| panic!("GETKEYSINSLOT {slot} on {from_port}: {e}"));
+            let keys: Vec<String> = try_query(
+                from_port,
+                redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("GETKEYSINSLOT {slot} on {from_port}: {e}"));
             if keys.is_empty() {
                 break;
             }
             let mut migrate = redis::cmd("MIGRATE");
-            migrate.arg("127.0.0.1").arg(to_port).arg("").arg(0).arg(5000).arg("KEYS").arg(&keys);
+            migrate
+                .arg("127.0.0.1")
+                .arg(to_port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys);
             let _: redis::Value = try_query(from_port, &migrate)
                 .await
                 .unwrap_or_else(|e| panic!("MIGRATE slot {slot} from {from_port} to {to_port}: {e}"));
@@ -312,7 +365,9 @@ impl RedisCluster {
 
     /// Calls of `command` on the node on `port` since it started (`INFO commandstats`).
     pub async fn command_calls(&self, port: u16, command: &str) -> u64 {
-        let node = self.node(port).unwrap_or_else(|| panic!("no cluster node on port {port}"));
+        let node = self
+            .node(port)
+            .unwrap_or_else(|| panic!("no cluster node on port {port}"));
         node.command_calls(command).await
     }
 

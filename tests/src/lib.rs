@@ -98,7 +98,10 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments, e.g. `["--maxmemory", "1mb"]`.
     pub fn start_with(extra: &[&str]) -> Self {
-        Self::start_spec(Spec { extra: extra.iter().map(|s| s.to_string()).collect(), ..Spec::default() })
+        Self::start_spec(Spec {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            ..Spec::default()
+        })
     }
 
     /// Starts a server that serves plain TCP on [`port`](Self::port) (for admin checks: `url()`,
@@ -138,7 +141,10 @@ impl RedisServer {
                 return server;
             }
         }
-        panic!("redis-server did not start after 5 attempts (is `{}` installed?)", binary());
+        panic!(
+            "redis-server did not start after 5 attempts (is `{}` installed?)",
+            binary()
+        );
     }
 
     fn command(&self, fresh: bool) -> Command {
@@ -147,7 +153,11 @@ impl RedisServer {
             let conf = self.dir.join("sentinel.conf");
             if fresh {
                 // Sentinel rewrites this file with what it learns, so a restart keeps it.
-                let text = format!("port {}\nbind 127.0.0.1\ndir \"{}\"\n{body}\n", self.port, self.dir.display());
+                let text = format!(
+                    "port {}\nbind 127.0.0.1\ndir \"{}\"\n{body}\n",
+                    self.port,
+                    self.dir.display()
+                );
                 std::fs::write(&conf, text).expect("write sentinel.conf");
             }
             cmd.arg(&conf).arg("--sentinel");
@@ -225,7 +235,9 @@ impl RedisServer {
     /// # Panics
     /// When the server was not started with TLS.
     pub fn tls_url(&self) -> String {
-        let port = self.tls_port.expect("tls_url() on a server not started with TLS (use start_tls)");
+        let port = self
+            .tls_port
+            .expect("tls_url() on a server not started with TLS (use start_tls)");
         format!("rediss://127.0.0.1:{port}/")
     }
 
@@ -269,7 +281,11 @@ impl RedisServer {
     /// When it does not come back within 10 s.
     pub fn restart(&mut self) {
         self.stop();
-        assert!(self.spawn(false), "redis-server did not restart on port {}", self.port);
+        assert!(
+            self.spawn(false),
+            "redis-server did not restart on port {}",
+            self.port
+        );
     }
 
     /// Whether the server is running.
@@ -297,12 +313,16 @@ impl RedisServer {
 
     /// An async connection with 2 s connect / 5 s response timeouts, errors returned.
     pub(crate) async fn admin_conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        self.client().get_multiplexed_async_connection_with_config(&admin_config()).await
+        self.client()
+            .get_multiplexed_async_connection_with_config(&admin_config())
+            .await
     }
 
     /// A blocking connection (5 s timeouts), for setup code outside async contexts.
     pub fn blocking_conn(&self) -> redis::RedisResult<redis::Connection> {
-        let conn = self.client().get_connection_with_timeout(Duration::from_secs(2))?;
+        let conn = self
+            .client()
+            .get_connection_with_timeout(Duration::from_secs(2))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok(conn)
     }
@@ -358,9 +378,14 @@ pub(crate) fn admin_config() -> redis::AsyncConnectionConfig {
 }
 
 /// One command on `127.0.0.1:port` over a fresh async connection, errors returned.
-pub(crate) async fn try_query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+pub(crate) async fn try_query<T: redis::FromRedisValue>(
+    port: u16,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
-    let mut conn = client.get_multiplexed_async_connection_with_config(&admin_config()).await?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&admin_config())
+        .await?;
     cmd.query_async(&mut conn).await
 }
 

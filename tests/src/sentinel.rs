@@ -38,7 +38,9 @@ fn sentinel_cmd(args: &[&str]) -> redis::Cmd {
 
 fn info_field(info: &str, field: &str) -> Option<String> {
     let prefix = format!("{field}:");
-    info.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().to_owned())
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().to_owned())
 }
 
 impl SentinelGroup {
@@ -54,24 +56,44 @@ impl SentinelGroup {
     /// [`start`](Self::start) with extra `redis-server` arguments for the data nodes.
     pub fn start_with(master_name: &str, data_args: &[&str]) -> SentinelGroup {
         let data_args = data_args.iter().map(|s| s.to_string()).collect();
-        Self::start_with_options(master_name, SentinelOptions { data_args, ..SentinelOptions::default() })
+        Self::start_with_options(
+            master_name,
+            SentinelOptions {
+                data_args,
+                ..SentinelOptions::default()
+            },
+        )
     }
 
     /// [`start`](Self::start) with a password, TLS or other extra settings.
     pub fn start_with_options(master_name: &str, options: SentinelOptions) -> SentinelGroup {
-        let tls = options.tls.clone().map(|t| ServerTls { replication: true, ..t });
+        let tls = options.tls.clone().map(|t| ServerTls {
+            replication: true,
+            ..t
+        });
         // The replica syncs at once (not after the 5 s diskless-sync delay).
         let mut data_args = vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()];
         data_args.extend(options.data_args.iter().cloned());
         if let Some(pw) = &options.password {
-            data_args.extend(["--requirepass".into(), pw.clone(), "--masterauth".into(), pw.clone()]);
+            data_args.extend([
+                "--requirepass".into(),
+                pw.clone(),
+                "--masterauth".into(),
+                pw.clone(),
+            ]);
         }
-        let spec = Spec { extra: data_args.clone(), tls: tls.clone(), ..Spec::default() };
+        let spec = Spec {
+            extra: data_args.clone(),
+            tls: tls.clone(),
+            ..Spec::default()
+        };
         let primary = RedisServer::start_spec(spec.clone());
         // Replicas and sentinels reach the primary on its TLS port when TLS is on.
         let primary_port = primary.tls_port().unwrap_or(primary.port());
         let mut replica_spec = spec;
-        replica_spec.extra.extend(["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()]);
+        replica_spec
+            .extra
+            .extend(["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()]);
         let replica = RedisServer::start_spec(replica_spec);
 
         let name = master_name.to_owned();
@@ -85,11 +107,21 @@ impl SentinelGroup {
             body.push(format!("sentinel auth-pass {name} {pw}"));
         }
         body.extend(options.sentinel_lines.iter().cloned());
-        let sentinel_spec = Spec { tls, sentinel_conf: Some(body.join("\n")), ..Spec::default() };
-        let mut group = SentinelGroup { sentinels: Vec::new(), data: vec![primary, replica], name };
+        let sentinel_spec = Spec {
+            tls,
+            sentinel_conf: Some(body.join("\n")),
+            ..Spec::default()
+        };
+        let mut group = SentinelGroup {
+            sentinels: Vec::new(),
+            data: vec![primary, replica],
+            name,
+        };
         group.wait_replica_linked(Instant::now() + Duration::from_secs(20));
         let deadline = Instant::now() + Duration::from_secs(20);
-        group.sentinels = (0..3).map(|_| RedisServer::start_spec(sentinel_spec.clone())).collect();
+        group.sentinels = (0..3)
+            .map(|_| RedisServer::start_spec(sentinel_spec.clone()))
+            .collect();
         group.wait_sentinels_settled(deadline);
         group
     }
@@ -98,8 +130,9 @@ impl SentinelGroup {
         let replica = &self.data[1];
         let mut last = String::new();
         while Instant::now() < deadline {
-            let info: redis::RedisResult<String> =
-                replica.blocking_conn().and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
+            let info: redis::RedisResult<String> = replica
+                .blocking_conn()
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
             match info {
                 Ok(info) if info_field(&info, "master_link_status").as_deref() == Some("up") => return,
                 Ok(info) => last = info,
@@ -107,15 +140,19 @@ impl SentinelGroup {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("replica on port {} did not link to its primary within 20 s: {last}", replica.port());
+        panic!(
+            "replica on port {} did not link to its primary within 20 s: {last}",
+            replica.port()
+        );
     }
 
     fn wait_sentinels_settled(&self, deadline: Instant) {
         let mut last = String::new();
         while Instant::now() < deadline {
             let settled = self.sentinels.iter().all(|s| {
-                let state: redis::RedisResult<HashMap<String, String>> =
-                    s.blocking_conn().and_then(|mut c| sentinel_cmd(&["MASTER", &self.name]).query(&mut c));
+                let state: redis::RedisResult<HashMap<String, String>> = s
+                    .blocking_conn()
+                    .and_then(|mut c| sentinel_cmd(&["MASTER", &self.name]).query(&mut c));
                 match state {
                     Ok(m) => {
                         let ok = m.get("num-slaves").map(String::as_str) == Some("1")
@@ -141,7 +178,10 @@ impl SentinelGroup {
 
     /// `redis://127.0.0.1:<port>` of each sentinel (plain ports).
     pub fn sentinel_urls(&self) -> Vec<String> {
-        self.sentinels.iter().map(|s| format!("redis://127.0.0.1:{}", s.port())).collect()
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port()))
+            .collect()
     }
 
     /// `rediss://127.0.0.1:<tls port>` of each sentinel.
@@ -151,7 +191,12 @@ impl SentinelGroup {
     pub fn sentinel_tls_urls(&self) -> Vec<String> {
         self.sentinels
             .iter()
-            .map(|s| format!("rediss://127.0.0.1:{}", s.tls_port().expect("group started without TLS")))
+            .map(|s| {
+                format!(
+                    "rediss://127.0.0.1:{}",
+                    s.tls_port().expect("group started without TLS")
+                )
+            })
             .collect()
     }
 
@@ -179,7 +224,11 @@ impl SentinelGroup {
         self.sentinels
             .iter()
             .filter(|s| s.is_running())
-            .find_map(|s| s.blocking_conn().and_then(|mut c| cmd.query::<(String, u16)>(&mut c)).ok())
+            .find_map(|s| {
+                s.blocking_conn()
+                    .and_then(|mut c| cmd.query::<(String, u16)>(&mut c))
+                    .ok()
+            })
             .map(|(_, port)| port)
             .unwrap_or_else(|| panic!("no sentinel named a master for {}", self.name))
     }
@@ -209,7 +258,12 @@ impl SentinelGroup {
         while Instant::now() < deadline {
             last.clear();
             for s in self.sentinels.iter().filter(|s| s.is_running()) {
-                last.push(try_query::<(String, u16)>(s.port(), &cmd).await.map(|(_, p)| p).ok());
+                last.push(
+                    try_query::<(String, u16)>(s.port(), &cmd)
+                        .await
+                        .map(|(_, p)| p)
+                        .ok(),
+                );
             }
             if let Some(Some(port)) = last.first().copied() {
                 if port != old_port && last.iter().all(|p| *p == Some(port)) && self.is_master(port).await {
@@ -222,8 +276,12 @@ impl SentinelGroup {
     }
 
     async fn is_master(&self, port: u16) -> bool {
-        let Some(server) = self.server_on(port) else { return false };
-        let Ok(mut conn) = server.admin_conn().await else { return false };
+        let Some(server) = self.server_on(port) else {
+            return false;
+        };
+        let Ok(mut conn) = server.admin_conn().await else {
+            return false;
+        };
         let role: redis::RedisResult<Vec<redis::Value>> = redis::cmd("ROLE").query_async(&mut conn).await;
         match role.ok().and_then(|r| r.into_iter().next()) {
             Some(first) => redis::from_redis_value::<String>(first).is_ok_and(|r| r == "master"),

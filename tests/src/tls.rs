@@ -53,7 +53,10 @@ fn ca(name: &str) -> Ca {
     ];
     let key = KeyPair::generate().expect("generate CA key");
     let cert = params.self_signed(&key).expect("self-sign CA");
-    Ca { cert_pem: cert.pem(), issuer: Issuer::new(params, key) }
+    Ca {
+        cert_pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
 }
 
 /// A leaf certificate signed by `ca`: (cert PEM, key PEM).
@@ -89,8 +92,12 @@ impl TlsFiles {
         let dir = crate::fresh_dir("cache-test-tls");
         let main = ca("cache-test CA");
         let other = ca("unrelated CA");
-        let (server_cert, server_key) =
-            leaf(&main, "cache-test server", &["127.0.0.1", "localhost"], &[ServerAuth, ClientAuth]);
+        let (server_cert, server_key) = leaf(
+            &main,
+            "cache-test server",
+            &["127.0.0.1", "localhost"],
+            &[ServerAuth, ClientAuth],
+        );
         let (client_cert, client_key) = leaf(&main, "cache-test client", &["client.invalid"], &[ClientAuth]);
         let (other_cert, other_key) = leaf(&other, "other client", &["other.invalid"], &[ClientAuth]);
         TlsFiles {

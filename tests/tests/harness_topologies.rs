@@ -1,5 +1,6 @@
 //! The topology harness (TLS, ACL, Sentinel, Cluster) checked with the raw `redis` crate.
 //! Each test starts its own processes; all are killed on drop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,14 @@ const BOUND: Duration = Duration::from_secs(10);
 async fn ping(client: &redis::Client) -> RedisResult<()> {
     let attempt = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
     };
-    let result = tokio::time::timeout(BOUND, attempt).await.expect("TLS connect attempt hung");
+    let result = tokio::time::timeout(BOUND, attempt)
+        .await
+        .expect("TLS connect attempt hung");
     if let Err(e) = &result {
         eprintln!("connection refused as expected? {e}");
     }
@@ -43,14 +49,23 @@ async fn tls_server_accepts_trusted_clients_only() {
     assert_eq!(plain, "v");
 
     // A client trusting only the unrelated CA rejects the server's certificate.
-    let wrong_root = redis::TlsCertificates { client_tls: None, root_cert: Some(pem(&files.other_ca_cert)) };
+    let wrong_root = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem(&files.other_ca_cert)),
+    };
     let client = redis::Client::build_with_tls(server.tls_url(), wrong_root).unwrap();
-    assert!(ping(&client).await.is_err(), "a client trusting another CA must not connect");
+    assert!(
+        ping(&client).await.is_err(),
+        "a client trusting another CA must not connect"
+    );
 
     // Mutual TLS: no client certificate, or one from the other CA, is refused.
     let mtls = RedisServer::start_tls(&files, true);
     let client = redis::Client::build_with_tls(mtls.tls_url(), files.certificates(false)).unwrap();
-    assert!(ping(&client).await.is_err(), "mTLS server accepted a client without certificate");
+    assert!(
+        ping(&client).await.is_err(),
+        "mTLS server accepted a client without certificate"
+    );
     let other_client = redis::TlsCertificates {
         client_tls: Some(redis::ClientTlsConfig {
             client_cert: pem(&files.other_client_cert),
@@ -59,9 +74,14 @@ async fn tls_server_accepts_trusted_clients_only() {
         root_cert: Some(pem(&files.ca_cert)),
     };
     let client = redis::Client::build_with_tls(mtls.tls_url(), other_client).unwrap();
-    assert!(ping(&client).await.is_err(), "mTLS server accepted a certificate of another CA");
+    assert!(
+        ping(&client).await.is_err(),
+        "mTLS server accepted a certificate of another CA"
+    );
     let client = redis::Client::build_with_tls(mtls.tls_url(), files.certificates(true)).unwrap();
-    ping(&client).await.expect("mTLS with the right client certificate");
+    ping(&client)
+        .await
+        .expect("mTLS with the right client certificate");
 
     // restart() keeps both ports.
     let mut mtls = mtls;
@@ -75,7 +95,9 @@ async fn tls_server_accepts_trusted_clients_only() {
 #[tokio::test]
 async fn acl_user_is_limited_to_its_keys() {
     let server = RedisServer::start();
-    server.add_acl_user("app", "s3cret", &["~app:*", "&app:*", "+@all"]).await;
+    server
+        .add_acl_user("app", "s3cret", &["~app:*", "&app:*", "+@all"])
+        .await;
     let client = redis::Client::open(format!("redis://app:s3cret@127.0.0.1:{}/", server.port())).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = conn.set("app:x", 1).await.unwrap();
@@ -90,12 +112,22 @@ async fn sentinel_fails_over_to_the_replica() {
     let started = Instant::now();
     let mut group = SentinelGroup::start("mymaster");
     eprintln!("sentinel group up in {:?}", started.elapsed());
-    let mut sentinel =
-        SentinelClient::build(group.sentinel_urls(), group.master_name(), None, SentinelServerType::Master).unwrap();
+    let mut sentinel = SentinelClient::build(
+        group.sentinel_urls(),
+        group.master_name(),
+        None,
+        SentinelServerType::Master,
+    )
+    .unwrap();
     let mut conn = sentinel.get_async_connection().await.unwrap();
     let _: () = conn.set("s:k", "before").await.unwrap();
     // Acknowledged by the replica, so it survives the failover.
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(2000).query_async(&mut conn).await.unwrap();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(acked, 1);
 
     let old = group.master_port().await;
@@ -144,7 +176,10 @@ async fn sentinel_group_with_tls_and_password() {
     let killed_at = Instant::now();
     let old = group.kill_primary();
     let new = group.wait_for_failover(old, Duration::from_secs(20)).await;
-    eprintln!("tls sentinel failover {old} -> {new} in {:?}", killed_at.elapsed());
+    eprintln!(
+        "tls sentinel failover {old} -> {new} in {:?}",
+        killed_at.elapsed()
+    );
     let mut conn = sentinel.get_async_connection().await.unwrap();
     let _: () = conn.set("t:k", "after").await.unwrap();
     eprintln!("tls sentinel test: {:?}", started.elapsed());

@@ -104,7 +104,7 @@ impl RedisL2 {
             guarded_set: redis::Script::new(guard::GUARDED_SET),
             marker_ttl: config.load_guard_window,
             del_if_eq: redis::Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) else return 0 end",
             ),
         }))
     }
