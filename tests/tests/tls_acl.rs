@@ -5,10 +5,12 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheConfig, CacheError};
 use cache_test_harness::{RedisServer, TlsFiles};
+
+mod common;
+use common::{cross_instance, exercise};
 
 /// The minimal ACL rule of a cache user whose namespace is `app` (the README shows it).
 const CACHE_USER_RULES: &[&str] = &[
@@ -32,69 +34,6 @@ const CACHE_USER_RULES: &[&str] = &[
     "+info",
     "+memory|usage",
 ];
-
-/// Every call a cache makes, checked on `cache` (set, get, mget, batch, delete, pattern
-/// invalidation, clear, locks) with values that only the right key gives.
-async fn exercise(cache: &Cache) {
-    cache.clear().await.unwrap();
-    cache.set("query:t:1", &11u64, None).await.unwrap();
-    assert_eq!(cache.get::<u64>("query:t:1").await.unwrap(), Some(11));
-    cache
-        .mset(&[("query:t:2", 22u64), ("query:t:3", 33u64)], None)
-        .await
-        .unwrap();
-    assert_eq!(
-        cache
-            .mget::<u64, _>(&["query:t:1", "query:t:2", "query:t:3", "query:t:4"])
-            .await
-            .unwrap(),
-        vec![Some(11), Some(22), Some(33), None]
-    );
-    let loads = AtomicU32::new(0);
-    let v: u64 = cache
-        .get_or_insert_with("query:t:5", None, || async {
-            loads.fetch_add(1, Ordering::Relaxed);
-            55
-        })
-        .await;
-    assert_eq!(v, 55);
-    assert!(cache.exists("query:t:5").await.unwrap());
-    assert!(cache.ttl_remaining("query:t:5").await.unwrap().is_some());
-    assert!(cache.delete("query:t:1").await.unwrap());
-    assert_eq!(cache.invalidate_pattern("query:t:*").await.unwrap(), 3);
-    let token = cache
-        .try_lock("job", Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("free lock");
-    assert!(cache
-        .try_lock("job", Duration::from_secs(5))
-        .await
-        .unwrap()
-        .is_none());
-    assert!(cache.release_lock("job", &token).await.unwrap());
-    cache.set("static:x", &1u8, None).await.unwrap();
-    assert_eq!(cache.clear().await.unwrap(), 1);
-    assert_eq!(cache.stats().await.errors, 0, "no Redis error on the way");
-    let health = cache.health().await;
-    assert!(health.redis.as_ref().unwrap().reachable, "{health:?}");
-}
-
-/// Two instances: B drops its L1 copy when A writes (pub/sub over the same transport).
-async fn cross_instance(a: &Cache, b: &Cache) {
-    let key = "resource:shared:1";
-    b.set(key, &"v0".to_string(), None).await.unwrap();
-    assert_eq!(b.get::<String>(key).await.unwrap().as_deref(), Some("v0"));
-    let t0 = Instant::now();
-    loop {
-        a.set(key, &"v1".to_string(), None).await.unwrap();
-        if b.get::<String>(key).await.unwrap().as_deref() == Some("v1") {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(5), "B kept its stale L1 copy");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn tls_config(server: &RedisServer, files: &TlsFiles, client_cert: bool) -> CacheConfig {
     let mut b = CacheConfig::builder()

@@ -1,0 +1,155 @@
+//! Checks shared by the topology suites (TLS, ACL, Sentinel, Cluster): the same calls, on
+//! whatever Redis the cache was configured with.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_core::Cache;
+
+/// Every call a cache makes, checked on `cache` (set, get, mget, batch, delete, pattern
+/// invalidation, clear, locks) with values that only the right key gives.
+pub async fn exercise(cache: &Cache) {
+    cache.clear().await.unwrap();
+    cache.set("query:t:1", &11u64, None).await.unwrap();
+    assert_eq!(cache.get::<u64>("query:t:1").await.unwrap(), Some(11));
+    cache
+        .mset(&[("query:t:2", 22u64), ("query:t:3", 33u64)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .mget::<u64, _>(&["query:t:1", "query:t:2", "query:t:3", "query:t:4"])
+            .await
+            .unwrap(),
+        vec![Some(11), Some(22), Some(33), None]
+    );
+    let loads = AtomicU32::new(0);
+    let v: u64 = cache
+        .get_or_insert_with("query:t:5", None, || async {
+            loads.fetch_add(1, Ordering::Relaxed);
+            55
+        })
+        .await;
+    assert_eq!(v, 55);
+    assert!(cache.exists("query:t:5").await.unwrap());
+    assert!(cache.ttl_remaining("query:t:5").await.unwrap().is_some());
+    assert!(cache.delete("query:t:1").await.unwrap());
+    assert_eq!(cache.invalidate_pattern("query:t:*").await.unwrap(), 3);
+    let token = cache
+        .try_lock("job", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(cache
+        .try_lock("job", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(cache.release_lock("job", &token).await.unwrap());
+    cache.set("static:x", &1u8, None).await.unwrap();
+    assert_eq!(cache.clear().await.unwrap(), 1);
+    assert_eq!(cache.stats().await.errors, 0, "no Redis error on the way");
+    let health = cache.health().await;
+    assert!(health.redis.as_ref().unwrap().reachable, "{health:?}");
+}
+
+/// Two instances: B drops its L1 copy when A writes (pub/sub over the same transport).
+pub async fn cross_instance(a: &Cache, b: &Cache) {
+    let key = "resource:shared:1";
+    b.set(key, &"v0".to_string(), None).await.unwrap();
+    assert_eq!(b.get::<String>(key).await.unwrap().as_deref(), Some("v0"));
+    let t0 = Instant::now();
+    loop {
+        a.set(key, &"v1".to_string(), None).await.unwrap();
+        if b.get::<String>(key).await.unwrap().as_deref() == Some("v1") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "B kept its stale L1 copy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+
+/// The value a load test's function returns for key number `i`: a wrong value anywhere (a
+/// mixed-up key, a stale or corrupt read) shows as a mismatch.
+pub fn value_of(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5
+}
+
+/// `tasks` tasks calling a cached function over `keys` keys until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<tokio::task::JoinHandle<(u64, u64)>>,
+}
+
+/// What a load saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Calls answered.
+    pub calls: u64,
+    /// Calls answered with another key's or a corrupt value.
+    pub wrong: u64,
+    /// Calls that failed (a panicking task counts as one).
+    pub failed: u64,
+}
+
+impl Load {
+    pub fn start(cache: &Cache, tasks: usize, keys: u64) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..tasks)
+            .map(|t| {
+                let (cache, stop) = (cache.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let (mut calls, mut wrong) = (0u64, 0u64);
+                    let mut i = t as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i = (i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407)) % keys;
+                        let n = i;
+                        let v: u64 = cache
+                            .get_or_insert_with(&format!("query:load:{n}"), None, || async move { value_of(n) })
+                            .await;
+                        calls += 1;
+                        if v != value_of(n) {
+                            wrong += 1;
+                        }
+                        if calls % 16 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    (calls, wrong)
+                })
+            })
+            .collect();
+        Load { stop, handles }
+    }
+
+    pub async fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut report = LoadReport::default();
+        for h in self.handles {
+            match h.await {
+                Ok((calls, wrong)) => {
+                    report.calls += calls;
+                    report.wrong += wrong;
+                }
+                Err(_) => report.failed += 1,
+            }
+        }
+        report
+    }
+}
+
+/// Waits until the cache serves L2 hits again (at least 50 more within 200 ms), up to
+/// `timeout`; returns when that began, measured from `since`.
+pub async fn l2_hits_again(cache: &Cache, since: Instant, timeout: Duration) -> Duration {
+    loop {
+        let before = cache.stats().await.l2_hits;
+        let at = since.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if cache.stats().await.l2_hits >= before + 50 {
+            return at;
+        }
+        assert!(since.elapsed() < timeout, "no L2 hits within {timeout:?} after the failure");
+    }
+}
