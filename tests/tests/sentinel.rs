@@ -9,7 +9,7 @@ use cache_core::{Cache, CacheConfig};
 use cache_test_harness::SentinelGroup;
 
 mod common;
-use common::{cross_instance, exercise, l2_hits_again, Load};
+use common::{cross_instance, exercise, l2_hits_again, served_again, value_of, Load};
 
 fn config(group: &SentinelGroup) -> CacheConfig {
     CacheConfig::builder()
@@ -52,7 +52,14 @@ async fn a_failover_under_64_tasks_fails_no_call() {
     let old = group.kill_primary();
     let new = group.wait_for_failover(old, Duration::from_secs(30)).await;
     let promoted = killed_at.elapsed();
-    let back = l2_hits_again(&cache, killed_at, Duration::from_secs(30)).await;
+    let back = served_again(
+        &cache,
+        "query:load:1",
+        value_of(1),
+        killed_at,
+        Duration::from_secs(30),
+    )
+    .await;
     let report = load.stop().await;
     eprintln!(
         "sentinel failover: primary {old} killed; sentinels named {new} after {promoted:?}; \

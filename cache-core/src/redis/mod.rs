@@ -58,6 +58,8 @@ pub(crate) struct RedisL2 {
     breaker: Breaker,
     reads: Arc<Coalescer>,
     connect_timeout: Duration,
+    /// The longest a call's attempt may take, whatever the client does.
+    call_timeout: Duration,
     /// Keys are spread over hash slots: group multi-key calls by slot, scan every primary.
     cluster: bool,
     /// `{namespace}:` when a namespace is set: every key sent to Redis starts with it.
@@ -99,6 +101,7 @@ impl RedisL2 {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             reads: Arc::new(Coalescer::new(config.l2_reads_in_flight)),
             connect_timeout: config.connect_timeout,
+            call_timeout: config.command_timeout + config.command_timeout / 2,
             ns: config.namespace.as_ref().map(|n| format!("{n}:")),
             unlink_own: redis::Script::new(scan::UNLINK_OWN),
             guarded_set: redis::Script::new(guard::GUARDED_SET),
@@ -201,27 +204,42 @@ impl RedisL2 {
                     return Err(e);
                 }
             };
-            match f(conn).await {
+            // The client's own response timeout fires first; this one bounds what it does not
+            // cover (a cluster connection queueing calls while it rediscovers its nodes).
+            let result = match tokio::time::timeout(self.call_timeout, f(conn)).await {
+                Ok(r) => r,
+                Err(_) => Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no reply within {:?}", self.call_timeout),
+                ))),
+            };
+            match result {
                 Ok(v) => {
                     self.breaker.success();
                     return Ok(v);
                 }
                 Err(e) => {
                     // A slow server is not a broken connection: keep it (a new one would wait
-                    // for the same server).
+                    // for the same server). A primary demoted to replica (`READONLY`) is: the
+                    // next connection asks the sentinels again.
                     let broken = e.is_connection_dropped()
                         || e.is_connection_refusal()
-                        || (e.is_io_error() && !e.is_timeout());
+                        || (e.is_io_error() && !e.is_timeout())
+                        || e.code() == Some("READONLY");
                     if broken {
                         self.drop_lane(lane);
                     }
-                    let transport = broken || e.is_timeout() || is_loading(&e);
+                    let transport = broken || e.is_timeout() || is_unavailable(&e);
                     if transport && attempt < 2 {
                         tracing::debug!(error = %e, "redis call failed; retrying once");
                         continue;
                     }
                     if transport {
                         self.breaker.failure();
+                    } else {
+                        // Redis answered (with a refusal): the transport works, and a probe
+                        // must report either way or the breaker would wait on it.
+                        self.breaker.success();
                     }
                     return Err(backend(e));
                 }
@@ -369,8 +387,13 @@ fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
 
-fn is_loading(e: &RedisError) -> bool {
-    e.code() == Some("LOADING")
+/// Replies that say the server cannot serve now but soon will: loading its data, a cluster
+/// or primary failing over, a slot in the middle of a move.
+fn is_unavailable(e: &RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("LOADING" | "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
+    )
 }
 
 fn pool_error(e: deadpool::managed::PoolError<RedisError>) -> CacheError {

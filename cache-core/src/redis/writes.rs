@@ -38,17 +38,15 @@ impl RedisL2 {
     }
 
     /// Direct writes, each after its key's marker (`MSET` cannot carry a TTL), pipelined per
-    /// slot; the notice goes with the last group, after every write.
+    /// slot; the notice goes after every write ([`RedisL2::notice_after`]).
     pub(crate) async fn mset(&self, items: &[Item<'_>], notice: Option<&Notice>) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let groups = self.groups(items, |i| i.0);
-        let last = groups.len() - 1;
         let pipes: Vec<redis::Pipeline> = groups
             .iter()
-            .enumerate()
-            .map(|(n, group)| {
+            .map(|group| {
                 let mut pipe = redis::pipe();
                 self.add_markers(&mut pipe, group.iter().map(|&i| items[i].0));
                 for &(k, v, ttl) in group.iter().map(|&i| &items[i]) {
@@ -59,7 +57,8 @@ impl RedisL2 {
                         .arg(ttl_ms(ttl))
                         .ignore();
                 }
-                if n == last {
+                if !self.cluster {
+                    // The one group: the notice rides in its pipeline, after the writes.
                     add_notice(&mut pipe, notice);
                 }
                 pipe
@@ -70,8 +69,18 @@ impl RedisL2 {
                 .iter()
                 .map(|pipe| self.run(move |mut c| async move { pipe.query_async::<()>(&mut c).await })),
         )
-        .await
-        .map(drop)
+        .await?;
+        self.notice_after(notice).await
+    }
+
+    /// On a cluster the notice cannot ride in a slot's pipeline (the client routes `PUBLISH` by
+    /// its channel's slot, and refuses a pipeline that spans two): it follows the writes, one
+    /// round trip later.
+    async fn notice_after(&self, notice: Option<&Notice>) -> Result<()> {
+        match notice {
+            Some(n) if self.cluster => self.publish(n).await,
+            _ => Ok(()),
+        }
     }
 
     /// `UNLINK` plus the invalidation notice, one round trip per slot. These are keys the caller
@@ -81,11 +90,9 @@ impl RedisL2 {
             return Ok(0);
         }
         let groups = self.groups(keys, |k| k);
-        let last = groups.len() - 1;
         let pipes: Vec<redis::Pipeline> = groups
             .iter()
-            .enumerate()
-            .map(|(n, group)| {
+            .map(|group| {
                 let mut pipe = redis::pipe();
                 // Markers first: a guarded store that runs between the two then sees the
                 // marker, and one that ran before has its value unlinked.
@@ -94,7 +101,8 @@ impl RedisL2 {
                 for &i in group {
                     cmd.arg(&*self.k(keys[i]));
                 }
-                if n == last {
+                if !self.cluster {
+                    // The one group: the notice rides in its pipeline, after the writes.
                     add_notice(&mut pipe, notice);
                 }
                 pipe
@@ -106,6 +114,7 @@ impl RedisL2 {
                 .map(|pipe| self.run(move |mut c| async move { pipe.query_async::<(u64,)>(&mut c).await })),
         )
         .await?;
+        self.notice_after(notice).await?;
         Ok(counts.into_iter().map(|(n,)| n).sum())
     }
 }

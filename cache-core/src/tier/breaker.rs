@@ -1,7 +1,7 @@
 //! Circuit breaker in front of Redis: after repeated transport failures, skip Redis for a
 //! cool-down instead of making every call wait for a timeout, then let one probe through.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,10 @@ pub(crate) struct Breaker {
     failures: AtomicU32,
     /// Milliseconds since `epoch` until which Redis is skipped; 0 = closed.
     open_until: AtomicU64,
-    probing: AtomicBool,
+    /// When the running probe began (ms since `epoch`); 0 = none. A probe that never reports
+    /// (its caller was cancelled, or its call hung past every timeout) expires after
+    /// [`Breaker::probe_lease_ms`], so the breaker cannot stay half-open forever.
+    probing: AtomicU64,
 }
 
 impl Breaker {
@@ -36,8 +39,13 @@ impl Breaker {
             epoch: Instant::now(),
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
+            probing: AtomicU64::new(0),
         }
+    }
+
+    /// How long a probe may run before another caller may probe instead.
+    fn probe_lease_ms(&self) -> u64 {
+        self.cooldown_ms.max(1000)
     }
 
     fn now_ms(&self) -> u64 {
@@ -52,11 +60,16 @@ impl Breaker {
         if until == 0 {
             return true;
         }
-        if self.now_ms() < until {
+        let now = self.now_ms();
+        if now < until {
+            return false;
+        }
+        let probe = self.probing.load(Ordering::Acquire);
+        if probe != 0 && now < probe + self.probe_lease_ms() {
             return false;
         }
         self.probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(probe, now, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
@@ -66,14 +79,14 @@ impl Breaker {
         }
         if self.open_until.load(Ordering::Relaxed) != 0 {
             self.open_until.store(0, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
+            self.probing.store(0, Ordering::Release);
             tracing::info!("redis reachable again; circuit breaker closed");
         }
     }
 
     pub(crate) fn failure(&self) {
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        let was_probe = self.probing.load(Ordering::Acquire);
+        let was_probe = self.probing.load(Ordering::Acquire) != 0;
         if n >= self.threshold || was_probe {
             let until = self.now_ms() + self.cooldown_ms;
             if self.open_until.swap(until, Ordering::AcqRel) == 0 {
@@ -83,7 +96,7 @@ impl Breaker {
                     "redis failing; circuit breaker open"
                 );
             }
-            self.probing.store(false, Ordering::Release);
+            self.probing.store(0, Ordering::Release);
         }
     }
 
@@ -120,5 +133,21 @@ mod tests {
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.allow() && b.allow());
+    }
+
+    /// A probe whose caller never reports (cancelled, or hung) used to leave the breaker
+    /// half-open for good, skipping Redis until a restart (seen in a cluster failover test:
+    /// L2 never came back). Its lease now runs out and another caller probes.
+    #[test]
+    fn a_probe_that_never_reports_expires() {
+        let b = Breaker::new(1, Duration::from_millis(10));
+        b.failure();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(b.allow(), "the probe");
+        assert!(!b.allow(), "one probe at a time");
+        std::thread::sleep(Duration::from_millis(b.probe_lease_ms() + 20));
+        assert!(b.allow(), "the silent probe's lease ran out");
+        b.success();
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 }

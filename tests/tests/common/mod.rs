@@ -70,7 +70,6 @@ pub async fn cross_instance(a: &Cache, b: &Cache) {
     }
 }
 
-
 /// The value a load test's function returns for key number `i`: a wrong value anywhere (a
 /// mixed-up key, a stale or corrupt read) shows as a mismatch.
 pub fn value_of(i: u64) -> u64 {
@@ -102,13 +101,15 @@ impl Load {
                 let (cache, stop) = (cache.clone(), stop.clone());
                 tokio::spawn(async move {
                     let (mut calls, mut wrong) = (0u64, 0u64);
-                    let mut i = t as u64;
                     while !stop.load(Ordering::Relaxed) {
-                        i = (i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407)) % keys;
-                        let n = i;
-                        let v: u64 = cache
-                            .get_or_insert_with(&format!("query:load:{n}"), None, || async move { value_of(n) })
-                            .await;
+                        // 7919 is prime to any key count used here: every task walks every key.
+                        let n = (t as u64 * 97 + calls * 7919) % keys;
+                        let v: u64 =
+                            cache
+                                .get_or_insert_with(&format!("query:load:{n}"), None, || async move {
+                                    value_of(n)
+                                })
+                                .await;
                         calls += 1;
                         if v != value_of(n) {
                             wrong += 1;
@@ -150,6 +151,31 @@ pub async fn l2_hits_again(cache: &Cache, since: Instant, timeout: Duration) -> 
         if cache.stats().await.l2_hits >= before + 50 {
             return at;
         }
-        assert!(since.elapsed() < timeout, "no L2 hits within {timeout:?} after the failure");
+        if since.elapsed() > timeout {
+            let (stats, health) = (cache.stats().await, cache.health().await);
+            panic!("no L2 hits within {timeout:?} after the failure: {stats:?} {health:?}");
+        }
+    }
+}
+
+/// Polls a read of `key` from Redis (the cache must run with L1 off) until it returns the
+/// value again, up to `timeout`; returns when, measured from `since`.
+pub async fn served_again(
+    cache: &Cache,
+    key: &str,
+    want: u64,
+    since: Instant,
+    timeout: Duration,
+) -> Duration {
+    loop {
+        if let Ok(Some(v)) = cache.get::<u64>(key).await {
+            assert_eq!(v, want, "{key}");
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < timeout,
+            "{key} not served from Redis within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
