@@ -2,8 +2,14 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory) to run only some sections.
+//! memory, and p2tls, p2cluster, p3cluster from [`topologies`]) to run only some sections.
+//!
+//! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
+//! report table, and reads top to bottom as the report does; the TLS and cluster sections,
+//! which start servers of their own, are a module beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod topologies;
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -633,6 +639,9 @@ fn main() {
             target: "-".into(),
         });
     }
+
+    // ---------- P2 over TLS, P2 and P3 on a cluster ----------
+    rows.extend(topologies::rows(&multi));
 
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");

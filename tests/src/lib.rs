@@ -15,10 +15,12 @@
 mod cluster;
 mod sentinel;
 mod tls;
+mod topology;
 
 pub use cluster::RedisCluster;
 pub use sentinel::{SentinelGroup, SentinelOptions};
 pub use tls::{install_crypto_provider, ServerTls, TlsFiles};
+pub use topology::{RedisUrls, TestConn, TestRedis};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

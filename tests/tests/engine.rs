@@ -1,4 +1,6 @@
-//! `cache-core` against a real, private `redis-server`.
+//! `cache-core` against a real, private Redis: one server, or a cluster under
+//! `CACHE_TEST_TOPOLOGY=cluster` (tests of what only one server shows start one whatever the
+//! topology: `TestRedis::single`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -6,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{Cache, CacheConfig, CacheError, Mode};
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
+
+mod common;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
@@ -25,25 +29,25 @@ fn order(id: u64) -> Order {
     }
 }
 
-fn config(redis: &RedisServer) -> cache_core::CacheConfigBuilder {
-    CacheConfig::builder().redis_url(redis.url())
+fn config(redis: &TestRedis) -> cache_core::CacheConfigBuilder {
+    common::on(redis, CacheConfig::builder())
 }
 
-fn cache(redis: &RedisServer) -> Cache {
+fn cache(redis: &TestRedis) -> Cache {
     Cache::new(config(redis).build().unwrap()).unwrap()
 }
 
-async fn raw_get(redis: &RedisServer, key: &str) -> Option<Vec<u8>> {
+async fn raw_get(redis: &TestRedis, key: &str) -> Option<Vec<u8>> {
     redis.conn().await.get(key).await.unwrap()
 }
 
-async fn pttl(redis: &RedisServer, key: &str) -> i64 {
+async fn pttl(redis: &TestRedis, key: &str) -> i64 {
     redis.conn().await.pttl(key).await.unwrap()
 }
 
 #[tokio::test]
 async fn set_get_delete_exists_round_trip_through_redis() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let a = cache(&redis);
     let b = cache(&redis); // a second process, as far as L1 is concerned
     assert_eq!(a.mode(), Mode::TwoLevel);
@@ -66,7 +70,7 @@ async fn set_get_delete_exists_round_trip_through_redis() {
 
 #[tokio::test]
 async fn ttl_comes_from_the_most_specific_pattern() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = Cache::new(
         config(&redis)
             .ttl_pattern("resource:freight:*", Duration::from_secs(42))
@@ -96,7 +100,7 @@ async fn ttl_comes_from_the_most_specific_pattern() {
 
 #[tokio::test]
 async fn l1_never_outlives_the_entry_ttl() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     c.set("short", &5u32, Some(Duration::from_millis(150)))
         .await
@@ -119,7 +123,7 @@ async fn l1_never_outlives_the_entry_ttl() {
 
 #[tokio::test]
 async fn l1_ttl_bounds_local_staleness() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = Cache::new(config(&redis).l1_ttl(Duration::from_millis(100)).build().unwrap()).unwrap();
     c.set("k", &1u32, None).await.unwrap();
     // Another writer changes Redis behind this instance's back (no invalidation message).
@@ -140,7 +144,7 @@ async fn l1_ttl_bounds_local_staleness() {
 
 #[tokio::test]
 async fn mget_and_mset_use_one_command_each() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::single();
     let c = cache(&redis);
     let items: Vec<(String, Order)> = (0..100).map(|i| (format!("query:o:{i}"), order(i))).collect();
     c.mset(&items, None).await.unwrap();
@@ -171,7 +175,7 @@ async fn mget_and_mset_use_one_command_each() {
 
 #[tokio::test]
 async fn pattern_invalidation_scans_and_clears_both_levels() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     let users: Vec<(String, u32)> = (0..2500).map(|i| (format!("resource:users:{i}"), i)).collect();
     c.mset(&users, None).await.unwrap();
@@ -213,7 +217,7 @@ async fn pattern_invalidation_scans_and_clears_both_levels() {
 
 #[tokio::test]
 async fn l1_pattern_matching_agrees_with_redis_scan() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::single();
     let keys = [
         "a:1", "a:12", "a:b", "a:{t}:1", "b:1", "a?x", "a[1]", "a:", "a-z", "ab", "A:1", "a:1:2",
     ];
@@ -257,7 +261,7 @@ async fn l1_pattern_matching_agrees_with_redis_scan() {
 
 #[tokio::test]
 async fn compression_above_threshold_round_trips_and_is_counted() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     let big: Vec<Order> = (0..200).map(order).collect(); // ~5 KB of repetitive data
     c.set("analysis:big", &big, None).await.unwrap();
@@ -317,7 +321,7 @@ async fn l1_only_mode_supports_every_operation() {
 
 #[tokio::test]
 async fn corrupt_bytes_read_as_a_miss_and_are_repaired() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     let mut conn = redis.conn().await;
     for garbage in [
@@ -354,7 +358,7 @@ async fn corrupt_bytes_read_as_a_miss_and_are_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
-    let mut redis = RedisServer::start();
+    let mut redis = TestRedis::single();
     let c = Cache::new(
         config(&redis)
             .l1_enabled(false) // every call must go through the Redis path
@@ -372,7 +376,7 @@ async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
         }
     };
     assert_eq!(c.get_or_insert_with("query:k:1", None, load(1)).await, order(1));
-    redis.stop();
+    redis.server_mut().stop();
     for i in 0..50 {
         assert_eq!(
             c.get_or_insert_with("query:k:1", None, load(1)).await,
@@ -388,7 +392,7 @@ async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
     assert!(!h.healthy);
     assert!(h.redis.unwrap().error.is_some());
 
-    redis.restart();
+    redis.server_mut().restart();
     c.set("query:k:2", &order(2), None).await.ok();
     let start = std::time::Instant::now();
     loop {
@@ -409,7 +413,7 @@ async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_key_loads_once_for_concurrent_callers() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     let calls = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..500)
@@ -437,7 +441,7 @@ async fn cold_key_loads_once_for_concurrent_callers() {
 
 #[tokio::test]
 async fn errors_from_the_loader_are_never_cached() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     let r: Result<u32, String> = c
         .try_get_or_insert_with("query:flaky", None, || async { Err("db down".to_string()) })
@@ -456,7 +460,7 @@ async fn errors_from_the_loader_are_never_cached() {
 
 #[tokio::test]
 async fn stats_and_health_report_redis() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = cache(&redis);
     c.set("query:x", &1u8, None).await.unwrap();
     let _ = c.get::<u8>("query:x").await.unwrap();
@@ -492,7 +496,7 @@ async fn stats_and_health_report_redis() {
 
 #[tokio::test]
 async fn oversize_values_are_refused_for_redis_but_served() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = Cache::new(config(&redis).max_value_size(1024).build().unwrap()).unwrap();
     let big = vec![7u8; 10_000];
     let v = c
@@ -517,7 +521,7 @@ async fn oversize_values_are_refused_for_redis_but_served() {
 /// return `Ok` and serve the value from L1), in both modes; `mset` stores the others.
 #[tokio::test]
 async fn set_refuses_oversize_values_everywhere() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let two_level = Cache::new(config(&redis).max_value_size(1024).build().unwrap()).unwrap();
     let l1_only = Cache::new(CacheConfig::builder().max_value_size(1024).build().unwrap()).unwrap();
     let big = vec![7u8; 20_000];
@@ -546,7 +550,7 @@ async fn set_refuses_oversize_values_everywhere() {
 /// still gets its own key's value (or its own miss).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_are_coalesced_into_mget() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::single();
     let writer = cache(&redis);
     let items: Vec<(String, Order)> = (0..200).map(|i| (format!("query:c:{i}"), order(i))).collect();
     writer.mset(&items, None).await.unwrap();
@@ -562,7 +566,7 @@ async fn concurrent_reads_are_coalesced_into_mget() {
         .unwrap(),
     );
     // Holds the one in-flight slot while the readers queue behind it.
-    redis.pause_clients(200).await;
+    redis.server().pause_clients(200).await;
     let tasks: Vec<_> = (0..240u64)
         .map(|i| {
             let r = reader.clone();
@@ -585,12 +589,12 @@ async fn concurrent_reads_are_coalesced_into_mget() {
 /// value the leader read (the shared entry is built for them, not for a lone reader).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_loads_of_one_redis_key_share_one_get() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::single();
     cache(&redis).set("query:sf", &order(5), None).await.unwrap();
     let reader = Arc::new(Cache::new(config(&redis).l1_enabled(false).build().unwrap()).unwrap());
     let loads = Arc::new(AtomicUsize::new(0));
     // Holds the leader's GET while the others join its flight.
-    redis.pause_clients(200).await;
+    redis.server().pause_clients(200).await;
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let (r, loads) = (reader.clone(), loads.clone());
@@ -615,7 +619,7 @@ async fn concurrent_loads_of_one_redis_key_share_one_get() {
 /// With coalescing off every read is its own `GET`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalescing_can_be_turned_off() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let writer = cache(&redis);
     writer.set("query:one", &order(1), None).await.unwrap();
     let reader = Arc::new(

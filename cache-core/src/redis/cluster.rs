@@ -108,14 +108,24 @@ impl Node {
     }
 }
 
-/// The primaries that serve slots now, from `CLUSTER SLOTS` (asked of any node).
+/// The primaries that serve slots now, from `CLUSTER SLOTS`, asked of a random node (of three
+/// at most, so that one slow or dead node does not decide).
 pub(crate) async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<Node>> {
-    let reply = conn
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
+    let mut attempt = 0;
+    let reply = loop {
+        attempt += 1;
+        match conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+        {
+            Ok(reply) => break reply,
+            Err(e) if attempt >= 3 => return Err(e),
+            Err(_) => continue,
+        }
+    };
     let mut nodes: Vec<Node> = Vec::new();
     let Value::Array(ranges) = reply else {
         return Err(unexpected("CLUSTER SLOTS"));

@@ -179,3 +179,14 @@ pub async fn served_again(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `builder` pointed at `redis`, whatever its topology.
+pub fn on(
+    redis: &cache_test_harness::TestRedis,
+    builder: cache_core::CacheConfigBuilder,
+) -> cache_core::CacheConfigBuilder {
+    match redis.urls() {
+        cache_test_harness::RedisUrls::Single(url) => builder.redis_url(url),
+        cache_test_harness::RedisUrls::Cluster(urls) => builder.redis_cluster_urls(urls),
+    }
+}
