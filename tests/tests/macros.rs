@@ -10,23 +10,25 @@ use cache_core::{
     cache, cache_analysis, cache_query, cache_resource, cache_result, invalidate_cache, warmup_cache, Cache,
     CacheConfig,
 };
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
+
+mod common;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
-fn two_level(redis: &RedisServer) -> Cache {
-    Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap()
+fn two_level(redis: &TestRedis) -> Cache {
+    Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap()
 }
 
-async fn keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
+async fn keys(redis: &TestRedis, pattern: &str) -> Vec<String> {
     let mut k: Vec<String> = redis.conn().await.keys(pattern).await.unwrap();
     k.sort();
     k
 }
 
-async fn pttl(redis: &RedisServer, key: &str) -> i64 {
+async fn pttl(redis: &TestRedis, key: &str) -> i64 {
     redis.conn().await.pttl(key).await.unwrap()
 }
 
@@ -54,7 +56,7 @@ mod orders {
 
 #[tokio::test]
 async fn cache_query_hits_and_uses_a_readable_key() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = two_level(&redis);
     let first = orders::get_user_orders(&c, 42).await;
     let second = orders::get_user_orders(&c, 42).await;
@@ -98,7 +100,7 @@ async fn trends(cache: &Cache, month: &str) -> Vec<u32> {
 
 #[tokio::test]
 async fn ttls_come_from_attributes_or_the_pattern_table() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = two_level(&redis);
     assert_eq!(expensive_calculation(&c, 3, 4).await, 3004);
     assert_eq!(freight(&c, 123).await, "freight 123");
@@ -146,7 +148,7 @@ async fn reset_users(cache: &Cache) -> usize {
 
 #[tokio::test]
 async fn invalidation_by_template_and_by_pattern() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = two_level(&redis);
     for id in ["1", "2", "a*"] {
         get_user(&c, id).await;
@@ -206,7 +208,7 @@ async fn maybe_skip_none(cache: &Cache, id: u64) -> Option<u64> {
 
 #[tokio::test]
 async fn result_and_option_rules() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = two_level(&redis);
     // Result: Err is returned and never cached (flag is in the key, so use the same args twice).
     assert_eq!(fallible(&c, 1, true).await, Err("failed 1".into()));
@@ -241,7 +243,7 @@ async fn slow_report(cache: Arc<Cache>, id: u64) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cold_callers_run_the_function_once() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = Arc::new(two_level(&redis));
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -266,7 +268,7 @@ async fn redis_only(cache: &Cache, id: u64) -> u64 {
 
 #[tokio::test]
 async fn l1_false_reads_redis_and_redis_down_falls_back_to_the_function() {
-    let mut redis = RedisServer::start();
+    let mut redis = TestRedis::single();
     let c = two_level(&redis);
     assert_eq!(redis_only(&c, 1).await, 2);
     assert_eq!(redis_only(&c, 1).await, 2);
@@ -278,7 +280,7 @@ async fn l1_false_reads_redis_and_redis_down_falls_back_to_the_function() {
         "l1 = false: the hit came from Redis"
     );
 
-    redis.stop();
+    redis.server_mut().stop();
     for _ in 0..20 {
         assert_eq!(redis_only(&c, 1).await, 2);
     }
@@ -318,7 +320,7 @@ impl std::fmt::Display for Repo {
 
 #[tokio::test]
 async fn methods_with_self() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let repo = Repo {
         cache: two_level(&redis),
         calls: AtomicUsize::new(0),
@@ -358,7 +360,7 @@ async fn search(cache: &Cache, filter: Filter, tags: Vec<String>) -> usize {
 
 #[tokio::test]
 async fn generic_functions_and_serialize_arguments() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = two_level(&redis);
     assert_eq!(describe(&c, 5u32).await, "<5>");
     assert_eq!(describe(&c, "6").await, "<6>");
@@ -424,7 +426,7 @@ where
 
 #[tokio::test]
 async fn impl_trait_and_lifetime_arguments() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = two_level(&redis);
     assert_eq!(shout(&c, 7u8, "hi").await, "7:HI");
     assert_eq!(shout(&c, "7", "hi").await, "7:HI");

@@ -6,10 +6,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheConfig};
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
 
-fn cache(redis: &RedisServer) -> Cache {
-    Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap()
+mod common;
+
+fn cache(redis: &TestRedis) -> Cache {
+    Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap()
 }
 
 /// Polls `cond` every 5 ms until it holds; panics after 5 s. Returns how long it took.
@@ -26,14 +28,9 @@ where
     t0.elapsed()
 }
 
-async fn kill_pubsub_clients(redis: &RedisServer) {
-    let _: u64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+async fn kill_pubsub_clients(redis: &TestRedis) {
+    // Both instances' listeners: on one server, or on whichever cluster node each picked.
+    assert_eq!(redis.kill_pubsub_clients().await, 2);
 }
 
 /// After each of 8 drops of the subscriptions, B evicts its L1 copy when A writes again.
@@ -46,7 +43,7 @@ async fn kill_pubsub_clients(redis: &RedisServer) {
 /// threshold, as the project's tests do not have one (the machines are noisy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_comes_back_after_every_drop() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = (cache(&redis), cache(&redis));
     let key = "resource:users:1";
 
@@ -83,7 +80,7 @@ async fn the_listener_comes_back_after_every_drop() {
 /// `query:a\nb` arrived as `query:a` and `b` and B kept serving its old copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_key_invalidation_survives_newlines_in_keys() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = (cache(&redis), cache(&redis));
     let keys = [
         "query:a\nb",

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{Cache, CacheConfig};
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
+
+mod common;
 use redis::AsyncCommands;
 use tokio::sync::{oneshot, Notify};
 
@@ -24,10 +26,10 @@ enum Kind {
     Clear,
 }
 
-fn build(redis: Option<&RedisServer>, l1: bool, pubsub: bool) -> Cache {
+fn build(redis: Option<&TestRedis>, l1: bool, pubsub: bool) -> Cache {
     let mut b = CacheConfig::builder().l1_enabled(l1).l1_invalidation(pubsub);
     if let Some(r) = redis {
-        b = b.redis_url(r.url());
+        b = common::on(r, b);
     }
     Cache::new(b.build().unwrap()).unwrap()
 }
@@ -79,7 +81,7 @@ async fn read(c: &Cache, db: &Arc<Db>) -> u64 {
 }
 
 /// One process: the write and its invalidation happen on the cache whose load is in flight.
-async fn one_process(redis: Option<&RedisServer>, l1: bool, kind: Kind) {
+async fn one_process(redis: Option<&TestRedis>, l1: bool, kind: Kind) {
     let c = build(redis, l1, true);
     let db = Arc::new(Db {
         version: AtomicU64::new(1),
@@ -105,7 +107,7 @@ async fn one_process(redis: Option<&RedisServer>, l1: bool, kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_during_a_load_wins_in_one_process() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     for kind in [Kind::Key, Kind::Pattern, Kind::Clear] {
         redis.conn().await.del::<_, ()>(KEY).await.unwrap();
         one_process(Some(&redis), true, kind).await;
@@ -116,14 +118,14 @@ async fn an_invalidation_during_a_load_wins_in_one_process() {
 }
 
 /// The other instance: invalidates [`KEY`] as `STALE_SET_CHILD` says, against
-/// `STALE_SET_REDIS`, then exits. Does nothing in an ordinary test run.
+/// the Redis its environment names, then exits. Does nothing in an ordinary test run.
 #[tokio::test]
 async fn child_instance() {
     let Ok(kind) = std::env::var("STALE_SET_CHILD") else {
         return;
     };
-    let url = std::env::var("STALE_SET_REDIS").unwrap();
-    let c = Cache::new(CacheConfig::builder().redis_url(url).build().unwrap()).unwrap();
+    // The parent names its Redis as REDIS_URL or REDIS_CLUSTER_URLS (whatever the topology).
+    let c = Cache::new(CacheConfig::from_env().unwrap()).unwrap();
     let kind = match kind.as_str() {
         "key" => Kind::Key,
         "pattern" => Kind::Pattern,
@@ -132,7 +134,7 @@ async fn child_instance() {
     invalidate(&c, kind).await;
 }
 
-async fn invalidate_from_another_process(redis: &RedisServer, kind: Kind) {
+async fn invalidate_from_another_process(redis: &TestRedis, kind: Kind) {
     let exe = std::env::current_exe().unwrap();
     let name = match kind {
         Kind::Key => "key",
@@ -142,7 +144,7 @@ async fn invalidate_from_another_process(redis: &RedisServer, kind: Kind) {
     let out = tokio::process::Command::new(exe)
         .args(["--exact", "child_instance"])
         .env("STALE_SET_CHILD", name)
-        .env("STALE_SET_REDIS", redis.url())
+        .env(redis.urls().env().0, redis.urls().env().1)
         .output()
         .await
         .unwrap();
@@ -158,7 +160,7 @@ async fn invalidate_from_another_process(redis: &RedisServer, kind: Kind) {
 /// other. With pub/sub off on the loading instance, only the Redis markers can stop its store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_from_another_process_wins() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     for pubsub in [false, true] {
         for kind in [Kind::Key, Kind::Pattern, Kind::Clear] {
             redis.conn().await.del::<_, ()>(KEY).await.unwrap();
@@ -187,7 +189,7 @@ async fn an_invalidation_from_another_process_wins() {
 /// Batches and refreshes are loads too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_and_refresh_loads_are_guarded() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = build(Some(&redis), true, true);
     let started = Arc::new(Notify::new());
     let (release, wait) = oneshot::channel::<()>();
@@ -239,10 +241,9 @@ async fn batch_and_refresh_loads_are_guarded() {
 /// marker has a TTL within the window, and the epoch is one key.
 #[tokio::test]
 async fn markers_expire_and_do_not_accumulate() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let c = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .load_guard_window(Duration::from_secs(2))
             .build()
             .unwrap(),
@@ -273,13 +274,13 @@ async fn markers_expire_and_do_not_accumulate() {
 /// from L1 for `l1_ttl`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_answered_before_a_delete_does_not_refill_l1() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::single();
     let a = build(Some(&redis), true, false);
     build(Some(&redis), false, false)
         .set(KEY, &1u64, None)
         .await
         .unwrap();
-    redis.pause_clients(300).await;
+    redis.server().pause_clients(300).await;
     let (a1, a2) = (a.clone(), a.clone());
     let read = tokio::spawn(async move { a1.get::<u64>(KEY).await.unwrap() });
     // The read's GET goes out first (it queues on the paused server), then the delete's UNLINK.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{cache_query, warmup_cache, Cache, CacheConfig};
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
+
+mod common;
 use cache_warmer::{EntryStatus, Warmer, WarmerConfig};
 use parking_lot_free::Stamps;
 
@@ -31,10 +33,9 @@ async fn flaky_report(id: u64) -> Result<u64, String> {
 /// The only test here that uses the global cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_warmup_fills_the_cache_and_reports_failures() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let cache = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .warmup_on_startup(true)
             .build()
             .unwrap(),
@@ -266,12 +267,12 @@ async fn prediction_holds_when_reads_move_between_threads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_warmers_sharing_redis_run_a_job_once_per_period() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let stamps = Stamps::default();
     let interval = Duration::from_millis(400);
     let mut warmers = Vec::new();
     for instance in 0..2 {
-        let cache = Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap();
+        let cache = Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap();
         let w = Warmer::with_config(
             cache,
             WarmerConfig {

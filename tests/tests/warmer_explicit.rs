@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{cache_query, warmup_cache, Cache, CacheConfig};
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
+
+mod common;
 use cache_warmer::{EntryStatus, Warmer, WarmerError};
 
 static REPORT_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -26,10 +28,9 @@ async fn monthly_report(id: u64) -> String {
 /// The only test here that uses the global cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_warm_up_runs_with_startup_warmup_off() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let cache = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .warmup_on_startup(false)
             .build()
             .unwrap(),
