@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 fn two_level(redis: &TestRedis) -> Cache {
-    Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap()
+    Cache::new(common::on(redis, CacheConfig::builder()).build().unwrap()).unwrap()
 }
 
 async fn keys(redis: &TestRedis, pattern: &str) -> Vec<String> {

@@ -11,7 +11,7 @@ use cache_test_harness::TestRedis;
 mod common;
 
 fn cache(redis: &TestRedis) -> Cache {
-    Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap()
+    Cache::new(common::on(redis, CacheConfig::builder()).build().unwrap()).unwrap()
 }
 
 /// Polls `cond` every 5 ms until it holds; panics after 5 s. Returns how long it took.

@@ -178,7 +178,7 @@ pub(super) fn rows(multi: &tokio::runtime::Runtime) -> Vec<Row> {
                     .query_async(&mut c)
                     .await
                     .unwrap();
-                black_box(values.iter().flatten().map(|b| decode(b)).count());
+                black_box(values.iter().flatten().map(|b| decode(b)).collect::<Vec<_>>());
             }
             let raw_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
             (ours, raw_us, mgets, cluster.primaries().await.len())
