@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheConfig};
-use cache_test_harness::SentinelGroup;
+use cache_test_harness::{SentinelGroup, SentinelOptions, TlsFiles};
 
 mod common;
 use common::{cross_instance, exercise, l2_hits_again, served_again, value_of, Load};
@@ -69,4 +69,65 @@ async fn a_failover_under_64_tasks_fails_no_call() {
     assert_eq!(report.failed, 0);
     assert_eq!(report.wrong, 0);
     assert!(report.calls > 0);
+}
+
+/// Sentinels and data nodes over mutual TLS, the data nodes with a password the sentinels do
+/// not have (they take their URLs' credentials: none here): the engine works, and follows a
+/// failover over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_works_through_sentinel_over_tls_with_a_password() {
+    let files = TlsFiles::generate();
+    let mut group = SentinelGroup::start_with_options(
+        "secure-primary",
+        SentinelOptions {
+            password: Some("node-pw".into()),
+            tls: Some(files.server_tls(true)),
+            ..SentinelOptions::default()
+        },
+    );
+    let config = || {
+        CacheConfig::builder()
+            .redis_sentinel(group.sentinel_tls_urls(), group.master_name())
+            .redis_credentials("default", "node-pw")
+            .redis_tls_ca_file(&files.ca_cert)
+            .redis_tls_client_cert(&files.client_cert, &files.client_key)
+            .namespace("app")
+            .build()
+            .unwrap()
+    };
+    let a = Cache::new(config()).unwrap();
+    exercise(&a).await;
+    let b = Cache::new(config()).unwrap();
+    cross_instance(&a, &b).await;
+    drop(b);
+    let killed_at = Instant::now();
+    let old = group.kill_primary();
+    group.wait_for_failover(old, Duration::from_secs(30)).await;
+    let v: u64 = loop {
+        // Fresh keys: the function answers during the outage, Redis again after it.
+        a.set("query:after", &9u64, None).await.ok();
+        if let Ok(Some(v)) = a.get::<u64>("query:after").await {
+            break v;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no Redis after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v, 9);
+    // A wrong data-node password is a counted error, and calls are answered.
+    let wrong = Cache::new(
+        CacheConfig::builder()
+            .redis_sentinel(group.sentinel_tls_urls(), group.master_name())
+            .redis_credentials("default", "wrong")
+            .redis_tls_ca_file(&files.ca_cert)
+            .redis_tls_client_cert(&files.client_cert, &files.client_key)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let v: u64 = wrong.get_or_insert_with("query:w", None, || async { 5 }).await;
+    assert_eq!(v, 5);
+    assert!(wrong.stats().await.errors > 0);
 }

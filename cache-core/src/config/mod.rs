@@ -41,7 +41,9 @@ pub struct CacheConfig {
     pub redis_url: Option<String>,
     /// Sentinel addresses (`redis://host:26379` each, `rediss://` for TLS): the L2 is the primary
     /// they name for [`redis_sentinel_master`](Self::redis_sentinel_master), followed through
-    /// failovers. Env `REDIS_SENTINEL_URLS` (comma-separated).
+    /// failovers. The sentinels take the user and password of their URLs (often none); the
+    /// data nodes [`redis_username`](Self::redis_username) and
+    /// [`redis_password`](Self::redis_password). Env `REDIS_SENTINEL_URLS` (comma-separated).
     pub redis_sentinel_urls: Vec<String>,
     /// The service name the sentinels monitor. Env `REDIS_SENTINEL_MASTER`.
     pub redis_sentinel_master: Option<String>,
@@ -50,10 +52,11 @@ pub struct CacheConfig {
     pub redis_cluster_urls: Vec<String>,
     /// On a cluster, read from replicas as well as primaries.
     pub redis_read_from_replicas: bool,
-    /// ACL user for every Redis connection (sentinels included) unless a URL names one. Env
+    /// ACL user for the data nodes unless a URL names one (sentinels: their URLs). Env
     /// `REDIS_USERNAME`.
     pub redis_username: Option<String>,
-    /// Password for every Redis connection unless a URL carries one. Env `REDIS_PASSWORD`.
+    /// Password for the data nodes unless a URL carries one (sentinels: their URLs). Env
+    /// `REDIS_PASSWORD`.
     pub redis_password: Option<Secret>,
     /// CA certificate (PEM) that signs the servers' certificates; needs `rediss://` URLs. Env
     /// `REDIS_TLS_CA_FILE`.

@@ -157,10 +157,14 @@ impl Connector {
                 (Kind::Single(client), mask(url), db)
             }
             RedisTopology::Sentinel { urls, master } => {
+                // Sentinels often run without a password while the data nodes have one (and a
+                // password sent to a server without one is refused): the sentinels take the
+                // credentials of their URLs, the data nodes `redis_username`/`redis_password`.
                 let infos = urls
                     .iter()
                     .map(|u| {
-                        node_info(u, config)
+                        u.as_str()
+                            .into_connection_info()
                             .map_err(|e| cfg_err(&format!("redis_sentinel_urls {}", mask(u)), e))
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -168,26 +172,27 @@ impl Connector {
                     .iter()
                     .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
                 require_tls_match(is_tls, tls.is_some(), "redis_sentinel_urls")?;
-                let first = &infos[0];
-                let db = first.redis_settings().db();
+                let first = infos[0].redis_settings();
                 let mut b = SentinelClientBuilder::new(
                     infos.iter().map(|i| i.addr().clone()),
                     master,
                     SentinelServerType::Master,
                 )
                 .map_err(|e| cfg_err("sentinel", e))?
-                .set_client_to_redis_db(db);
-                let settings = first.redis_settings();
-                if let Some(user) = settings.username() {
-                    b = b
-                        .set_client_to_redis_username(user)
-                        .set_client_to_sentinel_username(user);
+                .set_client_to_redis_db(first.db());
+                if let Some(user) = first.username() {
+                    b = b.set_client_to_sentinel_username(user);
                 }
-                if let Some(pw) = settings.password() {
-                    b = b
-                        .set_client_to_redis_password(pw)
-                        .set_client_to_sentinel_password(pw);
+                if let Some(pw) = first.password() {
+                    b = b.set_client_to_sentinel_password(pw);
                 }
+                if let Some(user) = &config.redis_username {
+                    b = b.set_client_to_redis_username(user);
+                }
+                if let Some(pw) = &config.redis_password {
+                    b = b.set_client_to_redis_password(pw.expose());
+                }
+                let db = first.db();
                 #[cfg(feature = "tls")]
                 if is_tls {
                     b = b
