@@ -9,7 +9,7 @@ use cache_core::{Cache, CacheConfig};
 use cache_test_harness::{SentinelGroup, SentinelOptions, TlsFiles};
 
 mod common;
-use common::{cross_instance, exercise, l2_hits_again, served_again, value_of, Load};
+use common::{failover_under_load, two_instances};
 
 fn config(group: &SentinelGroup) -> CacheConfig {
     CacheConfig::builder()
@@ -22,10 +22,7 @@ fn config(group: &SentinelGroup) -> CacheConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_works_through_sentinel() {
     let group = SentinelGroup::start("cache-primary");
-    let a = Cache::new(config(&group)).unwrap();
-    exercise(&a).await;
-    let b = Cache::new(config(&group)).unwrap();
-    cross_instance(&a, &b).await;
+    let (a, _b) = two_instances(|| config(&group)).await;
     let url = a.health().await.redis.unwrap().url;
     assert!(url.starts_with("sentinel://cache-primary@"), "{url}");
 }
@@ -45,30 +42,13 @@ async fn a_failover_under_64_tasks_fails_no_call() {
             .unwrap(),
     )
     .unwrap();
-    let load = Load::start(&cache, 64, 500);
-    l2_hits_again(&cache, Instant::now(), Duration::from_secs(10)).await;
-
-    let killed_at = Instant::now();
-    let old = group.kill_primary();
-    let new = group.wait_for_failover(old, Duration::from_secs(30)).await;
-    let promoted = killed_at.elapsed();
-    let back = served_again(
-        &cache,
-        "query:load:1",
-        value_of(1),
-        killed_at,
-        Duration::from_secs(30),
-    )
+    let nodes = &mut group;
+    failover_under_load("sentinel failover", &cache, || async move {
+        let old = nodes.kill_primary();
+        let new = nodes.wait_for_failover(old, Duration::from_secs(30)).await;
+        format!("primary {old} killed, sentinels named {new}")
+    })
     .await;
-    let report = load.stop().await;
-    eprintln!(
-        "sentinel failover: primary {old} killed; sentinels named {new} after {promoted:?}; \
-         L2 hits again after {back:?}; {} calls, {} failed, {} wrong",
-        report.calls, report.failed, report.wrong
-    );
-    assert_eq!(report.failed, 0);
-    assert_eq!(report.wrong, 0);
-    assert!(report.calls > 0);
 }
 
 /// Sentinels and data nodes over mutual TLS, the data nodes with a password the sentinels do
@@ -95,10 +75,7 @@ async fn the_engine_works_through_sentinel_over_tls_with_a_password() {
             .build()
             .unwrap()
     };
-    let a = Cache::new(config()).unwrap();
-    exercise(&a).await;
-    let b = Cache::new(config()).unwrap();
-    cross_instance(&a, &b).await;
+    let (a, b) = two_instances(config).await;
     drop(b);
     let killed_at = Instant::now();
     let old = group.kill_primary();

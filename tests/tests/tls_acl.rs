@@ -10,7 +10,7 @@ use cache_core::{Cache, CacheConfig, CacheError};
 use cache_test_harness::{RedisServer, TlsFiles};
 
 mod common;
-use common::{cross_instance, exercise};
+use common::{exercise, two_instances};
 
 /// The minimal ACL rule of a cache user whose namespace is `app` (the README shows it).
 const CACHE_USER_RULES: &[&str] = &[
@@ -50,10 +50,7 @@ fn tls_config(server: &RedisServer, files: &TlsFiles, client_cert: bool) -> Cach
 async fn the_engine_works_over_tls() {
     let files = TlsFiles::generate();
     let server = RedisServer::start_tls(&files, false);
-    let a = Cache::new(tls_config(&server, &files, false)).unwrap();
-    exercise(&a).await;
-    let b = Cache::new(tls_config(&server, &files, false)).unwrap();
-    cross_instance(&a, &b).await;
+    let (a, _b) = two_instances(|| tls_config(&server, &files, false)).await;
     assert!(a.health().await.redis.unwrap().url.starts_with("rediss://"));
 }
 
@@ -61,10 +58,7 @@ async fn the_engine_works_over_tls() {
 async fn the_engine_works_over_mutual_tls() {
     let files = TlsFiles::generate();
     let server = RedisServer::start_tls(&files, true);
-    let a = Cache::new(tls_config(&server, &files, true)).unwrap();
-    exercise(&a).await;
-    let b = Cache::new(tls_config(&server, &files, true)).unwrap();
-    cross_instance(&a, &b).await;
+    two_instances(|| tls_config(&server, &files, true)).await;
 }
 
 /// The server wants a client certificate and gets none; or the server's certificate is not
@@ -146,10 +140,7 @@ async fn the_engine_runs_under_the_minimal_acl_user() {
             .build()
             .unwrap()
     };
-    let a = Cache::new(config()).unwrap();
-    exercise(&a).await;
-    let b = Cache::new(config()).unwrap();
-    cross_instance(&a, &b).await;
+    two_instances(config).await;
 
     // The same user through REDIS_USERNAME / REDIS_PASSWORD, the URL carrying none.
     let env = std::collections::HashMap::from([

@@ -160,18 +160,9 @@ impl Connector {
                 // Sentinels often run without a password while the data nodes have one (and a
                 // password sent to a server without one is refused): the sentinels take the
                 // credentials of their URLs, the data nodes `redis_username`/`redis_password`.
-                let infos = urls
-                    .iter()
-                    .map(|u| {
-                        u.as_str()
-                            .into_connection_info()
-                            .map_err(|e| cfg_err(&format!("redis_sentinel_urls {}", mask(u)), e))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let is_tls = infos
-                    .iter()
-                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
-                require_tls_match(is_tls, tls.is_some(), "redis_sentinel_urls")?;
+                let (infos, is_tls) = url_list(urls, "redis_sentinel_urls", tls.is_some(), |u| {
+                    u.into_connection_info()
+                })?;
                 let first = infos[0].redis_settings();
                 let mut b = SentinelClientBuilder::new(
                     infos.iter().map(|i| i.addr().clone()),
@@ -205,24 +196,13 @@ impl Connector {
                     }
                 }
                 let client = b.build().map_err(|e| cfg_err("sentinel", e))?;
-                let display = format!(
-                    "sentinel://{master}@{}",
-                    urls.iter().map(|u| host_port(u)).collect::<Vec<_>>().join(",")
-                );
+                let display = format!("sentinel://{master}@{}", host_ports(urls));
                 (Kind::Sentinel(tokio::sync::Mutex::new(client)), display, db)
             }
             RedisTopology::Cluster { urls } => {
-                let infos = urls
-                    .iter()
-                    .map(|u| {
-                        node_info(u, config)
-                            .map_err(|e| cfg_err(&format!("redis_cluster_urls {}", mask(u)), e))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let is_tls = infos
-                    .iter()
-                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
-                require_tls_match(is_tls, tls.is_some(), "redis_cluster_urls")?;
+                let (infos, is_tls) = url_list(urls, "redis_cluster_urls", tls.is_some(), |u| {
+                    node_info(u, config)
+                })?;
                 let settings = infos[0].redis_settings();
                 let mut b = redis::cluster::ClusterClientBuilder::new(infos.clone())
                     .connection_timeout(config.connect_timeout)
@@ -249,10 +229,7 @@ impl Connector {
                     .map(|i| open_client(i, tls.as_ref()))
                     .collect::<redis::RedisResult<Vec<_>>>()
                     .map_err(|e| cfg_err("redis_cluster_urls", e))?;
-                let display = format!(
-                    "cluster://{}",
-                    urls.iter().map(|u| host_port(u)).collect::<Vec<_>>().join(",")
-                );
+                let display = format!("cluster://{}", host_ports(urls));
                 (Kind::Cluster { client, seeds }, display, 0)
             }
         };
@@ -353,6 +330,30 @@ fn open_client(info: redis::ConnectionInfo, tls: Option<&Tls>) -> redis::RedisRe
         Some(t) => redis::Client::build_with_tls(info, t.certificates()),
         _ => redis::Client::open(info),
     }
+}
+
+/// Parses a list of node URLs (`setting` names them in errors); whether they use TLS, checked
+/// against the TLS files as [`require_tls_match`] does.
+fn url_list(
+    urls: &[String],
+    setting: &str,
+    tls_files: bool,
+    parse: impl Fn(&str) -> redis::RedisResult<redis::ConnectionInfo>,
+) -> Result<(Vec<redis::ConnectionInfo>, bool)> {
+    let infos = urls
+        .iter()
+        .map(|u| parse(u).map_err(|e| CacheError::Config(format!("{setting} {}: {e}", mask(u)))))
+        .collect::<Result<Vec<_>>>()?;
+    let is_tls = infos
+        .iter()
+        .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
+    require_tls_match(is_tls, tls_files, setting)?;
+    Ok((infos, is_tls))
+}
+
+/// `host:port,host:port` of a URL list, for display.
+fn host_ports(urls: &[String]) -> String {
+    urls.iter().map(|u| host_port(u)).collect::<Vec<_>>().join(",")
 }
 
 /// `host:port` of a URL, for display.

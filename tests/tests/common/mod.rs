@@ -54,6 +54,16 @@ pub async fn exercise(cache: &Cache) {
     assert!(health.redis.as_ref().unwrap().reachable, "{health:?}");
 }
 
+/// Two caches built by `config`: every call checked on the first ([`exercise`]), then
+/// cross-instance invalidation between them ([`cross_instance`]).
+pub async fn two_instances(config: impl Fn() -> cache_core::CacheConfig) -> (Cache, Cache) {
+    let a = Cache::new(config()).unwrap();
+    exercise(&a).await;
+    let b = Cache::new(config()).unwrap();
+    cross_instance(&a, &b).await;
+    (a, b)
+}
+
 /// Two instances: B drops its L1 copy when A writes (pub/sub over the same transport).
 pub async fn cross_instance(a: &Cache, b: &Cache) {
     let key = "resource:shared:1";
@@ -189,4 +199,39 @@ pub fn on(
         cache_test_harness::RedisUrls::Single(url) => builder.redis_url(url),
         cache_test_harness::RedisUrls::Cluster(urls) => builder.redis_cluster_urls(urls),
     }
+}
+
+/// 64 tasks call a cached function on `cache` (which must run with L1 off, so every call reads
+/// Redis) while `fail` breaks Redis and waits for its recovery (a primary killed and replaced).
+/// Asserts that no call failed or got a wrong value, prints what it measured under `what`, and
+/// returns (time until `fail` returned, time until Redis served `query:load:1` again), both
+/// from the start of `fail`.
+pub async fn failover_under_load<F, Fut>(what: &str, cache: &Cache, fail: F) -> (Duration, Duration)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let load = Load::start(cache, 64, 500);
+    l2_hits_again(cache, Instant::now(), Duration::from_secs(10)).await;
+    let started = Instant::now();
+    let detail = fail().await;
+    let promoted = started.elapsed();
+    let back = served_again(
+        cache,
+        "query:load:1",
+        value_of(1),
+        started,
+        Duration::from_secs(30),
+    )
+    .await;
+    let report = load.stop().await;
+    eprintln!(
+        "{what}: {detail}; promoted after {promoted:?}; Redis serves the key again after {back:?}; \
+         {} calls, {} failed, {} wrong",
+        report.calls, report.failed, report.wrong
+    );
+    assert_eq!(report.failed, 0, "{what}: failed calls");
+    assert_eq!(report.wrong, 0, "{what}: wrong values");
+    assert!(report.calls > 0);
+    (promoted, back)
 }
