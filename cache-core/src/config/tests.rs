@@ -131,3 +131,64 @@ fn a_redis_url_without_the_redis_feature_is_a_config_error() {
         .unwrap_err();
     assert!(err.to_string().contains("`redis` feature"), "{err}");
 }
+
+#[test]
+#[cfg(feature = "redis")]
+fn every_redis_form_reads_from_env_and_toml_and_two_forms_are_refused() {
+    use std::collections::HashMap;
+    let env = HashMap::from([
+        (
+            "REDIS_CLUSTER_URLS",
+            "redis://127.0.0.1:7000, redis://127.0.0.1:7001,",
+        ),
+        ("REDIS_USERNAME", "cache"),
+        ("REDIS_PASSWORD", "pw"),
+        ("REDIS_TLS_CA_FILE", "/etc/ca.pem"),
+    ]);
+    let c = CacheConfig::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+    assert_eq!(
+        c.redis_cluster_urls,
+        ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+    );
+    assert!(matches!(c.redis_topology().unwrap(), RedisTopology::Cluster { urls } if urls.len() == 2));
+    assert_eq!(c.redis_password.as_ref().map(Secret::expose), Some("pw"));
+    assert!(
+        !format!("{c:?}").contains("pw\""),
+        "the password stays out of Debug"
+    );
+
+    let env = HashMap::from([
+        ("REDIS_SENTINEL_URLS", "redis://127.0.0.1:26379"),
+        ("REDIS_SENTINEL_MASTER", "cache"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ]);
+    let err = CacheConfig::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+    assert!(
+        err.to_string().contains("redis_url and redis_sentinel_urls"),
+        "{err}"
+    );
+
+    let no_master = CacheConfig::from_toml_str(r#"redis_sentinel_urls = ["redis://127.0.0.1:26379"]"#);
+    assert!(no_master
+        .unwrap_err()
+        .to_string()
+        .contains("redis_sentinel_master"));
+    let c = CacheConfig::from_toml_str(
+        r#"
+        redis_sentinel_urls = ["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"]
+        redis_sentinel_master = "cache"
+        redis_password = "pw"
+        redis_tls_cert_file = "/c.pem"
+        redis_tls_key_file = "/k.pem"
+        "#,
+    )
+    .unwrap();
+    assert!(matches!(
+        c.redis_topology().unwrap(),
+        RedisTopology::Sentinel { master: "cache", .. }
+    ));
+    let half = CacheConfig::from_toml_str(r#"redis_tls_cert_file = "/c.pem""#);
+    assert!(half.unwrap_err().to_string().contains("go together"));
+    let bad = CacheConfig::from_toml_str(r#"redis_cluster_urls = ["not a url"]"#);
+    assert!(bad.unwrap_err().to_string().contains("redis_cluster_urls"));
+}
