@@ -8,9 +8,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # The suites written against `TestRedis` once more on a Redis Cluster (3 primaries + 3
-# replicas per test); the TLS, ACL, Sentinel and Cluster failure suites ran above.
+# replicas per test; a test of what only one server shows starts one whatever the topology);
+# the TLS, ACL, Sentinel and Cluster failure suites ran above.
 CACHE_TEST_TOPOLOGY=cluster cargo test -p cache-test-harness --locked \
-  --test engine --test macros --test stale_set --test pubsub --test warmer --test warmer_explicit
+  --test engine --test macros --test stale_set --test pubsub --test warmer --test warmer_explicit \
+  --test failsafe --test resilience
 # The workspace run builds cache-core with `tokio-clock` (the tests pause time); run its own
 # tests once more with the production clock.
 cargo test -p cache-core --locked

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cache_core::{cache, Cache, CacheConfig};
-use cache_test_harness::RedisServer;
+use cache_test_harness::TestRedis;
+
+mod common;
 use redis::AsyncCommands;
 
 static FAIL: AtomicBool = AtomicBool::new(false);
@@ -30,9 +32,9 @@ async fn price(id: u64) -> Result<u64, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_value_is_served_when_the_function_fails() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let _ =
-        RESULT_CACHE.set(Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap());
+        RESULT_CACHE.set(Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap());
     let first = price(1).await.unwrap();
     let pttl: i64 = redis.conn().await.pttl("query:failsafe::price:1").await.unwrap();
     assert!(pttl > 590_000, "kept for the grace period in Redis: {pttl}");
@@ -108,8 +110,8 @@ async fn soft_timeout_serves_stale_and_finishes_in_the_background() {
 
 #[tokio::test]
 async fn fail_safe_on_the_engine_api_is_opt_in() {
-    let redis = RedisServer::start();
-    let c = Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap();
+    let redis = TestRedis::start();
+    let c = Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap();
     c.set("query:plain", &1u8, Some(Duration::from_millis(200)))
         .await
         .unwrap();

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheConfig};
-use cache_test_harness::RedisServer;
+use cache_test_harness::{RedisServer, TestRedis};
+
+mod common;
 use redis::AsyncCommands;
 
-fn cache(redis: &RedisServer) -> Cache {
+fn cache(redis: &TestRedis) -> Cache {
     Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(redis, CacheConfig::builder())
             .breaker_cooldown(Duration::from_millis(200))
             .build()
             .unwrap(),
@@ -39,7 +40,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_instance_evicts_l1_on_the_other() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = (cache(&redis), cache(&redis));
     tokio::time::sleep(Duration::from_millis(200)).await; // both subscribed
     a.set("resource:users:1", &"v1".to_string(), None).await.unwrap();
@@ -88,23 +89,15 @@ async fn a_write_on_one_instance_evicts_l1_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribing_clears_l1_so_lost_messages_leave_nothing_stale() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let b = cache(&redis);
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.set("query:k", &1u32, None).await.unwrap();
     assert_eq!(b.get::<u32>("query:k").await.unwrap(), Some(1));
-    let mut raw = redis.conn().await;
     // Drop B's subscription, then change the value while B cannot hear about it.
-    let _: () = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    assert_eq!(redis.kill_pubsub_clients().await, 1);
     let other = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .l1_invalidation(false)
             .build()
             .unwrap(),
@@ -121,10 +114,9 @@ async fn resubscribing_clears_l1_so_lost_messages_leave_nothing_stale() {
 /// 64 tasks call a cached function for 3 s while Redis is killed after 1 s and restarted after 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_under_load_fails_no_call() {
-    let mut redis = RedisServer::start();
+    let mut redis = TestRedis::single();
     let c = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .l1_enabled(false)
             .breaker_cooldown(Duration::from_millis(200))
             .command_timeout(Duration::from_millis(200))
@@ -155,10 +147,10 @@ async fn redis_killed_and_restarted_under_load_fails_no_call() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.stop();
+    redis.server_mut().stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls_while_down_start = calls.load(Ordering::Relaxed);
-    redis.restart();
+    redis.server_mut().restart();
     let restarted = Instant::now();
     let hits_before = c.stats().await.l2_hits;
     let recovered = within_2s("L2 hits resume", || async {
@@ -191,10 +183,10 @@ async fn redis_killed_and_restarted_under_load_fails_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_kill_of_our_connections_is_absorbed() {
-    let redis = RedisServer::start();
+    // One server: `CLIENT KILL ... SKIPME` must reach the node the cache's connections are on.
+    let redis = TestRedis::single();
     let c = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .l1_enabled(false)
             .build()
             .unwrap(),
@@ -231,10 +223,9 @@ async fn client_kill_of_our_connections_is_absorbed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_sleep_beyond_the_command_timeout_falls_back() {
-    let redis = RedisServer::start_with(&["--enable-debug-command", "local"]);
+    let redis = TestRedis::Single(RedisServer::start_with(&["--enable-debug-command", "local"]));
     let c = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .l1_enabled(false)
             .command_timeout(Duration::from_millis(100))
             // A sleeping Redis also stalls new connections' handshakes.
@@ -246,6 +237,7 @@ async fn debug_sleep_beyond_the_command_timeout_falls_back() {
     c.set("query:slow", &1u32, None).await.unwrap();
     let no_timeout = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     let mut raw = redis
+        .server()
         .client()
         .get_multiplexed_async_connection_with_config(&no_timeout)
         .await
@@ -274,10 +266,14 @@ async fn debug_sleep_beyond_the_command_timeout_falls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxmemory_noeviction_refuses_writes_but_reads_are_served() {
-    let redis = RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    let redis = TestRedis::Single(RedisServer::start_with(&[
+        "--maxmemory",
+        "2mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ]));
     let c = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
+        common::on(&redis, CacheConfig::builder())
             .l1_enabled(false)
             .build()
             .unwrap(),
@@ -319,11 +315,10 @@ async fn maxmemory_noeviction_refuses_writes_but_reads_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_single_flight_loads_once_across_instances() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let make = || {
         Cache::new(
-            CacheConfig::builder()
-                .redis_url(redis.url())
+            common::on(&redis, CacheConfig::builder())
                 .distributed_lock(Some(Duration::from_secs(2)))
                 .build()
                 .unwrap(),

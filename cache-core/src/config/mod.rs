@@ -50,7 +50,8 @@ pub struct CacheConfig {
     /// Seed nodes of a Redis Cluster (`redis://host:port` each). Env `REDIS_CLUSTER_URLS`
     /// (comma-separated).
     pub redis_cluster_urls: Vec<String>,
-    /// On a cluster, read from replicas as well as primaries.
+    /// On a cluster, send single reads to replicas (which may lag their primary by a moment);
+    /// batch reads stay on the primaries.
     pub redis_read_from_replicas: bool,
     /// ACL user for the data nodes unless a URL names one (sentinels: their URLs). Env
     /// `REDIS_USERNAME`.

@@ -108,47 +108,9 @@ impl Node {
     }
 }
 
-/// Which primary serves each slot, as `CLUSTER SLOTS` said when it was read.
-pub(crate) struct SlotMap {
-    pub nodes: Vec<Node>,
-    /// Index into `nodes` per slot; `u16::MAX` for a slot nobody serves.
-    owner: Box<[u16]>,
-}
-
-impl SlotMap {
-    /// The primary serving `slot`, if any.
-    pub(crate) fn owner(&self, slot: u16) -> Option<&Node> {
-        self.nodes.get(usize::from(*self.owner.get(usize::from(slot))?))
-    }
-}
-
-/// Reads every key given in `ARGV` on the node it runs on, in one command however many slots
-/// they span (`allow-cross-slot-keys`: Redis 7; the keys must all be served by that node, or the
-/// script fails and the caller falls back to per-slot `MGET`s). `no-writes` lets a replica run
-/// it too.
-pub(crate) const READ_ON_NODE: &str = "#!lua flags=no-writes,allow-cross-slot-keys
-local out = {}
-for i, k in ipairs(ARGV) do out[i] = redis.call('GET', k) end
-return out
-";
-
-/// One [`READ_ON_NODE`] call on `node`: the values of `keys`, in order.
-pub(crate) async fn read_on_node(
-    conn: &mut ClusterConnection,
-    node: &Node,
-    keys: &[&[u8]],
-) -> RedisResult<Vec<Option<Vec<u8>>>> {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(READ_ON_NODE).arg(0);
-    for k in keys {
-        cmd.arg(*k);
-    }
-    on_node(conn, node, cmd).await
-}
-
-/// The slot map from `CLUSTER SLOTS`, asked of a random node (of three at most, so that one
-/// slow or dead node does not decide).
-pub(crate) async fn slot_map(conn: &mut ClusterConnection) -> RedisResult<SlotMap> {
+/// The primaries that serve slots now, from `CLUSTER SLOTS`, asked of a random node (of three
+/// at most, so that one slow or dead node does not decide).
+pub(crate) async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<Node>> {
     let mut attempt = 0;
     let reply = loop {
         attempt += 1;
@@ -165,16 +127,12 @@ pub(crate) async fn slot_map(conn: &mut ClusterConnection) -> RedisResult<SlotMa
         }
     };
     let mut nodes: Vec<Node> = Vec::new();
-    let mut owner = vec![u16::MAX; usize::from(SLOTS)].into_boxed_slice();
     let Value::Array(ranges) = reply else {
         return Err(unexpected("CLUSTER SLOTS"));
     };
     for range in ranges {
         // [start, end, [host, port, id, ...], replicas...]
         let Value::Array(parts) = range else { continue };
-        let (Some(Value::Int(start)), Some(Value::Int(end))) = (parts.first(), parts.get(1)) else {
-            continue;
-        };
         let Some(Value::Array(primary)) = parts.get(2) else {
             continue;
         };
@@ -188,24 +146,11 @@ pub(crate) async fn slot_map(conn: &mut ClusterConnection) -> RedisResult<SlotMa
         };
         let Ok(port) = u16::try_from(*port) else { continue };
         let node = Node { host, port };
-        let index = match nodes.iter().position(|n| *n == node) {
-            Some(i) => i,
-            None => {
-                nodes.push(node);
-                nodes.len() - 1
-            }
-        };
-        let last = i64::from(SLOTS) - 1;
-        for slot in (*start).clamp(0, last)..=(*end).clamp(0, last) {
-            owner[slot as usize] = index as u16;
+        if !nodes.contains(&node) {
+            nodes.push(node);
         }
     }
-    Ok(SlotMap { nodes, owner })
-}
-
-/// The primaries that serve slots now.
-pub(crate) async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<Node>> {
-    Ok(slot_map(conn).await?.nodes)
+    Ok(nodes)
 }
 
 /// One `SCAN` page on one node.

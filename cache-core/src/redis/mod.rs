@@ -62,9 +62,6 @@ pub(crate) struct RedisL2 {
     call_timeout: Duration,
     /// Keys are spread over hash slots: group multi-key calls by slot, scan every primary.
     cluster: bool,
-    /// Which primary serves each slot, for one read per primary; dropped whenever such a read
-    /// fails, read again by the next batch.
-    slot_map: ArcSwapOption<cluster::SlotMap>,
     /// `{namespace}:` when a namespace is set: every key sent to Redis starts with it.
     ns: Option<String>,
     del_if_eq: redis::Script,
@@ -97,7 +94,6 @@ impl RedisL2 {
             .collect();
         Ok(Some(RedisL2 {
             cluster: connector.is_cluster(),
-            slot_map: ArcSwapOption::empty(),
             connector,
             pool,
             lanes,
@@ -311,15 +307,10 @@ impl RedisL2 {
             .await
     }
 
-    /// One `MGET` for all keys (on a cluster: one read per primary, [`RedisL2::mget_per_primary`]).
+    /// One `MGET` for all keys.
     pub(crate) async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
-        }
-        if self.cluster && keys.len() > 1 {
-            if let Some(values) = self.mget_per_primary(keys).await {
-                return Ok(values);
-            }
         }
         // Without a namespace the caller's keys go out as they are (the coalesced read path
         // copies nothing).
@@ -332,67 +323,6 @@ impl RedisL2 {
         let owned = &owned;
         self.run(|mut c| async move { redis::cmd("MGET").arg(owned).query_async(&mut c).await })
             .await
-    }
-
-    /// A cluster batch read as one command per primary ([`cluster::READ_ON_NODE`]) over the
-    /// slot map of the last call; `None` (after dropping the map) when the map is missing a
-    /// slot or any node's read fails: a slot moved, a node is down. The caller then reads
-    /// with per-slot `MGET`s, which the client routes and redirects itself.
-    async fn mget_per_primary(&self, keys: &[&str]) -> Option<Vec<Option<Vec<u8>>>> {
-        let map = match self.slot_map.load_full() {
-            Some(map) => map,
-            None => {
-                let map = self
-                    .run(|c| async move {
-                        match c {
-                            Conn::Cluster(mut c) => cluster::slot_map(&mut c).await.map(Some),
-                            Conn::Node(_) => Ok(None),
-                        }
-                    })
-                    .await
-                    .ok()??;
-                let map = Arc::new(map);
-                self.slot_map.store(Some(map.clone()));
-                map
-            }
-        };
-        let names: Vec<Cow<'_, str>> = keys.iter().map(|k| self.k(k)).collect();
-        // Per node: its index in `map.nodes`, and the positions of its keys.
-        let mut per_node: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let owner = map.owner(cluster::slot(name.as_bytes()))?;
-            let n = map.nodes.iter().position(|x| x == owner)?;
-            match per_node.iter_mut().find(|(node, _)| *node == n) {
-                Some((_, at)) => at.push(i),
-                None => per_node.push((n, vec![i])),
-            }
-        }
-        let reads = futures::future::join_all(per_node.iter().map(|(n, at)| {
-            let (node, names) = (&map.nodes[*n], &names);
-            self.run(move |c| async move {
-                let keys: Vec<&[u8]> = at.iter().map(|&i| names[i].as_bytes()).collect();
-                match c {
-                    Conn::Cluster(mut c) => cluster::read_on_node(&mut c, node, &keys).await,
-                    Conn::Node(_) => Err(RedisError::from((redis::ErrorKind::Client, "not a cluster"))),
-                }
-            })
-        }))
-        .await;
-        let mut values: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
-        for ((_, at), read) in per_node.iter().zip(reads) {
-            match read {
-                Ok(got) if got.len() == at.len() => {
-                    for (&i, v) in at.iter().zip(got) {
-                        values[i] = v;
-                    }
-                }
-                _ => {
-                    self.slot_map.store(None);
-                    return None;
-                }
-            }
-        }
-        Some(values)
     }
 
     /// Milliseconds left on `key`; `None` when it does not exist or never expires.
