@@ -169,6 +169,20 @@ impl Flights {
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
+
+    /// Callers waiting on a leader, over every key.
+    #[cfg(test)]
+    pub(crate) fn waiters(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .values()
+                    .map(|f| f.as_ref().map_or(0, |f| Arc::strong_count(f) - 1))
+                    .sum::<usize>()
+            })
+            .sum()
+    }
 }
 
 #[cfg(test)]
