@@ -346,16 +346,7 @@ fn main() {
         let l2_ops = if quick() { 300 } else { 4000 };
         let raw = move |i: u64| {
             let mut c = raw_conn.clone();
-            async move {
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(format!("raw:{i}"))
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                let (p, _): (Payload, usize) =
-                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
-                p
-            }
+            async move { topologies::raw_get_decode(&mut c, i).await }
         };
         let pool = deadpool_redis::Config::from_url(redis.url())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))

@@ -21,6 +21,16 @@ fn encode(p: &Payload) -> Vec<u8> {
     bincode::serde::encode_to_vec(p, bincode::config::standard()).unwrap()
 }
 
+/// The raw contender of P2: `GET raw:{i}` and a bincode decode, on any connection.
+pub(super) async fn raw_get_decode<C: redis::aio::ConnectionLike>(c: &mut C, i: u64) -> Payload {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(format!("raw:{i}"))
+        .query_async(c)
+        .await
+        .unwrap();
+    decode(&bytes)
+}
+
 /// Fills `cache` with every key through its read-through path, and the raw keys beside them.
 async fn fill<C: redis::aio::ConnectionLike + Clone>(cache: &Cache, raw: &C) {
     for i in 0..KEYS {
@@ -63,14 +73,7 @@ where
     };
     let raw_get = move |i: u64| {
         let mut c = raw.clone();
-        async move {
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(format!("raw:{i}"))
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            decode(&bytes)
-        }
+        async move { raw_get_decode(&mut c, i).await }
     };
     let [ours_tp, raw_tp] = best_of(rounds(2, 3), f64::max, || {
         [
