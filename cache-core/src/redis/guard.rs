@@ -132,11 +132,9 @@ impl RedisL2 {
             return Ok(Vec::new());
         };
         let groups = self.groups(items, |i| i.0);
-        let last = groups.len() - 1;
         let invocations: Vec<redis::ScriptInvocation<'_>> = groups
             .iter()
-            .enumerate()
-            .map(|(n, group)| {
+            .map(|group| {
                 let mut inv = self.guarded_set.prepare_invoke();
                 if self.cluster {
                     inv.key(self.script_epoch(self.slot_of(items[group[0]].0)))
@@ -144,7 +142,9 @@ impl RedisL2 {
                 } else {
                     inv.key(&*self.k(EPOCH_KEY)).arg(&first.3.epoch[..]);
                 }
-                match notice.filter(|_| n == last) {
+                // On one server the script publishes after its writes. A cluster's groups run
+                // concurrently, so no group's script is the last: the notice follows them all.
+                match notice.filter(|_| !self.cluster) {
                     Some(nt) => inv.arg(&nt.channel).arg(&nt.text),
                     None => inv.arg("").arg(""),
                 };
@@ -184,6 +184,7 @@ impl RedisL2 {
                 self.unlink_notify(&undo, notice).await?;
                 return Ok(vec![false; items.len()]);
             }
+            self.notice_after(notice).await?;
         }
         Ok(stored)
     }

@@ -196,19 +196,32 @@ impl RedisL2 {
             if keys.is_empty() {
                 continue;
             }
-            let sizes = try_join_all(keys.iter().map(|k| {
-                self.run(move |c| async move {
-                    let mut cmd = redis::cmd("MEMORY");
-                    cmd.arg("USAGE").arg(k);
-                    match (c, node) {
-                        (Conn::Cluster(mut c), ScanNode::Primary(n)) => {
-                            cluster::on_node::<Option<u64>>(&mut c, n, cmd).await
-                        }
-                        (mut c, _) => cmd.query_async::<Option<u64>>(&mut c).await,
+            let sizes: Vec<Option<u64>> = match node {
+                // One server: one pipeline.
+                ScanNode::Only => {
+                    let mut pipe = redis::pipe();
+                    for k in &keys {
+                        pipe.cmd("MEMORY").arg("USAGE").arg(k);
                     }
-                })
-            }))
-            .await?;
+                    let pipe = &pipe;
+                    self.run(|mut c| async move { pipe.query_async(&mut c).await })
+                        .await?
+                }
+                // A cluster primary: each key's command routed to the node that listed it.
+                ScanNode::Primary(n) => {
+                    try_join_all(keys.iter().map(|k| {
+                        self.run(move |c| async move {
+                            let mut cmd = redis::cmd("MEMORY");
+                            cmd.arg("USAGE").arg(k);
+                            match c {
+                                Conn::Cluster(mut c) => cluster::on_node::<Option<u64>>(&mut c, n, cmd).await,
+                                mut c => cmd.query_async::<Option<u64>>(&mut c).await,
+                            }
+                        })
+                    }))
+                    .await?
+                }
+            };
             return Ok((keys.len() as u64, sizes.into_iter().flatten().sum()));
         }
         Ok((0, 0))

@@ -76,7 +76,7 @@ impl RedisL2 {
     /// On a cluster the notice cannot ride in a slot's pipeline (the client routes `PUBLISH` by
     /// its channel's slot, and refuses a pipeline that spans two): it follows the writes, one
     /// round trip later.
-    async fn notice_after(&self, notice: Option<&Notice>) -> Result<()> {
+    pub(super) async fn notice_after(&self, notice: Option<&Notice>) -> Result<()> {
         match notice {
             Some(n) if self.cluster => self.publish(n).await,
             _ => Ok(()),
