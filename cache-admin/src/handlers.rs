@@ -67,7 +67,11 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClearRequest {
-    pattern: String,
+    #[serde(default)]
+    pattern: Option<String>,
+    /// Tags to invalidate (alone or beside a pattern).
+    #[serde(default)]
+    tags: Option<Vec<String>>,
     #[serde(default)]
     confirm: bool,
 }
@@ -83,17 +87,26 @@ pub(crate) async fn clear(
     }
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "expected a JSON body like {{\"pattern\": \"query:*\"}}: {}",
-                    e.body_text()
-                ),
-            )
-        }
+        Err(e) => return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected a JSON body like {{\"pattern\": \"query:*\"}} or {{\"tags\": [\"user:42\"]}}: {}",
+                e.body_text()
+            ),
+        ),
     };
-    let pattern = req.pattern.trim();
+    let tags = match &req.tags {
+        Some(t) if t.is_empty() => return error(StatusCode::BAD_REQUEST, "tags must not be an empty list"),
+        Some(t) => t.clone(),
+        None => Vec::new(),
+    };
+    let Some(pattern) = req.pattern.as_deref() else {
+        if tags.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "give a \"pattern\", \"tags\", or both");
+        }
+        return clear_tags(&state, &tags, json!({})).await;
+    };
+    let pattern = pattern.trim();
     if pattern.is_empty() {
         return error(StatusCode::BAD_REQUEST, "pattern must not be empty");
     }
@@ -122,11 +135,31 @@ pub(crate) async fn clear(
                 broad = compiled.is_broad(),
                 "cache cleared by admin API"
             );
-            Json(json!({ "pattern": pattern, "removed": removed })).into_response()
+            let done = json!({ "pattern": pattern, "removed": removed });
+            if tags.is_empty() {
+                Json(done).into_response()
+            } else {
+                clear_tags(&state, &tags, done).await
+            }
         }
         Err(e @ cache_core::CacheError::InvalidPattern { .. }) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Invalidates `tags` and answers with `done` plus the tags; a tag that is too long is the
+/// caller's mistake (400), Redis failing is 503.
+async fn clear_tags(state: &AppState, tags: &[String], mut done: serde_json::Value) -> Response {
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    match state.cache.invalidate_tags(&refs).await {
+        Ok(()) => {
+            tracing::info!(tags = ?refs, "tags invalidated by admin API");
+            done["tags"] = json!(refs);
+            Json(done).into_response()
+        }
+        Err(e @ cache_core::CacheError::InvalidTag { .. }) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

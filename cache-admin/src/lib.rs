@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /api/v1/cache/stats` | `{"cache": Stats, "warmup": WarmupStatus}` |
 //! | `GET /api/v1/cache/health` | 200, or 503 with the reason when Redis is unreachable |
-//! | `POST /api/v1/cache/clear` | `{"pattern": "query:*"}` → `{"removed": n}`; a pattern that can match every key needs `"confirm": true` (below) |
+//! | `POST /api/v1/cache/clear` | `{"pattern": "query:*"}` → `{"removed": n}`; a pattern that can match every key needs `"confirm": true` (below); `{"tags": ["user:42"]}` invalidates tags (alone or beside a pattern) |
 //! | `POST /api/v1/cache/warmup` | runs a warmup, returns its report |
 //! | `GET /api/v1/cache/access-patterns?limit=20` | hottest keys, counts, hit ratios |
 //! | `GET /api/v1/cache/performance` | latency per operation (L1/L2), compression, memory, per-function timings |

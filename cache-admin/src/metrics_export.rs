@@ -33,6 +33,10 @@ pub(crate) fn publish(s: &Stats) {
     metrics::counter!("cache_compression_saved_bytes_total").absolute(s.bytes_saved);
     metrics::counter!("cache_sets_total").absolute(s.sets);
     metrics::counter!("cache_loader_calls_total").absolute(s.loader_calls);
+    metrics::counter!("cache_tag_stale_total").absolute(s.tag_stale);
+    for (prefix, n) in &s.tag_invalidations_by_prefix {
+        metrics::counter!("cache_tag_invalidations_total", "prefix" => prefix.clone()).absolute(*n);
+    }
     metrics::gauge!("cache_hit_rate").set(s.hit_rate);
     metrics::gauge!("cache_l1_entries").set(s.local_cache_size as f64);
     metrics::gauge!("cache_l1_bytes").set(s.local_cache_bytes as f64);

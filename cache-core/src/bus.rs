@@ -10,7 +10,8 @@
 //! Message: `<origin:016x> <kind> <payload>`; kinds: `k` one key (the payload is the key, whatever
 //! it contains), `m` several keys, each framed as `<byte length>:<key>` (`5:query3:a:b`), `f` keys
 //! a load filled (framed like `m`; they drop L1 copies but invalidate nothing), `p` a pattern,
-//! `c` clear. An instance ignores its own messages.
+//! `c` clear, `t` tags invalidated, each framed as `<byte length>:<tag>` followed by the 16 hex
+//! digits of its new token. An instance ignores its own messages.
 //!
 //! Why `m` is length-prefixed: keys are arbitrary text, so no delimiter is safe; keys used to be
 //! joined with `\n`, and a key containing a newline was split into two wrong keys and never
@@ -28,6 +29,8 @@ pub(crate) enum Message {
     Filled(Vec<String>),
     Pattern(String),
     Clear,
+    /// Tags invalidated, each with the token Redis now holds for it ([`crate::tags`]).
+    Tags(Vec<(String, u64)>),
 }
 
 pub(crate) fn encode(origin: u64, msg: &Message) -> String {
@@ -37,6 +40,16 @@ pub(crate) fn encode(origin: u64, msg: &Message) -> String {
         Message::Filled(keys) => framed(origin, "f", keys),
         Message::Pattern(p) => format!("{origin:016x} p {p}"),
         Message::Clear => format!("{origin:016x} c "),
+        Message::Tags(tags) => {
+            let mut text = format!("{origin:016x} t ");
+            for (name, token) in tags {
+                text.push_str(itoa::Buffer::new().format(name.len()));
+                text.push(':');
+                text.push_str(name);
+                text.push_str(&format!("{token:016x}"));
+            }
+            text
+        }
     }
 }
 
@@ -65,6 +78,7 @@ pub(crate) fn decode(text: &str) -> Option<(u64, Message)> {
         "f" => decode_keys(payload).map_or(Message::Clear, Message::Filled),
         "p" => Message::Pattern(payload.to_owned()),
         "c" => Message::Clear,
+        "t" => decode_tags(payload).map_or(Message::Clear, Message::Tags),
         _ => return None,
     };
     Some((origin, msg))
@@ -88,6 +102,27 @@ fn decode_keys(mut rest: &str) -> Option<Vec<String>> {
     Some(keys)
 }
 
+/// The tags of a `t` payload: `<len>:<tag><16 hex digits>` repeated; `None` when it is not
+/// exactly that (then the receiver cannot tell which tags moved, and forgets them all).
+fn decode_tags(mut rest: &str) -> Option<Vec<(String, u64)>> {
+    let mut tags = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_once(':')?;
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let len: usize = len.parse().ok()?;
+        let name = tail.get(..len)?;
+        let token = tail.get(len..len.checked_add(16)?)?;
+        if !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        tags.push((name.to_owned(), u64::from_str_radix(token, 16).ok()?));
+        rest = tail.get(len + 16..)?;
+    }
+    Some(tags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +136,12 @@ mod tests {
             Message::Filled(vec!["one".into()]),
             Message::Pattern("resource:*".into()),
             Message::Clear,
+            Message::Tags(vec![
+                ("user:42".into(), 1),
+                ("a\nb:5:{x}".into(), u64::MAX),
+                ("".into(), 0),
+            ]),
+            Message::Tags(vec![]),
         ] {
             assert_eq!(decode(&encode(42, &m)), Some((42, m)));
         }
@@ -169,6 +210,11 @@ mod tests {
             "2:ab3", // length without a key
             "99999999999999999999999:a",
         ] {
+            assert_eq!(
+                decode(&format!("{origin} t {payload}")),
+                Some((42, Message::Clear)),
+                "{payload:?}"
+            );
             assert_eq!(
                 decode(&format!("{origin} m {payload}")),
                 Some((42, Message::Clear)),

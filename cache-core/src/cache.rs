@@ -146,9 +146,86 @@ impl Cache {
         let fp = Fingerprint::of(key);
         let (_, r) = self
             .engine
-            .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None)
+            .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None, &[])
             .await;
         r
+    }
+
+    /// [`set`](Self::set) with tags: the entry is invalidated by
+    /// [`invalidate_tags`](Self::invalidate_tags) of any of them, on every instance. A tagged
+    /// entry lives at most `tag_ttl` in Redis. Tags are any text up to
+    /// [`MAX_TAG_LEN`](crate::tags::MAX_TAG_LEN) bytes, at most
+    /// [`MAX_TAGS_PER_ENTRY`](crate::tags::MAX_TAGS_PER_ENTRY) per entry.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::new(Default::default())?;
+    /// cache.set_tagged("query:orders:42", &vec![1u32, 2], None, &["user:42", "orders"]).await?;
+    /// cache.set_tagged("resource:user:42", &"ann".to_string(), None, &["user:42"]).await?;
+    /// cache.set_tagged("resource:user:43", &"bob".to_string(), None, &["user:43"]).await?;
+    /// cache.invalidate_tags(&["user:42"]).await?;
+    /// assert_eq!(cache.get::<Vec<u32>>("query:orders:42").await?, None);
+    /// assert_eq!(cache.get::<String>("resource:user:42").await?, None);
+    /// assert_eq!(cache.get::<String>("resource:user:43").await?.as_deref(), Some("bob"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_tagged<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+        tags: &[&str],
+    ) -> Result<()> {
+        crate::tags::validate_all(tags)?;
+        let opts = LoadOptions {
+            ttl,
+            ..LoadOptions::default()
+        };
+        let stamps = (self.engine.tags)
+            .stamps(self.engine.remote.as_deref(), tags)
+            .await;
+        let fp = Fingerprint::of(key);
+        let (_, r) = self
+            .engine
+            .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None, &stamps)
+            .await;
+        r
+    }
+
+    /// Invalidates every entry carrying any of `tags`, whatever its key, on every instance:
+    /// one small Redis write per tag and one message, never a scan, whatever the number of
+    /// entries (see [`set_tagged`](Self::set_tagged) and the `tags = [..]` option of the
+    /// macros). This instance's L1 copies are invalid at once, even when Redis fails (the error
+    /// is returned); Redis copies read as misses from then on and are overwritten or expire.
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<()> {
+        self.engine.invalidate_tags(tags).await
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for an entry carrying `tags`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// let load = || async { 42u64 };
+    /// assert_eq!(cache.get_or_insert_tagged("query:n", None, &["numbers"], load).await, 42);
+    /// cache.invalidate_tags(&["numbers"]).await.unwrap();
+    /// assert_eq!(cache.get::<u64>("query:n").await.unwrap(), None);
+    /// # }
+    /// ```
+    pub async fn get_or_insert_tagged<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        tags: &[&str],
+        load: F,
+    ) -> T
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let load = || async { Ok::<T, Infallible>(load().await) };
+        infallible(self.load(key, ttl, tags, load).await)
     }
 
     /// Removes `key` from both levels; returns whether Redis held it (L1-only: whether L1 did).
@@ -204,6 +281,21 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.load(key, ttl, &[], load).await
+    }
+
+    async fn load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        tags: &[&str],
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let opts = LoadOptions {
             ttl,
             ..LoadOptions::default()
@@ -218,6 +310,7 @@ impl Cache {
             fp,
             opts,
             None,
+            tags,
             Rule::RESULT,
             |_: &T| true,
             load,
@@ -252,9 +345,8 @@ impl Cache {
     {
         let start = self
             .engine
-            .load_start(self.engine.log.start(), &[key])
-            .await
-            .pop();
+            .load_start_tagged(self.engine.log.start(), key, &[])
+            .await;
         let value = load().await.map_err(RefreshError::Load)?;
         let opts = LoadOptions {
             ttl,
@@ -262,7 +354,15 @@ impl Cache {
         };
         let fp = Fingerprint::of(key);
         let (_, stored) = (self.engine)
-            .store(key, fp, erase(value.clone()), ops::<T>(), &opts, start.as_ref())
+            .store(
+                key,
+                fp,
+                erase(value.clone()),
+                ops::<T>(),
+                &opts,
+                Some(&start),
+                &[],
+            )
             .await;
         stored.map_err(RefreshError::Cache)?;
         Ok(value)

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! bytes 0..3   magic: 0xFF 'T' 'C' (0xFF never starts UTF-8 text, so foreign strings rarely do)
-//! byte 3       header: bits 7..5 envelope version (2), bit 4 zlib, bits 3..0 format (1 = bincode 2)
+//! byte 3       header: bits 7..5 envelope version (2), bit 4 zlib, bit 3 tags, bits 2..0 format
+//!              (1 = bincode 2)
 //! bytes 4..12  absolute expiry, unix ms, little endian (0 = none); lets a reader bound its L1 TTL
-//! bytes 12..16 only when zlib: uncompressed length, u32 LE; caps decompression before it starts
+//! then         only when tagged: u16 count, then per tag u16 length, its text, its u64 token
+//!              (the tag's state when the value was loaded: `crate::tags`)
+//! then 4 bytes only when zlib: uncompressed length, u32 LE; caps decompression before it starts
 //! rest         payload
 //! ```
 //! The magic is how the cache recognises its own entries: `clear` and pattern invalidation check
@@ -27,9 +30,14 @@ pub const VERSION: u8 = 2;
 const _: () = assert!(VERSION == crate::key::KEY_FORMAT);
 const FORMAT_BINCODE2: u8 = 1;
 const FLAG_ZLIB: u8 = 0b0001_0000;
+/// The entry carries tags: a tag section follows the expiry.
+const FLAG_TAGS: u8 = 0b0000_1000;
+const FORMAT_MASK: u8 = 0b0000_0111;
 /// Magic, header byte and expiry: what every stored value carries before its payload.
 pub(crate) const PLAIN_HEADER: usize = MAGIC.len() + 1 + 8;
 const ZLIB_HEADER: usize = PLAIN_HEADER + 4;
+/// The largest tag section an entry may have (the most tags, each as long as allowed).
+const MAX_TAG_SECTION: usize = 2 + crate::tags::MAX_TAGS_PER_ENTRY * (2 + crate::tags::MAX_TAG_LEN + 8);
 /// bincode refuses any length prefix claiming more than this, so garbage cannot make it allocate
 /// without bound.
 const DECODE_LIMIT: usize = 256 * 1024 * 1024;
@@ -109,6 +117,8 @@ pub struct Decoded<T> {
     /// Size uncompressed, header included: what the value weighs in L1 (the same measure as
     /// [`Encoded::raw_len`]).
     pub raw_len: usize,
+    /// The entry's tags and the token each had when it was loaded (empty when untagged).
+    pub tags: Vec<(Box<str>, u64)>,
 }
 
 impl Codec {
@@ -128,13 +138,34 @@ impl Codec {
         value: &T,
         expires_at_ms: u64,
     ) -> Result<Encoded, CodecError> {
+        self.encode_tagged(value, expires_at_ms, &[])
+    }
+
+    /// [`encode`](Self::encode) with the entry's tags and the token each had when its value was
+    /// loaded (see `Cache::invalidate_tags`).
+    ///
+    /// ```
+    /// use cache_core::codec::Codec;
+    /// let codec = Codec::new(1024, 1, 1 << 20);
+    /// let enc = codec.encode_tagged(&7u32, 0, &[("user:42", 9)]).unwrap();
+    /// let dec = codec.decode::<u32>(&enc.bytes).unwrap();
+    /// assert_eq!((dec.value, dec.tags[0].0.as_ref(), dec.tags[0].1), (7, "user:42", 9));
+    /// ```
+    pub fn encode_tagged<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        expires_at_ms: u64,
+        tags: &[(&str, u64)],
+    ) -> Result<Encoded, CodecError> {
         let mut bytes = Vec::with_capacity(64);
         bytes.extend_from_slice(&MAGIC);
-        bytes.push(header(false));
+        bytes.push(header(false, !tags.is_empty()));
         bytes.extend_from_slice(&expires_at_ms.to_le_bytes());
+        write_tags(&mut bytes, tags)?;
+        let head = bytes.len();
         bincode::serde::encode_into_std_write(value, &mut bytes, bincode::config::standard())
             .map_err(|e| CodecError::Encode(e.to_string()))?;
-        let raw_len = bytes.len() - PLAIN_HEADER;
+        let raw_len = bytes.len() - head;
         if raw_len > self.max_value_size {
             return Err(CodecError::TooLarge {
                 size: raw_len,
@@ -142,10 +173,10 @@ impl Codec {
             });
         }
         if raw_len > self.threshold {
-            if let Some(compressed) = self.compress(&bytes[PLAIN_HEADER..], expires_at_ms, raw_len) {
+            if let Some(compressed) = self.compress(&bytes, head, raw_len) {
                 return Ok(Encoded {
                     bytes: compressed,
-                    raw_len: raw_len + PLAIN_HEADER,
+                    raw_len: bytes.len(),
                     compressed: true,
                 });
             }
@@ -165,24 +196,25 @@ impl Codec {
             + PLAIN_HEADER
     }
 
-    fn compress(&self, payload: &[u8], expires_at_ms: u64, raw_len: usize) -> Option<Vec<u8>> {
+    /// `plain` is a whole plain encoding whose payload starts at `head`.
+    fn compress(&self, plain: &[u8], head: usize, raw_len: usize) -> Option<Vec<u8>> {
         let len = u32::try_from(raw_len).ok()?;
-        let mut out = Vec::with_capacity(ZLIB_HEADER + payload.len() / 3);
-        out.extend_from_slice(&MAGIC);
-        out.push(header(true));
-        out.extend_from_slice(&expires_at_ms.to_le_bytes());
+        let payload = &plain[head..];
+        let mut out = Vec::with_capacity(head + 4 + payload.len() / 3);
+        out.extend_from_slice(&plain[..head]);
+        out[MAGIC.len()] |= FLAG_ZLIB;
         out.extend_from_slice(&len.to_le_bytes());
         let mut enc = flate2::write::ZlibEncoder::new(out, flate2::Compression::new(self.level));
         enc.write_all(payload).ok()?;
         let out = enc.finish().ok()?;
         // Incompressible data is stored as it is: smaller and cheaper to read.
-        (out.len() < PLAIN_HEADER + payload.len()).then_some(out)
+        (out.len() < plain.len()).then_some(out)
     }
 
     /// Decodes bytes written by [`encode`](Self::encode). Never panics and never allocates more
     /// than the configured cap, whatever the bytes are.
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Decoded<T>, CodecError> {
-        if bytes.len() > self.max_value_size.saturating_add(ZLIB_HEADER) {
+        if bytes.len() > self.max_value_size.saturating_add(ZLIB_HEADER + MAX_TAG_SECTION) {
             return Err(CodecError::TooLarge {
                 size: bytes.len(),
                 max: self.max_value_size,
@@ -203,17 +235,25 @@ impl Codec {
         if h >> 5 != VERSION {
             return Err(CodecError::UnsupportedVersion(h >> 5));
         }
-        if h & 0x0f != FORMAT_BINCODE2 {
-            return Err(CodecError::UnsupportedFormat(h & 0x0f));
+        if h & FORMAT_MASK != FORMAT_BINCODE2 {
+            return Err(CodecError::UnsupportedFormat(h & FORMAT_MASK));
         }
         let expiry: [u8; 8] = rest
             .get(..8)
             .and_then(|s| s.try_into().ok())
             .ok_or(CodecError::Truncated(bytes.len()))?;
         let expires_at_ms = u64::from_le_bytes(expiry);
-        let value = if h & FLAG_ZLIB != 0 {
+        let mut rest = &rest[8..];
+        let tags_start = rest.len();
+        let tags = if h & FLAG_TAGS != 0 {
+            read_tags(&mut rest).ok_or(CodecError::Truncated(bytes.len()))?
+        } else {
+            Vec::new()
+        };
+        let head = PLAIN_HEADER + (tags_start - rest.len());
+        let (value, raw_len) = if h & FLAG_ZLIB != 0 {
             let len: [u8; 4] = rest
-                .get(8..12)
+                .get(..4)
                 .and_then(|s| s.try_into().ok())
                 .ok_or(CodecError::Truncated(bytes.len()))?;
             let raw_len = u32::from_le_bytes(len) as usize;
@@ -225,7 +265,7 @@ impl Codec {
             }
             let mut raw = Vec::with_capacity(raw_len);
             // One byte past the claim tells a stream that lies about its size.
-            flate2::read::ZlibDecoder::new(&rest[12..])
+            flate2::read::ZlibDecoder::new(&rest[4..])
                 .take(raw_len as u64 + 1)
                 .read_to_end(&mut raw)
                 .map_err(|e| CodecError::Decompress(e.to_string()))?;
@@ -238,19 +278,57 @@ impl Codec {
             }
             (decode_payload(&raw)?, raw_len)
         } else {
-            (decode_payload(&rest[8..])?, rest.len() - 8)
+            (decode_payload(rest)?, rest.len())
         };
-        let (value, raw_len) = value;
         Ok(Decoded {
             value,
             expires_at_ms,
-            raw_len: raw_len + PLAIN_HEADER,
+            raw_len: raw_len + head,
+            tags,
         })
     }
 }
 
-fn header(compressed: bool) -> u8 {
-    (VERSION << 5) | if compressed { FLAG_ZLIB } else { 0 } | FORMAT_BINCODE2
+/// The tag section: `u16` count, then per tag a `u16` length, its UTF-8 bytes and its token
+/// (`u64`), all little endian.
+fn write_tags(out: &mut Vec<u8>, tags: &[(&str, u64)]) -> Result<(), CodecError> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let too_many = || CodecError::Encode("too many or too long tags".into());
+    out.extend_from_slice(&u16::try_from(tags.len()).map_err(|_| too_many())?.to_le_bytes());
+    for (name, token) in tags {
+        out.extend_from_slice(&u16::try_from(name.len()).map_err(|_| too_many())?.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&token.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Reads the tag section off the front of `rest`; `None` when it is cut short or not UTF-8.
+fn read_tags(rest: &mut &[u8]) -> Option<Vec<(Box<str>, u64)>> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = tail;
+        Some(head)
+    }
+    let count = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?);
+    // Bounded by the bytes there are, not by the count claimed.
+    let mut tags = Vec::with_capacity(usize::from(count).min(rest.len() / 10));
+    for _ in 0..count {
+        let len = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?);
+        let name = std::str::from_utf8(take(rest, usize::from(len))?).ok()?;
+        let token = u64::from_le_bytes(take(rest, 8)?.try_into().ok()?);
+        tags.push((name.into(), token));
+    }
+    Some(tags)
+}
+
+fn header(compressed: bool, tagged: bool) -> u8 {
+    (VERSION << 5)
+        | if compressed { FLAG_ZLIB } else { 0 }
+        | if tagged { FLAG_TAGS } else { 0 }
+        | FORMAT_BINCODE2
 }
 
 fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
@@ -349,8 +427,8 @@ mod tests {
             Err(CodecError::UnsupportedVersion(7))
         ));
         assert!(matches!(
-            codec().decode::<String>(&[0xFF, b'T', b'C', 0x4F, 0, 0, 0, 0, 0, 0, 0, 0]),
-            Err(CodecError::UnsupportedFormat(15))
+            codec().decode::<String>(&[0xFF, b'T', b'C', 0x47, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(CodecError::UnsupportedFormat(7))
         ));
         assert_eq!(
             codec()
@@ -358,6 +436,38 @@ mod tests {
                 .unwrap_err(),
             CodecError::Foreign
         );
+    }
+
+    #[test]
+    fn tags_round_trip_plain_and_compressed_and_a_cut_section_is_an_error() {
+        let tags = [("user:42", 1u64), ("é\n:{x}*", u64::MAX), ("", 0)];
+        for v in ["short".to_string(), "x".repeat(10_000)] {
+            let enc = codec().encode_tagged(&v, 77, &tags).unwrap();
+            assert_eq!(enc.bytes[3] & FLAG_TAGS, FLAG_TAGS);
+            let dec = codec().decode::<String>(&enc.bytes).unwrap();
+            assert_eq!((dec.value.as_str(), dec.expires_at_ms), (v.as_str(), 77));
+            let got: Vec<(&str, u64)> = dec.tags.iter().map(|(n, t)| (&**n, *t)).collect();
+            assert_eq!(got, tags);
+            assert_eq!(enc.raw_len, dec.raw_len, "compressed: {}", enc.compressed);
+            for cut in 0..enc.bytes.len() {
+                assert!(
+                    codec().decode::<String>(&enc.bytes[..cut]).is_err(),
+                    "cut at {cut}"
+                );
+            }
+        }
+        assert!(codec()
+            .decode::<String>(&codec().encode(&"a", 0).unwrap().bytes)
+            .unwrap()
+            .tags
+            .is_empty());
+        // A count claiming more tags than there are bytes for.
+        let mut lying = codec().encode_tagged(&1u8, 0, &[("a", 1)]).unwrap().bytes;
+        lying[PLAIN_HEADER..PLAIN_HEADER + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(codec().decode::<u8>(&lying).is_err());
+        let mut not_utf8 = codec().encode_tagged(&1u8, 0, &[("ab", 1)]).unwrap().bytes;
+        not_utf8[PLAIN_HEADER + 4] = 0xFF;
+        assert!(codec().decode::<u8>(&not_utf8).is_err());
     }
 
     #[test]
@@ -377,7 +487,7 @@ mod tests {
     fn huge_length_claims_are_refused() {
         // A plain entry whose bincode length prefix claims ~2^60 bytes.
         let mut bytes = MAGIC.to_vec();
-        bytes.push(header(false));
+        bytes.push(header(false, false));
         bytes.extend_from_slice(&0u64.to_le_bytes());
         bytes.push(253);
         bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());

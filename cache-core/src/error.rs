@@ -31,6 +31,14 @@ pub enum CacheError {
         /// Why it was rejected.
         reason: String,
     },
+    /// A cache tag is too long, or an entry has too many ([`crate::Cache::invalidate_tags`]).
+    #[error("invalid cache tag {tag:?}: {reason}")]
+    InvalidTag {
+        /// The tag (its first 64 characters and `...` when longer).
+        tag: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// The remote tier (Redis) answered with an error or its connection failed.
     #[error(transparent)]
     Backend(#[from] BackendError),

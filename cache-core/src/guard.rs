@@ -130,6 +130,8 @@ pub(crate) struct LoadStart {
     pub seq: u64,
     pub seen: Option<Seen>,
     pub at: std::time::Instant,
+    /// The load's tags as they were before it ran ([`crate::tags`]).
+    pub tags: Vec<crate::tags::TagStamp>,
 }
 
 /// The Redis markers a load read after its miss; its store compares them again on the server.

@@ -16,6 +16,7 @@ use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::error::{CacheError, Result};
 use crate::key::Fingerprint;
+use crate::tags::Stamp;
 
 /// One L1 entry. The readable key is kept so pattern invalidation can match L1 entries too.
 pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
@@ -24,6 +25,8 @@ pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
     /// Until when an expired entry is kept for fail-safe (= `expires_at` when not).
     pub stale_until: Instant,
     pub bytes: u64,
+    /// The entry's tags as stamped when it was loaded ([`crate::tags`]); `None` when untagged.
+    pub tags: Option<Box<[Stamp]>>,
     pub value: V,
 }
 
@@ -37,8 +40,22 @@ pub(crate) fn entry<T: Any + Send + Sync>(key: &str, value: T, expires_at: Insta
         expires_at,
         stale_until: expires_at,
         bytes,
+        tags: None,
         value,
     })
+}
+
+/// Gives a fresh (still unshared) entry its tags.
+pub(crate) fn set_tags(entry: &mut Entry, tags: Option<Box<[Stamp]>>) {
+    if let Some(e) = Arc::get_mut(entry) {
+        e.tags = tags;
+    }
+}
+
+/// Whether none of the entry's tags was invalidated since it was stamped.
+#[inline]
+pub(crate) fn tags_fresh(e: &L1Entry) -> bool {
+    e.tags.as_deref().is_none_or(crate::tags::fresh)
 }
 
 /// Keeps a fresh (still unshared) entry past its expiry for fail-safe.
@@ -107,7 +124,10 @@ impl L1 {
     pub(crate) fn read<R>(&self, fp: Fingerprint, f: impl FnOnce(&Entry) -> Option<R>) -> Option<R> {
         let now = clock::now();
         let check = |e: &Entry| {
-            if e.expires_at > now {
+            if !tags_fresh(e) {
+                // A tag invalidated: dead, fail-safe included.
+                Err(Some(Arc::clone(e)))
+            } else if e.expires_at > now {
                 Ok(f(e))
             } else if e.stale_until <= now {
                 Err(Some(Arc::clone(e)))
@@ -139,7 +159,7 @@ impl L1 {
     /// An entry past its expiry but inside its fail-safe window.
     pub(crate) fn get_stale(&self, fp: Fingerprint) -> Option<Entry> {
         let e = self.store().get(fp)?;
-        (e.stale_until > clock::now()).then_some(e)
+        (e.stale_until > clock::now() && tags_fresh(&e)).then_some(e)
     }
 
     pub(crate) fn insert(&self, fp: Fingerprint, entry: Entry) {

@@ -44,6 +44,7 @@ mod report;
 mod stats;
 pub mod strategy;
 mod sync;
+pub mod tags;
 mod tier;
 mod values;
 mod warming;

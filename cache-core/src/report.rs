@@ -205,6 +205,14 @@ impl Cache {
             .map_or((0, 0), |l1| (l1.len(), l1.bytes()));
         let mut stats = self.engine.counters.snapshot(len, bytes, info);
         stats.adaptive_ttls = self.engine.adaptive_choices.lock().iter().cloned().collect();
+        stats.tag_invalidations_by_prefix = self
+            .engine
+            .tag_invalidations
+            .lock()
+            .iter()
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        stats.tag_invalidations = stats.tag_invalidations_by_prefix.values().sum();
         stats.breaker = self.engine.remote.as_ref().map(|r| r.breaker_state());
         stats
     }

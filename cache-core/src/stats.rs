@@ -51,6 +51,7 @@ pub(crate) struct Counters {
     pub loader_calls: Counter,
     pub too_large: Counter,
     pub stale_discarded: Counter,
+    pub tag_stale: Counter,
 }
 
 /// A point-in-time view of the cache, shaped like the product's stats JSON.
@@ -112,6 +113,13 @@ pub struct Stats {
     pub redis_info: Option<RedisInfo>,
     /// The latest TTLs chosen by an adaptive strategy (empty otherwise).
     pub adaptive_ttls: Vec<crate::strategy::AdaptiveChoice>,
+    /// Redis entries read as misses because one of their tags was invalidated after they were
+    /// loaded (L1 copies are not counted: they are dropped without a lookup).
+    pub tag_stale: u64,
+    /// Tags this instance invalidated ([`Cache::invalidate_tags`](crate::Cache::invalidate_tags)).
+    pub tag_invalidations: u64,
+    /// The same, per tag prefix (the text before the first `:`; `*` beyond 256 prefixes).
+    pub tag_invalidations_by_prefix: std::collections::BTreeMap<String, u64>,
 }
 
 /// The `INFO` fields reported in [`Stats`].
@@ -199,6 +207,9 @@ impl Counters {
             stale_discarded: self.stale_discarded.get(),
             redis_info,
             adaptive_ttls: Vec::new(),
+            tag_stale: self.tag_stale.get(),
+            tag_invalidations: 0,
+            tag_invalidations_by_prefix: Default::default(),
         }
     }
 }

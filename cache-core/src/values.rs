@@ -30,11 +30,14 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> CacheValue
 /// A value on the erased path.
 pub(crate) type AnyValue = Box<dyn Any + Send + Sync>;
 
+type EncodeFn = fn(&Codec, &(dyn Any + Send + Sync), u64, &[(&str, u64)]) -> Result<Encoded, CodecError>;
+
 /// The operations the erased miss path needs on a value of one type.
 pub(crate) struct ValueOps {
     /// The value type's id: single flight keys its waiters by it.
     pub(crate) type_id: fn() -> TypeId,
-    pub(crate) encode: fn(&Codec, &(dyn Any + Send + Sync), u64) -> Result<Encoded, CodecError>,
+    /// Encodes with the expiry and the tags (name, token).
+    pub(crate) encode: EncodeFn,
     pub(crate) encoded_len: fn(&Codec, &(dyn Any + Send + Sync)) -> usize,
     pub(crate) decode: fn(&Codec, &[u8]) -> Result<Decoded<AnyValue>, CodecError>,
     /// Shelves a value as an L1 entry of its own type (L1 hits downcast to it).
@@ -83,9 +86,10 @@ fn encode<T: CacheValue>(
     codec: &Codec,
     v: &(dyn Any + Send + Sync),
     exp: u64,
+    tags: &[(&str, u64)],
 ) -> Result<Encoded, CodecError> {
     match v.downcast_ref::<T>() {
-        Some(v) => codec.encode(v, exp),
+        Some(v) => codec.encode_tagged(v, exp, tags),
         None => Err(mismatch::<T>()),
     }
 }
@@ -99,6 +103,7 @@ fn decode<T: CacheValue>(codec: &Codec, bytes: &[u8]) -> Result<Decoded<AnyValue
         value: Box::new(d.value) as AnyValue,
         expires_at_ms: d.expires_at_ms,
         raw_len: d.raw_len,
+        tags: d.tags,
     })
 }
 
@@ -128,7 +133,7 @@ mod tests {
         let codec = Codec::new(1024, 6, 1 << 20);
         let ops = ops::<Vec<String>>();
         let value = erase(vec!["a".to_string()]);
-        let enc = (ops.encode)(&codec, &*value, 0).unwrap();
+        let enc = (ops.encode)(&codec, &*value, 0, &[]).unwrap();
         let dec = (ops.decode)(&codec, &enc.bytes).unwrap();
         let entry = (ops.entry)("k", dec.value, clock::now(), 0);
         assert!(holds(&entry, ops));
@@ -140,7 +145,7 @@ mod tests {
     #[test]
     fn a_value_of_another_type_is_an_error_not_a_panic() {
         let codec = Codec::new(1024, 6, 1 << 20);
-        assert!((ops::<u32>().encode)(&codec, &*erase("text".to_string()), 0).is_err());
+        assert!((ops::<u32>().encode)(&codec, &*erase("text".to_string()), 0, &[]).is_err());
         let entry = (ops::<u32>().entry)("k", erase(1u64), clock::now(), 0);
         assert_eq!(of_entry::<u32>(&entry), None, "never a wrong value");
     }

@@ -68,10 +68,37 @@ pub(crate) struct CacheArgs {
     pub stale_if_error: Option<(Ident, Ttl)>,
     /// Fail-safe soft timeout.
     pub soft_timeout: Option<(Ident, Ttl)>,
+    /// `tags = ["user:{id}", ..]`: the option's name and its templates.
+    pub tags: Option<(Ident, Vec<Template>)>,
 }
 
 pub(crate) const CACHE_OPTIONS: &str =
-    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout";
+    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags";
+
+/// `= ["user:{id}", "orders"]`: tag templates, each with its own span for errors.
+fn parse_tags(input: ParseStream<'_>, name: &Ident) -> syn::Result<Vec<Template>> {
+    input.parse::<Token![=]>()?;
+    let content;
+    syn::bracketed!(content in input);
+    let lits = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+    if lits.is_empty() {
+        return Err(syn::Error::new_spanned(
+            name,
+            "`tags` needs at least one tag, e.g. tags = [\"user:{id}\"]",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut tags = Vec::new();
+    for lit in &lits {
+        if !seen.insert(lit.value()) {
+            return Err(syn::Error::new_spanned(lit, "this tag is listed twice"));
+        }
+        let t = Template::parse(lit)?;
+        t.check_parts_separated()?;
+        tags.push(t);
+    }
+    Ok(tags)
+}
 
 /// Rejects an option given twice, pointing at the second one.
 fn once<T>(slot: &mut Option<T>, name: &Ident, value: T) -> syn::Result<()> {
@@ -156,6 +183,10 @@ impl Parse for CacheArgs {
                     input.parse::<Token![=]>()?;
                     once(&mut args.soft_timeout, &name, (name.clone(), parse_ttl(input)?))?;
                 }
+                "tags" => {
+                    let tags = parse_tags(input, &name)?;
+                    once(&mut args.tags, &name, (name.clone(), tags))?;
+                }
                 "strategy" => {
                     input.parse::<Token![=]>()?;
                     let s: Ident = input.parse()?;
@@ -206,9 +237,10 @@ fn validate_prefix(lit: &LitStr) -> syn::Result<()> {
     Ok(())
 }
 
-/// `#[invalidate_cache("pattern", ..., cache = expr, crate = path)]`.
+/// `#[invalidate_cache("pattern", ..., tags = [..], cache = expr, crate = path)]`.
 pub(crate) struct InvalidateArgs {
     pub patterns: Vec<Template>,
+    pub tags: Vec<Template>,
     pub cache: Option<Expr>,
     pub krate: Option<Path>,
 }
@@ -216,6 +248,7 @@ pub(crate) struct InvalidateArgs {
 impl Parse for InvalidateArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut patterns = Vec::new();
+        let mut tags = None;
         let mut cache = None;
         let mut krate = None;
         while !input.is_empty() {
@@ -226,17 +259,22 @@ impl Parse for InvalidateArgs {
                 patterns.push(t);
             } else {
                 let name = option_name(input)?;
-                input.parse::<Token![=]>()?;
-                match name.to_string().as_str() {
-                    "cache" => once(&mut cache, &name, input.parse()?)?,
-                    "crate" => once(&mut krate, &name, input.parse()?)?,
-                    _ => {
-                        return Err(syn::Error::new_spanned(
-                            &name,
-                            format!(
-                            "unknown option `{name}`; expected pattern strings, `cache = ..`, `crate = ..`"
-                        ),
-                        ))
+                if name == "tags" {
+                    let parsed = parse_tags(input, &name)?;
+                    once(&mut tags, &name, parsed)?;
+                } else {
+                    input.parse::<Token![=]>()?;
+                    match name.to_string().as_str() {
+                        "cache" => once(&mut cache, &name, input.parse()?)?,
+                        "crate" => once(&mut krate, &name, input.parse()?)?,
+                        _ => {
+                            return Err(syn::Error::new_spanned(
+                                &name,
+                                format!(
+                                "unknown option `{name}`; expected pattern strings, `tags = [..]`, `cache = ..`, `crate = ..`"
+                            ),
+                            ))
+                        }
                     }
                 }
             }
@@ -245,14 +283,15 @@ impl Parse for InvalidateArgs {
             }
             input.parse::<Token![,]>()?;
         }
-        if patterns.is_empty() {
+        if patterns.is_empty() && tags.is_none() {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "#[invalidate_cache] needs at least one pattern, e.g. #[invalidate_cache(\"resource:users:*\")]",
+                "#[invalidate_cache] needs at least one pattern or tag, e.g. #[invalidate_cache(\"resource:users:*\")] or #[invalidate_cache(tags = [\"user:{id}\"])]",
             ));
         }
         Ok(InvalidateArgs {
             patterns,
+            tags: tags.unwrap_or_default(),
             cache,
             krate,
         })

@@ -125,3 +125,30 @@ fn errors_keep_the_function() {
     assert!(text.contains("compile_error"), "{text}");
     assert!(text.contains("unknown option `bogus`"), "{text}");
 }
+
+#[test]
+fn cache_query_with_tags() {
+    let out = crate::cache_tokens(
+        Preset::Query,
+        quote!(tags = ["user:{user_id}", "orders"]),
+        quote!(
+            async fn get_user_orders(user_id: u64, region: &str) -> Vec<Order> {
+                db::orders(user_id, region).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn invalidate_cache_tags_beside_a_pattern() {
+    let out = crate::invalidate_tokens(
+        quote!("query:*::get_user_orders:{id}:*", tags = ["user:{id}"]),
+        quote!(
+            async fn update_user(id: u64, data: UserUpdate) -> Result<User, DbError> {
+                db::update(id, data).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}

@@ -85,6 +85,9 @@ pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::R
     if let Some(t) = &args.key {
         t.check_parts_separated()?;
     }
+    for t in args.tags.iter().flat_map(|(_, t)| t) {
+        template_args(t, &named, "tag")?;
+    }
     warmups_below(f)
 }
 
@@ -103,6 +106,7 @@ pub(crate) fn batch(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
         args.strategy.as_ref().map(|_| "strategy"),
         args.stale_if_error.as_ref().map(|_| "stale_if_error"),
         args.soft_timeout.as_ref().map(|_| "soft_timeout"),
+        args.tags.as_ref().map(|_| "tags"),
     ];
     if let Some(name) = unsupported.into_iter().flatten().next() {
         return Err(syn::Error::new(
@@ -127,6 +131,9 @@ pub(crate) fn invalidate(args: &InvalidateArgs, f: &MaybeItemFn) -> syn::Result<
     let named: Vec<_> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
     for t in &args.patterns {
         template_args(t, &named, "pattern")?;
+    }
+    for t in &args.tags {
+        template_args(t, &named, "tag")?;
     }
     Ok(())
 }

@@ -146,6 +146,12 @@ pub struct CacheConfig {
     /// then load themselves. `None` (default): single flight per process only.
     #[serde(with = "humantime_serde")]
     pub distributed_lock: Option<Duration>,
+    /// How long a tag's invalidation state lives in Redis after its last invalidation
+    /// ([`crate::Cache::invalidate_tags`]). A tagged entry never lives longer than this in Redis
+    /// (its TTL is capped), so an entry written before an invalidation is gone by the time its
+    /// record expires. Env `CACHE_TAG_TTL`; default 7 days.
+    #[serde(with = "humantime_serde")]
+    pub tag_ttl: Duration,
 }
 
 impl Default for CacheConfig {
@@ -190,6 +196,7 @@ impl Default for CacheConfig {
             l1_invalidation: true,
             invalidation_channel: None,
             distributed_lock: None,
+            tag_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -258,6 +265,7 @@ impl CacheConfig {
         };
         dur("CACHE_TTL_DEFAULT", &mut c.ttl_default)?;
         dur("CACHE_L1_TTL", &mut c.l1_ttl)?;
+        dur("CACHE_TAG_TTL", &mut c.tag_ttl)?;
         dur("CACHE_COMMAND_TIMEOUT", &mut c.command_timeout)?;
         let num = |name: &str, target: &mut usize| -> Result<()> {
             if let Some(v) = get(name) {
@@ -342,6 +350,7 @@ impl CacheConfig {
             ("command_timeout", self.command_timeout),
             ("connect_timeout", self.connect_timeout),
             ("load_guard_window", self.load_guard_window),
+            ("tag_ttl", self.tag_ttl),
         ] {
             if d.is_zero() {
                 return Err(CacheError::Config(format!("{name} must be greater than zero")));
@@ -482,6 +491,8 @@ impl CacheConfigBuilder {
         l1_max_bytes: u64,
         /// See [`CacheConfig::l1_ttl`].
         l1_ttl: Duration,
+        /// See [`CacheConfig::tag_ttl`].
+        tag_ttl: Duration,
         /// See [`CacheConfig::l1_enabled`].
         l1_enabled: bool,
         /// See [`CacheConfig::pool_max_size`].

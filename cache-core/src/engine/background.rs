@@ -65,7 +65,7 @@ impl Background {
             });
             bg.tasks.lock().push(task.abort_handle());
         }
-        if let (Some(channel), Some(bus)) = (&engine.channel, remote.bus()) {
+        if let (Some(channel), Some(bus)) = (&engine.bus_channel, remote.bus()) {
             let handler: Weak<dyn BusHandler> = Arc::downgrade(engine) as Weak<Engine>;
             match bus.listen(&rt, channel.clone(), engine.origin, handler) {
                 Ok(task) => bg.tasks.lock().push(task.abort_handle()),

@@ -13,6 +13,7 @@
 mod background;
 mod read;
 mod remove;
+mod tagged;
 mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -22,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 pub(crate) use background::Background;
+pub(crate) use read::Live;
 
 use crate::access::AccessTracker;
 use crate::bus::{self, Message};
@@ -36,6 +38,7 @@ use crate::l1::{FifoStore, MokaStore, QuickStore, Store, L1};
 use crate::latency::{Latencies, Level, Op};
 use crate::stats::Counters;
 use crate::strategy::{Adaptive, AdaptiveChoice, AdaptiveTtl, Eviction};
+use crate::tags::Tags;
 use crate::tier::{Notice, RemoteTier};
 
 /// Adaptive bounds for `strategy = adaptive` on a cache configured without them.
@@ -61,6 +64,13 @@ pub(crate) struct Engine {
     origin: u64,
     /// The invalidation channel, when other instances are told about writes.
     channel: Option<String>,
+    /// The channel listened on, and on which tag invalidations are told: also without L1, so
+    /// that tag states stay known ([`crate::tags`]).
+    bus_channel: Option<String>,
+    /// Tag states ([`crate::tags`]).
+    pub(crate) tags: Tags,
+    /// Tag invalidations per tag prefix (the text before the first `:`), for the stats.
+    pub(crate) tag_invalidations: Mutex<HashMap<String, u64>>,
     pub(crate) local_locks: Mutex<HashMap<String, (String, Instant)>>,
     /// Invalidations numbered for the loads in flight ([`crate::guard`]).
     pub(crate) log: InvalidationLog,
@@ -96,12 +106,13 @@ impl Engine {
         };
         let adaptive = config.strategy.adaptive().map(Adaptive::compile).transpose()?;
         let remote = remote_tier(&config)?;
-        let channel = match &remote {
-            Some(r) if config.l1_enabled && config.l1_invalidation && r.bus().is_some() => {
+        let bus_channel = match &remote {
+            Some(r) if config.l1_invalidation && r.bus().is_some() => {
                 Some(r.channel_name(config.invalidation_channel.as_deref()))
             }
             _ => None,
         };
+        let channel = bus_channel.clone().filter(|_| config.l1_enabled);
         let codec = Codec::new(
             config.compression_threshold,
             config.compression_level,
@@ -123,6 +134,9 @@ impl Engine {
             adaptive_choices: Default::default(),
             origin: fastrand::u64(..),
             channel,
+            tags: Tags::new(bus_channel.is_some()),
+            tag_invalidations: Default::default(),
+            bus_channel,
             background: Background::default(),
             config,
         })
@@ -177,6 +191,14 @@ impl Engine {
             ttl_secs: ttl.as_secs_f64(),
         });
         ttl
+    }
+
+    /// The notice of a tag invalidation: sent whenever there is a bus, L1 or not.
+    pub(crate) fn tag_notice(&self, msg: &Message) -> Option<Notice> {
+        self.bus_channel.as_ref().map(|channel| Notice {
+            channel: channel.clone(),
+            text: bus::encode(self.origin, msg),
+        })
     }
 
     /// The notice of `msg` for other instances, when they are told.

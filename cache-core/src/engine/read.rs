@@ -9,6 +9,7 @@ use crate::error::{CacheError, Result};
 use crate::key::Fingerprint;
 use crate::l1::{self, Entry};
 use crate::latency::{sample_l1, Level, Op};
+use crate::tags::Stamp;
 use crate::values::{AnyValue, CacheValue, ValueOps};
 
 /// A value on its way into L1 ([`Engine::write_l1`]).
@@ -28,6 +29,14 @@ pub(crate) struct ToL1<'a> {
     /// Where the read or load that produced it started ([`crate::guard`]); `None` for a
     /// direct write, which nothing can overtake.
     pub since: Option<u64>,
+    /// Its tags, stamped before it was loaded or read ([`crate::tags`]).
+    pub tags: Option<Box<[Stamp]>>,
+}
+
+/// A live remote entry whose tags were checked: the value and its L1 stamps.
+pub(crate) struct Live {
+    pub d: Decoded<AnyValue>,
+    pub stamps: Option<Box<[Stamp]>>,
 }
 
 impl Engine {
@@ -60,6 +69,9 @@ impl Engine {
             None => w.ttl,
         };
         let mut entry = (w.ops.entry)(w.key, w.value, now + life, w.size as u64);
+        if w.tags.is_some() {
+            l1::set_tags(&mut entry, w.tags);
+        }
         if !w.stale_for.is_zero() {
             l1::keep_stale_until(&mut entry, now + w.ttl + w.stale_for);
         }
@@ -86,19 +98,41 @@ impl Engine {
         }
     }
 
-    /// Reads `key` from the remote tier and decodes it; undecodable bytes are a logged miss.
-    pub(crate) async fn remote_read(
-        &self,
-        key: &str,
-        ops: &'static ValueOps,
-    ) -> Result<Option<Decoded<AnyValue>>> {
+    /// Reads `key` from the remote tier and decodes it; undecodable bytes are a logged miss, and
+    /// so is an entry one of whose tags was invalidated since it was loaded.
+    pub(crate) async fn remote_read(&self, key: &str, ops: &'static ValueOps) -> Result<Option<Live>> {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
         let Some(bytes) = self.timed(Op::Get, remote.get(key)).await? else {
             return Ok(None);
         };
-        Ok(self.decode(key, &bytes, ops))
+        match self.decode(key, &bytes, ops) {
+            Some(d) => self.live(key, d).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A decoded entry, if none of its tags was invalidated since it was loaded. A tag whose
+    /// state Redis cannot give makes it a miss: the error is returned.
+    pub(crate) async fn live(&self, key: &str, d: Decoded<AnyValue>) -> Result<Option<Live>> {
+        if d.tags.is_empty() {
+            return Ok(Some(Live { d, stamps: None }));
+        }
+        match self.tags.check(self.remote.as_deref(), &d.tags).await? {
+            Some(stamps) => Ok(Some(Live {
+                d,
+                stamps: Some(stamps),
+            })),
+            None => {
+                self.counters.tag_stale.incr();
+                tracing::trace!(
+                    key,
+                    "remote entry read as a miss: one of its tags was invalidated"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// Decodes a live entry: one past its logical expiry (kept for fail-safe) reads as absent.
@@ -133,23 +167,25 @@ impl Engine {
         &self,
         key: &str,
         fp: Fingerprint,
-        found: Decoded<AnyValue>,
+        found: Live,
         ops: &'static ValueOps,
         use_l1: bool,
         since: u64,
     ) -> Entry {
         self.counters.l2_hits.incr();
         self.access.record(fp, key, true);
+        let Live { d, stamps } = found;
         self.write_l1(ToL1 {
             key,
             fp,
-            value: found.value,
+            value: d.value,
             ops,
-            ttl: Self::time_left(found.expires_at_ms),
-            size: found.raw_len,
+            ttl: Self::time_left(d.expires_at_ms),
+            size: d.raw_len,
             stale_for: Duration::ZERO,
             use_l1,
             since: Some(since),
+            tags: stamps,
         })
     }
 
@@ -197,7 +233,13 @@ impl Engine {
         };
         let mut out = Vec::with_capacity(keys.len());
         for (key, bytes) in keys.iter().zip(values) {
-            let found = bytes.and_then(|b| self.decode(key, &b, ops));
+            let found = match bytes.and_then(|b| self.decode(key, &b, ops)) {
+                Some(d) => self.live(key, d).await.unwrap_or_else(|e| {
+                    self.record_error("tags", key, &e);
+                    None
+                }),
+                None => None,
+            };
             out.push(match found {
                 Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq)),
                 None => {
@@ -254,6 +296,8 @@ impl Engine {
         let remote = self.remote.as_ref()?;
         let bytes = remote.get(key).await.ok()??;
         let d = self.decode_any(key, &bytes, ops)?;
-        Some((ops.entry)(key, d.value, self.now(), 0))
+        // Never an entry whose tag was (or may have been) invalidated.
+        let live = self.live(key, d).await.ok()??;
+        Some((ops.entry)(key, live.d.value, self.now(), 0))
     }
 }

@@ -107,6 +107,7 @@ impl Engine {
     /// Drops every L1 copy, and lets no load in flight store what it read before.
     fn forget_all(&self) {
         self.log.record(Invalidated::All);
+        self.tags.forget();
         if let Some(l1) = &self.l1 {
             l1.clear();
         }
@@ -148,6 +149,11 @@ impl BusHandler for Engine {
                 Err(_) => self.forget_all(),
             },
             Message::Clear => self.forget_all(),
+            Message::Tags(tags) => {
+                for (name, token) in &tags {
+                    self.tags.heard(name, *token);
+                }
+            }
         }
     }
 }

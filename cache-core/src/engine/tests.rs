@@ -174,6 +174,7 @@ async fn use_l1_false_keeps_values_out_of_l1() {
         fp,
         opts,
         None,
+        &[],
         crate::loader::Rule::RESULT,
         |_: &u8| true,
         || async { Ok(3) },
@@ -249,12 +250,14 @@ async fn fail_safe_serves_the_stale_value_when_the_loader_fails() {
     };
     let fp = Fingerprint::of("query:fs");
     let first: Result<u32, &str> =
-        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, || async { Ok(1) })
-            .await;
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, &[], || async {
+            Ok(1)
+        })
+        .await;
     assert_eq!(first, Ok(1));
     tokio::time::sleep(Duration::from_millis(60)).await;
     let second: Result<u32, &str> =
-        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, || async {
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, "query:fs", fp, opts, &[], || async {
             Err("db down")
         })
         .await;

@@ -14,6 +14,7 @@ use crate::key::Fingerprint;
 use crate::l1::Entry;
 use crate::latency::Op;
 use crate::loader::LoadOptions;
+use crate::tags::{self, TagStamp};
 use crate::tier::{GuardedItem, Item, Notice, RemoteTier};
 use crate::values::{AnyValue, ValueOps};
 
@@ -42,6 +43,7 @@ impl Engine {
         value: &(dyn Any + Send + Sync),
         ops: &'static ValueOps,
         expires_at_ms: u64,
+        tags: &[(&str, u64)],
     ) -> Result<(Option<Vec<u8>>, usize)> {
         if self.remote.is_none() {
             let payload = (ops.encoded_len)(&self.codec, value).saturating_sub(PLAIN_HEADER);
@@ -51,7 +53,7 @@ impl Engine {
             }
             return Ok((None, payload + PLAIN_HEADER));
         }
-        match (ops.encode)(&self.codec, value, expires_at_ms) {
+        match (ops.encode)(&self.codec, value, expires_at_ms, tags) {
             Ok(enc) => {
                 let c = &self.counters;
                 let raw = enc.raw_len;
@@ -98,8 +100,10 @@ impl Engine {
     /// (the entry is still returned, for the waiters of this load).
     ///
     /// `load` is where the load that produced the value started: then nothing is stored when an
-    /// invalidation of the key overtook it ([`crate::guard`]). Without it this is a direct write,
-    /// which itself overtakes the loads of this key in flight here.
+    /// invalidation of the key or of one of its `tags` overtook it ([`crate::guard`],
+    /// [`crate::tags`]). Without it this is a direct write, which itself overtakes the loads of
+    /// this key in flight here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn store(
         &self,
         key: &str,
@@ -108,6 +112,7 @@ impl Engine {
         ops: &'static ValueOps,
         opts: &LoadOptions,
         load: Option<&LoadStart>,
+        tags: &[TagStamp],
     ) -> (Entry, Result<()>) {
         let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
         // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
@@ -115,25 +120,44 @@ impl Engine {
         let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
         let now = self.now();
         match load {
-            Some(start) if self.log.overtaken(start.seq, fp, key) => {
+            Some(start) if self.log.overtaken(start.seq, fp, key) || tags::moved(tags) => {
                 self.discarded(key);
                 return ((ops.entry)(key, value, now, 0), Ok(()));
             }
             Some(_) => {}
             None => self.log.record(Invalidated::Key(fp)),
         }
-        let (bytes, size) = match self.encode_for_tiers(key, &*value, ops, expires_at_ms) {
+        if !tags.is_empty() {
+            let names: Vec<&str> = tags.iter().map(|t| t.state.name()).collect();
+            if let Err(e) = tags::validate_all(&names) {
+                self.record_error("set", key, &e);
+                return ((ops.entry)(key, value, now, 0), Err(e));
+            }
+        }
+        // A token Redis could not give: the entry cannot say what it was loaded under there.
+        let remote_ok = tags.iter().all(|t| t.token.is_some());
+        let pairs: Vec<(&str, u64)> = tags
+            .iter()
+            .map(|t| (t.state.name(), t.token.unwrap_or(0)))
+            .collect();
+        // A tagged entry must be gone before the record of an invalidation after it is.
+        let remote_ttl = if tags.is_empty() {
+            ttl + grace
+        } else {
+            (ttl + grace).min(self.config.tag_ttl)
+        };
+        let (bytes, size) = match self.encode_for_tiers(key, &*value, ops, expires_at_ms, &pairs) {
             Ok(e) => e,
             Err(e) => return ((ops.entry)(key, value, now, 0), Err(e)),
         };
         self.counters.sets.incr();
         let mut result = Ok(());
-        if let (Some(remote), Some(bytes)) = (&self.remote, bytes) {
+        if let (Some(remote), Some(bytes), true) = (&self.remote, bytes, remote_ok) {
             let written = match load {
                 // A direct write also overtakes other instances' loads in flight.
                 None => {
                     let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
-                    let items: [Item<'_>; 1] = [(key, &bytes, ttl + grace)];
+                    let items: [Item<'_>; 1] = [(key, &bytes, remote_ttl)];
                     self.timed(Op::Set, remote.set_many(&items, notice.as_ref()))
                         .await
                         .map(|()| true)
@@ -141,7 +165,7 @@ impl Engine {
                 // A load's fill only refreshes other instances' L1.
                 Some(start) => {
                     let notice = self.notice(&Message::Filled(vec![key.to_owned()]));
-                    self.guarded_write(&**remote, key, &bytes, ttl + grace, start, notice.as_ref())
+                    self.guarded_write(&**remote, key, &bytes, remote_ttl, start, notice.as_ref())
                         .await
                 }
             };
@@ -167,6 +191,7 @@ impl Engine {
             stale_for: grace,
             use_l1: opts.use_l1,
             since: load.map(|s| s.seq),
+            tags: tags::stamps_of(tags),
         });
         (entry, result)
     }
@@ -224,7 +249,29 @@ impl Engine {
             },
             None => vec![None; keys.len()],
         };
-        seen.into_iter().map(|seen| LoadStart { seq, seen, at }).collect()
+        seen.into_iter()
+            .map(|seen| LoadStart {
+                seq,
+                seen,
+                at,
+                tags: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// [`load_start`](Self::load_start) of one key, with its tags' states taken before the
+    /// load runs.
+    pub(crate) async fn load_start_tagged(&self, seq: u64, key: &str, tags: &[&str]) -> LoadStart {
+        let mut start = self.load_start(seq, &[key]).await.pop().unwrap_or(LoadStart {
+            seq,
+            seen: None,
+            at: std::time::Instant::now(),
+            tags: Vec::new(),
+        });
+        if !tags.is_empty() {
+            start.tags = self.tags.stamps(self.remote.as_deref(), tags).await;
+        }
+        start
     }
 
     /// Direct writes of many values in one remote round trip; L1 is filled whatever the remote
@@ -241,7 +288,7 @@ impl Engine {
         for (key, value) in items {
             let ttl = self.resolve_ttl(key, ttl, None);
             let exp = now.saturating_add(ttl.as_millis() as u64);
-            let size = match self.encode_for_tiers(key, &*value, ops, exp) {
+            let size = match self.encode_for_tiers(key, &*value, ops, exp, &[]) {
                 Ok((bytes, size)) => {
                     if let Some(bytes) = bytes {
                         encoded.push((key, bytes, ttl));
@@ -267,6 +314,7 @@ impl Engine {
                 stale_for: Duration::ZERO,
                 use_l1: true,
                 since: None,
+                tags: None,
             });
         }
         let first_error = first_error.map_or(Ok(()), Err);
@@ -299,7 +347,7 @@ impl Engine {
             }
             let ttl = self.resolve_ttl(key, ttl, None);
             let exp = now_ms.saturating_add(ttl.as_millis() as u64);
-            if let Ok((bytes, size)) = self.encode_for_tiers(key, &*value, ops, exp) {
+            if let Ok((bytes, size)) = self.encode_for_tiers(key, &*value, ops, exp, &[]) {
                 kept.push(Pending {
                     key,
                     fp,
@@ -355,6 +403,7 @@ impl Engine {
                 stale_for: Duration::ZERO,
                 use_l1: true,
                 since: Some(p.start.seq),
+                tags: None,
             });
         }
     }

@@ -19,6 +19,7 @@ pub(crate) async fn load_fail_safe<T, E, F, Fut>(
     key: &str,
     fp: Fingerprint,
     opts: LoadOptions,
+    tags: &[&str],
     load: F,
 ) -> Result<T, E>
 where
@@ -39,7 +40,7 @@ where
         };
         // A load that may finish in the background stores there, guarded from its own start.
         let start = match opts.soft_timeout {
-            Some(_) => engine.load_start(engine.log.start(), &[key]).await.pop(),
+            Some(_) => Some(engine.load_start_tagged(engine.log.start(), key, tags).await),
             None => None,
         };
         let mut fut = Box::pin(load());
@@ -66,7 +67,7 @@ where
                             // store() logs and counts its own failures.
                             if let Some(start) = start {
                                 let _ = engine
-                                    .store(&key, fp, erase(v), ops::<T>(), &opts, Some(&start))
+                                    .store(&key, fp, erase(v), ops::<T>(), &opts, Some(&start), &start.tags)
                                     .await;
                             }
                         }
@@ -79,5 +80,5 @@ where
             }
         }
     };
-    load_after_miss(engine, key, fp, opts, None, Rule::RESULT, keep, loader).await
+    load_after_miss(engine, key, fp, opts, None, tags, Rule::RESULT, keep, loader).await
 }

@@ -33,9 +33,16 @@ enum State<'a> {
 }
 
 impl<'a> Miss<'a> {
-    fn new(engine: &'a Engine, key: &'a str, fp: Fingerprint, opts: LoadOptions, begin: Begin0) -> Self {
+    fn new(
+        engine: &'a Engine,
+        key: &'a str,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        begin: Begin0,
+        tags: &'a [&'a str],
+    ) -> Self {
         Miss {
-            state: State::Beginning(engine.begin(key, fp, opts, begin.ops, begin.stats)),
+            state: State::Beginning(engine.begin(key, fp, opts, begin.ops, begin.stats, tags)),
         }
     }
 
@@ -125,7 +132,7 @@ pin_project_lite::pin_project! {
 /// The loading path once L1 has missed: single flight, the remote tier, the caller's `load`,
 /// the guarded store. `rule` says how the caller's return holds the value; `keep` decides
 /// whether a loaded value is stored (not `None` under `skip_none`); the loader's run time goes
-/// to `stats`.
+/// to `stats`; the value is stored with `tags` ([`crate::tags`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn load_after_miss<'a, T, R, F, Fut, K>(
     engine: &'a Engine,
@@ -133,6 +140,7 @@ pub(crate) fn load_after_miss<'a, T, R, F, Fut, K>(
     fp: Fingerprint,
     opts: LoadOptions,
     stats: Option<&'static FnStats>,
+    tags: &'a [&'a str],
     rule: Rule<T, R>,
     keep: K,
     load: F,
@@ -148,7 +156,7 @@ where
         stats,
     };
     LoadAfterMiss {
-        miss: Miss::new(engine, key, fp, opts, begin),
+        miss: Miss::new(engine, key, fp, opts, begin, tags),
         rule,
         keep: Some(keep),
         stage: Stage::Begin { load: Some(load) },

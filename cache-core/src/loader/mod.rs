@@ -94,7 +94,7 @@ pub(crate) struct Lead<'a> {
     ops: &'static ValueOps,
     flight: FlightLead<'a>,
     lock: Option<(String, String)>,
-    start: Option<LoadStart>,
+    start: LoadStart,
     /// The cached function's statistics, which get the loader's run time.
     stats: Option<&'static FnStats>,
     /// When the caller's loader started.
@@ -111,6 +111,7 @@ impl Engine {
         opts: LoadOptions,
         ops: &'static ValueOps,
         stats: Option<&'static FnStats>,
+        tags: &'a [&'a str],
     ) -> Boxed<'a, Begin<'a>> {
         Box::pin(async move {
             let mut flight = match self.flights.join(fp, (ops.type_id)()).await {
@@ -131,7 +132,7 @@ impl Engine {
                 Ok(Some(found)) if no_l1 && !flight.has_waiters() => {
                     self.counters.l2_hits.incr();
                     self.access.record(fp, key, true);
-                    return Begin::Value(found.value);
+                    return Begin::Value(found.d.value);
                 }
                 Ok(Some(found)) => {
                     let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
@@ -156,7 +157,7 @@ impl Engine {
             self.counters.misses.incr();
             self.counters.loader_calls.incr();
             self.access.record(fp, key, false);
-            let start = self.load_start(seq, &[key]).await.pop();
+            let start = self.load_start_tagged(seq, key, tags).await;
             Begin::Lead(Box::new(Lead {
                 engine: self,
                 key,
@@ -196,7 +197,10 @@ pub(crate) fn conclude(lead: Box<Lead<'_>>, value: Option<(AnyValue, bool)>) -> 
         }
         match value {
             Some((value, true)) => {
-                let entry = engine.store(key, fp, value, ops, &opts, start.as_ref()).await.0;
+                let entry = engine
+                    .store(key, fp, value, ops, &opts, Some(&start), &start.tags)
+                    .await
+                    .0;
                 flight.share(&entry);
             }
             // Not stored (`skip_none`), but the waiters still get this call's answer.

@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use crate::codec::Decoded;
-use crate::engine::Engine;
+use crate::engine::{Engine, Live};
 use crate::error::Result;
-use crate::values::{AnyValue, ValueOps};
+use crate::values::ValueOps;
 
 /// How waiting for another instance's load ended.
 pub(crate) enum Waited {
     /// Its value appeared in the remote tier.
-    Value(Decoded<AnyValue>),
+    Value(Live),
     /// This instance holds the lock (`name`, `token`) and loads.
     Lead(String, String),
     /// Bound reached or the tier failed: load without the lock.

@@ -135,8 +135,21 @@ pub enum Invalidation {
     Pattern(String),
 }
 
-/// `#[invalidate_cache]`: deletes every target; failures are logged and counted, never returned.
-pub async fn invalidate(cache: &Cache, targets: &[Invalidation]) {
+/// The tags of one call as text, borrowed from their buffers.
+#[inline]
+pub fn tag_refs<const N: usize>(bufs: &[KeyBuf; N]) -> [&str; N] {
+    bufs.each_ref().map(KeyBuf::as_str)
+}
+
+/// `#[invalidate_cache]`: deletes every target and invalidates every tag; failures are logged
+/// and counted, never returned (a tag invalidation that Redis refused still invalidated this
+/// instance's L1).
+pub async fn invalidate(cache: &Cache, targets: &[Invalidation], tags: &[&str]) {
+    if !tags.is_empty() {
+        if let Err(e) = cache.invalidate_tags(tags).await {
+            tracing::warn!(tags = ?tags, error = %e, "tag invalidation after a successful call failed");
+        }
+    }
     for t in targets {
         let (what, r) = match t {
             Invalidation::Key(k) => (k.as_str(), cache.delete(k.as_str()).await.map(drop)),

@@ -146,6 +146,7 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         opts: LoadOptions,
         stats: &'static FnStats,
         _skip_none: bool,
+        tags: &'a [&'a str],
         f: F,
     ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
@@ -160,6 +161,7 @@ impl<T: CacheValue, E> ResultRule<T, E> {
             fp,
             opts,
             Some(stats),
+            tags,
             rule,
             |_: &T| true,
             f,
@@ -167,6 +169,7 @@ impl<T: CacheValue, E> ResultRule<T, E> {
     }
 
     /// The miss with fail-safe: an `Err` or a soft timeout serves the stale value if any.
+    #[allow(clippy::too_many_arguments)]
     pub async fn load_fail_safe<F, Fut>(
         self,
         cache: &Cache,
@@ -174,6 +177,7 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         fp: Fingerprint,
         opts: LoadOptions,
         stats: &'static FnStats,
+        tags: &[&str],
         f: F,
     ) -> Result<T, E>
     where
@@ -182,7 +186,7 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         stats.past_l1();
-        crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, || {
+        crate::loader::fail_safe::load_fail_safe(&cache.engine, key.as_str(), fp, opts, tags, || {
             run_timed(stats, f())
         })
         .await
@@ -219,6 +223,7 @@ impl<T: CacheValue> ValueRule<T> {
         opts: LoadOptions,
         stats: &'static FnStats,
         skip_none: bool,
+        tags: &'a [&'a str],
         f: F,
     ) -> impl Future<Output = T> + use<'a, T, F, Fut>
     where
@@ -234,6 +239,7 @@ impl<T: CacheValue> ValueRule<T> {
             fp,
             opts,
             Some(stats),
+            tags,
             Rule::VALUE,
             keep,
             f,
@@ -241,6 +247,7 @@ impl<T: CacheValue> ValueRule<T> {
     }
 
     /// The miss with a soft timeout (a value that cannot fail).
+    #[allow(clippy::too_many_arguments)]
     pub async fn load_fail_safe<F, Fut>(
         self,
         cache: &Cache,
@@ -248,6 +255,7 @@ impl<T: CacheValue> ValueRule<T> {
         fp: Fingerprint,
         opts: LoadOptions,
         stats: &'static FnStats,
+        tags: &[&str],
         f: F,
     ) -> T
     where
@@ -261,6 +269,7 @@ impl<T: CacheValue> ValueRule<T> {
             key.as_str(),
             fp,
             opts,
+            tags,
             move || async move { Ok::<T, Infallible>(run_timed(stats, fut).await) },
         )
         .await;

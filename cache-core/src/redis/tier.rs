@@ -43,6 +43,9 @@ impl RemoteTier for RedisL2 {
     fn set_many<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()> {
         Box::pin(RedisL2::mset(self, items, notice))
     }
+    fn set_plain<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()> {
+        Box::pin(RedisL2::set_plain(self, items, notice))
+    }
     fn guarded_set<'a>(
         &'a self,
         items: &'a [GuardedItem<'a>],

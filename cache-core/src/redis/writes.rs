@@ -40,6 +40,16 @@ impl RedisL2 {
     /// Direct writes, each after its key's marker (`MSET` cannot carry a TTL), pipelined per
     /// slot; the notice goes after every write ([`RedisL2::notice_after`]).
     pub(crate) async fn mset(&self, items: &[Item<'_>], notice: Option<&Notice>) -> Result<()> {
+        self.write(items, notice, true).await
+    }
+
+    /// Writes of values that are not entries (tag states): as [`mset`](Self::mset), without
+    /// markers.
+    pub(crate) async fn set_plain(&self, items: &[Item<'_>], notice: Option<&Notice>) -> Result<()> {
+        self.write(items, notice, false).await
+    }
+
+    async fn write(&self, items: &[Item<'_>], notice: Option<&Notice>, markers: bool) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
@@ -48,7 +58,9 @@ impl RedisL2 {
             .iter()
             .map(|group| {
                 let mut pipe = redis::pipe();
-                self.add_markers(&mut pipe, group.iter().map(|&i| items[i].0));
+                if markers {
+                    self.add_markers(&mut pipe, group.iter().map(|&i| items[i].0));
+                }
                 for &(k, v, ttl) in group.iter().map(|&i| &items[i]) {
                     pipe.cmd("SET")
                         .arg(&*self.k(k))

@@ -167,6 +167,17 @@ impl RemoteTier for FakeTier {
             Ok(())
         })
     }
+    fn set_plain<'a>(&'a self, items: &'a [Item<'a>], _notice: Option<&'a Notice>) -> TierFuture<'a, ()> {
+        boxed(async move {
+            self.call("set_plain")?;
+            let mut s = self.state.lock();
+            for (k, v, ttl) in items {
+                s.values
+                    .insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
+            }
+            Ok(())
+        })
+    }
     fn guarded_set<'a>(
         &'a self,
         items: &'a [GuardedItem<'a>],

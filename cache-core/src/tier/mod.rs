@@ -82,6 +82,8 @@ pub(crate) trait RemoteTier: Send + Sync {
     fn mget<'a>(&'a self, keys: &'a [&'a str]) -> TierFuture<'a, Vec<Option<Vec<u8>>>>;
     /// Direct writes (markers first), with the notice, in one round trip.
     fn set_many<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()>;
+    /// Writes of values that are not entries (tag states): no markers; the notice after them.
+    fn set_plain<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()>;
     /// A load's writes, each only if no invalidation overtook it; per item whether it was stored.
     fn guarded_set<'a>(
         &'a self,

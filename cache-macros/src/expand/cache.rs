@@ -5,7 +5,9 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::Attribute;
 
-use super::{cache_ref, duration_option, krate, params, return_type, run_body, warmup, write_part, Param};
+use super::{
+    cache_ref, duration_option, krate, params, return_type, run_body, tag_values, warmup, write_part, Param,
+};
 use crate::args::CacheArgs;
 use crate::item::MaybeItemFn;
 use crate::template::Piece;
@@ -121,12 +123,26 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         quote!(&#buf)
     };
     let skip_none = args.skip_none.is_some();
+    // Tags are written only on a miss: a hit needs none of their text.
+    let (make_tags, tags) = match &args.tags {
+        Some((_, templates)) => {
+            let values = tag_values(&krate, templates);
+            (
+                quote! {
+                    let __cache_tag_bufs = #values;
+                    let __cache_tags = #krate::__private::tag_refs(&__cache_tag_bufs);
+                },
+                quote!(&__cache_tags),
+            )
+        }
+        None => (quote!(), quote!(&[])),
+    };
     // The rule is picked by the return type itself (see `__private::Returns`), so an alias of
     // `Result` caches only `Ok` like `Result` does.
     let call = if fail_safe {
-        quote!(#krate::__private::outlined(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, move || async move #body)))
+        quote!(#krate::__private::outlined(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #tags, move || async move #body)))
     } else {
-        quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, move || async move #body)))
+        quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, #tags, move || async move #body)))
     };
     let check_skip_none = skip_none.then(|| quote!(#krate::__private::skip_none_needs_option::<#ret>();));
     let fn_name = f.sig.ident.to_string();
@@ -158,6 +174,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         if let ::core::option::Option::Some(__v) = __cache_rule.hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
             return __v;
         }
+        #make_tags
         #call.await
     };
 

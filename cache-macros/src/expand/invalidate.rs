@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::{cache_ref, krate, run_body, write_part};
+use super::{cache_ref, krate, run_body, tag_values, write_part};
 use crate::args::InvalidateArgs;
 use crate::item::MaybeItemFn;
 use crate::template::Piece;
@@ -59,15 +59,28 @@ pub(crate) fn expand(args: InvalidateArgs, f: &MaybeItemFn) -> TokenStream {
 
     let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
     let body = run_body(f, quote!());
+    // Written before the body runs: it may consume the arguments.
+    let tags = if args.tags.is_empty() {
+        quote! {
+            let __cache_tags: [&str; 0] = [];
+        }
+    } else {
+        let values = tag_values(&krate, &args.tags);
+        quote! {
+            let __cache_tag_bufs = #values;
+            let __cache_tags = #krate::__private::tag_refs(&__cache_tag_bufs);
+        }
+    };
     let new_body = quote! {
-        let __cache_patterns = [#(#patterns),*];
+        let __cache_patterns: &[#krate::__private::Invalidation] = &[#(#patterns),*];
+        #tags
         let __cache_ret = async move #body.await;
         {
             #[allow(unused_imports)]
             use #krate::__private::{RetAny as _, RetResult as _};
             if (&&#krate::__private::Ret(&__cache_ret)).__cache_success() {
                 #cache_src
-                #krate::__private::invalidate(#cache, &__cache_patterns).await;
+                #krate::__private::invalidate(#cache, __cache_patterns, &__cache_tags).await;
             }
         }
         __cache_ret

@@ -112,6 +112,28 @@ pub(crate) fn write_part(krate: &TokenStream, buf: &Ident, value: TokenStream) -
     }
 }
 
+/// The tags of one call, as an array expression of `KeyBuf`s: each template's text, and its
+/// `{arg}`s written as in keys (the same injective encoding).
+pub(crate) fn tag_values(krate: &TokenStream, tags: &[crate::template::Template]) -> TokenStream {
+    let buf = quote::format_ident!("__t");
+    let tags = tags.iter().map(|t| {
+        let build = t.pieces.iter().map(|piece| match piece {
+            crate::template::Piece::Text(s) => quote!(#buf.push_str(#s);),
+            crate::template::Piece::Arg(a) if a == "self" => write_part(krate, &buf, quote!(self)),
+            crate::template::Piece::Arg(a) => {
+                let id = quote::format_ident!("{}", a);
+                write_part(krate, &buf, quote!(#id))
+            }
+        });
+        quote!({
+            let mut #buf = #krate::__private::KeyBuf::new();
+            #(#build)*
+            #buf
+        })
+    });
+    quote!([#(#tags),*])
+}
+
 /// The written return type (`()` when there is none), for the expansion to name: in the type
 /// ascription of the body, and in `__private::Returns::<R>`, which picks how it is cached.
 pub(crate) fn return_type(sig: &syn::Signature) -> TokenStream {

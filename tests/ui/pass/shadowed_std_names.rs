@@ -81,7 +81,12 @@ mod shadowed {
         v.into_boxed_slice()
     }
 
-    #[invalidate_cache("n:{id}", "plain:*:{id}", cache = c)]
+    #[cache(cache = c, key = "tg:{id}", tags = ["t:{id}", "all"])]
+    pub async fn tagged(c: &Cache, id: u64) -> std::vec::Vec<u64> {
+        std::vec![id]
+    }
+
+    #[invalidate_cache("n:{id}", "plain:*:{id}", tags = ["t:{id}"], cache = c)]
     pub async fn update(c: &Cache, id: u64) -> std::result::Result<(), std::string::String> {
         std::result::Result::Ok(())
     }
@@ -115,9 +120,19 @@ mod no_prelude {
         ::std::option::Option::Some(::std::format!("{name}{id}"))
     }
 
-    #[cache(cache = c, stale_if_error = "1m")]
+    #[cache(cache = c, stale_if_error = "1m", tags = ["fs:{id}"])]
     pub async fn fail_safe(c: &Cache, id: u32) -> ::std::result::Result<u32, String> {
         ::std::result::Result::Ok(id)
+    }
+
+    #[cache(cache = c, tags = ["t:{id}", "all"])]
+    pub async fn tagged(c: &Cache, id: u32) -> u32 {
+        id
+    }
+
+    #[invalidate_cache(tags = ["t:{id}"], cache = c)]
+    pub async fn untag(c: &Cache, id: u32) {
+        let _ = id;
     }
 
     #[invalidate_cache("plain:*", "k:{name}:*", cache = c)]
@@ -161,6 +176,9 @@ fn main() {
         assert_eq!(no_prelude::plain(&c, 1).await, "plain 1");
         assert_eq!(no_prelude::maybe(&c, "b", 1).await.as_deref(), Some("b1"));
         assert_eq!(no_prelude::fail_safe(&c, 3).await, Ok(3));
+        assert_eq!(no_prelude::tagged(&c, 5).await, 5);
+        no_prelude::untag(&c, 5).await;
+        assert_eq!(shadowed::tagged(&c, 6).await, vec![6]);
         assert_eq!(no_prelude::update(&c, "b").await, Ok(()));
         assert_eq!(no_prelude::names(&[1, 2], &c).await[&2], 3);
 

@@ -1,0 +1,527 @@
+//! Cache tags: invalidating a group of entries in O(1), whatever their keys and however many.
+//!
+//! Invalidating a tag scans nothing and lists nothing. It writes one small value in Redis, the
+//! tag's *token* (`tiered-cache:tag:<tag>`, a fresh random value each time; absent = never
+//! invalidated), and publishes it on the invalidation bus. Every tagged entry carries, in its
+//! envelope, the token of each of its tags as its load saw them *before* it ran; a read compares
+//! them with the current tokens and treats any difference as a miss. So a load that began
+//! before an invalidation stores an entry that reads as stale everywhere: no clocks compared,
+//! no race to win.
+//!
+//! In process, each tag is a [`TagState`] shared by every L1 entry that carries it: a version
+//! bumped by each invalidation (local or heard on the bus), and the last token known from
+//! Redis. An L1 entry holds `(state, version)` pairs ([`Stamp`]), so a tagged L1 hit costs one
+//! atomic load per tag and no round trip, and invalidating a tag makes all its L1 entries stale
+//! at once. They are dropped physically when next read or evicted (removing them eagerly would
+//! need an index from tags to entries on every write). Redis copies are never deleted: they
+//! read as misses and are overwritten by the next load, or expire.
+//!
+//! Known tokens are kept fresh by the bus; without one (`l1_invalidation = false`) nothing
+//! tells this instance about other instances' invalidations, so tokens are read from Redis for
+//! every remote read of a tagged entry. Even with a bus a token is re-read after
+//! [`KNOWN_FOR`], which bounds how long a lost message or an expired record can mislead.
+//! Concurrent reads of an unknown token share one Redis read (single flight per tag).
+//!
+//! Tag records expire `tag_ttl` after their last invalidation, and a tagged entry's Redis TTL
+//! is capped at `tag_ttl`: an entry written before an invalidation is gone before the record
+//! of that invalidation is.
+//!
+//! When Redis cannot be asked for a token, a remote entry carrying that tag is a miss, fail-safe
+//! included: an entry is never served when one of its tags may have been invalidated. L1 entries
+//! still answer from their versions, which this instance's own invalidations always bump.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{CacheError, Result};
+use crate::tier::RemoteTier;
+
+/// Where a tag's token lives in Redis (namespaced like every key).
+pub(crate) const TAG_PREFIX: &str = "tiered-cache:tag:";
+/// How long a token read from Redis is trusted without a fresh read.
+pub(crate) const KNOWN_FOR: Duration = Duration::from_secs(60);
+/// The longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 4096;
+/// The most tags one entry may carry.
+pub const MAX_TAGS_PER_ENTRY: usize = 256;
+const SHARDS: usize = 16;
+/// States no entry refers to, kept per shard for their known tokens before a prune.
+const KEPT_PER_SHARD: usize = 4096;
+
+/// One tag in this process (see the module docs).
+pub(crate) struct TagState {
+    name: Box<str>,
+    version: AtomicU64,
+    known: Mutex<Known>,
+    /// Single flight of token reads.
+    flight: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TagState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagState")
+            .field("name", &self.name)
+            .field("version", &self.version.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last token learned, and whether it may still be used.
+#[derive(Clone, Copy, Default)]
+struct Known {
+    /// The last token learned (from Redis or the bus); `None` before any.
+    token: Option<u64>,
+    /// When it was learned, while it is current: reset by an invalidation not yet confirmed.
+    at: Option<Instant>,
+}
+
+impl TagState {
+    fn new(name: &str) -> Self {
+        TagState {
+            name: name.into(),
+            version: AtomicU64::new(0),
+            known: Mutex::new(Known::default()),
+            flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline]
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Marks every entry stamped so far stale; call with `known` locked.
+    fn bump(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+/// An L1 entry's record of one of its tags: fresh while the tag's version is the one seen.
+pub(crate) struct Stamp {
+    state: Arc<TagState>,
+    version: u64,
+}
+
+/// Whether no tag of an entry was invalidated since it was stamped: one atomic load per tag.
+#[inline]
+pub(crate) fn fresh(stamps: &[Stamp]) -> bool {
+    stamps.iter().all(|s| s.state.version() == s.version)
+}
+
+/// What a load or a write saw of one tag before it ran: the version (for its L1 entry) and the
+/// token (for its envelope; `None` when Redis could not be asked: then it is not written there).
+#[derive(Debug, Clone)]
+pub(crate) struct TagStamp {
+    pub state: Arc<TagState>,
+    pub version: u64,
+    pub token: Option<u64>,
+}
+
+impl TagStamp {
+    /// The L1 form.
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp {
+            state: Arc::clone(&self.state),
+            version: self.version,
+        }
+    }
+}
+
+/// L1 stamps of a write's tags; `None` when untagged (the hit then skips the check).
+pub(crate) fn stamps_of(tags: &[TagStamp]) -> Option<Box<[Stamp]>> {
+    (!tags.is_empty()).then(|| tags.iter().map(TagStamp::stamp).collect())
+}
+
+/// Whether an invalidation of any of these tags came since they were stamped.
+pub(crate) fn moved(tags: &[TagStamp]) -> bool {
+    tags.iter().any(|t| t.state.version() != t.version)
+}
+
+/// The token a Redis value stands for: its hash, so that any bytes (even another program's)
+/// compare consistently; 0 when absent.
+pub(crate) fn token_of(value: Option<&[u8]>) -> u64 {
+    value.map_or(0, |v| xxhash_rust::xxh3::xxh3_64(v) | 1)
+}
+
+/// A new token's Redis value.
+pub(crate) fn new_token_value() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+/// Checks a tag given by a caller.
+pub(crate) fn validate(tag: &str) -> Result<()> {
+    let reason = if tag.len() > MAX_TAG_LEN {
+        format!("{} bytes is over the limit of {MAX_TAG_LEN}", tag.len())
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = tag.chars().take(64).collect();
+    if shown.len() < tag.len() {
+        shown.push_str("...");
+    }
+    Err(CacheError::InvalidTag { tag: shown, reason })
+}
+
+/// Checks the tags of one entry.
+pub(crate) fn validate_all(tags: &[&str]) -> Result<()> {
+    if tags.len() > MAX_TAGS_PER_ENTRY {
+        return Err(CacheError::InvalidTag {
+            tag: tags.first().map(|t| (*t).to_owned()).unwrap_or_default(),
+            reason: format!("{} tags on one entry; at most {MAX_TAGS_PER_ENTRY}", tags.len()),
+        });
+    }
+    tags.iter().try_for_each(|t| validate(t))
+}
+
+/// The tags of one process: a state per tag some entry or load refers to (plus recently used
+/// ones, for their known tokens).
+pub(crate) struct Tags {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::hash::RandomState,
+    /// Whether the bus keeps known tokens fresh (see the module docs).
+    trust_known: bool,
+}
+
+struct Shard {
+    map: HashMap<Box<str>, Arc<TagState>>,
+    prune_at: usize,
+}
+
+impl Tags {
+    pub(crate) fn new(trust_known: bool) -> Self {
+        Tags {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                        prune_at: KEPT_PER_SHARD,
+                    })
+                })
+                .collect(),
+            hasher: std::hash::RandomState::new(),
+            trust_known,
+        }
+    }
+
+    fn shard(&self, name: &str) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(name) as usize) % SHARDS]
+    }
+
+    /// The state of `name`, created if needed.
+    pub(crate) fn state(&self, name: &str) -> Arc<TagState> {
+        let mut shard = self.shard(name).lock();
+        if let Some(s) = shard.map.get(name) {
+            return Arc::clone(s);
+        }
+        if shard.map.len() >= shard.prune_at {
+            // States only this map holds have no entry to invalidate; forgetting them costs a
+            // token read when they come back.
+            shard.map.retain(|_, s| Arc::strong_count(s) > 1);
+            shard.prune_at = (2 * shard.map.len()).max(KEPT_PER_SHARD);
+        }
+        let s = Arc::new(TagState::new(name));
+        shard.map.insert(name.into(), Arc::clone(&s));
+        s
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<TagState>> {
+        self.shard(name).lock().map.get(name).cloned()
+    }
+
+    /// The token known for `s` and its version, if still usable.
+    fn current(&self, s: &TagState) -> Option<(u64, u64)> {
+        let k = s.known.lock();
+        let at = k.at?;
+        (self.trust_known && at.elapsed() < KNOWN_FOR).then_some((s.version(), k.token?))
+    }
+
+    /// What a load or write of an entry with `names` sees of them now: each tag's version, and
+    /// its token (from memory, else read from Redis; `None` when that read failed).
+    pub(crate) async fn stamps(&self, remote: Option<&dyn RemoteTier>, names: &[&str]) -> Vec<TagStamp> {
+        let states: Vec<Arc<TagState>> = names.iter().map(|n| self.state(n)).collect();
+        match self.tokens(remote, &states).await {
+            Ok(cur) => states
+                .into_iter()
+                .zip(cur)
+                .map(|(state, (version, token))| TagStamp {
+                    state,
+                    version,
+                    token: Some(token),
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "tag states unreadable: the value goes to L1 only");
+                states
+                    .into_iter()
+                    .map(|state| TagStamp {
+                        version: state.version(),
+                        state,
+                        token: None,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether an entry carrying `tags` (name, token) is fresh, and then its L1 stamps.
+    pub(crate) async fn check(
+        &self,
+        remote: Option<&dyn RemoteTier>,
+        tags: &[(Box<str>, u64)],
+    ) -> Result<Option<Box<[Stamp]>>> {
+        let states: Vec<Arc<TagState>> = tags.iter().map(|(n, _)| self.state(n)).collect();
+        let cur = self.tokens(remote, &states).await?;
+        if tags.iter().zip(&cur).any(|((_, token), (_, now))| token != now) {
+            return Ok(None);
+        }
+        Ok(Some(
+            states
+                .into_iter()
+                .zip(cur)
+                .map(|(state, (version, _))| Stamp { state, version })
+                .collect(),
+        ))
+    }
+
+    /// `(version, token)` of each state: known ones from memory, the others read from Redis in
+    /// one call, concurrent readers of one tag sharing that call.
+    async fn tokens(
+        &self,
+        remote: Option<&dyn RemoteTier>,
+        states: &[Arc<TagState>],
+    ) -> Result<Vec<(u64, u64)>> {
+        let Some(remote) = remote else {
+            // Alone, versions are the whole story.
+            return Ok(states.iter().map(|s| (s.version(), 0)).collect());
+        };
+        let mut out: Vec<Option<(u64, u64)>> = states.iter().map(|s| self.current(s)).collect();
+        if out.iter().all(Option::is_some) {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let mut lead = Vec::new();
+        let mut guards = Vec::new();
+        let mut wait = Vec::new();
+        for (i, s) in states.iter().enumerate().filter(|(i, _)| out[*i].is_none()) {
+            match s.flight.try_lock() {
+                Ok(g) => {
+                    guards.push(g);
+                    lead.push(i);
+                }
+                Err(_) => wait.push(i),
+            }
+        }
+        if !lead.is_empty() {
+            let read = self.read(remote, lead.iter().map(|&i| &*states[i])).await;
+            drop(guards);
+            for (i, got) in lead.into_iter().zip(read?) {
+                out[i] = Some(got);
+            }
+        }
+        let mut rest = Vec::new();
+        for i in wait {
+            // The other reader's call ends; its answer is known then, unless it failed.
+            drop(states[i].flight.lock().await);
+            match self.current(&states[i]) {
+                Some(c) => out[i] = Some(c),
+                None => rest.push(i),
+            }
+        }
+        if !rest.is_empty() {
+            let read = self.read(remote, rest.iter().map(|&i| &*states[i])).await?;
+            for (i, got) in rest.into_iter().zip(read) {
+                out[i] = Some(got);
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Reads tokens from Redis and learns them. An answer that an invalidation overtook (the
+    /// version moved during the read) is not learned: the invalidation's token is newer.
+    async fn read<'s>(
+        &self,
+        remote: &dyn RemoteTier,
+        states: impl Iterator<Item = &'s TagState>,
+    ) -> Result<Vec<(u64, u64)>> {
+        let states: Vec<(&TagState, u64)> = states.map(|s| (s, s.version())).collect();
+        let keys: Vec<String> = states
+            .iter()
+            .map(|(s, _)| format!("{TAG_PREFIX}{}", s.name))
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let values = remote.mget(&refs).await?;
+        let now = Instant::now();
+        Ok(states
+            .into_iter()
+            .zip(values)
+            .map(|((s, before), value)| {
+                let token = token_of(value.as_deref());
+                let mut k = s.known.lock();
+                if s.version() != before {
+                    return (before, token);
+                }
+                // A token that changed unannounced (a lost message): this instance's copies
+                // stamped with the old one are stale.
+                let version = match k.token {
+                    Some(old) if old != token => s.bump(),
+                    _ => before,
+                };
+                *k = Known {
+                    token: Some(token),
+                    at: Some(now),
+                };
+                (version, token)
+            })
+            .collect())
+    }
+
+    /// This instance invalidates `name`: its entries here are stale at once. Returns the state
+    /// and its new version, for [`confirmed`](Self::confirmed) once Redis holds the new token.
+    pub(crate) fn invalidate_here(&self, name: &str) -> (Arc<TagState>, u64) {
+        let s = self.state(name);
+        let v = {
+            let mut k = s.known.lock();
+            k.at = None;
+            s.bump()
+        };
+        (s, v)
+    }
+
+    /// Redis holds `token` for the state invalidated at `version`. Bumps the version again:
+    /// a read between the two may have found the old token and stamped an entry with it.
+    pub(crate) fn confirmed(&self, s: &TagState, version: u64, token: u64) {
+        let mut k = s.known.lock();
+        let unchanged = s.version() == version;
+        s.bump();
+        *k = Known {
+            token: Some(token),
+            // Anything else since (a message, a read that saw another token): which token Redis
+            // holds now is not known.
+            at: unchanged.then(Instant::now),
+        };
+    }
+
+    /// Another instance invalidated `name` and Redis now holds `token`.
+    pub(crate) fn heard(&self, name: &str, token: u64) {
+        // No state: no entry here carries the tag, and no token of it is known.
+        let Some(s) = self.existing(name) else { return };
+        let mut k = s.known.lock();
+        s.bump();
+        *k = Known {
+            token: Some(token),
+            at: Some(Instant::now()),
+        };
+    }
+
+    /// Messages may have been lost: every tag is stale here and every token unknown.
+    pub(crate) fn forget(&self) {
+        for shard in self.shards.iter() {
+            for s in shard.lock().map.values() {
+                let mut k = s.known.lock();
+                k.at = None;
+                s.bump();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_invalidation_makes_stamps_stale_and_only_its_own() {
+        let tags = Tags::new(true);
+        let a = tags.stamps(None, &["user:42", "orders"]).await;
+        let b = tags.stamps(None, &["user:43"]).await;
+        let (sa, sb) = (stamps_of(&a).unwrap(), stamps_of(&b).unwrap());
+        assert!(fresh(&sa) && fresh(&sb) && !moved(&a));
+        tags.invalidate_here("orders");
+        assert!(!fresh(&sa) && moved(&a), "one of its tags moved");
+        assert!(fresh(&sb), "another tag");
+        let again = tags.stamps(None, &["user:42", "orders"]).await;
+        assert!(
+            fresh(&stamps_of(&again).unwrap()),
+            "stamped after the invalidation"
+        );
+        tags.invalidate_here("orders");
+        tags.invalidate_here("orders");
+        assert!(!fresh(&stamps_of(&again).unwrap()), "twice");
+        tags.forget();
+        assert!(!fresh(&sb), "forget makes everything stale");
+        assert_eq!(
+            stamps_of(&[]).map(|s| s.len()),
+            None,
+            "untagged: nothing to check"
+        );
+    }
+
+    #[test]
+    fn a_message_reaches_only_states_that_exist_and_a_stale_read_is_not_learned() {
+        let tags = Tags::new(true);
+        tags.heard("nobody", 5);
+        assert!(
+            tags.existing("nobody").is_none(),
+            "no state is made for a tag nobody holds"
+        );
+        let (s, v) = tags.invalidate_here("t");
+        assert_eq!(tags.current(&s), None, "unknown until Redis confirms");
+        tags.confirmed(&s, v, 7);
+        assert_eq!(tags.current(&s), Some((v + 1, 7)), "confirming bumps again");
+        tags.heard("t", 9);
+        assert_eq!(tags.current(&s), Some((v + 2, 9)));
+        tags.confirmed(&s, v, 7);
+        assert_eq!(tags.current(&s), None, "a confirmation overtaken is not trusted");
+        let untrusted = Tags::new(false);
+        let (s, v) = untrusted.invalidate_here("t");
+        untrusted.confirmed(&s, v, 7);
+        assert_eq!(
+            untrusted.current(&s),
+            None,
+            "without a bus nothing known is trusted"
+        );
+    }
+
+    #[test]
+    fn unreferenced_states_are_pruned_and_referenced_ones_kept() {
+        let tags = Tags::new(true);
+        let held: Vec<_> = (0..100).map(|i| tags.state(&format!("held:{i}"))).collect();
+        for i in 0..(SHARDS * KEPT_PER_SHARD * 3) {
+            drop(tags.state(&format!("t:{i}")));
+        }
+        let total: usize = tags.shards.iter().map(|s| s.lock().map.len()).sum();
+        assert!(total <= SHARDS * KEPT_PER_SHARD + SHARDS, "{total}");
+        for h in &held {
+            assert!(
+                Arc::ptr_eq(h, &tags.state(h.name())),
+                "a referenced state is never replaced"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_are_validated_and_tokens_hash_any_bytes() {
+        assert!(validate("user:42").is_ok());
+        assert!(validate("é \n*{}[]").is_ok());
+        assert!(
+            validate("").is_ok(),
+            "an empty argument makes an empty tag: still a tag"
+        );
+        assert!(matches!(
+            validate(&"x".repeat(MAX_TAG_LEN + 1)),
+            Err(CacheError::InvalidTag { .. })
+        ));
+        assert!(validate_all(&vec!["a"; MAX_TAGS_PER_ENTRY + 1]).is_err());
+        assert_eq!(token_of(None), 0);
+        assert_ne!(token_of(Some(b"")), 0, "present, even empty, is not absent");
+        assert_ne!(token_of(Some(b"a")), token_of(Some(b"b")));
+    }
+}
