@@ -12,7 +12,7 @@ cargo test --workspace --locked
 # the TLS, ACL, Sentinel and Cluster failure suites ran above.
 CACHE_TEST_TOPOLOGY=cluster cargo test -p cache-test-harness --locked \
   --test engine --test macros --test stale_set --test pubsub --test warmer --test warmer_explicit \
-  --test failsafe --test resilience
+  --test failsafe --test resilience --test tags
 # The workspace run builds cache-core with `tokio-clock` (the tests pause time); run its own
 # tests once more with the production clock.
 cargo test -p cache-core --locked

@@ -2,13 +2,15 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory, and p2tls, p2cluster, p3cluster from [`topologies`]) to run only some sections.
+//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p9 from [`tags`]) to run only
+//! some sections.
 //!
 //! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
 //! report table, and reads top to bottom as the report does; the TLS and cluster sections,
 //! which start servers of their own, are a module beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod tags;
 mod topologies;
 
 use std::alloc::System;
@@ -633,6 +635,9 @@ fn main() {
 
     // ---------- P2 over TLS, P2 and P3 on a cluster ----------
     rows.extend(topologies::rows(&multi));
+
+    // ---------- P8 tag invalidation, P9 the cost of tags on a hit ----------
+    rows.extend(tags::rows(&multi, &redis));
 
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");
