@@ -16,7 +16,8 @@ use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::error::{CacheError, Result};
 use crate::key::Fingerprint;
-use crate::tags::Stamp;
+use crate::tags::{EntryTags, Stamp};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One L1 entry. The readable key is kept so pattern invalidation can match L1 entries too.
 pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
@@ -26,7 +27,10 @@ pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
     pub stale_until: Instant,
     pub bytes: u64,
     /// The entry's tags as stamped when it was loaded ([`crate::tags`]); `None` when untagged.
-    pub tags: Option<Box<[Stamp]>>,
+    /// Boxed twice so that an untagged entry pays one word for it.
+    pub tags: Option<Box<Box<[Stamp]>>>,
+    /// The tag generation at which the tags were last seen fresh (see [`L1::tags_fresh`]).
+    pub tags_seen: AtomicU64,
     pub value: V,
 }
 
@@ -41,21 +45,29 @@ pub(crate) fn entry<T: Any + Send + Sync>(key: &str, value: T, expires_at: Insta
         stale_until: expires_at,
         bytes,
         tags: None,
+        tags_seen: AtomicU64::new(0),
         value,
     })
 }
 
 /// Gives a fresh (still unshared) entry its tags.
-pub(crate) fn set_tags(entry: &mut Entry, tags: Option<Box<[Stamp]>>) {
-    if let Some(e) = Arc::get_mut(entry) {
-        e.tags = tags;
+pub(crate) fn set_tags(entry: &mut Entry, tags: Option<EntryTags>) {
+    if let (Some(e), Some(t)) = (Arc::get_mut(entry), tags) {
+        e.tags = Some(Box::new(t.stamps));
+        *e.tags_seen.get_mut() = t.generation;
     }
 }
 
-/// Whether none of the entry's tags was invalidated since it was stamped.
-#[inline]
-pub(crate) fn tags_fresh(e: &L1Entry) -> bool {
-    e.tags.as_deref().is_none_or(crate::tags::fresh)
+/// The stamps of an entry, checked after the tag generation moved. `now` was read before them:
+/// an invalidation after it moves the generation again, so remembering `now` never hides one.
+#[cold]
+#[inline(never)]
+fn recheck_tags(e: &L1Entry, stamps: &[Stamp], now: u64) -> bool {
+    let fresh = crate::tags::fresh(stamps);
+    if fresh {
+        e.tags_seen.store(now, Ordering::Relaxed);
+    }
+    fresh
 }
 
 /// Keeps a fresh (still unshared) entry past its expiry for fail-safe.
@@ -96,6 +108,8 @@ pub(crate) trait L1Store: Send + Sync + 'static {
 /// The L1 used by the engine: a store plus TTL checks on read.
 pub(crate) struct L1 {
     store: Store,
+    /// The process's tag generation ([`crate::tags`]).
+    tag_generation: Arc<AtomicU64>,
 }
 
 /// The default store is named so its reads inline (a hit reads the entry in place); the
@@ -106,8 +120,23 @@ pub(crate) enum Store {
 }
 
 impl L1 {
-    pub(crate) fn new(store: Store) -> Self {
-        L1 { store }
+    pub(crate) fn new(store: Store, tag_generation: Arc<AtomicU64>) -> Self {
+        L1 {
+            store,
+            tag_generation,
+        }
+    }
+
+    /// Whether none of the entry's tags was invalidated since it was stamped. While no tag of
+    /// this process moved since the entry was last seen fresh, that is one comparison; else the
+    /// stamps are checked (out of line) and, when fresh, the entry remembers the generation.
+    #[inline]
+    fn tags_fresh(&self, e: &L1Entry) -> bool {
+        let Some(stamps) = &e.tags else {
+            return true;
+        };
+        let now = self.tag_generation.load(Ordering::Acquire);
+        e.tags_seen.load(Ordering::Relaxed) == now || recheck_tags(e, stamps, now)
     }
 
     #[inline]
@@ -124,12 +153,13 @@ impl L1 {
     pub(crate) fn read<R>(&self, fp: Fingerprint, f: impl FnOnce(&Entry) -> Option<R>) -> Option<R> {
         let now = clock::now();
         let check = |e: &Entry| {
-            if !tags_fresh(e) {
-                // A tag invalidated: dead, fail-safe included.
-                Err(Some(Arc::clone(e)))
-            } else if e.expires_at > now {
+            if e.expires_at > now {
+                if !self.tags_fresh(e) {
+                    // A tag invalidated: dead, fail-safe included.
+                    return Err(Some(Arc::clone(e)));
+                }
                 Ok(f(e))
-            } else if e.stale_until <= now {
+            } else if e.stale_until <= now || !self.tags_fresh(e) {
                 Err(Some(Arc::clone(e)))
             } else {
                 Err(None)
@@ -159,7 +189,7 @@ impl L1 {
     /// An entry past its expiry but inside its fail-safe window.
     pub(crate) fn get_stale(&self, fp: Fingerprint) -> Option<Entry> {
         let e = self.store().get(fp)?;
-        (e.stale_until > clock::now() && tags_fresh(&e)).then_some(e)
+        (e.stale_until > clock::now() && self.tags_fresh(&e)).then_some(e)
     }
 
     pub(crate) fn insert(&self, fp: Fingerprint, entry: Entry) {
@@ -587,9 +617,33 @@ mod tests {
         Fingerprint::of(s)
     }
 
+    /// The generation lets a hit skip the stamps only while no tag moved: another tag's
+    /// invalidation sends it to the stamps (fresh, and it remembers the new generation), its own
+    /// makes it dead, fail-safe read included.
+    #[test]
+    fn the_tag_generation_never_hides_an_invalidation() {
+        let tags = crate::tags::Tags::new(true);
+        let l1 = L1::new(Store::Quick(QuickStore::new(100, 1 << 20).unwrap()), tags.generation());
+        let later = clock::now() + Duration::from_secs(60);
+        let stamps = futures::executor::block_on(tags.stamps(None, &["mine", "shared"]));
+        let mut e = entry("k", 1u32, later, 4);
+        set_tags(&mut e, crate::tags::stamps_of(&stamps));
+        l1.insert(fp("k"), e);
+        assert!(l1.get(fp("k")).is_some());
+        tags.invalidate_here("other");
+        let seen = |l1: &L1| l1.get(fp("k")).map(|e| e.tags_seen.load(Ordering::Relaxed));
+        let g = seen(&l1).expect("another tag moved: still fresh");
+        assert_eq!(g, tags.generation().load(Ordering::Relaxed), "remembers the new generation");
+        assert!(l1.get(fp("k")).is_some());
+        tags.invalidate_here("shared");
+        assert!(l1.get_stale(fp("k")).is_none(), "no fail-safe copy either");
+        assert!(l1.get(fp("k")).is_none(), "its own tag moved");
+        assert_eq!(l1.len(), 0, "and it is dropped");
+    }
+
     #[test]
     fn expired_entries_read_as_absent() {
-        let l1 = L1::new(Store::Quick(QuickStore::new(100, 1 << 20).unwrap()));
+        let l1 = L1::new(Store::Quick(QuickStore::new(100, 1 << 20).unwrap()), Default::default());
         let past = clock::now() - Duration::from_millis(1);
         l1.insert(fp("a"), entry("a", 1u32, past, 4));
         l1.insert(
@@ -651,7 +705,7 @@ mod tests {
     #[test]
     fn concurrent_reads_and_writes_keep_each_key_its_value() {
         let later = clock::now() + Duration::from_secs(60);
-        let l1 = L1::new(Store::Quick(QuickStore::new(10_000, 1 << 30).unwrap()));
+        let l1 = L1::new(Store::Quick(QuickStore::new(10_000, 1 << 30).unwrap()), Default::default());
         let key = |i: u64| format!("k:{i}");
         for i in 0..500 {
             l1.insert(fp(&key(i)), entry(&key(i), i, later, 8));

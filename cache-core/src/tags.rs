@@ -99,10 +99,6 @@ impl TagState {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Marks every entry stamped so far stale; call with `known` locked.
-    fn bump(&self) -> u64 {
-        self.version.fetch_add(1, Ordering::AcqRel) + 1
-    }
 }
 
 /// An L1 entry's record of one of its tags: fresh while the tag's version is the one seen.
@@ -117,6 +113,15 @@ pub(crate) fn fresh(stamps: &[Stamp]) -> bool {
     stamps.iter().all(|s| s.state.version() == s.version)
 }
 
+/// An L1 entry's tags: the stamps, and the generation of the process's tags ([`Tags`]) when they
+/// were taken. While the generation has not moved, no tag anywhere was invalidated, and the hit
+/// skips the stamps (measured: two per-key tags cost a hit ~20 ns through the stamps, the
+/// generation ~1 ns; see `docs/design-notes.md`).
+pub(crate) struct EntryTags {
+    pub stamps: Box<[Stamp]>,
+    pub generation: u64,
+}
+
 /// What a load or a write saw of one tag before it ran: the version (for its L1 entry) and the
 /// token (for its envelope; `None` when Redis could not be asked: then it is not written there).
 #[derive(Debug, Clone)]
@@ -124,6 +129,8 @@ pub(crate) struct TagStamp {
     pub state: Arc<TagState>,
     pub version: u64,
     pub token: Option<u64>,
+    /// The tag generation read before the version.
+    pub generation: u64,
 }
 
 impl TagStamp {
@@ -137,8 +144,11 @@ impl TagStamp {
 }
 
 /// L1 stamps of a write's tags; `None` when untagged (the hit then skips the check).
-pub(crate) fn stamps_of(tags: &[TagStamp]) -> Option<Box<[Stamp]>> {
-    (!tags.is_empty()).then(|| tags.iter().map(TagStamp::stamp).collect())
+pub(crate) fn stamps_of(tags: &[TagStamp]) -> Option<EntryTags> {
+    (!tags.is_empty()).then(|| EntryTags {
+        stamps: tags.iter().map(TagStamp::stamp).collect(),
+        generation: tags.iter().map(|t| t.generation).min().unwrap_or(0),
+    })
 }
 
 /// Whether an invalidation of any of these tags came since they were stamped.
@@ -186,6 +196,8 @@ pub(crate) fn validate_all(tags: &[&str]) -> Result<()> {
 /// ones, for their known tokens).
 pub(crate) struct Tags {
     shards: Box<[Mutex<Shard>]>,
+    /// Bumped after every version bump of any tag: L1 reads it to skip the stamps.
+    generation: Arc<AtomicU64>,
     hasher: std::hash::RandomState,
     /// Whether the bus keeps known tokens fresh (see the module docs).
     trust_known: bool,
@@ -208,8 +220,22 @@ impl Tags {
                 })
                 .collect(),
             hasher: std::hash::RandomState::new(),
+            generation: Arc::new(AtomicU64::new(0)),
             trust_known,
         }
+    }
+
+    /// The generation counter, for L1's hit check.
+    pub(crate) fn generation(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.generation)
+    }
+
+    /// Marks every entry stamped with `s` so far stale; call with `s.known` locked. The version
+    /// first: a reader that sees the new generation sees the new version.
+    fn bump(&self, s: &TagState) -> u64 {
+        let v = s.version.fetch_add(1, Ordering::AcqRel) + 1;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        v
     }
 
     fn shard(&self, name: &str) -> &Mutex<Shard> {
@@ -248,6 +274,7 @@ impl Tags {
     /// its token (from memory, else read from Redis; `None` when that read failed).
     pub(crate) async fn stamps(&self, remote: Option<&dyn RemoteTier>, names: &[&str]) -> Vec<TagStamp> {
         let states: Vec<Arc<TagState>> = names.iter().map(|n| self.state(n)).collect();
+        let generation = self.generation.load(Ordering::Acquire);
         match self.tokens(remote, &states).await {
             Ok(cur) => states
                 .into_iter()
@@ -256,6 +283,7 @@ impl Tags {
                     state,
                     version,
                     token: Some(token),
+                    generation,
                 })
                 .collect(),
             Err(e) => {
@@ -266,6 +294,7 @@ impl Tags {
                         version: state.version(),
                         state,
                         token: None,
+                        generation,
                     })
                     .collect()
             }
@@ -277,19 +306,21 @@ impl Tags {
         &self,
         remote: Option<&dyn RemoteTier>,
         tags: &[(Box<str>, u64)],
-    ) -> Result<Option<Box<[Stamp]>>> {
+    ) -> Result<Option<EntryTags>> {
         let states: Vec<Arc<TagState>> = tags.iter().map(|(n, _)| self.state(n)).collect();
+        let generation = self.generation.load(Ordering::Acquire);
         let cur = self.tokens(remote, &states).await?;
         if tags.iter().zip(&cur).any(|((_, token), (_, now))| token != now) {
             return Ok(None);
         }
-        Ok(Some(
-            states
+        Ok(Some(EntryTags {
+            stamps: states
                 .into_iter()
                 .zip(cur)
                 .map(|(state, (version, _))| Stamp { state, version })
                 .collect(),
-        ))
+            generation,
+        }))
     }
 
     /// `(version, token)` of each state: known ones from memory, the others read from Redis in
@@ -371,7 +402,7 @@ impl Tags {
                 // A token that changed unannounced (a lost message): this instance's copies
                 // stamped with the old one are stale.
                 let version = match k.token {
-                    Some(old) if old != token => s.bump(),
+                    Some(old) if old != token => self.bump(s),
                     _ => before,
                 };
                 *k = Known {
@@ -390,7 +421,7 @@ impl Tags {
         let v = {
             let mut k = s.known.lock();
             k.at = None;
-            s.bump()
+            self.bump(&s)
         };
         (s, v)
     }
@@ -400,7 +431,7 @@ impl Tags {
     pub(crate) fn confirmed(&self, s: &TagState, version: u64, token: u64) {
         let mut k = s.known.lock();
         let unchanged = s.version() == version;
-        s.bump();
+        self.bump(s);
         *k = Known {
             token: Some(token),
             // Anything else since (a message, a read that saw another token): which token Redis
@@ -414,7 +445,7 @@ impl Tags {
         // No state: no entry here carries the tag, and no token of it is known.
         let Some(s) = self.existing(name) else { return };
         let mut k = s.known.lock();
-        s.bump();
+        self.bump(&s);
         *k = Known {
             token: Some(token),
             at: Some(Instant::now()),
@@ -427,7 +458,7 @@ impl Tags {
             for s in shard.lock().map.values() {
                 let mut k = s.known.lock();
                 k.at = None;
-                s.bump();
+                self.bump(s);
             }
         }
     }
@@ -442,23 +473,23 @@ mod tests {
         let tags = Tags::new(true);
         let a = tags.stamps(None, &["user:42", "orders"]).await;
         let b = tags.stamps(None, &["user:43"]).await;
-        let (sa, sb) = (stamps_of(&a).unwrap(), stamps_of(&b).unwrap());
+        let (sa, sb) = (stamps_of(&a).unwrap().stamps, stamps_of(&b).unwrap().stamps);
         assert!(fresh(&sa) && fresh(&sb) && !moved(&a));
         tags.invalidate_here("orders");
         assert!(!fresh(&sa) && moved(&a), "one of its tags moved");
         assert!(fresh(&sb), "another tag");
         let again = tags.stamps(None, &["user:42", "orders"]).await;
         assert!(
-            fresh(&stamps_of(&again).unwrap()),
+            fresh(&stamps_of(&again).unwrap().stamps),
             "stamped after the invalidation"
         );
         tags.invalidate_here("orders");
         tags.invalidate_here("orders");
-        assert!(!fresh(&stamps_of(&again).unwrap()), "twice");
+        assert!(!fresh(&stamps_of(&again).unwrap().stamps), "twice");
         tags.forget();
         assert!(!fresh(&sb), "forget makes everything stale");
         assert_eq!(
-            stamps_of(&[]).map(|s| s.len()),
+            stamps_of(&[]).map(|s| s.stamps.len()),
             None,
             "untagged: nothing to check"
         );

@@ -1,5 +1,5 @@
 //! `POST /api/v1/cache/clear` through the real admin router, served over HTTP, against a real
-//! Redis: which patterns need `"confirm": true`, and patterns too long to compile.
+//! Redis: which patterns need `"confirm": true`, patterns too long to compile, and tags.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cache_admin::AdminConfig;
@@ -172,4 +172,44 @@ async fn over_long_patterns_are_a_400_naming_the_limit() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     let (status, reply) = admin.clear(json!({ "pattern": "query:*" })).await;
     assert_eq!((status, reply["removed"].as_u64()), (StatusCode::OK, Some(2)));
+}
+
+/// `{"tags": [..]}` invalidates tags, alone or beside a pattern; the stats count them per
+/// prefix. An empty body, an empty tag list or a tag over the limit is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_are_cleared_alone_or_beside_a_pattern() {
+    let admin = Admin::start().await;
+    let c = &admin.cache;
+    c.set_tagged("query:t1", &1u8, None, &["user:42"]).await.unwrap();
+    c.set_tagged("query:t2", &2u8, None, &["user:43"]).await.unwrap();
+    c.set_tagged("resource:t3", &3u8, None, &["org:1"]).await.unwrap();
+    c.set("static:untagged", &4u8, None).await.unwrap();
+
+    let (status, reply) = admin.clear(json!({ "tags": ["user:42"] })).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["tags"], json!(["user:42"]), "{reply}");
+    assert_eq!(c.get::<u8>("query:t1").await.unwrap(), None);
+    assert_eq!(c.get::<u8>("query:t2").await.unwrap(), Some(2));
+
+    let (status, reply) = admin
+        .clear(json!({ "pattern": "static:*", "tags": ["org:1"] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["removed"], 1, "{reply}");
+    assert_eq!(c.get::<u8>("resource:t3").await.unwrap(), None);
+    assert_eq!(c.get::<u8>("static:untagged").await.unwrap(), None);
+    assert_eq!(c.get::<u8>("query:t2").await.unwrap(), Some(2));
+
+    let by_prefix = c.stats().await.tag_invalidations_by_prefix;
+    assert_eq!((by_prefix["user"], by_prefix["org"]), (1, 1));
+
+    for body in [
+        json!({}),
+        json!({ "tags": [] }),
+        json!({ "tags": ["x".repeat(5000)] }),
+    ] {
+        let (status, reply) = admin.clear(body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    }
+    assert_eq!(c.get::<u8>("query:t2").await.unwrap(), Some(2));
 }

@@ -92,6 +92,14 @@ impl Engine {
     pub(crate) fn new(config: CacheConfig) -> Result<Self> {
         config.validate()?;
         let ttl_rules = TtlRules::compile(&config)?;
+        let remote = remote_tier(&config)?;
+        let bus_channel = match &remote {
+            Some(r) if config.l1_invalidation && r.bus().is_some() => {
+                Some(r.channel_name(config.invalidation_channel.as_deref()))
+            }
+            _ => None,
+        };
+        let tags = Tags::new(bus_channel.is_some());
         let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
             let store = match config.strategy.eviction() {
@@ -100,18 +108,11 @@ impl Engine {
                 Eviction::Lru => Store::Other(Box::new(MokaStore::new(entries, bytes, true))),
                 Eviction::Fifo => Store::Other(Box::new(FifoStore::new(entries, bytes)?)),
             };
-            Some(L1::new(store))
+            Some(L1::new(store, tags.generation()))
         } else {
             None
         };
         let adaptive = config.strategy.adaptive().map(Adaptive::compile).transpose()?;
-        let remote = remote_tier(&config)?;
-        let bus_channel = match &remote {
-            Some(r) if config.l1_invalidation && r.bus().is_some() => {
-                Some(r.channel_name(config.invalidation_channel.as_deref()))
-            }
-            _ => None,
-        };
         let channel = bus_channel.clone().filter(|_| config.l1_enabled);
         let codec = Codec::new(
             config.compression_threshold,
@@ -134,7 +135,7 @@ impl Engine {
             adaptive_choices: Default::default(),
             origin: fastrand::u64(..),
             channel,
-            tags: Tags::new(bus_channel.is_some()),
+            tags,
             tag_invalidations: Default::default(),
             bus_channel,
             background: Background::default(),

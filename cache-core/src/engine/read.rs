@@ -9,7 +9,7 @@ use crate::error::{CacheError, Result};
 use crate::key::Fingerprint;
 use crate::l1::{self, Entry};
 use crate::latency::{sample_l1, Level, Op};
-use crate::tags::Stamp;
+use crate::tags::EntryTags;
 use crate::values::{AnyValue, CacheValue, ValueOps};
 
 /// A value on its way into L1 ([`Engine::write_l1`]).
@@ -30,13 +30,13 @@ pub(crate) struct ToL1<'a> {
     /// direct write, which nothing can overtake.
     pub since: Option<u64>,
     /// Its tags, stamped before it was loaded or read ([`crate::tags`]).
-    pub tags: Option<Box<[Stamp]>>,
+    pub tags: Option<EntryTags>,
 }
 
 /// A live remote entry whose tags were checked: the value and its L1 stamps.
 pub(crate) struct Live {
     pub d: Decoded<AnyValue>,
-    pub stamps: Option<Box<[Stamp]>>,
+    pub stamps: Option<EntryTags>,
 }
 
 impl Engine {
