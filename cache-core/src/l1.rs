@@ -29,7 +29,7 @@ pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
     /// The entry's tags as stamped when it was loaded ([`crate::tags`]); `None` when untagged.
     /// Boxed twice so that an untagged entry pays one word for it.
     pub tags: Option<Box<Box<[Stamp]>>>,
-    /// The tag generation at which the tags were last seen fresh (see [`L1::tags_fresh`]).
+    /// The tag generation at which the tags were last seen fresh (see `tagged_fresh`).
     pub tags_seen: AtomicU64,
     pub value: V,
 }
@@ -56,6 +56,18 @@ pub(crate) fn set_tags(entry: &mut Entry, tags: Option<EntryTags>) {
         e.tags = Some(Box::new(t.stamps));
         *e.tags_seen.get_mut() = t.generation;
     }
+}
+
+/// Whether none of a tagged entry's tags was invalidated since it was stamped. While no tag of
+/// this process moved since the entry was last seen fresh, that is one comparison; else the
+/// stamps are checked and, when fresh, the entry remembers the generation.
+#[inline(never)]
+fn tagged_fresh(generation: &AtomicU64, e: &L1Entry) -> bool {
+    let Some(stamps) = &e.tags else {
+        return true;
+    };
+    let now = generation.load(Ordering::Acquire);
+    e.tags_seen.load(Ordering::Relaxed) == now || recheck_tags(e, stamps, now)
 }
 
 /// The stamps of an entry, checked after the tag generation moved. `now` was read before them:
@@ -127,16 +139,10 @@ impl L1 {
         }
     }
 
-    /// Whether none of the entry's tags was invalidated since it was stamped. While no tag of
-    /// this process moved since the entry was last seen fresh, that is one comparison; else the
-    /// stamps are checked (out of line) and, when fresh, the entry remembers the generation.
+    /// Whether none of the entry's tags was invalidated since it was stamped.
     #[inline]
     fn tags_fresh(&self, e: &L1Entry) -> bool {
-        let Some(stamps) = &e.tags else {
-            return true;
-        };
-        let now = self.tag_generation.load(Ordering::Acquire);
-        e.tags_seen.load(Ordering::Relaxed) == now || recheck_tags(e, stamps, now)
+        e.tags.is_none() || tagged_fresh(&self.tag_generation, e)
     }
 
     #[inline]
@@ -152,9 +158,11 @@ impl L1 {
     #[inline]
     pub(crate) fn read<R>(&self, fp: Fingerprint, f: impl FnOnce(&Entry) -> Option<R>) -> Option<R> {
         let now = clock::now();
+        let generation = &*self.tag_generation;
         let check = |e: &Entry| {
             if e.expires_at > now {
-                if !self.tags_fresh(e) {
+                // An untagged entry pays one branch here; a tagged one a call.
+                if e.tags.is_some() && !tagged_fresh(generation, e) {
                     // A tag invalidated: dead, fail-safe included.
                     return Err(Some(Arc::clone(e)));
                 }
