@@ -57,7 +57,15 @@ const KEPT_PER_SHARD: usize = 4096;
 pub(crate) struct TagState {
     name: Box<str>,
     version: AtomicU64,
+    /// The writers' record (writers hold the lock); mirrored below for readers.
     known: Mutex<Known>,
+    /// A seqlock over the version and the mirror: odd while a writer changes them, so a reader
+    /// takes no lock (64 tasks reading one shared tag fought over the mutex).
+    seq: AtomicU64,
+    /// The current token, when `learned_ms` is not 0.
+    token: AtomicU64,
+    /// When the token was learned, in ms since the registry's epoch plus 1; 0: not current.
+    learned_ms: AtomicU64,
     /// Single flight of token reads.
     flight: tokio::sync::Mutex<()>,
 }
@@ -86,6 +94,9 @@ impl TagState {
             name: name.into(),
             version: AtomicU64::new(0),
             known: Mutex::new(Known::default()),
+            seq: AtomicU64::new(0),
+            token: AtomicU64::new(0),
+            learned_ms: AtomicU64::new(0),
             flight: tokio::sync::Mutex::new(()),
         }
     }
@@ -99,6 +110,20 @@ impl TagState {
         self.version.load(Ordering::Acquire)
     }
 
+    /// Opens a write of the version and the mirror (call with `known` locked); the guard closes
+    /// it.
+    fn writing(&self) -> Writing<'_> {
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        Writing(self)
+    }
+}
+
+struct Writing<'a>(&'a TagState);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.seq.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// An L1 entry's record of one of its tags: fresh while the tag's version is the one seen.
@@ -195,7 +220,9 @@ pub(crate) fn validate_all(tags: &[&str]) -> Result<()> {
 /// The tags of one process: a state per tag some entry or load refers to (plus recently used
 /// ones, for their known tokens).
 pub(crate) struct Tags {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[parking_lot::RwLock<Shard>]>,
+    /// Where `learned_ms` counts from.
+    epoch: Instant,
     /// Bumped after every version bump of any tag: L1 reads it to skip the stamps.
     generation: Arc<AtomicU64>,
     hasher: std::hash::RandomState,
@@ -213,12 +240,13 @@ impl Tags {
         Tags {
             shards: (0..SHARDS)
                 .map(|_| {
-                    Mutex::new(Shard {
+                    parking_lot::RwLock::new(Shard {
                         map: HashMap::new(),
                         prune_at: KEPT_PER_SHARD,
                     })
                 })
                 .collect(),
+            epoch: Instant::now(),
             hasher: std::hash::RandomState::new(),
             generation: Arc::new(AtomicU64::new(0)),
             trust_known,
@@ -238,13 +266,17 @@ impl Tags {
         v
     }
 
-    fn shard(&self, name: &str) -> &Mutex<Shard> {
+    fn shard(&self, name: &str) -> &parking_lot::RwLock<Shard> {
         &self.shards[(self.hasher.hash_one(name) as usize) % SHARDS]
     }
 
     /// The state of `name`, created if needed.
     pub(crate) fn state(&self, name: &str) -> Arc<TagState> {
-        let mut shard = self.shard(name).lock();
+        let shard = self.shard(name);
+        if let Some(s) = shard.read().map.get(name) {
+            return Arc::clone(s);
+        }
+        let mut shard = shard.write();
         if let Some(s) = shard.map.get(name) {
             return Arc::clone(s);
         }
@@ -260,14 +292,48 @@ impl Tags {
     }
 
     fn existing(&self, name: &str) -> Option<Arc<TagState>> {
-        self.shard(name).lock().map.get(name).cloned()
+        self.shard(name).read().map.get(name).cloned()
+    }
+
+    /// Now, as `learned_ms` counts.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Copies the writers' record into what readers see; call inside [`TagState::writing`].
+    fn mirror(&self, s: &TagState, k: &Known) {
+        let learned = match (k.token, k.at) {
+            (Some(token), Some(at)) => {
+                s.token.store(token, Ordering::Relaxed);
+                at.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+            }
+            _ => 0,
+        };
+        s.learned_ms.store(learned, Ordering::Relaxed);
     }
 
     /// The token known for `s` and its version, if still usable.
     fn current(&self, s: &TagState) -> Option<(u64, u64)> {
-        let k = s.known.lock();
-        let at = k.at?;
-        (self.trust_known && at.elapsed() < KNOWN_FOR).then_some((s.version(), k.token?))
+        self.current_at(s, self.now_ms())
+    }
+
+    /// [`current`](Self::current) at `now_ms`, without a lock: a seqlock read.
+    fn current_at(&self, s: &TagState, now_ms: u64) -> Option<(u64, u64)> {
+        if !self.trust_known {
+            return None;
+        }
+        let before = s.seq.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return None;
+        }
+        let version = s.version.load(Ordering::Acquire);
+        let token = s.token.load(Ordering::Acquire);
+        let learned = s.learned_ms.load(Ordering::Acquire);
+        std::sync::atomic::fence(Ordering::Acquire);
+        if s.seq.load(Ordering::Relaxed) != before || learned == 0 {
+            return None;
+        }
+        (now_ms.saturating_sub(learned) < KNOWN_FOR.as_millis() as u64).then_some((version, token))
     }
 
     /// What a load or write of an entry with `names` sees of them now: each tag's version, and
@@ -334,7 +400,8 @@ impl Tags {
             // Alone, versions are the whole story.
             return Ok(states.iter().map(|s| (s.version(), 0)).collect());
         };
-        let mut out: Vec<Option<(u64, u64)>> = states.iter().map(|s| self.current(s)).collect();
+        let now_ms = self.now_ms();
+        let mut out: Vec<Option<(u64, u64)>> = states.iter().map(|s| self.current_at(s, now_ms)).collect();
         if out.iter().all(Option::is_some) {
             return Ok(out.into_iter().flatten().collect());
         }
@@ -399,6 +466,7 @@ impl Tags {
                 if s.version() != before {
                     return (before, token);
                 }
+                let _w = s.writing();
                 // A token that changed unannounced (a lost message): this instance's copies
                 // stamped with the old one are stale.
                 let version = match k.token {
@@ -409,6 +477,7 @@ impl Tags {
                     token: Some(token),
                     at: Some(now),
                 };
+                self.mirror(s, &k);
                 (version, token)
             })
             .collect())
@@ -420,7 +489,9 @@ impl Tags {
         let s = self.state(name);
         let v = {
             let mut k = s.known.lock();
+            let _w = s.writing();
             k.at = None;
+            self.mirror(&s, &k);
             self.bump(&s)
         };
         (s, v)
@@ -430,6 +501,7 @@ impl Tags {
     /// a read between the two may have found the old token and stamped an entry with it.
     pub(crate) fn confirmed(&self, s: &TagState, version: u64, token: u64) {
         let mut k = s.known.lock();
+        let _w = s.writing();
         let unchanged = s.version() == version;
         self.bump(s);
         *k = Known {
@@ -438,6 +510,7 @@ impl Tags {
             // holds now is not known.
             at: unchanged.then(Instant::now),
         };
+        self.mirror(s, &k);
     }
 
     /// Another instance invalidated `name` and Redis now holds `token`.
@@ -445,19 +518,23 @@ impl Tags {
         // No state: no entry here carries the tag, and no token of it is known.
         let Some(s) = self.existing(name) else { return };
         let mut k = s.known.lock();
+        let _w = s.writing();
         self.bump(&s);
         *k = Known {
             token: Some(token),
             at: Some(Instant::now()),
         };
+        self.mirror(&s, &k);
     }
 
     /// Messages may have been lost: every tag is stale here and every token unknown.
     pub(crate) fn forget(&self) {
         for shard in self.shards.iter() {
-            for s in shard.lock().map.values() {
+            for s in shard.read().map.values() {
                 let mut k = s.known.lock();
+                let _w = s.writing();
                 k.at = None;
+                self.mirror(s, &k);
                 self.bump(s);
             }
         }
@@ -521,6 +598,37 @@ mod tests {
         );
     }
 
+    /// Readers take no lock: under a writer that keeps changing the token, a reader never sees a
+    /// version with another version's token.
+    #[test]
+    fn a_lock_free_read_never_pairs_a_version_with_another_versions_token() {
+        let tags = Arc::new(Tags::new(true));
+        let s = tags.state("t");
+        let token_for = |v: u64| v.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        tags.heard("t", token_for(1));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (tags, stop) = (tags.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // `heard` bumps, then sets the token: the token of the version it makes.
+                    let next = tags.state("t").version() + 1;
+                    tags.heard("t", token_for(next));
+                }
+            })
+        };
+        let mut seen = 0;
+        for _ in 0..200_000 {
+            if let Some((version, token)) = tags.current(&s) {
+                assert_eq!(token, token_for(version), "version {version}");
+                seen += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(seen > 0, "some reads saw a stable state");
+    }
+
     #[test]
     fn unreferenced_states_are_pruned_and_referenced_ones_kept() {
         let tags = Tags::new(true);
@@ -528,7 +636,7 @@ mod tests {
         for i in 0..(SHARDS * KEPT_PER_SHARD * 3) {
             drop(tags.state(&format!("t:{i}")));
         }
-        let total: usize = tags.shards.iter().map(|s| s.lock().map.len()).sum();
+        let total: usize = tags.shards.iter().map(|s| s.read().map.len()).sum();
         assert!(total <= SHARDS * KEPT_PER_SHARD + SHARDS, "{total}");
         for h in &held {
             assert!(
