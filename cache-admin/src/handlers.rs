@@ -87,13 +87,15 @@ pub(crate) async fn clear(
     }
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(
-            StatusCode::BAD_REQUEST,
-            format!(
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
                 "expected a JSON body like {{\"pattern\": \"query:*\"}} or {{\"tags\": [\"user:42\"]}}: {}",
                 e.body_text()
             ),
-        ),
+            )
+        }
     };
     let tags = match &req.tags {
         Some(t) if t.is_empty() => return error(StatusCode::BAD_REQUEST, "tags must not be an empty list"),

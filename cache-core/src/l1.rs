@@ -631,7 +631,10 @@ mod tests {
     #[test]
     fn the_tag_generation_never_hides_an_invalidation() {
         let tags = crate::tags::Tags::new(true);
-        let l1 = L1::new(Store::Quick(QuickStore::new(100, 1 << 20).unwrap()), tags.generation());
+        let l1 = L1::new(
+            Store::Quick(QuickStore::new(100, 1 << 20).unwrap()),
+            tags.generation(),
+        );
         let later = clock::now() + Duration::from_secs(60);
         let stamps = futures::executor::block_on(tags.stamps(None, &["mine", "shared"]));
         let mut e = entry("k", 1u32, later, 4);
@@ -641,7 +644,11 @@ mod tests {
         tags.invalidate_here("other");
         let seen = |l1: &L1| l1.get(fp("k")).map(|e| e.tags_seen.load(Ordering::Relaxed));
         let g = seen(&l1).expect("another tag moved: still fresh");
-        assert_eq!(g, tags.generation().load(Ordering::Relaxed), "remembers the new generation");
+        assert_eq!(
+            g,
+            tags.generation().load(Ordering::Relaxed),
+            "remembers the new generation"
+        );
         assert!(l1.get(fp("k")).is_some());
         tags.invalidate_here("shared");
         assert!(l1.get_stale(fp("k")).is_none(), "no fail-safe copy either");
@@ -651,7 +658,10 @@ mod tests {
 
     #[test]
     fn expired_entries_read_as_absent() {
-        let l1 = L1::new(Store::Quick(QuickStore::new(100, 1 << 20).unwrap()), Default::default());
+        let l1 = L1::new(
+            Store::Quick(QuickStore::new(100, 1 << 20).unwrap()),
+            Default::default(),
+        );
         let past = clock::now() - Duration::from_millis(1);
         l1.insert(fp("a"), entry("a", 1u32, past, 4));
         l1.insert(
@@ -713,7 +723,10 @@ mod tests {
     #[test]
     fn concurrent_reads_and_writes_keep_each_key_its_value() {
         let later = clock::now() + Duration::from_secs(60);
-        let l1 = L1::new(Store::Quick(QuickStore::new(10_000, 1 << 30).unwrap()), Default::default());
+        let l1 = L1::new(
+            Store::Quick(QuickStore::new(10_000, 1 << 30).unwrap()),
+            Default::default(),
+        );
         let key = |i: u64| format!("k:{i}");
         for i in 0..500 {
             l1.insert(fp(&key(i)), entry(&key(i), i, later, 8));

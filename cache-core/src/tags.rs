@@ -367,26 +367,53 @@ impl Tags {
         }
     }
 
-    /// Whether an entry carrying `tags` (name, token) is fresh, and then its L1 stamps.
+    /// Whether an entry carrying `tags` (name, token) is fresh (`None`: stale), and then its L1
+    /// stamps when it goes into L1 (`for_l1`).
     pub(crate) async fn check(
         &self,
         remote: Option<&dyn RemoteTier>,
         tags: &[(Box<str>, u64)],
-    ) -> Result<Option<EntryTags>> {
+        for_l1: bool,
+    ) -> Result<Option<Option<EntryTags>>> {
+        if !for_l1 {
+            // Every token known: compared under the shards' read locks, no state touched or
+            // made (a tag every key shares would otherwise bounce its counts between threads).
+            let now_ms = self.now_ms();
+            let mut all_known = true;
+            for (name, token) in tags {
+                let current = match self.shard(name).read().map.get(&**name) {
+                    Some(s) => self.current_at(s, now_ms),
+                    None => None,
+                };
+                match current {
+                    Some((_, now)) if now == *token => {}
+                    Some(_) => return Ok(None),
+                    None => {
+                        all_known = false;
+                        break;
+                    }
+                }
+            }
+            if all_known {
+                return Ok(Some(None));
+            }
+        }
         let states: Vec<Arc<TagState>> = tags.iter().map(|(n, _)| self.state(n)).collect();
         let generation = self.generation.load(Ordering::Acquire);
         let cur = self.tokens(remote, &states).await?;
         if tags.iter().zip(&cur).any(|((_, token), (_, now))| token != now) {
             return Ok(None);
         }
-        Ok(Some(EntryTags {
-            stamps: states
-                .into_iter()
-                .zip(cur)
-                .map(|(state, (version, _))| Stamp { state, version })
-                .collect(),
-            generation,
-        }))
+        Ok(Some(for_l1.then(|| {
+            EntryTags {
+                stamps: states
+                    .into_iter()
+                    .zip(cur)
+                    .map(|(state, (version, _))| Stamp { state, version })
+                    .collect(),
+                generation,
+            }
+        })))
     }
 
     /// `(version, token)` of each state: known ones from memory, the others read from Redis in

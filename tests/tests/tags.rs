@@ -161,7 +161,11 @@ async fn a_tag_invalidation_reaches_both_processes_and_only_its_entries() {
     let mut peer = Peer::start(&redis);
     let before = values(&a).await;
     assert_eq!(values(&a).await, before, "hits on A");
-    assert_eq!(peer_values(&mut peer).await, before, "the peer reads A's entries from Redis");
+    assert_eq!(
+        peer_values(&mut peer).await,
+        before,
+        "the peer reads A's entries from Redis"
+    );
     assert_eq!(peer.ask("loads").await, "0");
 
     let calls = |c: &'static str| {
@@ -185,12 +189,19 @@ async fn a_tag_invalidation_reaches_both_processes_and_only_its_entries() {
         if now[0] != before[0] && now[1] != before[1] {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(5), "the peer's 42 entries miss within 5 s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the peer's 42 entries miss within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Whatever the peer served for 42 since then came from A's new entries or its own loads;
     // its 43 entries were never loaded again.
-    assert_eq!(peer_values(&mut peer).await[2..], before[2..], "43 still hits on the peer");
+    assert_eq!(
+        peer_values(&mut peer).await[2..],
+        before[2..],
+        "43 still hits on the peer"
+    );
     let peer_loads: u64 = peer.ask("loads").await.parse().unwrap();
 
     // And back: the peer invalidates user:43.
@@ -247,7 +258,11 @@ async fn a_load_overtaken_by_a_tag_invalidation_does_not_read_as_fresh() {
         })
         .await;
         let fresh = Cache::new(config(&redis)).unwrap();
-        assert_eq!(fresh.get::<String>(&key).await.unwrap(), None, "from peer: {from_peer}");
+        assert_eq!(
+            fresh.get::<String>(&key).await.unwrap(),
+            None,
+            "from peer: {from_peer}"
+        );
         let v = a
             .get_or_insert_tagged(&key, None, &["race"], || async { "new".to_string() })
             .await;
@@ -300,7 +315,10 @@ async fn many_tags_per_entry_and_many_entries_per_tag() {
     for &i in &sample {
         let key = format!("query:big:{i}");
         assert_eq!(a.get::<u64>(&key).await.unwrap(), None, "A {key}");
-        within_5s("B misses too", || async { b.get::<u64>(&key).await.unwrap().is_none() }).await;
+        within_5s("B misses too", || async {
+            b.get::<u64>(&key).await.unwrap().is_none()
+        })
+        .await;
     }
     assert_eq!(a.stats().await.errors, 0);
 }
@@ -314,7 +332,9 @@ async fn awkward_tags_and_a_tag_invalidated_twice() {
     let b = Cache::new(config(&redis)).unwrap();
     let tags = ["user:4", "user:42", "user:*", "a b\nc", "{x}[y]?", "é:ü:𝄞", ""];
     for (i, t) in tags.iter().enumerate() {
-        a.set_tagged(&format!("query:awk:{i}"), &i, None, &[t]).await.unwrap();
+        a.set_tagged(&format!("query:awk:{i}"), &i, None, &[t])
+            .await
+            .unwrap();
     }
     for (i, t) in tags.iter().enumerate() {
         a.invalidate_tags(&[t]).await.unwrap();
@@ -330,11 +350,16 @@ async fn awkward_tags_and_a_tag_invalidated_twice() {
         }
     }
     for round in 0..2 {
-        a.set_tagged("query:twice", &round, None, &["twice"]).await.unwrap();
+        a.set_tagged("query:twice", &round, None, &["twice"])
+            .await
+            .unwrap();
         assert_eq!(b.get::<i32>("query:twice").await.unwrap(), Some(round));
         a.invalidate_tags(&["twice"]).await.unwrap();
         assert_eq!(a.get::<i32>("query:twice").await.unwrap(), None, "round {round}");
-        within_5s("B", || async { b.get::<i32>("query:twice").await.unwrap().is_none() }).await;
+        within_5s("B", || async {
+            b.get::<i32>("query:twice").await.unwrap().is_none()
+        })
+        .await;
     }
     let long = "x".repeat(cache_core::tags::MAX_TAG_LEN + 1);
     assert!(matches!(
@@ -375,7 +400,10 @@ async fn redis_down_during_an_invalidation_and_fail_safe() {
     assert_eq!(flaky(&b, 1, fails.clone()).await, Ok(1));
     fails.store(1, Ordering::SeqCst);
     b.invalidate_tags(&["flaky"]).await.unwrap();
-    assert!(flaky(&b, 1, fails.clone()).await.is_err(), "no stale value after the invalidation");
+    assert!(
+        flaky(&b, 1, fails.clone()).await.is_err(),
+        "no stale value after the invalidation"
+    );
 }
 
 #[cache(cache = c, ttl = 1, stale_if_error = "1h", tags = ["flaky"], skip(fails))]
@@ -408,4 +436,48 @@ async fn tags_live_under_the_namespace() {
     assert_eq!(b.get::<u8>("query:x").await.unwrap(), Some(2));
     let b2 = ns("app-b");
     assert_eq!(b2.get::<u8>("query:x").await.unwrap(), Some(2), "from Redis");
+}
+
+/// Without L1 an instance still hears tag invalidations (the bus runs for them), and without
+/// pub/sub it reads the tag's token on every remote read: either way an entry whose tag another
+/// instance invalidated reads as a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_l1_or_without_pubsub_a_tag_invalidation_still_misses() {
+    let redis = TestRedis::start();
+    let a = Cache::new(config(&redis)).unwrap();
+    let no_l1 = Cache::new(
+        common::on(&redis, CacheConfig::builder())
+            .l1_enabled(false)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let no_bus = Cache::new(
+        common::on(&redis, CacheConfig::builder())
+            .l1_invalidation(false)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    for round in 0..3u32 {
+        let key = format!("query:quiet:{round}");
+        a.set_tagged(&key, &round, None, &["quiet"]).await.unwrap();
+        // Both learn the tag's token on this read.
+        assert_eq!(no_l1.get::<u32>(&key).await.unwrap(), Some(round));
+        assert_eq!(no_bus.get::<u32>(&key).await.unwrap(), Some(round));
+        a.invalidate_tags(&["quiet"]).await.unwrap();
+        within_5s("no L1: the message arrives", || async {
+            no_l1.get::<u32>(&key).await.unwrap().is_none()
+        })
+        .await;
+        // Without a bus its L1 copy lives up to `l1_ttl`, as for keys; Redis's copy is stale.
+        let fresh_no_bus = Cache::new(
+            common::on(&redis, CacheConfig::builder())
+                .l1_invalidation(false)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(fresh_no_bus.get::<u32>(&key).await.unwrap(), None);
+    }
 }

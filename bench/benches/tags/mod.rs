@@ -73,13 +73,7 @@ pub(super) fn rows(multi: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<
 }
 
 fn p8(multi: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
-    let cache = Cache::new(
-        CacheConfig::builder()
-            .redis_url(redis.url())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let cache = Cache::new(CacheConfig::builder().redis_url(redis.url()).build().unwrap()).unwrap();
     let sizes: &[u64] = if quick() {
         &[10_000, 100_000]
     } else {
@@ -94,9 +88,7 @@ fn p8(multi: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
             let probe = format!("p8:{n}:{}", n / 2);
             assert_eq!(cache.get::<u64>(&probe).await.unwrap(), Some(n / 2));
             // Median of 21 invalidations of the tag (the entries stay in Redis, stale).
-            let mut times: Vec<Duration> = (0..21)
-                .map(|_| Duration::ZERO)
-                .collect();
+            let mut times: Vec<Duration> = (0..21).map(|_| Duration::ZERO).collect();
             for t in &mut times {
                 let t0 = Instant::now();
                 cache.invalidate_tags(&[&tag]).await.unwrap();
@@ -104,7 +96,11 @@ fn p8(multi: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
             }
             times.sort();
             let tag_us = times[times.len() / 2].as_secs_f64() * 1e6;
-            assert_eq!(cache.get::<u64>(&probe).await.unwrap(), None, "the tag reached it");
+            assert_eq!(
+                cache.get::<u64>(&probe).await.unwrap(),
+                None,
+                "the tag reached it"
+            );
             let t0 = Instant::now();
             let removed = cache.invalidate_pattern(&format!("p8:{n}:*")).await.unwrap();
             let pattern_us = t0.elapsed().as_secs_f64() * 1e6;
@@ -155,8 +151,18 @@ fn p9(multi: &tokio::runtime::Runtime) -> Vec<Row> {
     let l2_ops = if quick() { 300 } else { 4000 };
     let [untagged_tp, tagged_tp] = best_of(rounds(2, 3), f64::max, || {
         [
-            throughput(multi, 64, l2_ops, |i| async move { black_box(untagged_l2(i).await) }),
-            throughput(multi, 64, l2_ops, |i| async move { black_box(tagged_l2(i).await) }),
+            throughput(
+                multi,
+                64,
+                l2_ops,
+                |i| async move { black_box(untagged_l2(i).await) },
+            ),
+            throughput(
+                multi,
+                64,
+                l2_ops,
+                |i| async move { black_box(tagged_l2(i).await) },
+            ),
         ]
     });
     vec![

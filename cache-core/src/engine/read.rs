@@ -100,7 +100,13 @@ impl Engine {
 
     /// Reads `key` from the remote tier and decodes it; undecodable bytes are a logged miss, and
     /// so is an entry one of whose tags was invalidated since it was loaded.
-    pub(crate) async fn remote_read(&self, key: &str, ops: &'static ValueOps) -> Result<Option<Live>> {
+    /// `for_l1`: whether the value may go into L1 (then it gets its tags' stamps).
+    pub(crate) async fn remote_read(
+        &self,
+        key: &str,
+        ops: &'static ValueOps,
+        for_l1: bool,
+    ) -> Result<Option<Live>> {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
@@ -108,22 +114,19 @@ impl Engine {
             return Ok(None);
         };
         match self.decode(key, &bytes, ops) {
-            Some(d) => self.live(key, d).await,
+            Some(d) => self.live(key, d, for_l1).await,
             None => Ok(None),
         }
     }
 
     /// A decoded entry, if none of its tags was invalidated since it was loaded. A tag whose
     /// state Redis cannot give makes it a miss: the error is returned.
-    pub(crate) async fn live(&self, key: &str, d: Decoded<AnyValue>) -> Result<Option<Live>> {
+    pub(crate) async fn live(&self, key: &str, d: Decoded<AnyValue>, for_l1: bool) -> Result<Option<Live>> {
         if d.tags.is_empty() {
             return Ok(Some(Live { d, stamps: None }));
         }
-        match self.tags.check(self.remote.as_deref(), &d.tags).await? {
-            Some(stamps) => Ok(Some(Live {
-                d,
-                stamps: Some(stamps),
-            })),
+        match self.tags.check(self.remote.as_deref(), &d.tags, for_l1).await? {
+            Some(stamps) => Ok(Some(Live { d, stamps })),
             None => {
                 self.counters.tag_stale.incr();
                 tracing::trace!(
@@ -197,7 +200,7 @@ impl Engine {
         ops: &'static ValueOps,
     ) -> Result<Option<Entry>> {
         let seq = self.log.start();
-        let found = self.remote_read(key, ops).await;
+        let found = self.remote_read(key, ops, true).await;
         if let Ok(Some(found)) = found {
             return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
         }
@@ -234,7 +237,7 @@ impl Engine {
         let mut out = Vec::with_capacity(keys.len());
         for (key, bytes) in keys.iter().zip(values) {
             let found = match bytes.and_then(|b| self.decode(key, &b, ops)) {
-                Some(d) => self.live(key, d).await.unwrap_or_else(|e| {
+                Some(d) => self.live(key, d, true).await.unwrap_or_else(|e| {
                     self.record_error("tags", key, &e);
                     None
                 }),
@@ -297,7 +300,7 @@ impl Engine {
         let bytes = remote.get(key).await.ok()??;
         let d = self.decode_any(key, &bytes, ops)?;
         // Never an entry whose tag was (or may have been) invalidated.
-        let live = self.live(key, d).await.ok()??;
+        let live = self.live(key, d, false).await.ok()??;
         Some((ops.entry)(key, live.d.value, self.now(), 0))
     }
 }

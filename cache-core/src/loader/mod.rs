@@ -128,7 +128,7 @@ impl Engine {
             // Without L1 for this call, a copy nobody waits for goes to this caller alone. (The
             // L1 test first: asking for waiters ends the flight's registration.)
             let no_l1 = !opts.use_l1 || self.l1.is_none();
-            match self.remote_read(key, ops).await {
+            match self.remote_read(key, ops, !no_l1).await {
                 Ok(Some(found)) if no_l1 && !flight.has_waiters() => {
                     self.counters.l2_hits.incr();
                     self.access.record(fp, key, true);

@@ -41,7 +41,7 @@ impl Engine {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            match self.remote_read(key, ops).await {
+            match self.remote_read(key, ops, true).await {
                 Ok(Some(found)) => {
                     self.counters.coalesced_remote.incr();
                     return Waited::Value(found);
