@@ -88,16 +88,9 @@ pub(crate) fn decode(text: &str) -> Option<(u64, Message)> {
 fn decode_keys(mut rest: &str) -> Option<Vec<String>> {
     let mut keys = Vec::new();
     while !rest.is_empty() {
-        let (len, tail) = rest.split_once(':')?;
-        // Digits only: `usize::from_str` would also take a leading `+`.
-        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let len: usize = len.parse().ok()?;
-        // `get` is `None` past the end or inside a UTF-8 character.
-        let key = tail.get(..len)?;
+        let (key, tail) = framed_item(rest)?;
         keys.push(key.to_owned());
-        rest = tail.get(len..)?;
+        rest = tail;
     }
     Some(keys)
 }
@@ -107,20 +100,27 @@ fn decode_keys(mut rest: &str) -> Option<Vec<String>> {
 fn decode_tags(mut rest: &str) -> Option<Vec<(String, u64)>> {
     let mut tags = Vec::new();
     while !rest.is_empty() {
-        let (len, tail) = rest.split_once(':')?;
-        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let len: usize = len.parse().ok()?;
-        let name = tail.get(..len)?;
-        let token = tail.get(len..len.checked_add(16)?)?;
+        let (name, tail) = framed_item(rest)?;
+        let token = tail.get(..16)?;
         if !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         tags.push((name.to_owned(), u64::from_str_radix(token, 16).ok()?));
-        rest = tail.get(len + 16..)?;
+        rest = tail.get(16..)?;
     }
     Some(tags)
+}
+
+/// One `<len>:<text>` off the front of `rest`: the text and what follows it.
+fn framed_item(rest: &str) -> Option<(&str, &str)> {
+    let (len, tail) = rest.split_once(':')?;
+    // Digits only: `usize::from_str` would also take a leading `+`.
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let len: usize = len.parse().ok()?;
+    // `get` is `None` past the end or inside a UTF-8 character.
+    Some((tail.get(..len)?, tail.get(len..)?))
 }
 
 #[cfg(test)]

@@ -2,30 +2,17 @@
 //! repeated subscription drops, and multi-key messages whose keys contain newlines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_core::{Cache, CacheConfig};
 use cache_test_harness::TestRedis;
 
 mod common;
 
+use common::within_5s;
+
 fn cache(redis: &TestRedis) -> Cache {
     Cache::new(common::on(redis, CacheConfig::builder()).build().unwrap()).unwrap()
-}
-
-/// Polls `cond` every 5 ms until it holds; panics after 5 s. Returns how long it took.
-async fn within_5s<F, Fut>(what: &str, cond: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !cond().await {
-        assert!(t0.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    t0.elapsed()
 }
 
 async fn kill_pubsub_clients(redis: &TestRedis) {

@@ -5,7 +5,6 @@
 //! fail-safe, namespaces.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, Notify};
 
 mod common;
+
+use common::within_5s;
 
 /// Loads of the tagged functions in this process.
 static LOADS: AtomicU64 = AtomicU64::new(0);
@@ -46,19 +47,6 @@ async fn update_user(c: &Cache, id: u64) -> Result<(), String> {
 
 fn config(redis: &TestRedis) -> CacheConfig {
     common::on(redis, CacheConfig::builder()).build().unwrap()
-}
-
-/// Polls `cond` every 5 ms until it holds; panics after 5 s.
-async fn within_5s<F, Fut>(what: &str, cond: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !cond().await {
-        assert!(t0.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The other instance: this test binary again, running [`tag_peer`], driven line by line.
@@ -445,20 +433,13 @@ async fn tags_live_under_the_namespace() {
 async fn without_l1_or_without_pubsub_a_tag_invalidation_still_misses() {
     let redis = TestRedis::start();
     let a = Cache::new(config(&redis)).unwrap();
-    let no_l1 = Cache::new(
-        common::on(&redis, CacheConfig::builder())
-            .l1_enabled(false)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    let no_bus = Cache::new(
-        common::on(&redis, CacheConfig::builder())
-            .l1_invalidation(false)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let with = |l1: bool, bus: bool| {
+        let c = common::on(&redis, CacheConfig::builder())
+            .l1_enabled(l1)
+            .l1_invalidation(bus);
+        Cache::new(c.build().unwrap()).unwrap()
+    };
+    let (no_l1, no_bus) = (with(false, true), with(true, false));
     for round in 0..3u32 {
         let key = format!("query:quiet:{round}");
         a.set_tagged(&key, &round, None, &["quiet"]).await.unwrap();
@@ -471,13 +452,6 @@ async fn without_l1_or_without_pubsub_a_tag_invalidation_still_misses() {
         })
         .await;
         // Without a bus its L1 copy lives up to `l1_ttl`, as for keys; Redis's copy is stale.
-        let fresh_no_bus = Cache::new(
-            common::on(&redis, CacheConfig::builder())
-                .l1_invalidation(false)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(fresh_no_bus.get::<u32>(&key).await.unwrap(), None);
+        assert_eq!(with(true, false).get::<u32>(&key).await.unwrap(), None);
     }
 }

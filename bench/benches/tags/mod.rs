@@ -165,36 +165,37 @@ fn p9(multi: &tokio::runtime::Runtime) -> Vec<Row> {
             ),
         ]
     });
+    let row = |what: &str, ours: f64, untagged: f64, unit: &'static str, higher_is_better: bool| Row {
+        section: "P9 cost of tags on a hit",
+        what: what.into(),
+        ours,
+        peer_name: "the same fn untagged".into(),
+        peer: untagged,
+        unit,
+        higher_is_better,
+        target: "≥ 0.91× (≤ 10 % slower)".into(),
+    };
     vec![
-        Row {
-            section: "P9 cost of tags on a hit",
-            what: "#[cache(tags = [\"item:{id}\", \"all\"])] L1 hit (ns/op)".into(),
-            ours: tagged,
-            peer_name: "the same fn untagged".into(),
-            peer: untagged,
-            unit: "ns",
-            higher_is_better: false,
-            target: "≥ 0.91× (≤ 10 % slower)".into(),
-        },
-        Row {
-            section: "P9 cost of tags on a hit",
-            what: "#[cache(tags = [\"all\"])] L1 hit, one tag shared by every key (ns/op)".into(),
-            ours: shared,
-            peer_name: "the same fn untagged".into(),
-            peer: untagged,
-            unit: "ns",
-            higher_is_better: false,
-            target: "≥ 0.91× (≤ 10 % slower)".into(),
-        },
-        Row {
-            section: "P9 cost of tags on a hit",
-            what: "#[cache(l1 = false, tags = [2 tags])] L2 hit, 64 tasks (ops/s)".into(),
-            ours: tagged_tp,
-            peer_name: "the same fn untagged".into(),
-            peer: untagged_tp,
-            unit: "ops/s",
-            higher_is_better: true,
-            target: "≥ 0.91× (≤ 10 % slower)".into(),
-        },
+        row(
+            "#[cache(tags = [\"item:{id}\", \"all\"])] L1 hit (ns/op)",
+            tagged,
+            untagged,
+            "ns",
+            false,
+        ),
+        row(
+            "#[cache(tags = [\"all\"])] L1 hit, one tag shared by every key (ns/op)",
+            shared,
+            untagged,
+            "ns",
+            false,
+        ),
+        row(
+            "#[cache(l1 = false, tags = [2 tags])] L2 hit, 64 tasks (ops/s)",
+            tagged_tp,
+            untagged_tp,
+            "ops/s",
+            true,
+        ),
     ]
 }

@@ -235,3 +235,17 @@ where
     assert!(report.calls > 0);
     (promoted, back)
 }
+
+/// Polls `cond` every 5 ms until it holds; panics after 5 s. Returns how long it took.
+pub async fn within_5s<F, Fut>(what: &str, cond: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !cond().await {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    t0.elapsed()
+}
