@@ -656,6 +656,42 @@ mod tests {
         assert!(seen > 0, "some reads saw a stable state");
     }
 
+    /// Readers of a tag whose token is not known share one Redis read (single flight); a second
+    /// round finds the token known and reads nothing.
+    #[tokio::test]
+    async fn concurrent_readers_of_an_unknown_tag_share_one_read() {
+        let fake = crate::tier::fake::FakeTier::default();
+        let tags = Arc::new(Tags::new(true));
+        fake.hold_reads();
+        let readers: Vec<_> = (0..20)
+            .map(|_| {
+                let (tags, fake) = (tags.clone(), fake.clone());
+                tokio::spawn(async move {
+                    let tier: &dyn RemoteTier = &fake;
+                    let fresh = tags.check(Some(tier), &[("t".into(), 0)], true).await.unwrap();
+                    fresh.is_some()
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        fake.release_reads();
+        for r in readers {
+            assert!(r.await.unwrap(), "an absent token is 0: fresh");
+        }
+        assert_eq!(fake.gets(), 1, "one read for 20 readers");
+        let tier: &dyn RemoteTier = &fake;
+        assert_eq!(
+            tags.check(Some(tier), &[("t".into(), 5)], false)
+                .await
+                .unwrap()
+                .map(|_| ()),
+            None
+        );
+        assert_eq!(fake.gets(), 1, "known: no read, and a different token is stale");
+    }
+
     #[test]
     fn unreferenced_states_are_pruned_and_referenced_ones_kept() {
         let tags = Tags::new(true);
