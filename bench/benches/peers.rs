@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p9 from [`tags`]) to run only
+//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`]) to run only
 //! some sections.
 //!
 //! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
@@ -636,7 +636,7 @@ fn main() {
     // ---------- P2 over TLS, P2 and P3 on a cluster ----------
     rows.extend(topologies::rows(&multi));
 
-    // ---------- P8 tag invalidation, P9 the cost of tags on a hit ----------
+    // ---------- P8 tag invalidation, P8b the cost of tags on a hit ----------
     rows.extend(tags::rows(&multi, &redis));
 
     // ---------- report ----------

@@ -1,6 +1,6 @@
 //! Cache tags (issue 19): P8, invalidating one tag over N entries against `invalidate_pattern`
-//! over the same N keys; P9, what tags cost a hit (tagged against untagged, L1 and L2).
-//! Sections `p8` and `p9` of the peers bench (a module of it, not a bench of its own).
+//! over the same N keys; P8b, what tags cost a hit (tagged against untagged, L1 and L2).
+//! Sections `p8` and `p8b` of the peers bench (a module of it, not a bench of its own).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -60,14 +60,14 @@ async fn fill(conn: &mut redis::aio::MultiplexedConnection, n: u64) {
     }
 }
 
-/// P8 and P9 rows.
+/// P8 and P8b rows.
 pub(super) fn rows(multi: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
     let mut rows = Vec::new();
     if section("p8") {
         rows.extend(p8(multi, redis));
     }
-    if section("p9") {
-        rows.extend(p9(multi));
+    if section("p8b") {
+        rows.extend(p8b(multi));
     }
     rows
 }
@@ -121,7 +121,7 @@ fn p8(multi: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
     rows
 }
 
-fn p9(multi: &tokio::runtime::Runtime) -> Vec<Row> {
+fn p8b(multi: &tokio::runtime::Runtime) -> Vec<Row> {
     let single = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -166,7 +166,7 @@ fn p9(multi: &tokio::runtime::Runtime) -> Vec<Row> {
         ]
     });
     let row = |what: &str, ours: f64, untagged: f64, unit: &'static str, higher_is_better: bool| Row {
-        section: "P9 cost of tags on a hit",
+        section: "P8b cost of tags on a hit",
         what: what.into(),
         ours,
         peer_name: "the same fn untagged".into(),
