@@ -127,7 +127,7 @@ impl Cache {
 
     /// Writes `value` under `key` in both levels. `ttl = None` takes the TTL from the pattern
     /// table. L1 is filled even when Redis fails; the Redis error is returned. A value over
-    /// `max_value_size` is stored nowhere: [`CacheError::ValueTooLarge`].
+    /// `max_value_size` is stored nowhere: [`CacheError::ValueTooLarge`](crate::CacheError::ValueTooLarge).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

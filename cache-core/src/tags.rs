@@ -8,18 +8,19 @@
 //! before an invalidation stores an entry that reads as stale everywhere: no clocks compared,
 //! no race to win.
 //!
-//! In process, each tag is a [`TagState`] shared by every L1 entry that carries it: a version
+//! In process, each tag is a `TagState` shared by every L1 entry that carries it: a version
 //! bumped by each invalidation (local or heard on the bus), and the last token known from
-//! Redis. An L1 entry holds `(state, version)` pairs ([`Stamp`]), so a tagged L1 hit costs one
-//! atomic load per tag and no round trip, and invalidating a tag makes all its L1 entries stale
-//! at once. They are dropped physically when next read or evicted (removing them eagerly would
+//! Redis. An L1 entry holds `(state, version)` pairs (`Stamp`), so invalidating a tag makes
+//! all its L1 entries stale at once, and a tagged L1 hit makes no round trip: while the
+//! process's tag generation has not moved since the entry was last checked, it compares that one
+//! number (`EntryTags`); else it checks its stamps, one atomic load per tag. They are dropped physically when next read or evicted (removing them eagerly would
 //! need an index from tags to entries on every write). Redis copies are never deleted: they
 //! read as misses and are overwritten by the next load, or expire.
 //!
 //! Known tokens are kept fresh by the bus; without one (`l1_invalidation = false`) nothing
 //! tells this instance about other instances' invalidations, so tokens are read from Redis for
 //! every remote read of a tagged entry. Even with a bus a token is re-read after
-//! [`KNOWN_FOR`], which bounds how long a lost message or an expired record can mislead.
+//! `KNOWN_FOR`, which bounds how long a lost message or an expired record can mislead.
 //! Concurrent reads of an unknown token share one Redis read (single flight per tag).
 //!
 //! Tag records expire `tag_ttl` after their last invalidation, and a tagged entry's Redis TTL
