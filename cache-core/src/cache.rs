@@ -181,10 +181,20 @@ impl Cache {
             ttl,
             ..LoadOptions::default()
         };
-        let stamps = (self.engine.tags)
-            .stamps(self.engine.remote.as_deref(), tags)
+        let (stamps, unreadable) = (self.engine.tags)
+            .try_stamps(self.engine.remote.as_deref(), tags)
             .await;
         let fp = Fingerprint::of(key);
+        if let Some(e) = unreadable {
+            // The value cannot say in Redis what its tags were: Redis's old copy goes (best
+            // effort, with its notice), this instance keeps the new one in L1, and the caller
+            // gets the error.
+            let _ = self.engine.delete(key).await;
+            let _ = (self.engine)
+                .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None, &stamps)
+                .await;
+            return Err(e);
+        }
         let (_, r) = self
             .engine
             .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None, &stamps)

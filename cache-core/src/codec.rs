@@ -313,6 +313,10 @@ fn read_tags(rest: &mut &[u8]) -> Option<Vec<(Box<str>, u64)>> {
         Some(head)
     }
     let count = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?);
+    // No writer puts more: a larger count is corrupt (and would make a read fetch that many).
+    if usize::from(count) > crate::tags::MAX_TAGS_PER_ENTRY {
+        return None;
+    }
     // Bounded by the bytes there are, not by the count claimed.
     let mut tags = Vec::with_capacity(usize::from(count).min(rest.len() / 10));
     for _ in 0..count {

@@ -630,7 +630,7 @@ mod tests {
     /// makes it dead, fail-safe read included.
     #[test]
     fn the_tag_generation_never_hides_an_invalidation() {
-        let tags = crate::tags::Tags::new(true);
+        let tags = crate::tags::Tags::new(true, Duration::from_secs(60));
         let l1 = L1::new(
             Store::Quick(QuickStore::new(100, 1 << 20).unwrap()),
             tags.generation(),

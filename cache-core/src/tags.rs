@@ -42,8 +42,8 @@ use parking_lot::Mutex;
 use crate::error::{CacheError, Result};
 use crate::tier::RemoteTier;
 
-/// Where a tag's token lives in Redis (namespaced like every key).
-pub(crate) const TAG_PREFIX: &str = "tiered-cache:tag:";
+/// Where a tag's record lives in Redis: this prefix and the tag, under the cache's namespace.
+pub const TAG_PREFIX: &str = "tiered-cache:tag:";
 /// How long a token read from Redis is trusted without a fresh read.
 pub(crate) const KNOWN_FOR: Duration = Duration::from_secs(60);
 /// The longest tag, in bytes.
@@ -114,7 +114,9 @@ impl TagState {
     /// Opens a write of the version and the mirror (call with `known` locked); the guard closes
     /// it.
     fn writing(&self) -> Writing<'_> {
-        self.seq.fetch_add(1, Ordering::AcqRel);
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        // The classic seqlock writer: no store of the write may be seen before the odd sequence.
+        std::sync::atomic::fence(Ordering::Release);
         Writing(self)
     }
 }
@@ -182,9 +184,16 @@ pub(crate) fn moved(tags: &[TagStamp]) -> bool {
     tags.iter().any(|t| t.state.version() != t.version)
 }
 
-/// The token a Redis value stands for: its hash, so that any bytes (even another program's)
-/// compare consistently; 0 when absent.
-pub(crate) fn token_of(value: Option<&[u8]>) -> u64 {
+/// The token a tag record's value stands for, as entries carry it in their envelope: its hash,
+/// so that any bytes (even another program's) compare consistently; 0 when absent (which no
+/// entry written through a Redis tier carries: a tag gets a record before anything is stamped).
+///
+/// ```
+/// use cache_core::tags::token_of;
+/// assert_eq!(token_of(None), 0);
+/// assert_ne!(token_of(Some(b"0123456789abcdef")), 0);
+/// ```
+pub fn token_of(value: Option<&[u8]>) -> u64 {
     value.map_or(0, |v| xxhash_rust::xxh3::xxh3_64(v) | 1)
 }
 
@@ -227,8 +236,11 @@ pub(crate) struct Tags {
     /// Bumped after every version bump of any tag: L1 reads it to skip the stamps.
     generation: Arc<AtomicU64>,
     hasher: std::hash::RandomState,
-    /// Whether the bus keeps known tokens fresh (see the module docs).
-    trust_known: bool,
+    /// Whether the bus is subscribed now, so that known tokens are kept fresh (see the module
+    /// docs); set by the listener on every subscription, cleared when one is lost.
+    listening: std::sync::atomic::AtomicBool,
+    /// How long a tag record lives in Redis (`tag_ttl`).
+    record_ttl: Duration,
 }
 
 struct Shard {
@@ -237,7 +249,9 @@ struct Shard {
 }
 
 impl Tags {
-    pub(crate) fn new(trust_known: bool) -> Self {
+    /// `listening`: whether known tokens may be trusted from the start (the unit tests; a cache
+    /// starts without and is told by its listener).
+    pub(crate) fn new(listening: bool, record_ttl: Duration) -> Self {
         Tags {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -250,8 +264,15 @@ impl Tags {
             epoch: Instant::now(),
             hasher: std::hash::RandomState::new(),
             generation: Arc::new(AtomicU64::new(0)),
-            trust_known,
+            listening: std::sync::atomic::AtomicBool::new(listening),
+            record_ttl,
         }
+    }
+
+    /// The bus subscribed (`true`) or lost its subscription (`false`). Until it subscribes again
+    /// no token known from memory is used: they are read from Redis.
+    pub(crate) fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Release);
     }
 
     /// The generation counter, for L1's hit check.
@@ -320,7 +341,7 @@ impl Tags {
 
     /// [`current`](Self::current) at `now_ms`, without a lock: a seqlock read.
     fn current_at(&self, s: &TagState, now_ms: u64) -> Option<(u64, u64)> {
-        if !self.trust_known {
+        if !self.listening.load(Ordering::Acquire) {
             return None;
         }
         let before = s.seq.load(Ordering::Acquire);
@@ -340,22 +361,34 @@ impl Tags {
     /// What a load or write of an entry with `names` sees of them now: each tag's version, and
     /// its token (from memory, else read from Redis; `None` when that read failed).
     pub(crate) async fn stamps(&self, remote: Option<&dyn RemoteTier>, names: &[&str]) -> Vec<TagStamp> {
+        self.try_stamps(remote, names).await.0
+    }
+
+    /// [`stamps`](Self::stamps), and the error that kept the tokens unknown (`token: None`).
+    pub(crate) async fn try_stamps(
+        &self,
+        remote: Option<&dyn RemoteTier>,
+        names: &[&str],
+    ) -> (Vec<TagStamp>, Option<crate::error::CacheError>) {
         let states: Vec<Arc<TagState>> = names.iter().map(|n| self.state(n)).collect();
         let generation = self.generation.load(Ordering::Acquire);
         match self.tokens(remote, &states).await {
-            Ok(cur) => states
-                .into_iter()
-                .zip(cur)
-                .map(|(state, (version, token))| TagStamp {
-                    state,
-                    version,
-                    token: Some(token),
-                    generation,
-                })
-                .collect(),
+            Ok(cur) => (
+                states
+                    .into_iter()
+                    .zip(cur)
+                    .map(|(state, (version, token))| TagStamp {
+                        state,
+                        version,
+                        token: Some(token),
+                        generation,
+                    })
+                    .collect(),
+                None,
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "tag states unreadable: the value goes to L1 only");
-                states
+                let stamps = states
                     .into_iter()
                     .map(|state| TagStamp {
                         version: state.version(),
@@ -363,7 +396,8 @@ impl Tags {
                         token: None,
                         generation,
                     })
-                    .collect()
+                    .collect();
+                (stamps, Some(e))
             }
         }
     }
@@ -483,7 +517,43 @@ impl Tags {
             .map(|(s, _)| format!("{TAG_PREFIX}{}", s.name))
             .collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let values = remote.mget(&refs).await?;
+        let mut values = remote.mget(&refs).await?;
+        if values.len() != refs.len() {
+            return Err(crate::error::CacheError::Backend(
+                crate::error::BackendError::new(
+                    crate::error::BackendErrorKind::Other,
+                    format!(
+                        "MGET of {} tag states answered {} values",
+                        refs.len(),
+                        values.len()
+                    ),
+                ),
+            ));
+        }
+        // An absent record must not vouch for anything: entries written before a tag's first
+        // invalidation would read as fresh again once Redis evicted its record. So a tag gets a
+        // record (a random token, `SET NX`) before any entry is stamped with it.
+        let absent: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_none()).collect();
+        if !absent.is_empty() {
+            let fresh: Vec<String> = absent.iter().map(|_| new_token_value()).collect();
+            let items: Vec<crate::tier::Item<'_>> = absent
+                .iter()
+                .zip(&fresh)
+                .map(|(&i, v)| (refs[i], v.as_bytes(), self.record_ttl))
+                .collect();
+            let now_there = remote.init_plain(&items).await?;
+            if now_there.len() != absent.len() || now_there.iter().any(Option::is_none) {
+                return Err(crate::error::CacheError::Backend(
+                    crate::error::BackendError::new(
+                        crate::error::BackendErrorKind::Other,
+                        "a tag record could not be created",
+                    ),
+                ));
+            }
+            for (&i, v) in absent.iter().zip(now_there) {
+                values[i] = v;
+            }
+        }
         let now = Instant::now();
         Ok(states
             .into_iter()
@@ -541,18 +611,26 @@ impl Tags {
         self.mirror(s, &k);
     }
 
-    /// Another instance invalidated `name` and Redis now holds `token`.
-    pub(crate) fn heard(&self, name: &str, token: u64) {
+    /// Another instance invalidated `name`. Its entries here are stale, and the token is read
+    /// from Redis again: the message's own token is not trusted, because two instances'
+    /// invalidations may reach Redis in one order and this instance in the other.
+    pub(crate) fn heard(&self, name: &str) {
         // No state: no entry here carries the tag, and no token of it is known.
         let Some(s) = self.existing(name) else { return };
+        self.unknown(&s);
+    }
+
+    /// An invalidation of `s` that Redis may or may not have applied: stale here, token unknown.
+    pub(crate) fn failed(&self, s: &TagState) {
+        self.unknown(s);
+    }
+
+    fn unknown(&self, s: &TagState) {
         let mut k = s.known.lock();
         let _w = s.writing();
-        self.bump(&s);
-        *k = Known {
-            token: Some(token),
-            at: Some(Instant::now()),
-        };
-        self.mirror(&s, &k);
+        k.at = None;
+        self.mirror(s, &k);
+        self.bump(s);
     }
 
     /// Messages may have been lost: every tag is stale here and every token unknown.
@@ -573,9 +651,11 @@ impl Tags {
 mod tests {
     use super::*;
 
+    const TTL: Duration = Duration::from_secs(3600);
+
     #[tokio::test]
     async fn an_invalidation_makes_stamps_stale_and_only_its_own() {
-        let tags = Tags::new(true);
+        let tags = Tags::new(true, TTL);
         let a = tags.stamps(None, &["user:42", "orders"]).await;
         let b = tags.stamps(None, &["user:43"]).await;
         let (sa, sb) = (stamps_of(&a).unwrap().stamps, stamps_of(&b).unwrap().stamps);
@@ -602,8 +682,8 @@ mod tests {
 
     #[test]
     fn a_message_reaches_only_states_that_exist_and_a_stale_read_is_not_learned() {
-        let tags = Tags::new(true);
-        tags.heard("nobody", 5);
+        let tags = Tags::new(true, TTL);
+        tags.heard("nobody");
         assert!(
             tags.existing("nobody").is_none(),
             "no state is made for a tag nobody holds"
@@ -612,36 +692,47 @@ mod tests {
         assert_eq!(tags.current(&s), None, "unknown until Redis confirms");
         tags.confirmed(&s, v, 7);
         assert_eq!(tags.current(&s), Some((v + 1, 7)), "confirming bumps again");
-        tags.heard("t", 9);
-        assert_eq!(tags.current(&s), Some((v + 2, 9)));
+        tags.heard("t");
+        assert_eq!(
+            tags.current(&s),
+            None,
+            "a message's token is read again from Redis"
+        );
+        assert_eq!(s.version(), v + 2, "and the entries stamped before are stale");
         tags.confirmed(&s, v, 7);
         assert_eq!(tags.current(&s), None, "a confirmation overtaken is not trusted");
-        let untrusted = Tags::new(false);
-        let (s, v) = untrusted.invalidate_here("t");
-        untrusted.confirmed(&s, v, 7);
+        let (s, v) = tags.invalidate_here("u");
+        tags.confirmed(&s, v, 8);
+        assert!(tags.current(&s).is_some());
+        tags.set_listening(false);
         assert_eq!(
-            untrusted.current(&s),
+            tags.current(&s),
             None,
-            "without a bus nothing known is trusted"
+            "without a subscribed bus nothing known is trusted"
         );
+        tags.set_listening(true);
+        assert!(tags.current(&s).is_some());
+        tags.failed(&s);
+        assert_eq!(tags.current(&s), None, "a failed invalidation: unknown");
     }
 
     /// Readers take no lock: under a writer that keeps changing the token, a reader never sees a
     /// version with another version's token.
     #[test]
     fn a_lock_free_read_never_pairs_a_version_with_another_versions_token() {
-        let tags = Arc::new(Tags::new(true));
+        let tags = Arc::new(Tags::new(true, TTL));
         let s = tags.state("t");
         let token_for = |v: u64| v.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        tags.heard("t", token_for(1));
+        let (first, v) = tags.invalidate_here("t");
+        tags.confirmed(&first, v, token_for(v + 1));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
             let (tags, stop) = (tags.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    // `heard` bumps, then sets the token: the token of the version it makes.
-                    let next = tags.state("t").version() + 1;
-                    tags.heard("t", token_for(next));
+                    // `confirmed` bumps, then sets the token: the token of the version it makes.
+                    let (s, v) = tags.invalidate_here("t");
+                    tags.confirmed(&s, v, token_for(v + 1));
                 }
             })
         };
@@ -662,7 +753,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_readers_of_an_unknown_tag_share_one_read() {
         let fake = crate::tier::fake::FakeTier::default();
-        let tags = Arc::new(Tags::new(true));
+        let tags = Arc::new(Tags::new(true, TTL));
         fake.hold_reads();
         let readers: Vec<_> = (0..20)
             .map(|_| {
@@ -679,7 +770,10 @@ mod tests {
         }
         fake.release_reads();
         for r in readers {
-            assert!(r.await.unwrap(), "an absent token is 0: fresh");
+            assert!(
+                !r.await.unwrap(),
+                "an envelope's 0 never matches: the tag got a record"
+            );
         }
         assert_eq!(fake.gets(), 1, "one read for 20 readers");
         let tier: &dyn RemoteTier = &fake;
@@ -695,7 +789,7 @@ mod tests {
 
     #[test]
     fn unreferenced_states_are_pruned_and_referenced_ones_kept() {
-        let tags = Tags::new(true);
+        let tags = Tags::new(true, TTL);
         let held: Vec<_> = (0..100).map(|i| tags.state(&format!("held:{i}"))).collect();
         for i in 0..(SHARDS * KEPT_PER_SHARD * 3) {
             drop(tags.state(&format!("t:{i}")));

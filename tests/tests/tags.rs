@@ -375,6 +375,12 @@ async fn redis_down_during_an_invalidation_and_fail_safe() {
     assert_eq!(user(&a, 42).await, v42);
     redis.server_mut().stop();
     assert!(a.invalidate_tags(&["user:43"]).await.is_err());
+    assert!(
+        a.set_tagged("query:down", &1u8, None, &["user:43"])
+            .await
+            .is_err(),
+        "a direct tagged write that could not reach Redis says so"
+    );
     let errors = a.stats().await.errors;
     update_user(&a, 42).await.unwrap();
     assert!(a.stats().await.errors > errors, "the macro's failure is counted");
@@ -454,4 +460,26 @@ async fn without_l1_or_without_pubsub_a_tag_invalidation_still_misses() {
         // Without a bus its L1 copy lives up to `l1_ttl`, as for keys; Redis's copy is stale.
         assert_eq!(with(true, false).get::<u32>(&key).await.unwrap(), None);
     }
+}
+
+/// A tag record that Redis evicts (or loses in a failover) must not make entries written before
+/// the tag's invalidation fresh again: an entry never carries the "absent" token, because a tag
+/// gets a record before anything is stamped with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_tag_record_does_not_revive_old_entries() {
+    let redis = TestRedis::start();
+    let a = Cache::new(config(&redis)).unwrap();
+    a.set_tagged("query:evicted", &1u8, None, &["evict"])
+        .await
+        .unwrap();
+    a.invalidate_tags(&["evict"]).await.unwrap();
+    let record = "tiered-cache:tag:evict"; // the record, as the README names it
+    let removed: u64 = redis::cmd("DEL")
+        .arg(record)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "the record existed");
+    let b = Cache::new(config(&redis)).unwrap();
+    assert_eq!(b.get::<u8>("query:evicted").await.unwrap(), None);
 }

@@ -40,13 +40,21 @@ async fn tagged_l2(id: u64) -> Payload {
 }
 
 /// `n` cache entries `p8:{n}:{i}` carrying the tag `p8:{n}`, written straight into Redis by
-/// pipelines (the same bytes the cache writes: its codec, the tag never invalidated yet).
+/// pipelines (the same bytes the cache writes: its codec, and the tag's record written first).
 async fn fill(conn: &mut redis::aio::MultiplexedConnection, n: u64) {
     let codec = Codec::new(1024, 1, 1 << 20);
     let tag = format!("p8:{n}");
+    let record = format!("seed-{n}");
+    redis::cmd("SET")
+        .arg(format!("{}{tag}", cache_core::tags::TAG_PREFIX))
+        .arg(&record)
+        .query_async::<()>(conn)
+        .await
+        .unwrap();
+    let token = cache_core::tags::token_of(Some(record.as_bytes()));
     let mut pipe = redis::pipe();
     for i in 0..n {
-        let bytes = codec.encode_tagged(&i, 0, &[(&tag, 0)]).unwrap().bytes;
+        let bytes = codec.encode_tagged(&i, 0, &[(&tag, token)]).unwrap().bytes;
         pipe.cmd("SET")
             .arg(format!("p8:{n}:{i}"))
             .arg(bytes)

@@ -99,7 +99,8 @@ impl Engine {
             }
             _ => None,
         };
-        let tags = Tags::new(bus_channel.is_some());
+        // Known tokens are trusted once the listener has subscribed (it says so).
+        let tags = Tags::new(false, config.tag_ttl);
         let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
             let store = match config.strategy.eviction() {

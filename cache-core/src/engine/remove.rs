@@ -122,6 +122,10 @@ impl BusHandler for Engine {
         self.forget_all();
     }
 
+    fn listening(&self, on: bool) {
+        self.tags.set_listening(on);
+    }
+
     fn message(&self, msg: Message) {
         match msg {
             Message::Keys(keys) => {
@@ -150,8 +154,8 @@ impl BusHandler for Engine {
             },
             Message::Clear => self.forget_all(),
             Message::Tags(tags) => {
-                for (name, token) in &tags {
-                    self.tags.heard(name, *token);
+                for (name, _) in &tags {
+                    self.tags.heard(name);
                 }
             }
         }

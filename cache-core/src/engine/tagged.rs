@@ -58,6 +58,10 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
+                // Redis may have applied it or not: the token is unknown until read again.
+                for (state, _) in &local {
+                    self.tags.failed(state);
+                }
                 self.record_error("invalidate_tags", names[0], &e);
                 Err(e)
             }

@@ -71,13 +71,15 @@ impl ListenerStats {
 }
 
 /// Listens on `channel` until `alive()` turns false. `on_resubscribed` runs after each
-/// subscription but the first, `on_message` for each message of another origin. Returns the
-/// listener's counters.
+/// subscription but the first, `on_message` for each message of another origin, `on_state`
+/// with `true` after every subscription (after `on_resubscribed`) and `false` when one is lost.
+/// Returns the listener's counters.
 ///
 /// The first subscription does not clear: L1 filled before it completes (the first milliseconds
 /// of an instance) is kept, and a write by another instance inside that window is the one case
 /// this protocol does not cover.
-pub(crate) fn spawn_listener<A, S, M>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn_listener<A, S, M, T>(
     rt: &tokio::runtime::Handle,
     connector: Arc<Connector>,
     channel: String,
@@ -85,11 +87,13 @@ pub(crate) fn spawn_listener<A, S, M>(
     alive: A,
     on_subscribed: S,
     on_message: M,
+    on_state: T,
 ) -> (tokio::task::JoinHandle<()>, Arc<ListenerStats>)
 where
     A: Fn() -> bool + Send + Sync + 'static,
     S: Fn() + Send + Sync + 'static,
     M: Fn(Message) + Send + Sync + 'static,
+    T: Fn(bool) + Send + Sync + 'static,
 {
     let stats = Arc::new(ListenerStats::default());
     let on_resubscribed = on_subscribed;
@@ -107,10 +111,12 @@ where
                 if !std::mem::replace(&mut first, false) {
                     on_resubscribed();
                 }
+                on_state(true);
             };
             let result =
                 subscribe_once(&connector, &channel, origin, &alive, on_subscribed, &on_message).await;
             if let Err(e) = result {
+                on_state(false);
                 let delay = backoff.next_delay();
                 counters.retries.fetch_add(1, Ordering::Relaxed);
                 counters.last_retry_delay_ms.store(
@@ -225,6 +231,7 @@ mod tests {
             move || {
                 r.fetch_add(1, Ordering::Relaxed);
             },
+            |_| {},
             |_| {},
         );
         wait_for("the first subscription", || stats.subscriptions() == 1).await;

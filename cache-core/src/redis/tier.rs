@@ -46,6 +46,9 @@ impl RemoteTier for RedisL2 {
     fn set_plain<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()> {
         Box::pin(RedisL2::set_plain(self, items, notice))
     }
+    fn init_plain<'a>(&'a self, items: &'a [Item<'a>]) -> TierFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(RedisL2::init_plain(self, items))
+    }
     fn guarded_set<'a>(
         &'a self,
         items: &'a [GuardedItem<'a>],
@@ -101,7 +104,7 @@ impl Bus for RedisL2 {
         handler: Weak<dyn BusHandler>,
     ) -> Result<tokio::task::JoinHandle<()>> {
         let connector = self.connector();
-        let (alive, on_sub, on_msg) = (handler.clone(), handler.clone(), handler);
+        let (alive, on_sub, on_msg, on_state) = (handler.clone(), handler.clone(), handler.clone(), handler);
         let (task, _stats) = listener::spawn_listener(
             rt,
             connector,
@@ -116,6 +119,11 @@ impl Bus for RedisL2 {
             move |msg: Message| {
                 if let Some(h) = on_msg.upgrade() {
                     h.message(msg);
+                }
+            },
+            move |on: bool| {
+                if let Some(h) = on_state.upgrade() {
+                    h.listening(on);
                 }
             },
         );

@@ -49,6 +49,41 @@ impl RedisL2 {
         self.write(items, notice, false).await
     }
 
+    /// Creates each absent key with its value (`SET NX PX`) and reads what each holds now, one
+    /// pipeline per slot.
+    pub(crate) async fn init_plain(&self, items: &[Item<'_>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let groups = self.groups(items, |i| i.0);
+        let pipes: Vec<redis::Pipeline> = groups
+            .iter()
+            .map(|group| {
+                let mut pipe = redis::pipe();
+                for &(k, v, ttl) in group.iter().map(|&i| &items[i]) {
+                    let key = self.k(k);
+                    pipe.cmd("SET")
+                        .arg(&*key)
+                        .arg(v)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms(ttl))
+                        .ignore();
+                    pipe.cmd("GET").arg(&*key);
+                }
+                pipe
+            })
+            .collect();
+        let replies: Vec<Vec<Option<Vec<u8>>>> = try_join_all(pipes.iter().map(|pipe| {
+            self.run(move |mut c| async move { pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut c).await })
+        }))
+        .await?;
+        let mut out = vec![None; items.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            for (&i, v) in group.iter().zip(reply) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
     async fn write(&self, items: &[Item<'_>], notice: Option<&Notice>, markers: bool) -> Result<()> {
         if items.is_empty() {
             return Ok(());

@@ -167,6 +167,22 @@ impl RemoteTier for FakeTier {
             Ok(())
         })
     }
+    fn init_plain<'a>(&'a self, items: &'a [Item<'a>]) -> TierFuture<'a, Vec<Option<Vec<u8>>>> {
+        boxed(async move {
+            self.call("init_plain")?;
+            let mut s = self.state.lock();
+            Ok(items
+                .iter()
+                .map(|(k, v, ttl)| {
+                    if Self::read(&s, k).is_none() {
+                        s.values
+                            .insert((*k).to_owned(), (v.to_vec(), Instant::now() + *ttl));
+                    }
+                    Self::read(&s, k)
+                })
+                .collect())
+        })
+    }
     fn set_plain<'a>(&'a self, items: &'a [Item<'a>], _notice: Option<&'a Notice>) -> TierFuture<'a, ()> {
         boxed(async move {
             self.call("set_plain")?;

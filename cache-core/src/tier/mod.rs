@@ -82,6 +82,8 @@ pub(crate) trait RemoteTier: Send + Sync {
     fn mget<'a>(&'a self, keys: &'a [&'a str]) -> TierFuture<'a, Vec<Option<Vec<u8>>>>;
     /// Direct writes (markers first), with the notice, in one round trip.
     fn set_many<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()>;
+    /// Creates each absent key with its value (`SET NX`), and returns what each key holds now.
+    fn init_plain<'a>(&'a self, items: &'a [Item<'a>]) -> TierFuture<'a, Vec<Option<Vec<u8>>>>;
     /// Writes of values that are not entries (tag states): no markers; the notice after them.
     fn set_plain<'a>(&'a self, items: &'a [Item<'a>], notice: Option<&'a Notice>) -> TierFuture<'a, ()>;
     /// A load's writes, each only if no invalidation overtook it; per item whether it was stored.
@@ -118,6 +120,8 @@ pub(crate) trait RemoteTier: Send + Sync {
 pub(crate) trait BusHandler: Send + Sync {
     /// A (re)subscription after the first: messages may have been lost meanwhile.
     fn resubscribed(&self);
+    /// Subscribed now (`true`, after every subscription) or not (`false`, when one is lost).
+    fn listening(&self, on: bool);
     /// A message from another instance.
     fn message(&self, msg: Message);
 }
