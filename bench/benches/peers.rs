@@ -320,12 +320,15 @@ fn main() {
     }
 
     // ---------- P2: L2 hit, 64 tasks ----------
-    let l2 = Cache::new(
+    // On the runtime it serves: its background tasks (the invalidation listener, which tags
+    // rely on to trust the tokens they know) run there.
+    let l2 = Cache::with_runtime(
         CacheConfig::builder()
             .redis_url(redis.url())
             .l1_enabled(false)
             .build()
             .unwrap(),
+        multi.handle(),
     )
     .unwrap();
     let _ = L2_CACHE.set(l2);
