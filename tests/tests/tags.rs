@@ -102,6 +102,8 @@ async fn tag_peer() {
         return;
     }
     let c = Cache::new(CacheConfig::from_env().unwrap()).unwrap();
+    // Commands are read once this instance hears the others.
+    common::until_subscribed(&c, &Cache::new(CacheConfig::from_env().unwrap()).unwrap()).await;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await.unwrap() {
         let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
@@ -146,6 +148,7 @@ async fn peer_values(p: &mut Peer) -> [String; 4] {
 async fn a_tag_invalidation_reaches_both_processes_and_only_its_entries() {
     let redis = TestRedis::start();
     let a = Cache::new(config(&redis)).unwrap();
+    common::until_subscribed(&a, &Cache::new(config(&redis)).unwrap()).await;
     let mut peer = Peer::start(&redis);
     let before = values(&a).await;
     assert_eq!(values(&a).await, before, "hits on A");
@@ -217,8 +220,11 @@ async fn a_tag_invalidation_reaches_both_processes_and_only_its_entries() {
 async fn a_load_overtaken_by_a_tag_invalidation_does_not_read_as_fresh() {
     let redis = TestRedis::start();
     let mut peer = Peer::start(&redis);
+    let other = Cache::new(config(&redis)).unwrap();
     for (round, from_peer) in [false, true].into_iter().enumerate() {
         let a = Cache::new(config(&redis)).unwrap();
+        // A must hear the peer's invalidation (made while A's load runs).
+        common::until_subscribed(&a, &other).await;
         let key = format!("query:race:{round}");
         let started = Arc::new(Notify::new());
         let (release, wait) = oneshot::channel::<()>();
@@ -267,14 +273,19 @@ async fn many_tags_per_entry_and_many_entries_per_tag() {
     let a = Cache::new(config(&redis)).unwrap();
     let tags: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
     let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let b = Cache::new(config(&redis)).unwrap();
+    common::until_subscribed(&b, &a).await;
     for (i, tag) in refs.iter().enumerate().step_by(33) {
         let key = format!("query:many-tags:{i}");
         a.set_tagged(&key, &(i as u64), None, &refs).await.unwrap();
-        let b = Cache::new(config(&redis)).unwrap();
         assert_eq!(b.get::<u64>(&key).await.unwrap(), Some(i as u64));
         a.invalidate_tags(&[tag]).await.unwrap();
         assert_eq!(a.get::<u64>(&key).await.unwrap(), None, "{tag}");
-        assert_eq!(b.get::<u64>(&key).await.unwrap(), None, "{tag} on B");
+        // B hears of it on the bus.
+        within_5s(&format!("{tag} on B"), || async {
+            b.get::<u64>(&key).await.unwrap().is_none()
+        })
+        .await;
     }
 
     const N: u64 = 100_000;
@@ -318,6 +329,7 @@ async fn awkward_tags_and_a_tag_invalidated_twice() {
     let redis = TestRedis::start();
     let a = Cache::new(config(&redis)).unwrap();
     let b = Cache::new(config(&redis)).unwrap();
+    common::until_subscribed(&b, &a).await;
     let tags = ["user:4", "user:42", "user:*", "a b\nc", "{x}[y]?", "é:ü:𝄞", ""];
     for (i, t) in tags.iter().enumerate() {
         a.set_tagged(&format!("query:awk:{i}"), &i, None, &[t])

@@ -249,3 +249,19 @@ where
     }
     t0.elapsed()
 }
+
+/// Waits until `cache` hears other instances: `other` keeps rewriting a probe key that `cache`
+/// holds in L1 until `cache` reads the new value. (A cache's first subscription is made in the
+/// background after it is built; a message published before it completes is not heard.)
+pub async fn until_subscribed(cache: &Cache, other: &Cache) {
+    let key = "query:subscription-probe";
+    let round = AtomicU32::new(0);
+    within_5s("subscribed", || async {
+        let n = round.fetch_add(1, Ordering::Relaxed);
+        cache.set(key, &n, None).await.unwrap();
+        other.set(key, &(n + 1_000_000), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cache.get::<u32>(key).await.unwrap() == Some(n + 1_000_000)
+    })
+    .await;
+}
