@@ -185,21 +185,17 @@ impl Cache {
             .try_stamps(self.engine.remote.as_deref(), tags)
             .await;
         let fp = Fingerprint::of(key);
-        if let Some(e) = unreadable {
+        if unreadable.is_some() {
             // The value cannot say in Redis what its tags were: Redis's old copy goes (best
             // effort, with its notice), this instance keeps the new one in L1, and the caller
             // gets the error.
             let _ = self.engine.delete(key).await;
-            let _ = (self.engine)
-                .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None, &stamps)
-                .await;
-            return Err(e);
         }
         let (_, r) = self
             .engine
             .store(key, fp, erase(value.clone()), ops::<T>(), &opts, None, &stamps)
             .await;
-        r
+        unreadable.map_or(r, Err)
     }
 
     /// Invalidates every entry carrying any of `tags`, whatever its key, on every instance:

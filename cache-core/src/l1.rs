@@ -2,7 +2,8 @@
 //! a clone, never a decode.
 //!
 //! Why this file is past ~600 lines: the store trait, the default sharded quick_cache store and
-//! its shard lock are one hot path (P1) and are read together; the tests are a third of it.
+//! its shard lock are one hot path (P1) and are read together, with the tag check of a hit;
+//! the tests are a third of it.
 
 use crate::clock::{self, Instant};
 use std::any::Any;
