@@ -5,7 +5,7 @@ use super::Engine;
 use crate::bus::Message;
 use crate::error::Result;
 use crate::latency::Op;
-use crate::tags::{self, TAG_PREFIX};
+use crate::tags;
 use crate::tier::Item;
 
 /// Tag prefixes counted apart in the stats; the others are counted under `"*"`.
@@ -30,7 +30,7 @@ impl Engine {
             return Ok(());
         };
         let values: Vec<String> = names.iter().map(|_| tags::new_token_value()).collect();
-        let keys: Vec<String> = names.iter().map(|n| format!("{TAG_PREFIX}{n}")).collect();
+        let keys: Vec<String> = names.iter().map(|n| tags::record_key(n)).collect();
         let items: Vec<Item<'_>> = keys
             .iter()
             .zip(&values)

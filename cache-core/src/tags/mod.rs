@@ -201,6 +201,11 @@ pub fn token_of(value: Option<&[u8]>) -> u64 {
     value.map_or(0, |v| xxhash_rust::xxh3::xxh3_64(v) | 1)
 }
 
+/// The Redis key of a tag's record (before the tier adds the namespace).
+pub(crate) fn record_key(name: &str) -> String {
+    format!("{TAG_PREFIX}{name}")
+}
+
 /// A new token's Redis value.
 pub(crate) fn new_token_value() -> String {
     format!("{:016x}", fastrand::u64(..))
@@ -516,10 +521,7 @@ impl Tags {
         states: impl Iterator<Item = &'s TagState>,
     ) -> Result<Vec<(u64, u64)>> {
         let states: Vec<(&TagState, u64)> = states.map(|s| (s, s.version())).collect();
-        let keys: Vec<String> = states
-            .iter()
-            .map(|(s, _)| format!("{TAG_PREFIX}{}", s.name))
-            .collect();
+        let keys: Vec<String> = states.iter().map(|(s, _)| record_key(&s.name)).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut values = remote.mget(&refs).await?;
         if values.len() != refs.len() {
