@@ -6,6 +6,8 @@
 //! byte 3       header: bits 7..5 envelope version (2), bit 4 zlib, bit 3 tags, bits 2..0 format
 //!              (1 = bincode 2)
 //! bytes 4..12  absolute expiry, unix ms, little endian (0 = none); lets a reader bound its L1 TTL
+//! 12..20       only in format 2: content id, xxh3-64 of every byte after it (the disk tier
+//!              compares it with Redis's copy by reading these 20 bytes: `crate::disk`)
 //! then         only when tagged: u16 count, then per tag u16 length, its text, its u64 token
 //!              (the tag's state when the value was loaded: `crate::tags`)
 //! then 4 bytes only when zlib: uncompressed length, u32 LE; caps decompression before it starts
@@ -29,6 +31,8 @@ pub const MAGIC: [u8; 3] = [0xFF, b'T', b'C'];
 pub const VERSION: u8 = 2;
 const _: () = assert!(VERSION == crate::key::KEY_FORMAT);
 const FORMAT_BINCODE2: u8 = 1;
+/// bincode 2, and a content id after the expiry ([`with_content_id`]).
+const FORMAT_BINCODE2_ID: u8 = 2;
 const FLAG_ZLIB: u8 = 0b0001_0000;
 /// The entry carries tags: a tag section follows the expiry.
 const FLAG_TAGS: u8 = 0b0000_1000;
@@ -36,6 +40,8 @@ const FORMAT_MASK: u8 = 0b0000_0111;
 /// Magic, header byte and expiry: what every stored value carries before its payload.
 pub(crate) const PLAIN_HEADER: usize = MAGIC.len() + 1 + 8;
 const ZLIB_HEADER: usize = PLAIN_HEADER + 4;
+/// The header of a format 2 envelope: what identifies its content ([`content_id`]).
+pub(crate) const ID_HEADER: usize = PLAIN_HEADER + 8;
 /// The largest tag section an entry may have (the most tags, each as long as allowed).
 const MAX_TAG_SECTION: usize = 2 + crate::tags::MAX_TAGS_PER_ENTRY * (2 + crate::tags::MAX_TAG_LEN + 8);
 /// bincode refuses any length prefix claiming more than this, so garbage cannot make it allocate
@@ -235,16 +241,18 @@ impl Codec {
         if h >> 5 != VERSION {
             return Err(CodecError::UnsupportedVersion(h >> 5));
         }
-        if h & FORMAT_MASK != FORMAT_BINCODE2 {
-            return Err(CodecError::UnsupportedFormat(h & FORMAT_MASK));
-        }
+        let id_len = match h & FORMAT_MASK {
+            FORMAT_BINCODE2 => 0,
+            FORMAT_BINCODE2_ID => 8,
+            other => return Err(CodecError::UnsupportedFormat(other)),
+        };
         let expiry: [u8; 8] = rest
             .get(..8)
             .and_then(|s| s.try_into().ok())
             .ok_or(CodecError::Truncated(bytes.len()))?;
         let expires_at_ms = u64::from_le_bytes(expiry);
-        let mut rest = &rest[8..];
-        let tags_start = rest.len();
+        let mut rest = rest.get(8 + id_len..).ok_or(CodecError::Truncated(bytes.len()))?;
+        let tags_start = rest.len() + id_len;
         let tags = if h & FLAG_TAGS != 0 {
             read_tags(&mut rest).ok_or(CodecError::Truncated(bytes.len()))?
         } else {
@@ -287,6 +295,34 @@ impl Codec {
             tags,
         })
     }
+}
+
+/// The envelope `bytes` (format 1, as [`Codec::encode`] writes it) in format 2: the same with a
+/// content id after the expiry, the xxh3-64 of every byte after the id. Two envelopes with the
+/// same first [`ID_HEADER`] bytes then hold the same value, which is how the disk tier checks
+/// its copy against Redis's without reading Redis's value. Bytes that are not a format 1
+/// envelope come back unchanged.
+pub(crate) fn with_content_id(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() < PLAIN_HEADER
+        || !bytes.starts_with(&MAGIC)
+        || bytes[MAGIC.len()] & FORMAT_MASK != FORMAT_BINCODE2
+    {
+        return bytes;
+    }
+    bytes.splice(PLAIN_HEADER..PLAIN_HEADER, [0u8; 8]);
+    bytes[MAGIC.len()] = (bytes[MAGIC.len()] & !FORMAT_MASK) | FORMAT_BINCODE2_ID;
+    let id = xxhash_rust::xxh3::xxh3_64(&bytes[ID_HEADER..]);
+    bytes[PLAIN_HEADER..ID_HEADER].copy_from_slice(&id.to_le_bytes());
+    bytes
+}
+
+/// The content id of a format 2 envelope ([`with_content_id`]); `None` for any other bytes.
+pub(crate) fn content_id(bytes: &[u8]) -> Option<u64> {
+    let h = *bytes.get(MAGIC.len())?;
+    if !bytes.starts_with(&MAGIC) || h >> 5 != VERSION || h & FORMAT_MASK != FORMAT_BINCODE2_ID {
+        return None;
+    }
+    Some(u64::from_le_bytes(bytes.get(PLAIN_HEADER..ID_HEADER)?.try_into().ok()?))
 }
 
 /// The tag section: `u16` count, then per tag a `u16` length, its UTF-8 bytes and its token
@@ -538,6 +574,23 @@ mod tests {
             }
 
             #[test]
+            fn content_ids_round_trip_and_tell_values_apart(v in any::<Value>(), w in any::<Value>(), threshold in 0usize..2048, tagged in any::<bool>()) {
+                let c = Codec::new(threshold, 1, 1 << 20);
+                let tags: &[(&str, u64)] = if tagged { &[("t:1", 7)] } else { &[] };
+                let a = with_content_id(c.encode_tagged(&v, 9, tags).unwrap().bytes);
+                let dec = c.decode::<Value>(&a).unwrap();
+                prop_assert_eq!(&dec.value, &v);
+                prop_assert_eq!(dec.expires_at_ms, 9);
+                prop_assert_eq!(dec.tags.len(), usize::from(tagged));
+                let id = content_id(&a).unwrap();
+                prop_assert_eq!(id, xxhash_rust::xxh3::xxh3_64(&a[ID_HEADER..]));
+                // Already format 2: unchanged.
+                prop_assert_eq!(with_content_id(a.clone()), a.clone());
+                let b = with_content_id(c.encode_tagged(&w, 9, tags).unwrap().bytes);
+                prop_assert_eq!(a[..ID_HEADER] == b[..ID_HEADER], v == w);
+            }
+
+            #[test]
             fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
                 let _ = codec().decode::<Value>(&bytes);
                 let _ = codec().decode::<String>(&bytes);
@@ -553,8 +606,21 @@ mod tests {
                     bytes[i] ^= x;
                 }
                 let _ = c.decode::<Value>(&bytes);
+                let mut bytes = with_content_id(bytes);
+                let _ = content_id(&bytes);
+                let _ = c.decode::<Value>(&bytes);
+                bytes.truncate(ID_HEADER - 1);
+                prop_assert!(content_id(&bytes).is_none());
             }
         }
+    }
+
+    #[test]
+    fn a_plain_envelope_has_no_content_id() {
+        let c = codec();
+        let plain = c.encode(&5u8, 0).unwrap().bytes;
+        assert_eq!(content_id(&plain), None);
+        assert_eq!(with_content_id(b"foreign".to_vec()), b"foreign".to_vec());
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct Performance {
     pub memory: MemoryStats,
     /// Per cached function in this process: calls, hit rate, load time, time saved.
     pub functions: Vec<crate::perf::FunctionStats>,
+    /// The disk tier: hits, misses, bytes, evictions, errors, read and write latency; `None`
+    /// when it is not configured.
+    pub l3: Option<crate::disk::DiskStats>,
 }
 
 /// Compression figures of [`Performance`].
@@ -50,6 +53,12 @@ pub struct MemoryStats {
     pub redis_used_memory: Option<u64>,
     /// Redis `used_memory_human`.
     pub redis_used_memory_human: Option<String>,
+    /// Entries in the disk tier (as far as this process knows: those it wrote or checked).
+    pub l3_entries: Option<u64>,
+    /// Their bytes.
+    pub l3_bytes: Option<u64>,
+    /// The disk tier's capacity.
+    pub l3_capacity_bytes: Option<u64>,
 }
 
 /// Whether the cache runs with Redis behind it.
@@ -173,6 +182,7 @@ impl Cache {
             .l1
             .as_ref()
             .map_or((0, 0), |l1| (l1.len(), l1.bytes()));
+        let l3 = self.engine.disk.as_ref().map(|d| d.stats());
         Performance {
             operations: self.engine.latency.snapshot(),
             compression: CompressionStats {
@@ -187,8 +197,12 @@ impl Cache {
                 l1_bytes,
                 redis_used_memory: info.as_ref().map(|i| i.used_memory),
                 redis_used_memory_human: info.map(|i| i.used_memory_human),
+                l3_entries: l3.as_ref().map(|s| s.entries),
+                l3_bytes: l3.as_ref().map(|s| s.bytes),
+                l3_capacity_bytes: l3.as_ref().map(|s| s.capacity_bytes),
             },
             functions: crate::perf::functions(),
+            l3,
         }
     }
 
@@ -214,6 +228,7 @@ impl Cache {
             .collect();
         stats.tag_invalidations = stats.tag_invalidations_by_prefix.values().sum();
         stats.breaker = self.engine.remote.as_ref().map(|r| r.breaker_state());
+        stats.l3 = self.engine.disk.as_ref().map(|d| d.stats());
         stats
     }
 

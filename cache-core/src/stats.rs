@@ -37,6 +37,7 @@ impl Counter {
 pub(crate) struct Counters {
     pub l1_hits: Counter,
     pub l2_hits: Counter,
+    pub l3_hits: Counter,
     pub misses: Counter,
     pub errors: Counter,
     pub compressions: Counter,
@@ -92,6 +93,8 @@ pub struct Stats {
     pub l1_hits: u64,
     /// Reads answered by Redis.
     pub l2_hits: u64,
+    /// Reads answered by the disk tier.
+    pub l3_hits: u64,
     /// Cache failures (Redis errors, timeouts, undecodable entries) that were logged and absorbed.
     pub errors: u64,
     /// Redis calls skipped because the circuit breaker was open.
@@ -120,6 +123,8 @@ pub struct Stats {
     pub tag_invalidations: u64,
     /// The same, per tag prefix (the text before the first `:`; `*` beyond 256 prefixes).
     pub tag_invalidations_by_prefix: std::collections::BTreeMap<String, u64>,
+    /// The disk tier's figures; `None` when it is not configured.
+    pub l3: Option<crate::disk::DiskStats>,
 }
 
 /// The `INFO` fields reported in [`Stats`].
@@ -178,8 +183,9 @@ impl RedisInfo {
 impl Counters {
     pub(crate) fn snapshot(&self, l1_len: u64, l1_bytes: u64, redis_info: Option<RedisInfo>) -> Stats {
         let (l1_hits, l2_hits, misses) = (self.l1_hits.get(), self.l2_hits.get(), self.misses.get());
+        let l3_hits = self.l3_hits.get();
         let coalesced = self.coalesced.get();
-        let hits = l1_hits + l2_hits + coalesced;
+        let hits = l1_hits + l2_hits + l3_hits + coalesced;
         let hit_rate = if hits + misses == 0 {
             0.0
         } else {
@@ -197,6 +203,7 @@ impl Counters {
             hit_rate,
             l1_hits,
             l2_hits,
+            l3_hits,
             errors: self.errors.get(),
             l2_skipped: self.l2_skipped.get(),
             compressions: self.compressions.get(),
@@ -210,6 +217,7 @@ impl Counters {
             tag_stale: self.tag_stale.get(),
             tag_invalidations: 0,
             tag_invalidations_by_prefix: Default::default(),
+            l3: None,
         }
     }
 }

@@ -14,8 +14,13 @@ use crate::error::{CacheError, Result};
 use crate::pattern::Pattern;
 use crate::strategy::Strategy;
 
+mod disk;
 mod redis;
 
+#[cfg(feature = "disk")]
+pub(crate) use self::disk::DiskPolicies;
+pub(crate) use self::disk::Policy;
+pub use self::disk::{DiskConfig, DiskPolicy, ReadOrder, WritePolicy};
 pub use self::redis::{RedisTopology, Secret};
 
 /// Every setting of a [`Cache`](crate::Cache). Fields are public; [`CacheConfig::builder`] is the
@@ -152,6 +157,8 @@ pub struct CacheConfig {
     /// record expires. Env `CACHE_TAG_TTL`; default 7 days.
     #[serde(with = "humantime_serde")]
     pub tag_ttl: Duration,
+    /// The disk tier (L3, `disk` feature): off unless [`DiskConfig::dir`] is set.
+    pub l3: DiskConfig,
 }
 
 impl Default for CacheConfig {
@@ -197,6 +204,7 @@ impl Default for CacheConfig {
             invalidation_channel: None,
             distributed_lock: None,
             tag_ttl: Duration::from_secs(7 * 24 * 3600),
+            l3: DiskConfig::default(),
         }
     }
 }
@@ -289,6 +297,7 @@ impl CacheConfig {
         };
         flag("CACHE_WARMUP_ON_STARTUP", &mut c.warmup_on_startup)?;
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
+        c.l3.from_lookup(&get)?;
         c.validate()?;
         Ok(c)
     }
@@ -370,6 +379,7 @@ impl CacheConfig {
         }
         TtlRules::compile(self)?;
         self.strategy.validate()?;
+        self.l3.validate()?;
         Ok(())
     }
 }
@@ -459,6 +469,20 @@ impl CacheConfigBuilder {
     /// See [`CacheConfig::namespace`].
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.config.namespace = Some(namespace.into());
+        self
+    }
+
+    /// A disk tier (L3) in `dir` holding at most `capacity` bytes, for the default patterns;
+    /// see [`DiskConfig`] for the rest.
+    pub fn l3(mut self, dir: impl Into<PathBuf>, capacity: u64) -> Self {
+        self.config.l3.dir = Some(dir.into());
+        self.config.l3.capacity = bytesize::ByteSize(capacity);
+        self
+    }
+
+    /// Replaces the whole disk tier configuration.
+    pub fn l3_config(mut self, l3: DiskConfig) -> Self {
+        self.config.l3 = l3;
         self
     }
 

@@ -11,6 +11,7 @@
 //! counters; it never calls the loader or the facade.
 
 mod background;
+mod disk;
 mod read;
 mod remove;
 mod tagged;
@@ -18,6 +19,7 @@ mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -30,6 +32,7 @@ use crate::bus::{self, Message};
 use crate::clock::{self, Instant};
 use crate::codec::Codec;
 use crate::config::{CacheConfig, TtlRules};
+use crate::disk::Disk;
 use crate::error::{CacheError, Result};
 use crate::flight::Flights;
 use crate::guard::InvalidationLog;
@@ -54,6 +57,8 @@ pub(crate) struct Engine {
     pub(crate) codec: Codec,
     pub(crate) l1: Option<L1>,
     pub(crate) remote: Option<Box<dyn RemoteTier>>,
+    /// The disk tier (L3), when configured ([`crate::disk`]).
+    pub(crate) disk: Option<Arc<Disk>>,
     pub(crate) flights: Flights,
     pub(crate) counters: Counters,
     pub(crate) access: AccessTracker,
@@ -93,6 +98,10 @@ impl Engine {
         config.validate()?;
         let ttl_rules = TtlRules::compile(&config)?;
         let remote = remote_tier(&config)?;
+        let disk = match &config.l3.dir {
+            Some(_) => Some(Disk::open(&config.l3, remote.is_none())?),
+            None => None,
+        };
         let bus_channel = match &remote {
             Some(r) if config.l1_invalidation && r.bus().is_some() => {
                 Some(r.channel_name(config.invalidation_channel.as_deref()))
@@ -125,6 +134,7 @@ impl Engine {
             codec,
             l1,
             remote,
+            disk,
             flights: Flights::default(),
             counters: Counters::default(),
             access: AccessTracker::new(config.access_sample_rate, config.access_capacity),

@@ -37,6 +37,8 @@ pub(crate) struct ToL1<'a> {
 pub(crate) struct Live {
     pub d: Decoded<AnyValue>,
     pub stamps: Option<EntryTags>,
+    /// Read from the disk tier, not from Redis.
+    pub from_disk: bool,
 }
 
 impl Engine {
@@ -107,6 +109,16 @@ impl Engine {
         ops: &'static ValueOps,
         for_l1: bool,
     ) -> Result<Option<Live>> {
+        Ok(self.remote_read_raw(key, ops, for_l1).await?.map(|(live, _)| live))
+    }
+
+    /// [`remote_read`](Self::remote_read), and the bytes it decoded.
+    pub(crate) async fn remote_read_raw(
+        &self,
+        key: &str,
+        ops: &'static ValueOps,
+        for_l1: bool,
+    ) -> Result<Option<(Live, Vec<u8>)>> {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
@@ -114,7 +126,7 @@ impl Engine {
             return Ok(None);
         };
         match self.decode(key, &bytes, ops) {
-            Some(d) => self.live(key, d, for_l1).await,
+            Some(d) => Ok(self.live(key, d, for_l1).await?.map(|live| (live, bytes))),
             None => Ok(None),
         }
     }
@@ -123,10 +135,18 @@ impl Engine {
     /// state Redis cannot give makes it a miss: the error is returned.
     pub(crate) async fn live(&self, key: &str, d: Decoded<AnyValue>, for_l1: bool) -> Result<Option<Live>> {
         if d.tags.is_empty() {
-            return Ok(Some(Live { d, stamps: None }));
+            return Ok(Some(Live {
+                d,
+                stamps: None,
+                from_disk: false,
+            }));
         }
         match self.tags.check(self.remote.as_deref(), &d.tags, for_l1).await? {
-            Some(stamps) => Ok(Some(Live { d, stamps })),
+            Some(stamps) => Ok(Some(Live {
+                d,
+                stamps,
+                from_disk: false,
+            })),
             None => {
                 self.counters.tag_stale.incr();
                 tracing::trace!(
@@ -175,9 +195,16 @@ impl Engine {
         use_l1: bool,
         since: u64,
     ) -> Entry {
-        self.counters.l2_hits.incr();
+        let Live { d, stamps, from_disk } = found;
+        let use_l1 = if from_disk {
+            self.counters.l3_hits.incr();
+            // One huge value would push many small ones out of L1.
+            use_l1 && self.disk.as_ref().is_some_and(|disk| d.raw_len as u64 <= disk.promote_max())
+        } else {
+            self.counters.l2_hits.incr();
+            use_l1
+        };
         self.access.record(fp, key, true);
-        let Live { d, stamps } = found;
         self.write_l1(ToL1 {
             key,
             fp,
@@ -200,7 +227,7 @@ impl Engine {
         ops: &'static ValueOps,
     ) -> Result<Option<Entry>> {
         let seq = self.log.start();
-        let found = self.remote_read(key, ops, true).await;
+        let found = self.tiered_read(key, ops, true).await;
         if let Ok(Some(found)) = found {
             return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
         }
@@ -284,23 +311,33 @@ impl Engine {
         }
     }
 
-    /// A value kept past its TTL for fail-safe: L1's stale copy, else the remote one.
+    /// A value kept past its TTL for fail-safe: L1's stale copy, else the remote one, else the
+    /// disk tier's (kept up to `stale_for` past its expiry).
     pub(crate) async fn stale_copy(
         &self,
         key: &str,
         fp: Fingerprint,
         ops: &'static ValueOps,
+        stale_for: Duration,
     ) -> Option<Entry> {
         if let Some(e) = self.l1.as_ref().and_then(|l1| l1.get_stale(fp)) {
             if crate::values::holds(&e, ops) {
                 return Some(e);
             }
         }
+        if let Some(value) = self.remote_stale(key, ops).await {
+            return Some((ops.entry)(key, value, self.now(), 0));
+        }
+        let value = self.l3_stale(key, ops, stale_for).await?;
+        Some((ops.entry)(key, value, self.now(), 0))
+    }
+
+    /// The remote copy of `key` whatever its logical expiry, if none of its tags was (or may
+    /// have been) invalidated.
+    async fn remote_stale(&self, key: &str, ops: &'static ValueOps) -> Option<AnyValue> {
         let remote = self.remote.as_ref()?;
         let bytes = remote.get(key).await.ok()??;
         let d = self.decode_any(key, &bytes, ops)?;
-        // Never an entry whose tag was (or may have been) invalidated.
-        let live = self.live(key, d, false).await.ok()??;
-        Some((ops.entry)(key, live.d.value, self.now(), 0))
+        Some(self.live(key, d, false).await.ok()??.d.value)
     }
 }

@@ -20,6 +20,9 @@ impl Engine {
         if let Some(l1) = &self.l1 {
             l1.remove(fp);
         }
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
         let Some(remote) = &self.remote else {
             return Ok(in_l1);
         };
@@ -50,6 +53,13 @@ impl Engine {
             .l1
             .as_ref()
             .map_or(0, |l1| l1.remove_where(&|k| p.matches(k)));
+        if let Some(disk) = &self.disk {
+            if p.is_literal() {
+                disk.remove(p.as_str());
+            } else {
+                disk.invalidate_pattern(&p);
+            }
+        }
         let Some(remote) = &self.remote else {
             return Ok(l1_removed);
         };
@@ -83,6 +93,9 @@ impl Engine {
             l1.clear();
             n
         });
+        if let Some(disk) = &self.disk {
+            disk.clear().await;
+        }
         let Some(remote) = &self.remote else {
             return Ok(l1_removed);
         };
@@ -111,6 +124,9 @@ impl Engine {
         if let Some(l1) = &self.l1 {
             l1.clear();
         }
+        if let Some(disk) = &self.disk {
+            disk.untrust_all();
+        }
     }
 }
 
@@ -135,6 +151,9 @@ impl BusHandler for Engine {
                     if let Some(l1) = &self.l1 {
                         l1.remove(fp);
                     }
+                    if let Some(disk) = &self.disk {
+                        disk.remove(k);
+                    }
                 }
             }
             // Another instance filled these: drop the copies here, invalidate nothing.
@@ -142,12 +161,18 @@ impl BusHandler for Engine {
                 if let Some(l1) = &self.l1 {
                     keys.iter().for_each(|k| l1.remove(Fingerprint::of(k)));
                 }
+                if let Some(disk) = &self.disk {
+                    keys.iter().for_each(|k| disk.remove(k));
+                }
             }
             Message::Pattern(p) => match Pattern::new(&p) {
                 Ok(p) => {
                     self.log.record(Invalidated::Pattern(p.clone()));
                     if let Some(l1) = &self.l1 {
                         l1.remove_where(&|k| p.matches(k));
+                    }
+                    if let Some(disk) = &self.disk {
+                        disk.untrust_all();
                     }
                 }
                 Err(_) => self.forget_all(),

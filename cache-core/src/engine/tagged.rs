@@ -26,7 +26,11 @@ impl Engine {
         let local: Vec<_> = names.iter().map(|n| self.tags.invalidate_here(n)).collect();
         self.count_tag_invalidations(&names);
         let Some(remote) = &self.remote else {
-            // Alone, the versions are the whole state.
+            // Alone, the versions are the whole state; the disk tier records what must outlive
+            // a restart.
+            if let Some(disk) = &self.disk {
+                disk.invalidate_tags(&names);
+            }
             return Ok(());
         };
         let values: Vec<String> = names.iter().map(|_| tags::new_token_value()).collect();

@@ -45,7 +45,8 @@ impl Engine {
         expires_at_ms: u64,
         tags: &[(&str, u64)],
     ) -> Result<(Option<Vec<u8>>, usize)> {
-        if self.remote.is_none() {
+        let to_disk = self.l3_takes(key);
+        if self.remote.is_none() && !to_disk {
             let payload = (ops.encoded_len)(&self.codec, value).saturating_sub(PLAIN_HEADER);
             let max = self.config.max_value_size;
             if payload > max {
@@ -63,7 +64,13 @@ impl Engine {
                     c.compressions.incr();
                     c.bytes_saved.add(raw.saturating_sub(enc.bytes.len()) as u64);
                 }
-                Ok((Some(enc.bytes), raw))
+                // A disk copy is checked against Redis's by the content id (`crate::disk`).
+                let bytes = if to_disk {
+                    crate::codec::with_content_id(enc.bytes)
+                } else {
+                    enc.bytes
+                };
+                Ok((Some(bytes), raw))
             }
             Err(CodecError::TooLarge { size, max }) => Err(self.too_large(key, size, max)),
             Err(e) => {
@@ -152,12 +159,12 @@ impl Engine {
         };
         self.counters.sets.incr();
         let mut result = Ok(());
-        if let (Some(remote), Some(bytes), true) = (&self.remote, bytes, remote_ok) {
+        if let (Some(remote), Some(bytes), true) = (&self.remote, &bytes, remote_ok) {
             let written = match load {
                 // A direct write also overtakes other instances' loads in flight.
                 None => {
                     let notice = self.notice(&Message::Keys(vec![key.to_owned()]));
-                    let items: [Item<'_>; 1] = [(key, &bytes, remote_ttl)];
+                    let items: [Item<'_>; 1] = [(key, bytes, remote_ttl)];
                     self.timed(Op::Set, remote.set_many(&items, notice.as_ref()))
                         .await
                         .map(|()| true)
@@ -165,7 +172,7 @@ impl Engine {
                 // A load's fill only refreshes other instances' L1.
                 Some(start) => {
                     let notice = self.notice(&Message::Filled(vec![key.to_owned()]));
-                    self.guarded_write(&**remote, key, &bytes, remote_ttl, start, notice.as_ref())
+                    self.guarded_write(&**remote, key, bytes, remote_ttl, start, notice.as_ref())
                         .await
                 }
             };
@@ -180,6 +187,10 @@ impl Engine {
                     result = Err(e);
                 }
             }
+        }
+        // Not when its tags' tokens are unknown: the record could never be checked.
+        if let (Some(bytes), true) = (&bytes, remote_ok) {
+            self.l3_store(key, bytes);
         }
         let entry = self.write_l1(ToL1 {
             key,
@@ -318,6 +329,9 @@ impl Engine {
             });
         }
         let first_error = first_error.map_or(Ok(()), Err);
+        for (key, bytes, _) in &encoded {
+            self.l3_store(key, bytes);
+        }
         let Some(remote) = &self.remote else {
             return first_error;
         };
@@ -391,6 +405,9 @@ impl Engine {
             if !ok {
                 self.discarded(p.key);
                 continue;
+            }
+            if let Some(bytes) = &p.bytes {
+                self.l3_store(p.key, bytes);
             }
             self.counters.sets.incr();
             self.write_l1(ToL1 {

@@ -32,7 +32,7 @@ where
     let keep = |_: &T| !served_stale.load(Ordering::Relaxed);
     let loader = || async {
         let stale = engine
-            .stale_copy(key, fp, ops::<T>())
+            .stale_copy(key, fp, ops::<T>(), opts.stale_for.unwrap_or_default())
             .await
             .and_then(|e| of_entry::<T>(&e));
         let Some(stale) = stale else {

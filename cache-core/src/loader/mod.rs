@@ -128,9 +128,13 @@ impl Engine {
             // Without L1 for this call, a copy nobody waits for goes to this caller alone. (The
             // L1 test first: asking for waiters ends the flight's registration.)
             let no_l1 = !opts.use_l1 || self.l1.is_none();
-            match self.remote_read(key, ops, !no_l1).await {
+            match self.tiered_read(key, ops, !no_l1).await {
                 Ok(Some(found)) if no_l1 && !flight.has_waiters() => {
-                    self.counters.l2_hits.incr();
+                    if found.from_disk {
+                        self.counters.l3_hits.incr();
+                    } else {
+                        self.counters.l2_hits.incr();
+                    }
                     self.access.record(fp, key, true);
                     return Begin::Value(found.d.value);
                 }

@@ -334,6 +334,16 @@ impl RedisL2 {
         Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
     }
 
+    /// `GETRANGE key 0 n-1`; an absent key reads as empty, so `None`.
+    pub(crate) async fn head(&self, key: &str, n: usize) -> Result<Option<Vec<u8>>> {
+        let key = &*self.k(key);
+        let end = n.saturating_sub(1);
+        let bytes: Vec<u8> = self
+            .run(|mut c| async move { redis::cmd("GETRANGE").arg(key).arg(0).arg(end).query_async(&mut c).await })
+            .await?;
+        Ok((!bytes.is_empty()).then_some(bytes))
+    }
+
     /// `SET key value NX PX ttl`: whether this call set it.
     pub(crate) async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool> {
         let ms = ttl_ms(ttl);

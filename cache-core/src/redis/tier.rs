@@ -74,6 +74,9 @@ impl RemoteTier for RedisL2 {
     fn pttl<'a>(&'a self, key: &'a str) -> TierFuture<'a, Option<Duration>> {
         Box::pin(RedisL2::pttl(self, key))
     }
+    fn head<'a>(&'a self, key: &'a str, n: usize) -> TierFuture<'a, Option<Vec<u8>>> {
+        Box::pin(RedisL2::head(self, key, n))
+    }
     fn lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration) -> TierFuture<'a, bool> {
         Box::pin(RedisL2::set_nx(self, key, token, ttl))
     }

@@ -265,6 +265,12 @@ impl RemoteTier for FakeTier {
             Ok(Self::read(&self.state.lock(), key).is_some())
         })
     }
+    fn head<'a>(&'a self, key: &'a str, n: usize) -> TierFuture<'a, Option<Vec<u8>>> {
+        boxed(async move {
+            self.call("head")?;
+            Ok(Self::read(&self.state.lock(), key).map(|v| v.iter().take(n).copied().collect()))
+        })
+    }
     fn pttl<'a>(&'a self, key: &'a str) -> TierFuture<'a, Option<Duration>> {
         boxed(async move {
             self.call("pttl")?;

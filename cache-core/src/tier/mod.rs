@@ -101,6 +101,9 @@ pub(crate) trait RemoteTier: Send + Sync {
     /// Deletes the cache's own entries matching a glob; how many.
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> TierFuture<'a, u64>;
     fn exists<'a>(&'a self, key: &'a str) -> TierFuture<'a, bool>;
+    /// The first `n` bytes of a key's value (`GETRANGE`); `None` when absent. The disk tier
+    /// checks its copy by them without reading the value.
+    fn head<'a>(&'a self, key: &'a str, n: usize) -> TierFuture<'a, Option<Vec<u8>>>;
     /// Time left on a key; `None` when absent or without expiry.
     fn pttl<'a>(&'a self, key: &'a str) -> TierFuture<'a, Option<Duration>>;
     /// Takes `key` with `token` for `ttl` if free.

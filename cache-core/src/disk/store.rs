@@ -1,0 +1,628 @@
+//! The disk tier on foyer: a disk-only `HybridCache<String, Vec<u8>>` (its memory part admits
+//! nothing: L1 is ours) of [`record`](super::record)s, and what this process knows of each key.
+//!
+//! Trust. foyer finds a key's latest record, but that is not always the value to serve: a write
+//! it dropped (a full buffer, a full disk) leaves the one before readable, a removed entry still
+//! in its write queue stays readable for a moment, and after a restart every record predates
+//! whatever happened to Redis meanwhile. So each key this process wrote, read back or removed
+//! has a [`Known`] state, and a record is *trusted* only when its checksum is the one last
+//! written. Anything else is either refused (an older version, a deleted key) or *unverified*
+//! (a record this process has no state for): the engine then checks it against Redis's copy by
+//! its content id (20 bytes read instead of the value), or, without Redis, against the rules
+//! file ([`super::rules`]). Invalidations that cannot be applied key by key (a pattern, a lost
+//! subscription) make every record unverified again.
+//!
+//! Failure. foyer never reports a failed write: the health check writes and reads back a probe,
+//! and watches the directory. Two failed probes, a replaced directory, or repeated read errors
+//! disable the tier for the rest of the process; calls go on through L1, Redis and the loader.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
+    HybridCachePolicy, RecoverMode,
+};
+use parking_lot::Mutex;
+
+use super::record::{self, HEADER};
+use super::rules::{Rules, MAX_RULES};
+use super::{DiskCounters, DiskStats};
+use crate::config::{DiskConfig, DiskPolicies, Policy};
+use crate::error::Result;
+use crate::pattern::Pattern;
+
+type Foyer = HybridCache<String, Vec<u8>>;
+
+/// Read errors in a row that disable the tier.
+const ERRORS_TO_DISABLE: u32 = 3;
+/// Failed probes in a row that disable the tier.
+const PROBES_TO_DISABLE: u32 = 2;
+/// How long a removed key is remembered as removed (foyer's write queue is long gone by then).
+const DELETED_KEPT: Duration = Duration::from_secs(60);
+/// The health probe's key: no cache key starts with a NUL.
+const PROBE_KEY: &str = "\0tiered-cache-l3-probe";
+/// What the directory's marker says; a different one wipes foyer's files (geometry changed).
+const META_FILE: &str = "l3.meta";
+
+/// What this process knows of a key's record.
+#[derive(Debug, Clone, Copy)]
+enum Known {
+    /// Its latest record has this checksum; `size`: the envelope's bytes.
+    Written { id: u64, size: u64 },
+    /// Removed at this instant: no record of it is served.
+    Deleted(Instant),
+}
+
+/// The open tier.
+struct Open {
+    cache: Foyer,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    rules: Option<Rules>,
+    dir_ino: u64,
+    _lock: File,
+}
+
+/// The disk tier (see the module doc).
+pub(crate) struct Disk {
+    open: Option<Open>,
+    enabled: AtomicBool,
+    reason: Mutex<Option<String>>,
+    policies: DiskPolicies,
+    promote_max: u64,
+    dir: PathBuf,
+    capacity: u64,
+    max_record: usize,
+    known: Mutex<HashMap<u64, Known>>,
+    read_errors: AtomicU32,
+    probe_failures: AtomicU32,
+    pub(crate) counters: DiskCounters,
+}
+
+/// A record found for a key.
+pub(crate) struct Found {
+    entry: HybridCacheEntry<String, Vec<u8>>,
+    written_ms: u64,
+    id: u64,
+    trusted: bool,
+}
+
+impl Found {
+    /// The envelope, as Redis holds it.
+    pub(crate) fn envelope(&self) -> &[u8] {
+        self.entry.value().get(HEADER..).unwrap_or_default()
+    }
+
+    /// When it was written (unix ms).
+    pub(crate) fn written_ms(&self) -> u64 {
+        self.written_ms
+    }
+
+    /// Whether it is the record this process last wrote or checked for the key.
+    pub(crate) fn trusted(&self) -> bool {
+        self.trusted
+    }
+}
+
+fn key_hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
+/// Block size for a capacity: 16 blocks at least, 64 KiB to 16 MiB each, 4 KiB aligned.
+fn block_size(capacity: u64) -> usize {
+    let b = (capacity / 16).clamp(64 << 10, 16 << 20);
+    (b & !4095) as usize
+}
+
+impl Disk {
+    /// Opens the tier in `c.dir`. Never fails: a tier that cannot open is returned disabled, its
+    /// reason logged, counted and in its stats. `local`: there is no Redis to check records
+    /// against (the rules file is kept then).
+    pub(crate) fn open(c: &DiskConfig, local: bool) -> Result<Arc<Disk>> {
+        let policies = DiskPolicies::compile(c)?;
+        let dir = c.dir.clone().unwrap_or_default();
+        let capacity = c.capacity.as_u64();
+        let bs = block_size(capacity);
+        let mut disk = Disk {
+            open: None,
+            enabled: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            policies,
+            promote_max: c.promote_max.as_u64(),
+            dir: dir.clone(),
+            capacity,
+            max_record: bs / 2,
+            known: Mutex::default(),
+            read_errors: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
+            counters: DiskCounters::default(),
+        };
+        match open_foyer(&dir, capacity, bs, local) {
+            Ok(open) => {
+                disk.open = Some(open);
+                disk.enabled.store(true, Ordering::Release);
+                tracing::info!(dir = %dir.display(), capacity, block_size = bs, "disk tier (L3) open");
+            }
+            Err(e) => {
+                disk.counters.errors.incr();
+                tracing::error!(dir = %dir.display(), error = %e, "disk tier (L3) disabled: it cannot open");
+                *disk.reason.lock() = Some(format!("cannot open: {e}"));
+            }
+        }
+        let disk = Arc::new(disk);
+        if let Some(open) = &disk.open {
+            if let Some(rt) = open.rt.lock().as_ref() {
+                rt.spawn(health(Arc::downgrade(&disk), c.health_interval));
+            }
+        }
+        Ok(disk)
+    }
+
+    /// The policy of `key`, when the tier takes it.
+    pub(crate) fn policy(&self, key: &str) -> Option<Policy> {
+        self.policies.of(key)
+    }
+
+    /// Under `Auto`, the smallest value read from disk before Redis.
+    pub(crate) fn disk_first_min_size(&self) -> u64 {
+        self.policies.disk_first_min_size
+    }
+
+    /// The largest value an L3 hit puts into L1.
+    pub(crate) fn promote_max(&self) -> u64 {
+        self.promote_max
+    }
+
+    /// Whether the tier is in use.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    fn live(&self) -> Option<&Open> {
+        self.open.as_ref().filter(|_| self.is_enabled())
+    }
+
+    /// Stops using the tier for the rest of the process.
+    pub(crate) fn disable(&self, why: &str) {
+        if self.enabled.swap(false, Ordering::AcqRel) {
+            self.counters.errors.incr();
+            tracing::error!(dir = %self.dir.display(), reason = why, "disk tier (L3) disabled; calls go on without it");
+            *self.reason.lock() = Some(why.to_owned());
+        }
+    }
+
+    /// The size of the value last written for `key` here, when known.
+    pub(crate) fn known_size(&self, key: &str) -> Option<u64> {
+        match self.known.lock().get(&key_hash(key)) {
+            Some(Known::Written { size, .. }) => Some(*size),
+            _ => None,
+        }
+    }
+
+    /// Whether the record last written for `key` holds exactly `envelope`.
+    pub(crate) fn holds(&self, key: &str, envelope: &[u8]) -> bool {
+        matches!(self.known.lock().get(&key_hash(key)),
+            Some(Known::Written { id, .. }) if *id == record::id_of(envelope))
+    }
+
+    /// `key`'s record, if there is one worth looking at (see the module doc on trust). Counts
+    /// misses, evictions, corrupt records and errors; hits are counted by whoever serves it.
+    pub(crate) async fn get(&self, key: &str) -> Option<Found> {
+        let open = self.live()?;
+        let t = Instant::now();
+        let got = open.cache.get(key).await;
+        self.counters.read_latency.lock().record(t.elapsed());
+        let h = key_hash(key);
+        let entry = match got {
+            Ok(Some(e)) => {
+                self.read_errors.store(0, Ordering::Relaxed);
+                e
+            }
+            Ok(None) => {
+                self.counters.misses.incr();
+                let mut known = self.known.lock();
+                if let Some(Known::Written { .. }) = known.get(&h) {
+                    // Written here and never removed: foyer let it go (a reclaimed block or a
+                    // dropped write).
+                    known.remove(&h);
+                    self.counters.evictions.incr();
+                }
+                return None;
+            }
+            Err(e) => {
+                self.counters.misses.incr();
+                self.counters.errors.incr();
+                tracing::warn!(key, error = %e, "disk tier read failed; read as a miss");
+                if self.read_errors.fetch_add(1, Ordering::Relaxed) + 1 >= ERRORS_TO_DISABLE {
+                    self.disable(&format!("{ERRORS_TO_DISABLE} reads in a row failed: {e}"));
+                }
+                return None;
+            }
+        };
+        self.counters.read_bytes.add(entry.value().len() as u64);
+        let Some(p) = record::parse(entry.value()) else {
+            self.counters.misses.incr();
+            self.counters.corrupt.incr();
+            tracing::warn!(key, "disk tier record is corrupt; removed and read as a miss");
+            self.remove(key);
+            return None;
+        };
+        let (written_ms, id) = (p.written_ms, p.id);
+        let trusted = match self.known.lock().get(&h) {
+            Some(Known::Written { id: last, .. }) if *last == id => true,
+            // An older version (the newer write was dropped or is on its way), or a removed key.
+            Some(_) => {
+                self.counters.misses.incr();
+                return None;
+            }
+            None => false,
+        };
+        Some(Found {
+            entry,
+            written_ms,
+            id,
+            trusted,
+        })
+    }
+
+    /// A record the engine served.
+    pub(crate) fn hit(&self) {
+        self.counters.hits.incr();
+    }
+
+    /// A record the engine could not use now (it cannot be checked, or it is past its expiry):
+    /// a miss, the record kept.
+    pub(crate) fn untried(&self) {
+        self.counters.misses.incr();
+    }
+
+    /// A record the engine checked and found stale: removed, counted as a miss.
+    pub(crate) fn refuse(&self, key: &str) {
+        self.counters.stale.incr();
+        self.counters.misses.incr();
+        self.remove(key);
+    }
+
+    /// A record checked against Redis or the rules and found current: trusted from now on.
+    pub(crate) fn confirm(&self, key: &str, found: &Found) {
+        self.counters.verified.incr();
+        let size = found.envelope().len() as u64;
+        let mut known = self.known.lock();
+        // Only if nothing was written or removed meanwhile.
+        if !known.contains_key(&key_hash(key)) {
+            known.insert(key_hash(key), Known::Written { id: found.id, size });
+        }
+    }
+
+    /// Whether the rules say a record of `key` written at `written_ms` with `tags` is stale;
+    /// always false with Redis (records are checked against it instead).
+    pub(crate) fn ruled_out(&self, key: &str, tags: &[&str], written_ms: u64) -> bool {
+        self.live()
+            .and_then(|o| o.rules.as_ref())
+            .is_some_and(|r| r.stale(key, tags, written_ms))
+    }
+
+    /// Whether there is no Redis to check records against (the rules decide).
+    pub(crate) fn is_local(&self) -> bool {
+        self.open.as_ref().is_some_and(|o| o.rules.is_some())
+    }
+
+    /// Writes `envelope` as `key`'s record. Too large for a block: not written, and any older
+    /// record of the key is removed.
+    pub(crate) fn put(&self, key: &str, envelope: &[u8]) {
+        let Some(open) = self.live() else { return };
+        if envelope.len() + HEADER + key.len() + 64 > self.max_record {
+            self.counters.too_large.incr();
+            self.remove(key);
+            return;
+        }
+        let t = Instant::now();
+        let (rec, id) = record::encode(envelope, crate::engine::unix_ms());
+        let len = rec.len() as u64;
+        self.known.lock().insert(
+            key_hash(key),
+            Known::Written {
+                id,
+                size: envelope.len() as u64,
+            },
+        );
+        // A write foyer drops then leaves no older record behind to be found after a restart.
+        open.cache.remove(key);
+        open.cache.insert(key.to_owned(), rec);
+        self.counters.write_latency.lock().record(t.elapsed());
+        self.counters.writes.incr();
+        self.counters.write_bytes.add(len);
+    }
+
+    /// Removes `key`'s record; no record of it is served until it is written again.
+    pub(crate) fn remove(&self, key: &str) {
+        let Some(open) = self.open.as_ref() else { return };
+        self.known.lock().insert(key_hash(key), Known::Deleted(Instant::now()));
+        open.cache.remove(key);
+    }
+
+    /// After an invalidation that cannot be applied key by key: every record is checked again
+    /// before it is served (removed keys stay removed).
+    pub(crate) fn untrust_all(&self) {
+        self.known.lock().retain(|_, k| matches!(k, Known::Deleted(_)));
+    }
+
+    /// A pattern invalidation: recorded in the rules without Redis, and no record trusted.
+    pub(crate) fn invalidate_pattern(&self, p: &Pattern) {
+        self.untrust_all();
+        if let Some(rules) = self.live().and_then(|o| o.rules.as_ref()) {
+            let added = rules.add_pattern(p, crate::engine::unix_ms());
+            self.after_rule(added);
+        }
+    }
+
+    /// Tag invalidations: recorded in the rules without Redis (with Redis the envelopes' tag
+    /// tokens are checked as for Redis's own copies).
+    pub(crate) fn invalidate_tags(&self, tags: &[&str]) {
+        if let Some(rules) = self.live().and_then(|o| o.rules.as_ref()) {
+            let now = crate::engine::unix_ms();
+            for t in tags {
+                let added = rules.add_tag(t, now);
+                if !self.after_rule(added) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// An invalidation that could not be recorded must not be forgotten at the next restart:
+    /// the tier is emptied (and disabled when even that fails). Too many rules: emptied too.
+    fn after_rule(&self, added: std::result::Result<usize, super::rules::RulesError>) -> bool {
+        match added {
+            Ok(n) if n <= MAX_RULES => true,
+            Ok(_) => {
+                self.spawn_clear();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "disk tier cannot record an invalidation; emptying it");
+                self.spawn_clear();
+                self.disable(&format!("cannot record an invalidation: {e}"));
+                false
+            }
+        }
+    }
+
+    fn spawn_clear(&self) {
+        let Some(open) = self.open.as_ref() else { return };
+        self.known.lock().clear();
+        let cache = open.cache.clone();
+        if let Some(rt) = open.rt.lock().as_ref() {
+            rt.spawn(async move {
+                if let Err(e) = cache.clear().await {
+                    tracing::error!(error = %e, "disk tier could not be emptied");
+                }
+            });
+        }
+        if let Some(rules) = &open.rules {
+            let _ = rules.clear();
+        }
+    }
+
+    /// Empties the tier, durably (before the rules, which stop mattering only then).
+    pub(crate) async fn clear(&self) {
+        let Some(open) = self.live() else { return };
+        self.known.lock().clear();
+        if let Err(e) = open.cache.clear().await {
+            self.disable(&format!("cannot be emptied: {e}"));
+            return;
+        }
+        if let Some(Err(e)) = open.rules.as_ref().map(Rules::clear) {
+            self.disable(&format!("cannot reset its rules: {e}"));
+        }
+    }
+
+    /// Waits until what was written so far is on disk (tests, benchmarks, a planned restart).
+    pub(crate) async fn flush(&self) {
+        if let Some(open) = self.live() {
+            open.cache.storage().wait().await;
+        }
+    }
+
+    /// Figures for the stats.
+    pub(crate) fn stats(&self) -> DiskStats {
+        let known = self.known.lock();
+        let (entries, bytes) = known.values().fold((0u64, 0u64), |(n, b), k| match k {
+            Known::Written { size, .. } => (n + 1, b + size),
+            Known::Deleted(_) => (n, b),
+        });
+        drop(known);
+        let device = self.open.as_ref().map(|o| o.cache.statistics());
+        DiskStats {
+            enabled: self.is_enabled(),
+            disabled_reason: self.reason.lock().clone(),
+            dir: self.dir.display().to_string(),
+            capacity_bytes: self.capacity,
+            device_read_bytes: device.map_or(0, |d| d.disk_read_bytes() as u64),
+            device_write_bytes: device.map_or(0, |d| d.disk_write_bytes() as u64),
+            ..self.counters.snapshot(entries, bytes)
+        }
+    }
+
+    async fn probe(&self) -> bool {
+        let Some(open) = self.live() else { return true };
+        let value = fastrand::u64(..).to_le_bytes().repeat(64);
+        open.cache.insert(PROBE_KEY.to_owned(), value.clone());
+        open.cache.storage().wait().await;
+        matches!(open.cache.get(PROBE_KEY).await, Ok(Some(e)) if *e.value() == value)
+    }
+
+    fn dir_replaced(&self) -> bool {
+        let Some(open) = self.open.as_ref() else { return false };
+        dir_ino(&self.dir) != Some(open.dir_ino)
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let Some(rt) = open.rt.lock().take() else { return };
+        let cache = open.cache.clone();
+        // foyer's writers run on the tier's runtime: wait for them (bounded), on a thread of
+        // our own, as this drop may run inside another runtime.
+        let closing = std::thread::Builder::new()
+            .name("cache-l3-close".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), cache.close()).await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+            });
+        if let Ok(t) = closing {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The health check: the directory is still the one opened, and a probe written comes back.
+async fn health(disk: Weak<Disk>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(disk) = disk.upgrade() else { return };
+        if !disk.is_enabled() {
+            return;
+        }
+        if disk.dir_replaced() {
+            disk.disable("its directory was removed or replaced");
+            return;
+        }
+        let ok = tokio::time::timeout(every.max(Duration::from_secs(5)), disk.probe()).await;
+        match ok {
+            Ok(true) => disk.probe_failures.store(0, Ordering::Relaxed),
+            Ok(false) => {
+                disk.counters.errors.incr();
+                let n = disk.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(failures = n, "disk tier probe did not read back what it wrote");
+                if n >= PROBES_TO_DISABLE {
+                    disk.disable("writes do not reach the disk (full, or failing)");
+                    return;
+                }
+            }
+            // A long write queue is not a failure.
+            Err(_) => {}
+        }
+        let now = Instant::now();
+        disk.known
+            .lock()
+            .retain(|_, k| !matches!(k, Known::Deleted(at) if now.duration_since(*at) > DELETED_KEPT));
+    }
+}
+
+fn dir_ino(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| m.ino())
+}
+
+/// Opens (or creates) the directory, locks it, checks its marker and builds foyer on a runtime
+/// of the tier's own (its writers and reads then never wait behind the application's tasks).
+fn open_foyer(dir: &Path, capacity: u64, bs: usize, local: bool) -> std::result::Result<Open, String> {
+    use fs4::fs_std::FileExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("l3.lock"))
+        .map_err(|e| format!("cannot create its lock file: {e}"))?;
+    match lock.try_lock_exclusive() {
+        Ok(true) => {}
+        Ok(false) => return Err("its directory is in use by another process".into()),
+        Err(e) => return Err(format!("cannot lock its directory: {e}")),
+    }
+    let meta = format!(
+        "tiered-cache-l3 record=1 block={bs} capacity={capacity} tombstones=1 local={local}\n"
+    );
+    let meta_path = dir.join(META_FILE);
+    if std::fs::read_to_string(&meta_path).ok().as_deref() != Some(meta.as_str()) {
+        wipe(dir)?;
+        std::fs::write(&meta_path, &meta).map_err(|e| format!("cannot write its marker: {e}"))?;
+    }
+    let rules = if local {
+        match Rules::load(dir) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // Invalidations cannot be told from the file: nothing on disk can be trusted.
+                tracing::error!(error = %e, "disk tier rules unreadable; emptying the tier");
+                wipe(dir)?;
+                Some(Rules::load(dir).map_err(|e| e.to_string())?)
+            }
+        }
+    } else {
+        None
+    };
+    let dir_ino = dir_ino(dir).ok_or("cannot stat its directory")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(16)
+        .thread_name("cache-l3")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start its runtime: {e}"))?;
+    let handle = rt.handle().clone();
+    let dir_owned = dir.to_path_buf();
+    let built = std::thread::Builder::new()
+        .name("cache-l3-open".into())
+        .spawn(move || handle.block_on(build(dir_owned, capacity, bs)))
+        .map_err(|e| format!("cannot start its opening thread: {e}"))?
+        .join()
+        .map_err(|_| "foyer panicked while opening".to_owned())??;
+    Ok(Open {
+        cache: built,
+        rt: Mutex::new(Some(rt)),
+        rules,
+        dir_ino,
+        _lock: lock,
+    })
+}
+
+async fn build(dir: PathBuf, capacity: u64, bs: usize) -> std::result::Result<Foyer, String> {
+    let capacity = usize::try_from(capacity).map_err(|_| "capacity too large".to_owned())?;
+    // A capacity always: without one foyer sizes itself from free space, and unwraps doing so.
+    let device = FsDeviceBuilder::new(&dir)
+        .with_capacity(capacity)
+        .build()
+        .map_err(|e| format!("cannot open its files: {e}"))?;
+    HybridCacheBuilder::<String, Vec<u8>>::new()
+        .with_name("l3")
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .with_flush_on_close(false)
+        .memory(1)
+        .with_filter(|_: &String, _: &Vec<u8>| false)
+        .storage()
+        .with_engine_config(
+            BlockEngineConfig::new(device)
+                .with_block_size(bs)
+                .with_buffer_pool_size(bs)
+                .with_submit_queue_size_threshold(bs * 4)
+                .with_tombstone_log(true),
+        )
+        .with_recover_mode(RecoverMode::Quiet)
+        .build()
+        .await
+        .map_err(|e| format!("foyer: {e}"))
+}
+
+/// Removes foyer's files and the rules (never anything else in the directory).
+fn wipe(dir: &Path) -> std::result::Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("foyer-") || name == "l3.rules" {
+            std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove {name}: {e}"))?;
+        }
+    }
+    Ok(())
+}
