@@ -21,6 +21,8 @@ mod redis;
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
 pub use self::disk::{DiskConfig, DiskPolicy, ReadOrder, WritePolicy};
+/// Sizes in the disk tier's settings (`"10GiB"` in TOML and the environment).
+pub use bytesize::ByteSize;
 pub use self::redis::{RedisTopology, Secret};
 
 /// Every setting of a [`Cache`](crate::Cache). Fields are public; [`CacheConfig::builder`] is the

@@ -123,7 +123,10 @@ impl Engine {
             None
         };
         let adaptive = config.strategy.adaptive().map(Adaptive::compile).transpose()?;
-        let channel = bus_channel.clone().filter(|_| config.l1_enabled);
+        // Others are told about writes when they may hold copies: in L1, or on disk.
+        let channel = bus_channel
+            .clone()
+            .filter(|_| config.l1_enabled || config.l3.dir.is_some());
         let codec = Codec::new(
             config.compression_threshold,
             config.compression_level,
