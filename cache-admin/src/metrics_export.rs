@@ -25,6 +25,7 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
 pub(crate) fn publish(s: &Stats) {
     metrics::counter!("cache_hits_total", "level" => "l1").absolute(s.l1_hits);
     metrics::counter!("cache_hits_total", "level" => "l2").absolute(s.l2_hits);
+    metrics::counter!("cache_hits_total", "level" => "l3").absolute(s.l3_hits);
     metrics::counter!("cache_coalesced_total").absolute(s.coalesced);
     metrics::counter!("cache_misses_total").absolute(s.misses);
     metrics::counter!("cache_errors_total").absolute(s.errors);
@@ -40,6 +41,24 @@ pub(crate) fn publish(s: &Stats) {
     metrics::gauge!("cache_hit_rate").set(s.hit_rate);
     metrics::gauge!("cache_l1_entries").set(s.local_cache_size as f64);
     metrics::gauge!("cache_l1_bytes").set(s.local_cache_bytes as f64);
+    if let Some(l3) = &s.l3 {
+        metrics::gauge!("cache_l3_enabled").set(if l3.enabled { 1.0 } else { 0.0 });
+        metrics::counter!("cache_l3_hits_total").absolute(l3.hits);
+        metrics::counter!("cache_l3_misses_total").absolute(l3.misses);
+        metrics::counter!("cache_l3_stale_total").absolute(l3.stale);
+        metrics::counter!("cache_l3_writes_total").absolute(l3.writes);
+        metrics::counter!("cache_l3_write_bytes_total").absolute(l3.write_bytes);
+        metrics::counter!("cache_l3_read_bytes_total").absolute(l3.read_bytes);
+        metrics::counter!("cache_l3_evictions_total").absolute(l3.evictions);
+        metrics::counter!("cache_l3_corrupt_total").absolute(l3.corrupt);
+        metrics::counter!("cache_l3_errors_total").absolute(l3.errors);
+        metrics::gauge!("cache_l3_entries").set(l3.entries as f64);
+        metrics::gauge!("cache_l3_bytes").set(l3.bytes as f64);
+        for (op, lat) in [("read", &l3.read_latency), ("write", &l3.write_latency)] {
+            metrics::gauge!("cache_l3_latency_p50_us", "op" => op).set(lat.p50_us);
+            metrics::gauge!("cache_l3_latency_p99_us", "op" => op).set(lat.p99_us);
+        }
+    }
     if let Some(info) = &s.redis_info {
         metrics::gauge!("cache_redis_used_memory_bytes").set(info.used_memory as f64);
         metrics::gauge!("cache_redis_connected_clients").set(info.connected_clients as f64);

@@ -242,6 +242,22 @@ pub struct MemoryProfile {
     pub l2_written_stored_bytes: u64,
     /// Redis `used_memory`.
     pub redis_used_memory: Option<u64>,
+    /// The disk tier, when configured.
+    pub l3: Option<DiskMemory>,
+}
+
+/// The disk tier's share of a [`MemoryProfile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DiskMemory {
+    /// Entries this process wrote or checked that are still there, as far as it knows.
+    pub entries: u64,
+    /// Their envelopes' bytes.
+    pub bytes: u64,
+    /// The configured capacity.
+    pub capacity_bytes: u64,
+    /// Bytes the device wrote (foyer's records, 4 KiB aligned).
+    pub device_write_bytes: u64,
 }
 
 /// The prefix of a key: the text before the first `:` (the whole key when it has none).

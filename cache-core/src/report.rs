@@ -166,6 +166,15 @@ impl Cache {
             l2_written_raw_bytes: c.raw_bytes.get(),
             l2_written_stored_bytes: c.stored_bytes.get(),
             redis_used_memory,
+            l3: self.engine.disk.as_ref().map(|d| {
+                let s = d.stats();
+                crate::perf::DiskMemory {
+                    entries: s.entries,
+                    bytes: s.bytes,
+                    capacity_bytes: s.capacity_bytes,
+                    device_write_bytes: s.device_write_bytes,
+                }
+            }),
         }
     }
 

@@ -429,3 +429,49 @@ async fn a_full_disk_disables_the_tier_and_calls_go_on() {
     drop(c);
     let _ = std::process::Command::new("umount").arg(&d).status();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_reports_the_disk_tier() {
+    let redis = TestRedis::start();
+    let c = cache_on(Some(&redis), &dir("admin"), ReadOrder::DiskFirst, false);
+    c.set("ml:model", &big("m"), None).await.unwrap();
+    c.flush_disk().await;
+    c.get::<String>("ml:model").await.unwrap();
+    let app = cache_admin::router(c.clone(), None, cache_admin::AdminConfig { token: None });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let perf: serde_json::Value = http
+        .get(format!("{base}/api/v1/cache/performance"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(perf["l3"]["hits"], 1, "{perf}");
+    assert_eq!(perf["l3"]["read_latency"]["count"], 1, "{perf}");
+    assert_eq!(perf["memory"]["l3_entries"], 1, "{perf}");
+    let stats: serde_json::Value = http
+        .get(format!("{base}/api/v1/cache/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["cache"]["l3_hits"], 1, "{stats}");
+    let memory: serde_json::Value = http
+        .get(format!("{base}/api/v1/cache/memory"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(memory["l3"]["entries"], 1, "{memory}");
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("cache_l3_hits_total 1"), "{metrics}");
+    assert!(metrics.contains(r#"cache_hits_total{level="l3"} 1"#), "{metrics}");
+}
