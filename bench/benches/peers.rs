@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`]) to run only
+//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`]) to run only
 //! some sections.
 //!
 //! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
@@ -10,6 +10,7 @@
 //! which start servers of their own, are a module beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod disk;
 mod tags;
 mod topologies;
 
@@ -641,6 +642,9 @@ fn main() {
 
     // ---------- P8 tag invalidation, P8b the cost of tags on a hit ----------
     rows.extend(tags::rows(&multi, &redis));
+
+    // ---------- P9 the disk tier ----------
+    rows.extend(disk::rows(&multi, &redis));
 
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");
