@@ -322,7 +322,9 @@ pub(crate) fn content_id(bytes: &[u8]) -> Option<u64> {
     if !bytes.starts_with(&MAGIC) || h >> 5 != VERSION || h & FORMAT_MASK != FORMAT_BINCODE2_ID {
         return None;
     }
-    Some(u64::from_le_bytes(bytes.get(PLAIN_HEADER..ID_HEADER)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        bytes.get(PLAIN_HEADER..ID_HEADER)?.try_into().ok()?,
+    ))
 }
 
 /// The tag section: `u16` count, then per tag a `u16` length, its UTF-8 bytes and its token

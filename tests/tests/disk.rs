@@ -25,7 +25,9 @@ fn big(tag: &str) -> String {
 
 /// `n` characters that do not compress, seeded by `tag`.
 fn noise(tag: &str, n: usize) -> String {
-    let mut x = tag.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let mut x = tag.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    });
     let mut out = format!("{tag}:");
     while out.len() < n {
         x ^= x << 13;
@@ -74,8 +76,8 @@ fn cache_on(redis: Option<&TestRedis>, dir: &Path, order: ReadOrder, l1: bool) -
     Cache::new(b.build().unwrap()).unwrap()
 }
 
-fn disk(c: &Cache) -> impl std::future::Future<Output = cache_core::DiskStats> + '_ {
-    async move { c.stats().await.l3.expect("a disk tier is configured") }
+async fn disk(c: &Cache) -> cache_core::DiskStats {
+    c.stats().await.l3.expect("a disk tier is configured")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,14 +89,24 @@ async fn every_read_order_round_trips_and_counts_where_it_read() {
         c.set("analysis:1", &big("one"), None).await.unwrap();
         c.set("query:1", &big("q"), None).await.unwrap();
         c.flush_disk().await;
-        assert_eq!(c.get::<String>("analysis:1").await.unwrap(), Some(big("one")), "{order:?}");
-        assert_eq!(c.get::<String>("query:1").await.unwrap(), Some(big("q")), "{order:?}");
+        assert_eq!(
+            c.get::<String>("analysis:1").await.unwrap(),
+            Some(big("one")),
+            "{order:?}"
+        );
+        assert_eq!(
+            c.get::<String>("query:1").await.unwrap(),
+            Some(big("q")),
+            "{order:?}"
+        );
         let s = c.stats().await;
         let l3 = s.l3.unwrap();
         assert_eq!(l3.writes, 1, "only the disk pattern is written: {order:?}");
         match order {
             // Auto: 10 KB is below the 64 KiB at which the disk is read first.
-            ReadOrder::RedisFirst | ReadOrder::Auto => assert_eq!((s.l3_hits, s.l2_hits), (0, 2), "{order:?}"),
+            ReadOrder::RedisFirst | ReadOrder::Auto => {
+                assert_eq!((s.l3_hits, s.l2_hits), (0, 2), "{order:?}")
+            }
             _ => assert_eq!((s.l3_hits, s.l2_hits), (1, 1), "{order:?}"),
         }
         drop(c);
@@ -128,7 +140,9 @@ async fn an_l3_hit_fills_l1_and_a_redis_hit_fills_l3() {
     writer.set("static:page", &big("page"), None).await.unwrap();
     let mut cfg = l3(&dir("promote"), ReadOrder::DiskFirst);
     cfg.promote_max = bytesize(1 << 20);
-    let builder = CacheConfig::builder().l3_config(cfg).l1_ttl(Duration::from_millis(200));
+    let builder = CacheConfig::builder()
+        .l3_config(cfg)
+        .l1_ttl(Duration::from_millis(200));
     let c = Cache::new(common::on(&redis, builder).build().unwrap()).unwrap();
     assert_eq!(c.get::<String>("static:page").await.unwrap(), Some(big("page")));
     assert_eq!(disk(&c).await.writes, 1, "the Redis hit filled the disk");
@@ -144,7 +158,9 @@ async fn an_l3_hit_fills_l1_and_a_redis_hit_fills_l3() {
     // Above promote_max, a disk hit leaves L1 alone.
     let mut cfg = l3(&dir("promote-small"), ReadOrder::DiskFirst);
     cfg.promote_max = bytesize(1024);
-    let builder = CacheConfig::builder().l3_config(cfg).l1_ttl(Duration::from_millis(200));
+    let builder = CacheConfig::builder()
+        .l3_config(cfg)
+        .l1_ttl(Duration::from_millis(200));
     let c = Cache::new(common::on(&redis, builder).build().unwrap()).unwrap();
     c.get::<String>("static:page").await.unwrap();
     c.flush_disk().await;
@@ -176,7 +192,9 @@ async fn every_invalidation_reaches_the_disk() {
     c.invalidate_pattern("analysis:pat:*").await.unwrap();
     assert_eq!(c.get::<String>("analysis:pat:1").await.unwrap(), None);
 
-    c.set_tagged("analysis:tagged", &big("t"), None, &["team:1"]).await.unwrap();
+    c.set_tagged("analysis:tagged", &big("t"), None, &["team:1"])
+        .await
+        .unwrap();
     c.flush_disk().await;
     assert_eq!(c.get::<String>("analysis:tagged").await.unwrap(), Some(big("t")));
     c.invalidate_tags(&["team:1"]).await.unwrap();
@@ -244,7 +262,9 @@ async fn disk_writer() {
     for key in ["analysis:a", "analysis:b", "analysis:c", "analysis:d"] {
         c.set(key, &big(key), None).await.unwrap();
     }
-    c.set_tagged("analysis:tagged", &big("tagged"), None, &["team:9"]).await.unwrap();
+    c.set_tagged("analysis:tagged", &big("tagged"), None, &["team:9"])
+        .await
+        .unwrap();
     if script == "local" {
         // Alone: invalidations the next run must know of.
         c.invalidate_pattern("analysis:b*").await.unwrap();
@@ -270,13 +290,23 @@ async fn after_a_restart_an_entry_changed_in_redis_is_not_served_from_disk() {
     assert_eq!(c.get::<String>("analysis:a").await.unwrap(), Some(big("a2")));
     assert_eq!(c.get::<String>("analysis:b").await.unwrap(), None);
     assert_eq!(c.get::<String>("analysis:tagged").await.unwrap(), None);
-    assert_eq!(c.get::<String>("analysis:c").await.unwrap(), Some(big("analysis:c")));
+    assert_eq!(
+        c.get::<String>("analysis:c").await.unwrap(),
+        Some(big("analysis:c"))
+    );
     let s = c.stats().await;
     let l3 = s.l3.unwrap();
-    assert_eq!((s.l3_hits, l3.verified), (1, 1), "c came from disk after one check: {l3:?}");
+    assert_eq!(
+        (s.l3_hits, l3.verified),
+        (1, 1),
+        "c came from disk after one check: {l3:?}"
+    );
     assert!(l3.stale >= 1, "a's old record was refused: {l3:?}");
     // Checked once: the second read trusts it.
-    assert_eq!(c.get::<String>("analysis:c").await.unwrap(), Some(big("analysis:c")));
+    assert_eq!(
+        c.get::<String>("analysis:c").await.unwrap(),
+        Some(big("analysis:c"))
+    );
     assert_eq!(disk(&c).await.verified, 1);
 }
 
@@ -299,7 +329,10 @@ async fn after_a_restart_with_redis_down_disk_entries_are_served_only_as_fail_sa
     let c = cache_on(Some(&redis), &d, ReadOrder::DiskFirst, false);
     // Unchecked: never as fresh.
     assert!(c.get::<String>("analysis:a").await.unwrap_or(None).is_none());
-    assert_eq!(analysis_plain(&c, "a".into()).await, Err("the source of a is down".into()));
+    assert_eq!(
+        analysis_plain(&c, "a".into()).await,
+        Err("the source of a is down".into())
+    );
     // Under stale_if_error, the loader's failure is answered from disk.
     assert_eq!(analysis_fail_safe(&c, "a".into()).await, Ok(big("analysis:a")));
     // Never a tagged entry whose tags cannot be checked.
@@ -312,11 +345,22 @@ async fn without_redis_invalidations_outlive_a_restart() {
     let d = dir("restart-local");
     run_writer(None, &d, "local").await;
     let c = cache_on(None, &d, ReadOrder::DiskFirst, false);
-    assert_eq!(c.get::<String>("analysis:a").await.unwrap(), Some(big("analysis:a")));
+    assert_eq!(
+        c.get::<String>("analysis:a").await.unwrap(),
+        Some(big("analysis:a"))
+    );
     assert_eq!(c.get::<String>("analysis:b").await.unwrap(), None, "pattern rule");
     assert_eq!(c.get::<String>("analysis:c").await.unwrap(), None, "deleted");
-    assert_eq!(c.get::<String>("analysis:d").await.unwrap(), Some(big("d2")), "rewritten");
-    assert_eq!(c.get::<String>("analysis:tagged").await.unwrap(), None, "tag rule");
+    assert_eq!(
+        c.get::<String>("analysis:d").await.unwrap(),
+        Some(big("d2")),
+        "rewritten"
+    );
+    assert_eq!(
+        c.get::<String>("analysis:tagged").await.unwrap(),
+        None,
+        "tag rule"
+    );
     assert_eq!(c.stats().await.l3_hits, 2);
 }
 
@@ -343,7 +387,12 @@ async fn corrupt_files_never_give_a_wrong_value() {
     let redis = TestRedis::start();
     for local in [false, true] {
         let d = dir("corrupt");
-        run_writer((!local).then_some(&redis), &d, if local { "plain-local" } else { "redis" }).await;
+        run_writer(
+            (!local).then_some(&redis),
+            &d,
+            if local { "plain-local" } else { "redis" },
+        )
+        .await;
         assert!(corrupt(&d) > 0);
         let c = cache_on((!local).then_some(&redis), &d, ReadOrder::DiskFirst, false);
         for key in ["analysis:a", "analysis:b", "analysis:c", "analysis:d"] {
@@ -361,7 +410,10 @@ async fn an_unusable_directory_disables_the_tier_and_calls_go_on() {
     std::fs::write(&file, b"not a directory").unwrap();
     let c = cache_on(Some(&redis), &file.join("l3"), ReadOrder::DiskFirst, false);
     let l3 = disk(&c).await;
-    assert!(!l3.enabled && l3.disabled_reason.as_deref().unwrap().contains("cannot create"), "{l3:?}");
+    assert!(
+        !l3.enabled && l3.disabled_reason.as_deref().unwrap().contains("cannot create"),
+        "{l3:?}"
+    );
     c.set("analysis:1", &big("1"), None).await.unwrap();
     assert_eq!(c.get::<String>("analysis:1").await.unwrap(), Some(big("1")));
 
@@ -409,22 +461,35 @@ async fn a_full_disk_disables_the_tier_and_calls_go_on() {
         )
         .unwrap();
         for i in 0..100 {
-            c.set(&format!("analysis:{i}"), &big(&i.to_string()), None).await.unwrap();
+            c.set(&format!("analysis:{i}"), &big(&i.to_string()), None)
+                .await
+                .unwrap();
         }
         c.flush_disk().await;
         for i in 0..100 {
-            assert_eq!(c.get::<String>(&format!("analysis:{i}")).await.unwrap(), Some(big(&i.to_string())));
+            assert_eq!(
+                c.get::<String>(&format!("analysis:{i}")).await.unwrap(),
+                Some(big(&i.to_string()))
+            );
         }
         assert!(disk(&c).await.evictions > 0);
         return;
     }
     let c = cache_on(Some(&redis), &d, ReadOrder::DiskFirst, false);
     for i in 0..1000 {
-        c.set(&format!("analysis:{i}"), &big(&i.to_string()), None).await.unwrap();
+        c.set(&format!("analysis:{i}"), &big(&i.to_string()), None)
+            .await
+            .unwrap();
     }
-    within_5s("a full disk disables the tier", || async { !disk(&c).await.enabled }).await;
+    within_5s("a full disk disables the tier", || async {
+        !disk(&c).await.enabled
+    })
+    .await;
     for i in (0..1000).step_by(97) {
-        assert_eq!(c.get::<String>(&format!("analysis:{i}")).await.unwrap(), Some(big(&i.to_string())));
+        assert_eq!(
+            c.get::<String>(&format!("analysis:{i}")).await.unwrap(),
+            Some(big(&i.to_string()))
+        );
     }
     drop(c);
     let _ = std::process::Command::new("umount").arg(&d).status();
@@ -471,7 +536,14 @@ async fn the_admin_api_reports_the_disk_tier() {
         .await
         .unwrap();
     assert_eq!(memory["l3"]["entries"], 1, "{memory}");
-    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("cache_l3_hits_total 1"), "{metrics}");
     assert!(metrics.contains(r#"cache_hits_total{level="l3"} 1"#), "{metrics}");
 }

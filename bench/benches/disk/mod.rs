@@ -3,7 +3,7 @@
 //! function; throughput at 16 tasks; the hit rate of the first minute after a restart with and
 //! without the disk, on a Zipf(1.0) workload over 10 k keys larger than L1.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cache_core::config::{ByteSize, DiskConfig, ReadOrder};
@@ -31,9 +31,9 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn l3(dir: &PathBuf, capacity: u64) -> DiskConfig {
+fn l3(dir: &Path, capacity: u64) -> DiskConfig {
     let mut c = DiskConfig::default();
-    c.dir = Some(dir.clone());
+    c.dir = Some(dir.to_owned());
     c.capacity = ByteSize(capacity);
     c.patterns = vec!["p9:*".into()];
     c.read_order = ReadOrder::DiskFirst;
@@ -61,12 +61,28 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
                 .unwrap(),
         )
         .unwrap();
-        let redis_only = Cache::new(CacheConfig::builder().redis_url(redis.url()).l1_enabled(false).build().unwrap())
-            .unwrap();
-        for (label, size, n) in [("10 KB", 10_000usize, if quick() { 300 } else { 3000 }), ("1 MB", 1 << 20, if quick() { 40 } else { 300 })] {
+        let redis_only = Cache::new(
+            CacheConfig::builder()
+                .redis_url(redis.url())
+                .l1_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        for (label, size, n) in [
+            ("10 KB", 10_000usize, if quick() { 300 } else { 3000 }),
+            ("1 MB", 1 << 20, if quick() { 40 } else { 300 }),
+        ] {
             let keys = 32u64;
             for k in 0..keys {
-                on_disk.set(&format!("p9:{size}:{k}"), &noise(k, size), Some(Duration::from_secs(3600))).await.unwrap();
+                on_disk
+                    .set(
+                        &format!("p9:{size}:{k}"),
+                        &noise(k, size),
+                        Some(Duration::from_secs(3600)),
+                    )
+                    .await
+                    .unwrap();
             }
             on_disk.flush_disk().await;
             let (mut disk, mut l2) = (Vec::new(), Vec::new());
@@ -93,7 +109,11 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
                     peer: r,
                     unit: "µs",
                     higher_is_better: false,
-                    target: if label == "1 MB" && name == "p50" { "≥ 2× (L3 ≤ 0.5× Redis)".into() } else { "-".into() },
+                    target: if label == "1 MB" && name == "p50" {
+                        "≥ 2× (L3 ≤ 0.5× Redis)".into()
+                    } else {
+                        "-".into()
+                    },
                 });
                 rows.push(Row {
                     section: "P9",
@@ -119,10 +139,19 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
                 .unwrap(),
         )
         .unwrap();
-        let redis_only = Cache::new(CacheConfig::builder().redis_url(redis.url()).l1_enabled(false).build().unwrap())
-            .unwrap();
+        let redis_only = Cache::new(
+            CacheConfig::builder()
+                .redis_url(redis.url())
+                .l1_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
         for k in 0..256u64 {
-            on_disk.set(&format!("p9:t:{k}"), &noise(k, 10_000), None).await.unwrap();
+            on_disk
+                .set(&format!("p9:t:{k}"), &noise(k, 10_000), None)
+                .await
+                .unwrap();
         }
         on_disk.flush_disk().await;
         let ops = if quick() { 200 } else { 1000 };
@@ -133,7 +162,10 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
                     let c = c.clone();
                     tokio::spawn(async move {
                         for i in 0..ops {
-                            let v = c.get::<Vec<u8>>(&format!("p9:t:{}", (task * 31 + i) % 256)).await.unwrap();
+                            let v = c
+                                .get::<Vec<u8>>(&format!("p9:t:{}", (task * 31 + i) % 256))
+                                .await
+                                .unwrap();
                             assert!(v.is_some());
                         }
                     })
@@ -196,7 +228,10 @@ impl Zipf {
         for c in &mut cdf {
             *c /= acc;
         }
-        Zipf { cdf, x: 0x2545_F491_4F6C_DD1D }
+        Zipf {
+            cdf,
+            x: 0x2545_F491_4F6C_DD1D,
+        }
     }
 
     fn sample(&mut self) -> usize {
@@ -214,7 +249,11 @@ fn restart_hit_rate(rt: &tokio::runtime::Runtime, with_disk: bool, secs: u64) ->
     let d = dir(if with_disk { "restart" } else { "restart-none" });
     let build = || {
         let b = CacheConfig::builder().max_memory_cache_size(1_000);
-        let b = if with_disk { b.l3_config(l3(&d, 1 << 30)) } else { b };
+        let b = if with_disk {
+            b.l3_config(l3(&d, 1 << 30))
+        } else {
+            b
+        };
         Cache::new(b.build().unwrap()).unwrap()
     };
     rt.block_on(async {

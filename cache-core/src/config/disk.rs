@@ -168,10 +168,9 @@ impl DiskPolicies {
 
 impl DiskConfig {
     /// Reads the `CACHE_L3_*` variables over these settings.
-    pub(crate) fn from_lookup(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
-        let bad = |name: &str, v: &str, e: &dyn std::fmt::Display| {
-            CacheError::Config(format!("{name}={v:?}: {e}"))
-        };
+    pub(crate) fn read_lookup(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        let bad =
+            |name: &str, v: &str, e: &dyn std::fmt::Display| CacheError::Config(format!("{name}={v:?}: {e}"));
         if let Some(dir) = get("CACHE_L3_DIR").filter(|d| !d.trim().is_empty()) {
             self.dir = Some(PathBuf::from(dir));
         }
@@ -196,7 +195,13 @@ impl DiskConfig {
                 "disk-first" => ReadOrder::DiskFirst,
                 "redis-first" => ReadOrder::RedisFirst,
                 "auto" => ReadOrder::Auto,
-                _ => return Err(bad("CACHE_L3_READ_ORDER", &v, &"expected disk-first, redis-first or auto")),
+                _ => {
+                    return Err(bad(
+                        "CACHE_L3_READ_ORDER",
+                        &v,
+                        &"expected disk-first, redis-first or auto",
+                    ))
+                }
             };
         }
         if let Some(v) = get("CACHE_L3_WRITE") {
@@ -227,7 +232,9 @@ impl DiskConfig {
             )));
         }
         if self.health_interval.is_zero() {
-            return Err(CacheError::Config("l3.health_interval must be greater than zero".into()));
+            return Err(CacheError::Config(
+                "l3.health_interval must be greater than zero".into(),
+            ));
         }
         DiskPolicies::compile(self)?;
         Ok(())

@@ -21,9 +21,9 @@ mod redis;
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
 pub use self::disk::{DiskConfig, DiskPolicy, ReadOrder, WritePolicy};
+pub use self::redis::{RedisTopology, Secret};
 /// Sizes in the disk tier's settings (`"10GiB"` in TOML and the environment).
 pub use bytesize::ByteSize;
-pub use self::redis::{RedisTopology, Secret};
 
 /// Every setting of a [`Cache`](crate::Cache). Fields are public; [`CacheConfig::builder`] is the
 /// shorter way to set a few, and [`Cache::new`](crate::Cache::new) validates them.
@@ -299,7 +299,7 @@ impl CacheConfig {
         };
         flag("CACHE_WARMUP_ON_STARTUP", &mut c.warmup_on_startup)?;
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
-        c.l3.from_lookup(&get)?;
+        c.l3.read_lookup(&get)?;
         c.validate()?;
         Ok(c)
     }

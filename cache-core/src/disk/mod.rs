@@ -191,7 +191,9 @@ mod off {
     #[allow(clippy::unused_async, unused_variables)]
     impl Disk {
         pub(crate) fn open(c: &DiskConfig, local: bool) -> Result<Arc<Disk>> {
-            Err(CacheError::Config("cache-core was built without its `disk` feature".into()))
+            Err(CacheError::Config(
+                "cache-core was built without its `disk` feature".into(),
+            ))
         }
         pub(crate) fn policy(&self, key: &str) -> Option<Policy> {
             match *self {}

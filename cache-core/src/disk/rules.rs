@@ -184,7 +184,10 @@ mod tests {
         r.clear().unwrap();
         assert_eq!(Rules::load(&dir).unwrap().len(), 0);
         std::fs::write(dir.join("l3.rules"), "12 p 7a\nnot a rule\n").unwrap();
-        assert!(matches!(Rules::load(&dir), Err(RulesError::Corrupt { line: 2, .. })));
+        assert!(matches!(
+            Rules::load(&dir),
+            Err(RulesError::Corrupt { line: 2, .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

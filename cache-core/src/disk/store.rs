@@ -293,9 +293,9 @@ impl Disk {
         let size = found.envelope().len() as u64;
         let mut known = self.known.lock();
         // Only if nothing was written or removed meanwhile.
-        if !known.contains_key(&key_hash(key)) {
-            known.insert(key_hash(key), Known::Written { id: found.id, size });
-        }
+        known
+            .entry(key_hash(key))
+            .or_insert(Known::Written { id: found.id, size });
     }
 
     /// Whether the rules say a record of `key` written at `written_ms` with `tags` is stale;
@@ -341,7 +341,9 @@ impl Disk {
     /// Removes `key`'s record; no record of it is served until it is written again.
     pub(crate) fn remove(&self, key: &str) {
         let Some(open) = self.open.as_ref() else { return };
-        self.known.lock().insert(key_hash(key), Known::Deleted(Instant::now()));
+        self.known
+            .lock()
+            .insert(key_hash(key), Known::Deleted(Instant::now()));
         open.cache.remove(key);
     }
 
@@ -457,7 +459,9 @@ impl Disk {
     }
 
     fn dir_replaced(&self) -> bool {
-        let Some(open) = self.open.as_ref() else { return false };
+        let Some(open) = self.open.as_ref() else {
+            return false;
+        };
         dir_ino(&self.dir) != Some(open.dir_ino)
     }
 }
@@ -541,9 +545,8 @@ fn open_foyer(dir: &Path, capacity: u64, bs: usize, local: bool) -> std::result:
         Ok(false) => return Err("its directory is in use by another process".into()),
         Err(e) => return Err(format!("cannot lock its directory: {e}")),
     }
-    let meta = format!(
-        "tiered-cache-l3 record=1 block={bs} capacity={capacity} tombstones=1 local={local}\n"
-    );
+    let meta =
+        format!("tiered-cache-l3 record=1 block={bs} capacity={capacity} tombstones=1 local={local}\n");
     let meta_path = dir.join(META_FILE);
     if std::fs::read_to_string(&meta_path).ok().as_deref() != Some(meta.as_str()) {
         wipe(dir)?;

@@ -36,7 +36,12 @@ impl Engine {
 
     /// The read below L1: Redis alone, or the disk tier and Redis in the key's read order.
     /// A Redis hit of a disk key the tier lacks is written there.
-    pub(crate) async fn tiered_read(&self, key: &str, ops: &'static ValueOps, for_l1: bool) -> Result<Option<Live>> {
+    pub(crate) async fn tiered_read(
+        &self,
+        key: &str,
+        ops: &'static ValueOps,
+        for_l1: bool,
+    ) -> Result<Option<Live>> {
         let Some((disk, policy)) = self.l3_for(key) else {
             return self.remote_read(key, ops, for_l1).await;
         };
@@ -92,8 +97,12 @@ impl Engine {
                 return None;
             }
             let remote = self.remote.as_deref()?;
-            match self.timed(crate::latency::Op::Get, remote.head(key, ID_HEADER)).await {
-                Ok(Some(head)) if content_id(envelope).is_some() && envelope.get(..ID_HEADER) == Some(&head[..]) => {}
+            match self
+                .timed(crate::latency::Op::Get, remote.head(key, ID_HEADER))
+                .await
+            {
+                Ok(Some(head))
+                    if content_id(envelope).is_some() && envelope.get(..ID_HEADER) == Some(&head[..]) => {}
                 Ok(_) => {
                     disk.refuse(key);
                     return None;
@@ -115,7 +124,8 @@ impl Engine {
             return None;
         }
         let live = if local {
-            self.l3_local_tags(disk, key, d, found.written_ms(), for_l1).await?
+            self.l3_local_tags(disk, key, d, found.written_ms(), for_l1)
+                .await?
         } else {
             match self.live(key, d, for_l1).await {
                 Ok(Some(live)) => live,
@@ -134,7 +144,10 @@ impl Engine {
             disk.confirm(key, &found);
         }
         disk.hit();
-        Some(Live { from_disk: true, ..live })
+        Some(Live {
+            from_disk: true,
+            ..live
+        })
     }
 
     /// Without Redis: a record is stale when a pattern or one of its tags was invalidated
@@ -180,7 +193,12 @@ impl Engine {
 
     /// Fail-safe's last resort: `key`'s record whatever its trust, if within `stale_for` of
     /// its expiry and none of its tags is (or may have been) invalidated.
-    pub(crate) async fn l3_stale(&self, key: &str, ops: &'static ValueOps, stale_for: Duration) -> Option<AnyValue> {
+    pub(crate) async fn l3_stale(
+        &self,
+        key: &str,
+        ops: &'static ValueOps,
+        stale_for: Duration,
+    ) -> Option<AnyValue> {
         let disk = self.disk.as_deref().filter(|d| d.is_enabled())?;
         disk.policy(key)?;
         let found = disk.get(key).await?;
@@ -190,7 +208,10 @@ impl Engine {
             return None;
         }
         let value = if disk.is_local() {
-            self.l3_local_tags(disk, key, d, found.written_ms(), false).await?.d.value
+            self.l3_local_tags(disk, key, d, found.written_ms(), false)
+                .await?
+                .d
+                .value
         } else {
             self.live(key, d, false).await.ok()??.d.value
         };

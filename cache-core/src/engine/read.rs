@@ -109,7 +109,10 @@ impl Engine {
         ops: &'static ValueOps,
         for_l1: bool,
     ) -> Result<Option<Live>> {
-        Ok(self.remote_read_raw(key, ops, for_l1).await?.map(|(live, _)| live))
+        Ok(self
+            .remote_read_raw(key, ops, for_l1)
+            .await?
+            .map(|(live, _)| live))
     }
 
     /// [`remote_read`](Self::remote_read), and the bytes it decoded.
@@ -199,7 +202,11 @@ impl Engine {
         let use_l1 = if from_disk {
             self.counters.l3_hits.incr();
             // One huge value would push many small ones out of L1.
-            use_l1 && self.disk.as_ref().is_some_and(|disk| d.raw_len as u64 <= disk.promote_max())
+            use_l1
+                && self
+                    .disk
+                    .as_ref()
+                    .is_some_and(|disk| d.raw_len as u64 <= disk.promote_max())
         } else {
             self.counters.l2_hits.incr();
             use_l1

@@ -339,7 +339,14 @@ impl RedisL2 {
         let key = &*self.k(key);
         let end = n.saturating_sub(1);
         let bytes: Vec<u8> = self
-            .run(|mut c| async move { redis::cmd("GETRANGE").arg(key).arg(0).arg(end).query_async(&mut c).await })
+            .run(|mut c| async move {
+                redis::cmd("GETRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(end)
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
         Ok((!bytes.is_empty()).then_some(bytes))
     }
