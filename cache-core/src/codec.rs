@@ -316,6 +316,49 @@ pub(crate) fn with_content_id(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// A zlib envelope as the same envelope uncompressed (its header's zlib bit cleared, the length
+/// field dropped, the payload inflated; the first [`ID_HEADER`] bytes otherwise unchanged);
+/// `None` for an envelope that is not compressed or does not inflate within `max` bytes. The
+/// disk tier keeps values this way: a local read is cheaper than inflating on every hit.
+#[cfg_attr(not(feature = "disk"), allow(dead_code))]
+pub(crate) fn inflated(bytes: &[u8], max: usize) -> Option<Vec<u8>> {
+    let h = *bytes.get(MAGIC.len())?;
+    if !bytes.starts_with(&MAGIC) || h >> 5 != VERSION || h & FLAG_ZLIB == 0 {
+        return None;
+    }
+    let id_len = match h & FORMAT_MASK {
+        FORMAT_BINCODE2 => 0,
+        FORMAT_BINCODE2_ID => 8,
+        _ => return None,
+    };
+    let mut rest = bytes.get(PLAIN_HEADER + id_len..)?;
+    let before = rest.len();
+    if h & FLAG_TAGS != 0 {
+        read_tags(&mut rest)?;
+    }
+    let head = PLAIN_HEADER + id_len + (before - rest.len());
+    let raw_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if raw_len > max {
+        return None;
+    }
+    let mut out = Vec::with_capacity(head + raw_len);
+    out.extend_from_slice(&bytes[..head]);
+    out[MAGIC.len()] &= !FLAG_ZLIB;
+    flate2::read::ZlibDecoder::new(rest.get(4..)?)
+        .take(raw_len as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() == head + raw_len).then_some(out)
+}
+
+/// The first [`ID_HEADER`] bytes an envelope had before [`inflated`]: its zlib bit set again.
+#[cfg_attr(not(feature = "disk"), allow(dead_code))]
+pub(crate) fn deflated_head(inflated: &[u8]) -> Option<[u8; ID_HEADER]> {
+    let mut head: [u8; ID_HEADER] = inflated.get(..ID_HEADER)?.try_into().ok()?;
+    head[MAGIC.len()] |= FLAG_ZLIB;
+    Some(head)
+}
+
 /// The content id of a format 2 envelope ([`with_content_id`]); `None` for any other bytes.
 pub(crate) fn content_id(bytes: &[u8]) -> Option<u64> {
     let h = *bytes.get(MAGIC.len())?;
@@ -608,12 +651,31 @@ mod tests {
                     bytes[i] ^= x;
                 }
                 let _ = c.decode::<Value>(&bytes);
+                if let Some(plain) = inflated(&bytes, 1 << 20) {
+                    let _ = c.decode::<Value>(&plain);
+                }
                 let mut bytes = with_content_id(bytes);
                 let _ = content_id(&bytes);
                 let _ = c.decode::<Value>(&bytes);
                 bytes.truncate(ID_HEADER - 1);
                 prop_assert!(content_id(&bytes).is_none());
             }
+        }
+    }
+
+    #[test]
+    fn an_inflated_envelope_decodes_the_same_and_keeps_its_head() {
+        let c = Codec::new(16, 1, 1 << 20);
+        let v = "abc".repeat(1000);
+        for tags in [&[][..], &[("t:1", 3u64)][..]] {
+            let z = with_content_id(c.encode_tagged(&v, 77, tags).unwrap().bytes);
+            let plain = inflated(&z, 1 << 20).unwrap();
+            assert!(plain.len() > z.len());
+            let (a, b) = (c.decode::<String>(&z).unwrap(), c.decode::<String>(&plain).unwrap());
+            assert_eq!((a.value, a.expires_at_ms, a.tags, a.raw_len), (b.value, b.expires_at_ms, b.tags, b.raw_len));
+            assert_eq!(deflated_head(&plain).unwrap()[..], z[..ID_HEADER]);
+            assert_eq!(inflated(&plain, 1 << 20), None, "already plain");
+            assert_eq!(inflated(&z, 100), None, "over the cap");
         }
     }
 

@@ -60,6 +60,8 @@ pub struct DiskStats {
     pub evictions: u64,
     /// Values too large for a record (half a block), not written.
     pub too_large: u64,
+    /// Writes dropped because the write queue was full (64 MiB).
+    pub dropped: u64,
     /// Records whose checksum failed.
     pub corrupt: u64,
     /// Failures (open, read, probe, invalidation records), each logged.
@@ -70,7 +72,8 @@ pub struct DiskStats {
     pub device_write_bytes: u64,
     /// Latency of a read, found or not.
     pub read_latency: LatencySummary,
-    /// Latency of queueing a write (the disk write itself runs in foyer's flusher).
+    /// Latency of preparing a record and handing it to foyer, in the writer task (the disk
+    /// write itself runs in foyer's flusher).
     pub write_latency: LatencySummary,
 }
 
@@ -130,6 +133,7 @@ pub(crate) struct DiskCounters {
     pub read_bytes: Counter,
     pub evictions: Counter,
     pub too_large: Counter,
+    pub dropped: Counter,
     pub corrupt: Counter,
     pub errors: Counter,
     pub read_latency: Mutex<Hist>,
@@ -151,6 +155,7 @@ impl DiskCounters {
             bytes,
             evictions: self.evictions.get(),
             too_large: self.too_large.get(),
+            dropped: self.dropped.get(),
             corrupt: self.corrupt.get(),
             errors: self.errors.get(),
             read_latency: self.read_latency.lock().summary(),
@@ -186,11 +191,14 @@ mod off {
         pub(crate) fn trusted(&self) -> bool {
             match *self {}
         }
+        pub(crate) fn redis_head(&self) -> Option<&[u8]> {
+            match *self {}
+        }
     }
 
     #[allow(clippy::unused_async, unused_variables)]
     impl Disk {
-        pub(crate) fn open(c: &DiskConfig, local: bool) -> Result<Arc<Disk>> {
+        pub(crate) fn open(c: &DiskConfig, local: bool, max_value: usize) -> Result<Arc<Disk>> {
             Err(CacheError::Config(
                 "cache-core was built without its `disk` feature".into(),
             ))
@@ -234,7 +242,7 @@ mod off {
         pub(crate) fn is_local(&self) -> bool {
             match *self {}
         }
-        pub(crate) fn put(&self, key: &str, envelope: &[u8]) {
+        pub(crate) fn put(&self, key: &str, envelope: Vec<u8>) {
             match *self {}
         }
         pub(crate) fn remove(&self, key: &str) {

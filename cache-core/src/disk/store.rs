@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,18 @@ const DELETED_KEPT: Duration = Duration::from_secs(60);
 const PROBE_KEY: &str = "\0tiered-cache-l3-probe";
 /// What the directory's marker says; a different one wipes foyer's files (geometry changed).
 const META_FILE: &str = "l3.meta";
+/// Bytes of writes queued at most; past it a write is dropped (and the key's older record
+/// removed, so that it cannot be served in its place).
+const QUEUE_MAX_BYTES: usize = 64 << 20;
+
+/// Work for the writer task, in the order it was asked for: a key's removal never overtakes
+/// its earlier write (after a restart the later one is what foyer finds).
+enum Op {
+    Put { key: String, envelope: Vec<u8>, id: u64, at_ms: u64 },
+    Remove(String),
+    /// Answered once everything queued before it was handed to foyer.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
 
 /// What this process knows of a key's record.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +73,8 @@ enum Known {
 /// The open tier.
 struct Open {
     cache: Foyer,
+    ops: tokio::sync::mpsc::UnboundedSender<Op>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     rules: Option<Rules>,
     dir_ino: u64,
@@ -80,7 +94,8 @@ pub(crate) struct Disk {
     known: Mutex<HashMap<u64, Known>>,
     read_errors: AtomicU32,
     probe_failures: AtomicU32,
-    pub(crate) counters: DiskCounters,
+    queued: Arc<AtomicUsize>,
+    pub(crate) counters: Arc<DiskCounters>,
 }
 
 /// A record found for a key.
@@ -88,6 +103,7 @@ pub(crate) struct Found {
     entry: HybridCacheEntry<String, Vec<u8>>,
     written_ms: u64,
     id: u64,
+    head: Option<[u8; crate::codec::ID_HEADER]>,
     trusted: bool,
 }
 
@@ -106,6 +122,11 @@ impl Found {
     pub(crate) fn trusted(&self) -> bool {
         self.trusted
     }
+
+    /// The first bytes of the envelope as Redis holds it, to compare with Redis's copy.
+    pub(crate) fn redis_head(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|h| &h[..])
+    }
 }
 
 fn key_hash(key: &str) -> u64 {
@@ -122,7 +143,7 @@ impl Disk {
     /// Opens the tier in `c.dir`. Never fails: a tier that cannot open is returned disabled, its
     /// reason logged, counted and in its stats. `local`: there is no Redis to check records
     /// against (the rules file is kept then).
-    pub(crate) fn open(c: &DiskConfig, local: bool) -> Result<Arc<Disk>> {
+    pub(crate) fn open(c: &DiskConfig, local: bool, max_value: usize) -> Result<Arc<Disk>> {
         let policies = DiskPolicies::compile(c)?;
         let dir = c.dir.clone().unwrap_or_default();
         let capacity = c.capacity.as_u64();
@@ -139,10 +160,21 @@ impl Disk {
             known: Mutex::default(),
             read_errors: AtomicU32::new(0),
             probe_failures: AtomicU32::new(0),
-            counters: DiskCounters::default(),
+            queued: Arc::default(),
+            counters: Arc::default(),
         };
         match open_foyer(&dir, capacity, bs, local) {
-            Ok(open) => {
+            Ok((open, rx)) => {
+                let writer = Writer {
+                    cache: open.cache.clone(),
+                    counters: Arc::clone(&disk.counters),
+                    queued: Arc::clone(&disk.queued),
+                    // Inflated, a record still fits its block.
+                    max_body: max_value.min(disk.max_record),
+                };
+                if let Some(rt) = open.rt.lock().as_ref() {
+                    *open.writer.lock() = Some(rt.spawn(writer.run(rx)));
+                }
                 disk.open = Some(open);
                 disk.enabled.store(true, Ordering::Release);
                 tracing::info!(dir = %dir.display(), capacity, block_size = bs, "disk tier (L3) open");
@@ -251,7 +283,7 @@ impl Disk {
             self.remove(key);
             return None;
         };
-        let (written_ms, id) = (p.written_ms, p.id);
+        let (written_ms, id, head) = (p.written_ms, p.id, p.redis_head());
         let trusted = match self.known.lock().get(&h) {
             Some(Known::Written { id: last, .. }) if *last == id => true,
             // An older version (the newer write was dropped or is on its way), or a removed key.
@@ -265,6 +297,7 @@ impl Disk {
             entry,
             written_ms,
             id,
+            head,
             trusted,
         })
     }
@@ -311,18 +344,22 @@ impl Disk {
         self.open.as_ref().is_some_and(|o| o.rules.is_some())
     }
 
-    /// Writes `envelope` as `key`'s record. Too large for a block: not written, and any older
-    /// record of the key is removed.
-    pub(crate) fn put(&self, key: &str, envelope: &[u8]) {
+    /// Writes `envelope` as `key`'s record: queued for the writer task (the caller pays a
+    /// hash and a send; inflating, checksumming and foyer's enqueue happen there). Too large
+    /// for a block, or the queue full: not written, and any older record of the key removed.
+    pub(crate) fn put(&self, key: &str, envelope: Vec<u8>) {
         let Some(open) = self.live() else { return };
         if envelope.len() + HEADER + key.len() + 64 > self.max_record {
             self.counters.too_large.incr();
             self.remove(key);
             return;
         }
-        let t = Instant::now();
-        let (rec, id) = record::encode(envelope, crate::engine::unix_ms());
-        let len = rec.len() as u64;
+        if self.queued.load(Ordering::Relaxed) + envelope.len() > QUEUE_MAX_BYTES {
+            self.counters.dropped.incr();
+            self.remove(key);
+            return;
+        }
+        let id = record::id_of(&envelope);
         self.known.lock().insert(
             key_hash(key),
             Known::Written {
@@ -330,21 +367,20 @@ impl Disk {
                 size: envelope.len() as u64,
             },
         );
-        // A write foyer drops then leaves no older record behind to be found after a restart.
-        open.cache.remove(key);
-        open.cache.insert(key.to_owned(), rec);
-        self.counters.write_latency.lock().record(t.elapsed());
-        self.counters.writes.incr();
-        self.counters.write_bytes.add(len);
+        self.queued.fetch_add(envelope.len(), Ordering::Relaxed);
+        let _ = open.ops.send(Op::Put {
+            key: key.to_owned(),
+            envelope,
+            id,
+            at_ms: crate::engine::unix_ms(),
+        });
     }
 
     /// Removes `key`'s record; no record of it is served until it is written again.
     pub(crate) fn remove(&self, key: &str) {
         let Some(open) = self.open.as_ref() else { return };
-        self.known
-            .lock()
-            .insert(key_hash(key), Known::Deleted(Instant::now()));
-        open.cache.remove(key);
+        self.known.lock().insert(key_hash(key), Known::Deleted(Instant::now()));
+        let _ = open.ops.send(Op::Remove(key.to_owned()));
     }
 
     /// After an invalidation that cannot be applied key by key: every record is checked again
@@ -398,8 +434,11 @@ impl Disk {
         let Some(open) = self.open.as_ref() else { return };
         self.known.lock().clear();
         let cache = open.cache.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = open.ops.send(Op::Barrier(tx));
         if let Some(rt) = open.rt.lock().as_ref() {
             rt.spawn(async move {
+                let _ = rx.await;
                 if let Err(e) = cache.clear().await {
                     tracing::error!(error = %e, "disk tier could not be emptied");
                 }
@@ -414,6 +453,7 @@ impl Disk {
     pub(crate) async fn clear(&self) {
         let Some(open) = self.live() else { return };
         self.known.lock().clear();
+        barrier(open).await;
         if let Err(e) = open.cache.clear().await {
             self.disable(&format!("cannot be emptied: {e}"));
             return;
@@ -426,6 +466,7 @@ impl Disk {
     /// Waits until what was written so far is on disk (tests, benchmarks, a planned restart).
     pub(crate) async fn flush(&self) {
         if let Some(open) = self.live() {
+            barrier(open).await;
             open.cache.storage().wait().await;
         }
     }
@@ -470,19 +511,69 @@ impl Drop for Disk {
     fn drop(&mut self) {
         let Some(open) = self.open.take() else { return };
         let Some(rt) = open.rt.lock().take() else { return };
-        let cache = open.cache.clone();
-        // foyer's writers run on the tier's runtime: wait for them (bounded), on a thread of
-        // our own, as this drop may run inside another runtime.
+        let Open { cache, ops, writer, .. } = open;
+        // The writer drains what is queued once its sender is gone; then foyer's flushers
+        // finish. Both run on the tier's runtime: waited for (bounded) on a thread of our own,
+        // as this drop may run inside another runtime.
+        drop(ops);
+        let writer = writer.lock().take();
         let closing = std::thread::Builder::new()
             .name("cache-l3-close".into())
             .spawn(move || {
                 rt.block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), cache.close()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                        if let Some(w) = writer {
+                            let _ = w.await;
+                        }
+                        let _ = cache.close().await;
+                    })
+                    .await;
                 });
                 rt.shutdown_timeout(Duration::from_secs(1));
             });
         if let Ok(t) = closing {
             let _ = t.join();
+        }
+    }
+}
+
+/// Waits until everything queued so far was handed to foyer.
+async fn barrier(open: &Open) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if open.ops.send(Op::Barrier(tx)).is_ok() {
+        let _ = rx.await;
+    }
+}
+
+/// The writer task's share of the tier.
+struct Writer {
+    cache: Foyer,
+    counters: Arc<DiskCounters>,
+    queued: Arc<AtomicUsize>,
+    max_body: usize,
+}
+
+impl Writer {
+    async fn run(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>) {
+        while let Some(op) = rx.recv().await {
+            match op {
+                Op::Put { key, envelope, id, at_ms } => {
+                    let t = Instant::now();
+                    self.queued.fetch_sub(envelope.len(), Ordering::Relaxed);
+                    let rec = record::encode(&envelope, id, at_ms, self.max_body);
+                    let len = rec.len() as u64;
+                    // A write foyer drops then leaves no older record to be found after a restart.
+                    self.cache.remove(&key);
+                    self.cache.insert(key, rec);
+                    self.counters.write_latency.lock().record(t.elapsed());
+                    self.counters.writes.incr();
+                    self.counters.write_bytes.add(len);
+                }
+                Op::Remove(key) => self.cache.remove(&key),
+                Op::Barrier(done) => {
+                    let _ = done.send(());
+                }
+            }
         }
     }
 }
@@ -531,7 +622,12 @@ fn dir_ino(dir: &Path) -> Option<u64> {
 
 /// Opens (or creates) the directory, locks it, checks its marker and builds foyer on a runtime
 /// of the tier's own (its writers and reads then never wait behind the application's tasks).
-fn open_foyer(dir: &Path, capacity: u64, bs: usize, local: bool) -> std::result::Result<Open, String> {
+fn open_foyer(
+    dir: &Path,
+    capacity: u64,
+    bs: usize,
+    local: bool,
+) -> std::result::Result<(Open, tokio::sync::mpsc::UnboundedReceiver<Op>), String> {
     use fs4::fs_std::FileExt;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let lock = File::options()
@@ -581,13 +677,19 @@ fn open_foyer(dir: &Path, capacity: u64, bs: usize, local: bool) -> std::result:
         .map_err(|e| format!("cannot start its opening thread: {e}"))?
         .join()
         .map_err(|_| "foyer panicked while opening".to_owned())??;
-    Ok(Open {
-        cache: built,
-        rt: Mutex::new(Some(rt)),
-        rules,
-        dir_ino,
-        _lock: lock,
-    })
+    let (ops, rx) = tokio::sync::mpsc::unbounded_channel();
+    Ok((
+        Open {
+            cache: built,
+            ops,
+            writer: Mutex::new(None),
+            rt: Mutex::new(Some(rt)),
+            rules,
+            dir_ino,
+            _lock: lock,
+        },
+        rx,
+    ))
 }
 
 async fn build(dir: PathBuf, capacity: u64, bs: usize) -> std::result::Result<Foyer, String> {

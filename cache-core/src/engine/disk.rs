@@ -61,7 +61,7 @@ impl Engine {
         match self.remote_read_raw(key, ops, for_l1).await {
             Ok(Some((live, bytes))) => {
                 if bytes.len() as u64 >= policy.min_size && !disk.holds(key, &bytes) {
-                    disk.put(key, &bytes);
+                    disk.put(key, bytes);
                 }
                 Ok(Some(live))
             }
@@ -102,7 +102,7 @@ impl Engine {
                 .await
             {
                 Ok(Some(head))
-                    if content_id(envelope).is_some() && envelope.get(..ID_HEADER) == Some(&head[..]) => {}
+                    if found.redis_head().is_some_and(|h| content_id(h).is_some() && h == &head[..]) => {}
                 Ok(_) => {
                     disk.refuse(key);
                     return None;
@@ -184,7 +184,7 @@ impl Engine {
     pub(crate) fn l3_store(&self, key: &str, bytes: &[u8]) {
         if let Some((disk, policy)) = self.l3_for(key) {
             if bytes.len() as u64 >= policy.min_size {
-                disk.put(key, bytes);
+                disk.put(key, bytes.to_vec());
             } else {
                 disk.remove(key);
             }

@@ -99,7 +99,7 @@ impl Engine {
         let ttl_rules = TtlRules::compile(&config)?;
         let remote = remote_tier(&config)?;
         let disk = match &config.l3.dir {
-            Some(_) => Some(Disk::open(&config.l3, remote.is_none())?),
+            Some(_) => Some(Disk::open(&config.l3, remote.is_none(), config.max_value_size)?),
             None => None,
         };
         let bus_channel = match &remote {
