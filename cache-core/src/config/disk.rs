@@ -24,7 +24,8 @@ pub enum ReadOrder {
     /// L1 → L2 → L3: the disk as the fallback when Redis fails or is down.
     RedisFirst,
     /// Disk first for values at least [`DiskConfig::disk_first_min_size`] (or of unknown size,
-    /// such as after a restart), Redis first for smaller ones (measured: `docs/design-notes.md`).
+    /// such as after a restart), Redis first for smaller ones. The default: the disk answered
+    /// faster at every size measured (bench P9: 2 KB, 10 KB, 1 MB; `docs/design-notes.md`).
     Auto,
 }
 
@@ -86,7 +87,8 @@ pub struct DiskConfig {
     pub min_size: ByteSize,
     /// Default read order. Env `CACHE_L3_READ_ORDER` (`disk-first`, `redis-first`, `auto`).
     pub read_order: ReadOrder,
-    /// Under [`ReadOrder::Auto`], values this large or larger are read from disk first.
+    /// Under [`ReadOrder::Auto`], values this large or larger are read from disk first
+    /// (2 KiB: the smallest size measured, where a disk hit took 0.6× a Redis hit).
     pub disk_first_min_size: ByteSize,
     /// Default write policy. Env `CACHE_L3_WRITE` (`write-through`, `on-read`).
     pub write: WritePolicy,
@@ -108,7 +110,7 @@ impl Default for DiskConfig {
             patterns: ["analysis:*", "ml:*", "static:*"].map(String::from).to_vec(),
             min_size: ByteSize::kib(1),
             read_order: ReadOrder::Auto,
-            disk_first_min_size: ByteSize::kib(64),
+            disk_first_min_size: ByteSize::kib(2),
             write: WritePolicy::WriteThrough,
             promote_max: ByteSize::mib(1),
             policies: Default::default(),
