@@ -671,8 +671,14 @@ mod tests {
             let z = with_content_id(c.encode_tagged(&v, 77, tags).unwrap().bytes);
             let plain = inflated(&z, 1 << 20).unwrap();
             assert!(plain.len() > z.len());
-            let (a, b) = (c.decode::<String>(&z).unwrap(), c.decode::<String>(&plain).unwrap());
-            assert_eq!((a.value, a.expires_at_ms, a.tags, a.raw_len), (b.value, b.expires_at_ms, b.tags, b.raw_len));
+            let (a, b) = (
+                c.decode::<String>(&z).unwrap(),
+                c.decode::<String>(&plain).unwrap(),
+            );
+            assert_eq!(
+                (a.value, a.expires_at_ms, a.tags, a.raw_len),
+                (b.value, b.expires_at_ms, b.tags, b.raw_len)
+            );
             assert_eq!(deflated_head(&plain).unwrap()[..], z[..ID_HEADER]);
             assert_eq!(inflated(&plain, 1 << 20), None, "already plain");
             assert_eq!(inflated(&z, 100), None, "over the cap");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use crossbeam_utils::CachePadded;
-use quick_cache::unsync::{Cache as UnsyncCache, DefaultLifecycle};
+use quick_cache::unsync::Cache as UnsyncCache;
 use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::error::{CacheError, Result};
@@ -32,6 +32,9 @@ pub(crate) struct L1Entry<V: ?Sized = dyn Any + Send + Sync> {
     pub tags: Option<Box<Box<[Stamp]>>>,
     /// The tag generation at which the tags were last seen fresh (see `tagged_fresh`).
     pub tags_seen: AtomicU64,
+    /// How to write it to the disk tier when it is evicted for room (the disk's write-on-eviction
+    /// policy); `None` for every other entry.
+    pub spill: Option<Box<SpillMeta>>,
     pub value: V,
 }
 
@@ -47,6 +50,7 @@ pub(crate) fn entry<T: Any + Send + Sync>(key: &str, value: T, expires_at: Insta
         bytes,
         tags: None,
         tags_seen: AtomicU64::new(0),
+        spill: None,
         value,
     })
 }
@@ -58,6 +62,25 @@ pub(crate) fn set_tags(entry: &mut Entry, tags: Option<EntryTags>) {
         *e.tags_seen.get_mut() = t.generation;
     }
 }
+
+/// What an entry evicted from L1 needs to be written to the disk tier.
+pub(crate) struct SpillMeta {
+    /// Its type's encoder.
+    pub ops: &'static crate::values::ValueOps,
+    /// Its logical expiry, unix ms (0: none); its L1 deadline may be shorter.
+    pub expires_at_ms: u64,
+}
+
+/// Marks an entry, before it is shared, for the disk when L1 evicts it.
+pub(crate) fn set_spill(entry: &mut Entry, meta: SpillMeta) {
+    if let Some(e) = Arc::get_mut(entry) {
+        e.spill = Some(Box::new(meta));
+    }
+}
+
+/// Where a store hands the marked entries it evicts for room (never those it expires, replaces
+/// or is told to remove): called outside the store's locks.
+pub(crate) type Spill = Arc<dyn Fn(Entry) + Send + Sync>;
 
 /// Whether none of a tagged entry's tags was invalidated since it was stamped. While no tag of
 /// this process moved since the entry was last seen fresh, that is one comparison; else the
@@ -335,9 +358,25 @@ pub(crate) struct QuickStore {
     shards: Box<[CachePadded<ShardLock<QuickShard>>]>,
     /// `shards.len() - 1` (a power of two).
     mask: u64,
+    spill: Option<Spill>,
 }
 
-type QuickShard = UnsyncCache<u128, Entry, UnitsWeighter, FingerprintHash, DefaultLifecycle<u128, Entry>>;
+type QuickShard = UnsyncCache<u128, Entry, UnitsWeighter, FingerprintHash, SpillLifecycle>;
+
+/// Collects the marked entries quick_cache evicts during one insert ([`Spill`]).
+#[derive(Clone, Default)]
+struct SpillLifecycle;
+
+impl quick_cache::Lifecycle<u128, Entry> for SpillLifecycle {
+    type RequestState = Vec<Entry>;
+
+    #[inline]
+    fn on_evict(&self, state: &mut Vec<Entry>, _key: u128, val: Entry) {
+        if val.spill.is_some() {
+            state.push(val);
+        }
+    }
+}
 
 impl QuickStore {
     pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Result<Self> {
@@ -363,14 +402,21 @@ impl QuickStore {
                     options.clone(),
                     UnitsWeighter { unit_bytes },
                     FingerprintHash,
-                    DefaultLifecycle::default(),
+                    SpillLifecycle,
                 )))
             })
             .collect::<Box<[_]>>();
         Ok(QuickStore {
             mask: shards.len() as u64 - 1,
             shards,
+            spill: None,
         })
+    }
+
+    /// Hands the marked entries it evicts to `spill`.
+    pub(crate) fn with_spill(mut self, spill: Option<Spill>) -> Self {
+        self.spill = spill;
+        self
     }
 
     /// The fingerprint's high half picks the shard; the low half indexes inside it.
@@ -394,7 +440,13 @@ impl L1Store for QuickStore {
     }
 
     fn insert(&self, fp: Fingerprint, entry: Entry) {
-        self.shard(fp).write().insert(fp.0, entry);
+        let mut evicted = Vec::new();
+        self.shard(fp)
+            .write()
+            .insert_with_lifecycle(fp.0, entry, &mut evicted);
+        if let Some(spill) = &self.spill {
+            evicted.into_iter().for_each(|e| spill(e));
+        }
     }
 
     fn remove(&self, fp: Fingerprint) {
@@ -450,7 +502,9 @@ pub(crate) struct MokaStore {
 const WARM_TOUCHES: usize = 16;
 
 impl MokaStore {
-    pub(crate) fn new(max_entries: usize, max_bytes: u64, lru: bool) -> Self {
+    /// A store of `max_entries` (and `max_bytes`), handing the marked entries it evicts for
+    /// room to `spill`.
+    pub(crate) fn with_spill(max_entries: usize, max_bytes: u64, lru: bool, spill: Option<Spill>) -> Self {
         let unit_bytes = (max_bytes / max_entries as u64).max(1);
         let policy = if lru {
             moka::policy::EvictionPolicy::lru()
@@ -458,11 +512,20 @@ impl MokaStore {
             moka::policy::EvictionPolicy::tiny_lfu()
         };
         let weigher = UnitsWeighter { unit_bytes };
-        let cache = moka::sync::Cache::builder()
+        let builder = moka::sync::Cache::builder()
             .max_capacity(max_entries as u64)
             .weigher(move |_: &u128, e: &Entry| weigher.units(e))
-            .eviction_policy(policy)
-            .build_with_hasher(FingerprintHash);
+            .eviction_policy(policy);
+        let cache = match spill {
+            Some(spill) => builder
+                .eviction_listener(move |_, e: Entry, cause| {
+                    if cause == moka::notification::RemovalCause::Size && e.spill.is_some() {
+                        spill(e);
+                    }
+                })
+                .build_with_hasher(FingerprintHash),
+            None => builder.build_with_hasher(FingerprintHash),
+        };
         MokaStore { cache }
     }
 }
@@ -528,6 +591,7 @@ impl L1Store for MokaStore {
 pub(crate) struct FifoStore {
     inner: parking_lot::Mutex<FifoInner>,
     max_bytes: u64,
+    spill: Option<Spill>,
 }
 
 struct FifoInner {
@@ -545,7 +609,14 @@ impl FifoStore {
                 bytes: 0,
             }),
             max_bytes,
+            spill: None,
         })
+    }
+
+    /// Hands the marked entries it evicts to `spill`.
+    pub(crate) fn with_spill(mut self, spill: Option<Spill>) -> Self {
+        self.spill = spill;
+        self
     }
 }
 
@@ -554,18 +625,31 @@ impl L1Store for FifoStore {
         self.inner.lock().list.peek(&fp.0).cloned()
     }
     fn insert(&self, fp: Fingerprint, entry: Entry) {
+        let mut evicted = Vec::new();
         let mut inner = self.inner.lock();
         let added = entry.bytes;
         // `push` returns the entry it replaced or evicted by count.
-        if let Some((_, old)) = inner.list.push(fp.0, entry) {
+        if let Some((key, old)) = inner.list.push(fp.0, entry) {
             inner.bytes = inner.bytes.saturating_sub(old.bytes);
+            if key != fp.0 && old.spill.is_some() {
+                evicted.push(old);
+            }
         }
         inner.bytes += added;
         while inner.bytes > self.max_bytes && inner.list.len() > 1 {
             match inner.list.pop_lru() {
-                Some((_, old)) => inner.bytes = inner.bytes.saturating_sub(old.bytes),
+                Some((_, old)) => {
+                    inner.bytes = inner.bytes.saturating_sub(old.bytes);
+                    if old.spill.is_some() {
+                        evicted.push(old);
+                    }
+                }
                 None => break,
             }
+        }
+        drop(inner);
+        if let Some(spill) = &self.spill {
+            evicted.into_iter().for_each(|e| spill(e));
         }
     }
     fn remove(&self, fp: Fingerprint) {

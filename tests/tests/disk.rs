@@ -119,7 +119,11 @@ async fn auto_reads_large_values_from_disk_first_and_redis_first_falls_back_to_d
     let c = cache_on(Some(&redis), &d, ReadOrder::Auto, false);
     let large = noise("large", 200_000);
     // 1.5 KB that do not compress: on disk (over 1 KiB), read from Redis first (under 2 KiB).
-    let small: Vec<u8> = noise("small", 1_500).into_bytes().iter().map(|b| b.wrapping_mul(77)).collect();
+    let small: Vec<u8> = noise("small", 1_500)
+        .into_bytes()
+        .iter()
+        .map(|b| b.wrapping_mul(77))
+        .collect();
     c.set("ml:large", &large, None).await.unwrap();
     c.set("ml:small", &small, None).await.unwrap();
     c.flush_disk().await;
@@ -549,4 +553,61 @@ async fn the_admin_api_reports_the_disk_tier() {
         .unwrap();
     assert!(metrics.contains("cache_l3_hits_total 1"), "{metrics}");
     assert!(metrics.contains(r#"cache_hits_total{level="l3"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_eviction_the_disk_gets_only_what_l1_lets_go() {
+    use cache_core::config::WritePolicy;
+    for strategy in [
+        cache_core::Strategy::Ttl,
+        cache_core::Strategy::Lru,
+        cache_core::Strategy::Fifo,
+    ] {
+        let mut cfg = l3(&dir("evict"), ReadOrder::DiskFirst);
+        cfg.write = WritePolicy::OnEviction;
+        let c = Cache::new(
+            CacheConfig::builder()
+                .l3_config(cfg)
+                .max_memory_cache_size(64)
+                .strategy(strategy.clone())
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        c.set("analysis:first", &big("first"), None).await.unwrap();
+        c.flush_disk().await;
+        assert_eq!(
+            disk(&c).await.writes,
+            0,
+            "a store alone writes nothing: {strategy:?}"
+        );
+        for i in 0..400 {
+            c.set(&format!("analysis:{i}"), &big(&i.to_string()), None)
+                .await
+                .unwrap();
+        }
+        c.set_tagged("analysis:tagged", &big("tagged"), None, &["t"])
+            .await
+            .unwrap();
+        c.run_pending_tasks();
+        within_5s("evicted entries reach the disk", || async {
+            disk(&c).await.writes >= 300
+        })
+        .await;
+        c.flush_disk().await;
+        // Alone, an evicted key is found only on disk.
+        for i in 0..400 {
+            let key = format!("analysis:{i}");
+            assert_eq!(
+                c.get::<String>(&key).await.unwrap(),
+                Some(big(&i.to_string())),
+                "{key} {strategy:?}"
+            );
+        }
+        let s = c.stats().await;
+        assert!(s.l3_hits >= 300, "{strategy:?}: {s:?}");
+        // An evicted key deleted: not served from disk.
+        c.delete("analysis:0").await.unwrap();
+        assert_eq!(c.get::<String>("analysis:0").await.unwrap(), None);
+    }
 }

@@ -27,7 +27,10 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
 
 /// `n` letters: text that compresses to about 60 %.
 fn letters(seed: u64, n: usize) -> String {
-    noise(seed, n).into_iter().map(|b| char::from(b'a' + b % 26)).collect()
+    noise(seed, n)
+        .into_iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect()
 }
 
 /// How long a read took; its value must be there.
@@ -105,16 +108,26 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
                 for i in 0..n {
                     let key = format!("p9:{kind}:{size}:{}", i as u64 % keys);
                     let (d, r) = if text {
-                        (time(on_disk.get::<String>(&key)).await, time(redis_only.get::<String>(&key)).await)
+                        (
+                            time(on_disk.get::<String>(&key)).await,
+                            time(redis_only.get::<String>(&key)).await,
+                        )
                     } else {
-                        (time(on_disk.get::<Vec<u8>>(&key)).await, time(redis_only.get::<Vec<u8>>(&key)).await)
+                        (
+                            time(on_disk.get::<Vec<u8>>(&key)).await,
+                            time(redis_only.get::<Vec<u8>>(&key)).await,
+                        )
                     };
                     disk.push(d);
                     l2.push(r);
                 }
                 for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
                     let (d, r) = (pct(disk.clone(), q), pct(l2.clone(), q));
-                    let target = if label == "1 MB" && name == "p50" && text { "≥ 2× (L3 ≤ 0.5× Redis)" } else { "-" };
+                    let target = if label == "1 MB" && name == "p50" && text {
+                        "≥ 2× (L3 ≤ 0.5× Redis)"
+                    } else {
+                        "-"
+                    };
                     rows.push(Row {
                         section: "P9",
                         what: format!("L3 hit {label} {kind} {name}"),

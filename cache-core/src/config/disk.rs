@@ -36,6 +36,9 @@ pub enum ReadOrder {
 pub enum WritePolicy {
     /// On every store of a key the tier takes (and on every Redis hit of one it lacks).
     WriteThrough,
+    /// Only when L1 evicts the value for room (not when it expires or is invalidated): the
+    /// disk holds what L1 could not, and a store costs no disk write. Tagged values stay off disk.
+    OnEviction,
 }
 
 /// The policy of the keys matching one pattern; unset fields take the tier's defaults.
@@ -209,10 +212,27 @@ impl DiskConfig {
         if let Some(v) = get("CACHE_L3_WRITE") {
             self.write = match v.trim().to_ascii_lowercase().as_str() {
                 "write-through" => WritePolicy::WriteThrough,
-                _ => return Err(bad("CACHE_L3_WRITE", &v, &"expected write-through")),
+                "on-eviction" => WritePolicy::OnEviction,
+                _ => {
+                    return Err(bad(
+                        "CACHE_L3_WRITE",
+                        &v,
+                        &"expected write-through or on-eviction",
+                    ))
+                }
             };
         }
         Ok(())
+    }
+
+    /// Whether some key is written to disk when L1 evicts it.
+    pub(crate) fn spills(&self) -> bool {
+        self.dir.is_some()
+            && (self.write == WritePolicy::OnEviction
+                || self
+                    .policies
+                    .values()
+                    .any(|p| p.write == Some(WritePolicy::OnEviction)))
     }
 
     /// Checks the settings (a tier that is not configured is not checked).

@@ -76,7 +76,8 @@ fn checksum(flags: u8, written_ms: u64, id: u64, body: &[u8]) -> u64 {
 pub(crate) fn parse(bytes: &[u8]) -> Option<Parsed<'_>> {
     let rest = bytes.strip_prefix(&MAGIC)?;
     let flags = *rest.first()?;
-    let word = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?)) };
+    let word =
+        |at: usize| -> Option<u64> { Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?)) };
     let (written_ms, id, sum) = (word(1)?, word(9)?, word(17)?);
     let body = rest.get(25..)?;
     (flags & !FLAG_INFLATED == 0 && checksum(flags, written_ms, id, body) == sum).then_some(Parsed {

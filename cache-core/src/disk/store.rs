@@ -55,7 +55,12 @@ const QUEUE_MAX_BYTES: usize = 64 << 20;
 /// Work for the writer task, in the order it was asked for: a key's removal never overtakes
 /// its earlier write (after a restart the later one is what foyer finds).
 enum Op {
-    Put { key: String, envelope: Vec<u8>, id: u64, at_ms: u64 },
+    Put {
+        key: String,
+        envelope: Vec<u8>,
+        id: u64,
+        at_ms: u64,
+    },
     Remove(String),
     /// Answered once everything queued before it was handed to foyer.
     Barrier(tokio::sync::oneshot::Sender<()>),
@@ -64,8 +69,9 @@ enum Op {
 /// What this process knows of a key's record.
 #[derive(Debug, Clone, Copy)]
 enum Known {
-    /// Its latest record has this checksum; `size`: the envelope's bytes.
-    Written { id: u64, size: u64 },
+    /// Its latest record has this checksum (written or checked at `at`); `size`: the
+    /// envelope's bytes.
+    Written { id: u64, size: u64, at: Instant },
     /// Removed at this instant: no record of it is served.
     Deleted(Instant),
 }
@@ -92,6 +98,8 @@ pub(crate) struct Disk {
     capacity: u64,
     max_record: usize,
     known: Mutex<HashMap<u64, Known>>,
+    /// When every record was last made unverified (a pattern, a clear, a lost subscription).
+    untrusted_at: Mutex<Option<Instant>>,
     read_errors: AtomicU32,
     probe_failures: AtomicU32,
     queued: Arc<AtomicUsize>,
@@ -158,6 +166,7 @@ impl Disk {
             capacity,
             max_record: bs / 2,
             known: Mutex::default(),
+            untrusted_at: Mutex::new(None),
             read_errors: AtomicU32::new(0),
             probe_failures: AtomicU32::new(0),
             queued: Arc::default(),
@@ -192,6 +201,17 @@ impl Disk {
             }
         }
         Ok(disk)
+    }
+
+    /// Runs `task` on the tier's runtime (the work that feeds it: see the engine's spill task).
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = self
+            .open
+            .as_ref()
+            .and_then(|o| o.rt.lock().as_ref().map(|rt| rt.handle().clone()))
+        {
+            rt.spawn(task);
+        }
     }
 
     /// The policy of `key`, when the tier takes it.
@@ -326,9 +346,11 @@ impl Disk {
         let size = found.envelope().len() as u64;
         let mut known = self.known.lock();
         // Only if nothing was written or removed meanwhile.
-        known
-            .entry(key_hash(key))
-            .or_insert(Known::Written { id: found.id, size });
+        known.entry(key_hash(key)).or_insert(Known::Written {
+            id: found.id,
+            size,
+            at: Instant::now(),
+        });
     }
 
     /// Whether the rules say a record of `key` written at `written_ms` with `tags` is stale;
@@ -348,6 +370,16 @@ impl Disk {
     /// hash and a send; inflating, checksumming and foyer's enqueue happen there). Too large
     /// for a block, or the queue full: not written, and any older record of the key removed.
     pub(crate) fn put(&self, key: &str, envelope: Vec<u8>) {
+        self.put_since(key, envelope, None);
+    }
+
+    /// [`put`](Self::put) of a value L1 evicted at `evicted`, unless the key was written or
+    /// removed here since (that write is newer).
+    pub(crate) fn put_unless_changed(&self, key: &str, envelope: Vec<u8>, evicted: Instant) {
+        self.put_since(key, envelope, Some(evicted));
+    }
+
+    fn put_since(&self, key: &str, envelope: Vec<u8>, unless_changed_since: Option<Instant>) {
         let Some(open) = self.live() else { return };
         if envelope.len() + HEADER + key.len() + 64 > self.max_record {
             self.counters.too_large.incr();
@@ -360,13 +392,24 @@ impl Disk {
             return;
         }
         let id = record::id_of(&envelope);
-        self.known.lock().insert(
+        let mut known = self.known.lock();
+        let changed_at = match known.get(&key_hash(key)) {
+            Some(Known::Written { at, .. } | Known::Deleted(at)) => Some(*at),
+            None => None,
+        };
+        let broad_at = *self.untrusted_at.lock();
+        if unless_changed_since.is_some_and(|since| changed_at.max(broad_at).is_some_and(|at| at >= since)) {
+            return;
+        }
+        known.insert(
             key_hash(key),
             Known::Written {
                 id,
                 size: envelope.len() as u64,
+                at: Instant::now(),
             },
         );
+        drop(known);
         self.queued.fetch_add(envelope.len(), Ordering::Relaxed);
         let _ = open.ops.send(Op::Put {
             key: key.to_owned(),
@@ -379,14 +422,25 @@ impl Disk {
     /// Removes `key`'s record; no record of it is served until it is written again.
     pub(crate) fn remove(&self, key: &str) {
         let Some(open) = self.open.as_ref() else { return };
-        self.known.lock().insert(key_hash(key), Known::Deleted(Instant::now()));
+        self.known
+            .lock()
+            .insert(key_hash(key), Known::Deleted(Instant::now()));
         let _ = open.ops.send(Op::Remove(key.to_owned()));
     }
 
     /// After an invalidation that cannot be applied key by key: every record is checked again
     /// before it is served (removed keys stay removed).
     pub(crate) fn untrust_all(&self) {
-        self.known.lock().retain(|_, k| matches!(k, Known::Deleted(_)));
+        let mut known = self.known.lock();
+        *self.untrusted_at.lock() = Some(Instant::now());
+        known.retain(|_, k| matches!(k, Known::Deleted(_)));
+    }
+
+    /// Forgets every key's state (the tier is being emptied).
+    fn forget_known(&self) {
+        let mut known = self.known.lock();
+        *self.untrusted_at.lock() = Some(Instant::now());
+        known.clear();
     }
 
     /// A pattern invalidation: recorded in the rules without Redis, and no record trusted.
@@ -432,7 +486,7 @@ impl Disk {
 
     fn spawn_clear(&self) {
         let Some(open) = self.open.as_ref() else { return };
-        self.known.lock().clear();
+        self.forget_known();
         let cache = open.cache.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let _ = open.ops.send(Op::Barrier(tx));
@@ -452,7 +506,7 @@ impl Disk {
     /// Empties the tier, durably (before the rules, which stop mattering only then).
     pub(crate) async fn clear(&self) {
         let Some(open) = self.live() else { return };
-        self.known.lock().clear();
+        self.forget_known();
         barrier(open).await;
         if let Err(e) = open.cache.clear().await {
             self.disable(&format!("cannot be emptied: {e}"));
@@ -511,7 +565,9 @@ impl Drop for Disk {
     fn drop(&mut self) {
         let Some(open) = self.open.take() else { return };
         let Some(rt) = open.rt.lock().take() else { return };
-        let Open { cache, ops, writer, .. } = open;
+        let Open {
+            cache, ops, writer, ..
+        } = open;
         // The writer drains what is queued once its sender is gone; then foyer's flushers
         // finish. Both run on the tier's runtime: waited for (bounded) on a thread of our own,
         // as this drop may run inside another runtime.
@@ -557,7 +613,12 @@ impl Writer {
     async fn run(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>) {
         while let Some(op) = rx.recv().await {
             match op {
-                Op::Put { key, envelope, id, at_ms } => {
+                Op::Put {
+                    key,
+                    envelope,
+                    id,
+                    at_ms,
+                } => {
                     let t = Instant::now();
                     self.queued.fetch_sub(envelope.len(), Ordering::Relaxed);
                     let rec = record::encode(&envelope, id, at_ms, self.max_body);

@@ -36,6 +36,10 @@ impl Background {
     pub(crate) fn start(engine: &Arc<Engine>, rt: Option<&Handle>) {
         let bg = &engine.background;
         *bg.upkeep.lock() = Some(clock::start());
+        if let (Some(disk), Some(rx)) = (&engine.disk, engine.spilled.lock().take()) {
+            // On the disk tier's own runtime: it needs none of the application's.
+            disk.spawn(Engine::spill_task(Arc::downgrade(engine), rx));
+        }
         let Some(remote) = &engine.remote else {
             return;
         };

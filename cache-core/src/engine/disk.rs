@@ -9,15 +9,30 @@
 //! through the same check as Redis's copies. A record that cannot be checked (Redis down) is
 //! only ever served by fail-safe, as a stale value.
 
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use super::read::Live;
 use super::{unix_ms, Engine};
-use crate::codec::{content_id, Decoded, ID_HEADER};
-use crate::config::{Policy, ReadOrder};
+use crate::codec::{content_id, with_content_id, Decoded, ID_HEADER};
+use crate::config::{Policy, ReadOrder, WritePolicy};
 use crate::disk::Disk;
 use crate::error::Result;
+use crate::l1::{self, Entry, Spill, SpillMeta};
 use crate::values::{AnyValue, ValueOps};
+
+/// Entries L1 evicted for room, each with the instant of its eviction (a write or an
+/// invalidation of its key after it means it must not reach the disk).
+pub(crate) type SpillRx = tokio::sync::mpsc::UnboundedReceiver<(Entry, Instant)>;
+
+/// L1's eviction hook for the write-on-eviction policy, and where its entries arrive.
+pub(crate) fn spill_channel() -> (Spill, SpillRx) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let spill: Spill = Arc::new(move |e: Entry| {
+        let _ = tx.send((e, Instant::now()));
+    });
+    (spill, rx)
+}
 
 impl Engine {
     /// The disk tier and its policy for `key`, when the tier is on and takes the key.
@@ -60,7 +75,11 @@ impl Engine {
         }
         match self.remote_read_raw(key, ops, for_l1).await {
             Ok(Some((live, bytes))) => {
-                if bytes.len() as u64 >= policy.min_size && !disk.holds(key, &bytes) {
+                // Under write-on-eviction the value reaches the disk when L1 lets it go.
+                if policy.write == WritePolicy::WriteThrough
+                    && bytes.len() as u64 >= policy.min_size
+                    && !disk.holds(key, &bytes)
+                {
                     disk.put(key, bytes);
                 }
                 Ok(Some(live))
@@ -102,7 +121,9 @@ impl Engine {
                 .await
             {
                 Ok(Some(head))
-                    if found.redis_head().is_some_and(|h| content_id(h).is_some() && h == &head[..]) => {}
+                    if found
+                        .redis_head()
+                        .is_some_and(|h| content_id(h).is_some() && h == &head[..]) => {}
                 Ok(_) => {
                     disk.refuse(key);
                     return None;
@@ -179,16 +200,67 @@ impl Engine {
         })
     }
 
-    /// Writes a stored value's envelope to disk under the key's policy (a value below the
-    /// policy's minimum size removes the key's older record instead).
+    /// Writes a stored value's envelope to disk under the key's policy. A value below the
+    /// policy's minimum size, or one the disk gets only when L1 evicts it, removes the key's
+    /// older record instead.
     pub(crate) fn l3_store(&self, key: &str, bytes: &[u8]) {
         if let Some((disk, policy)) = self.l3_for(key) {
-            if bytes.len() as u64 >= policy.min_size {
+            if bytes.len() as u64 >= policy.min_size && policy.write == WritePolicy::WriteThrough {
                 disk.put(key, bytes.to_vec());
             } else {
                 disk.remove(key);
             }
         }
+    }
+
+    /// Marks an L1 entry of a key written to disk on eviction (untagged: tag tokens are not
+    /// kept in L1, so a tagged value could not be checked once on disk).
+    pub(crate) fn mark_for_spill(
+        &self,
+        entry: &mut Entry,
+        key: &str,
+        ops: &'static ValueOps,
+        expires_at_ms: u64,
+    ) {
+        if self
+            .l3_for(key)
+            .is_some_and(|(_, p)| p.write == WritePolicy::OnEviction)
+        {
+            l1::set_spill(entry, SpillMeta { ops, expires_at_ms });
+        }
+    }
+
+    /// Writes the entries L1 evicts to disk, until the engine is gone.
+    pub(crate) async fn spill_task(engine: Weak<Engine>, mut rx: SpillRx) {
+        while let Some((entry, at)) = rx.recv().await {
+            let Some(engine) = engine.upgrade() else { return };
+            engine.spill(&entry, at);
+        }
+    }
+
+    /// One evicted entry to disk: not when it expired or the disk holds it already, nor (the
+    /// disk checks, by its own clock of changes) when its key was written or invalidated since.
+    fn spill(&self, e: &Entry, at: Instant) {
+        let Some(meta) = e.spill.as_deref() else { return };
+        let Some((disk, policy)) = self.l3_for(&e.key) else {
+            return;
+        };
+        if policy.write != WritePolicy::OnEviction
+            || (meta.expires_at_ms != 0 && meta.expires_at_ms <= unix_ms())
+        {
+            return;
+        }
+        let bytes = match (meta.ops.encode)(&self.codec, &e.value, meta.expires_at_ms, &[]) {
+            Ok(enc) => with_content_id(enc.bytes),
+            Err(err) => {
+                self.record_error("l3_spill", &e.key, &crate::error::CacheError::Codec(err));
+                return;
+            }
+        };
+        if (bytes.len() as u64) < policy.min_size || disk.holds(&e.key, &bytes) {
+            return;
+        }
+        disk.put_unless_changed(&e.key, bytes, at);
     }
 
     /// Fail-safe's last resort: `key`'s record whatever its trust, if within `stale_for` of

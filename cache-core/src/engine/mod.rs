@@ -11,7 +11,7 @@
 //! counters; it never calls the loader or the facade.
 
 mod background;
-mod disk;
+pub(crate) mod disk;
 mod read;
 mod remove;
 mod tagged;
@@ -79,6 +79,10 @@ pub(crate) struct Engine {
     pub(crate) local_locks: Mutex<HashMap<String, (String, Instant)>>,
     /// Invalidations numbered for the loads in flight ([`crate::guard`]).
     pub(crate) log: InvalidationLog,
+    /// Entries L1 evicted for the disk tier, until the task that writes them takes the receiver.
+    pub(crate) spilled: Mutex<Option<disk::SpillRx>>,
+    /// Whether L1 hands evicted entries to the disk tier (some key's write policy says so).
+    l1_spills: bool,
     /// Key prefixes already warned about for values over `max_value_size`.
     too_large_warned: Mutex<HashSet<String>>,
     /// The tasks this cache runs; aborted when the last clone drops.
@@ -110,13 +114,22 @@ impl Engine {
         };
         // Known tokens are trusted once the listener has subscribed (it says so).
         let tags = Tags::new(false, config.tag_ttl);
+        let (spill, spilled) = match (&disk, config.l1_enabled && config.l3.spills()) {
+            (Some(_), true) => {
+                let (spill, rx) = disk::spill_channel();
+                (Some(spill), Some(rx))
+            }
+            _ => (None, None),
+        };
         let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
             let store = match config.strategy.eviction() {
-                Eviction::Fast => Store::Quick(QuickStore::new(entries, bytes)?),
-                Eviction::TinyLfu => Store::Other(Box::new(MokaStore::new(entries, bytes, false))),
-                Eviction::Lru => Store::Other(Box::new(MokaStore::new(entries, bytes, true))),
-                Eviction::Fifo => Store::Other(Box::new(FifoStore::new(entries, bytes)?)),
+                Eviction::Fast => Store::Quick(QuickStore::new(entries, bytes)?.with_spill(spill)),
+                Eviction::TinyLfu => {
+                    Store::Other(Box::new(MokaStore::with_spill(entries, bytes, false, spill)))
+                }
+                Eviction::Lru => Store::Other(Box::new(MokaStore::with_spill(entries, bytes, true, spill))),
+                Eviction::Fifo => Store::Other(Box::new(FifoStore::new(entries, bytes)?.with_spill(spill))),
             };
             Some(L1::new(store, tags.generation()))
         } else {
@@ -143,7 +156,9 @@ impl Engine {
             access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
             local_locks: Default::default(),
             too_large_warned: Default::default(),
-            log: Default::default(),
+            log: InvalidationLog::default(),
+            l1_spills: spilled.is_some(),
+            spilled: Mutex::new(spilled),
             latency: Latencies::new()?,
             adaptive,
             adaptive_choices: Default::default(),

@@ -31,6 +31,9 @@ pub(crate) struct ToL1<'a> {
     pub since: Option<u64>,
     /// Its tags, stamped before it was loaded or read ([`crate::tags`]).
     pub tags: Option<EntryTags>,
+    /// Its logical expiry, unix ms (0: none), as its envelope says (a disk copy written when
+    /// L1 evicts it is then the same bytes as Redis's).
+    pub expires_at_ms: u64,
 }
 
 /// A live remote entry whose tags were checked: the value and its L1 stamps.
@@ -73,6 +76,8 @@ impl Engine {
         let mut entry = (w.ops.entry)(w.key, w.value, now + life, w.size as u64);
         if w.tags.is_some() {
             l1::set_tags(&mut entry, w.tags);
+        } else if w.use_l1 && self.l1_spills {
+            self.mark_for_spill(&mut entry, w.key, w.ops, w.expires_at_ms);
         }
         if !w.stale_for.is_zero() {
             l1::keep_stale_until(&mut entry, now + w.ttl + w.stale_for);
@@ -223,6 +228,7 @@ impl Engine {
             use_l1,
             since: Some(since),
             tags: stamps,
+            expires_at_ms: d.expires_at_ms,
         })
     }
 

@@ -32,6 +32,8 @@ struct Pending<'a> {
     bytes: Option<Vec<u8>>,
     /// Its weight in L1.
     size: usize,
+    /// Its logical expiry, unix ms.
+    exp: u64,
 }
 
 impl Engine {
@@ -203,6 +205,7 @@ impl Engine {
             use_l1: opts.use_l1,
             since: load.map(|s| s.seq),
             tags: tags::stamps_of(tags),
+            expires_at_ms,
         });
         (entry, result)
     }
@@ -326,6 +329,7 @@ impl Engine {
                 use_l1: true,
                 since: None,
                 tags: None,
+                expires_at_ms: exp,
             });
         }
         let first_error = first_error.map_or(Ok(()), Err);
@@ -370,6 +374,7 @@ impl Engine {
                     ttl,
                     bytes,
                     size,
+                    exp,
                 });
             }
         }
@@ -421,6 +426,7 @@ impl Engine {
                 use_l1: true,
                 since: Some(p.start.seq),
                 tags: None,
+                expires_at_ms: p.exp,
             });
         }
     }
