@@ -94,6 +94,7 @@ impl Cache {
     /// ```
     pub async fn flush_disk(&self) {
         if let Some(disk) = &self.engine.disk {
+            self.engine.flush_spills().await;
             disk.flush().await;
         }
     }

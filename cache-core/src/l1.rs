@@ -69,6 +69,8 @@ pub(crate) struct SpillMeta {
     pub ops: &'static crate::values::ValueOps,
     /// Its logical expiry, unix ms (0: none); its L1 deadline may be shorter.
     pub expires_at_ms: u64,
+    /// When it was made: a write or invalidation of its key after this is newer than it.
+    pub created: std::time::Instant,
 }
 
 /// Marks an entry, before it is shared, for the disk when L1 evicts it.
@@ -368,12 +370,13 @@ type QuickShard = UnsyncCache<u128, Entry, UnitsWeighter, FingerprintHash, Spill
 struct SpillLifecycle;
 
 impl quick_cache::Lifecycle<u128, Entry> for SpillLifecycle {
-    type RequestState = Vec<Entry>;
+    type RequestState = Vec<(u128, Entry)>;
 
+    /// Also called with the value an insert replaces (filtered out by the insert).
     #[inline]
-    fn on_evict(&self, state: &mut Vec<Entry>, _key: u128, val: Entry) {
+    fn on_evict(&self, state: &mut Vec<(u128, Entry)>, key: u128, val: Entry) {
         if val.spill.is_some() {
-            state.push(val);
+            state.push((key, val));
         }
     }
 }
@@ -440,12 +443,20 @@ impl L1Store for QuickStore {
     }
 
     fn insert(&self, fp: Fingerprint, entry: Entry) {
+        let Some(spill) = &self.spill else {
+            self.shard(fp).write().insert(fp.0, entry);
+            return;
+        };
+        let new = Arc::clone(&entry);
         let mut evicted = Vec::new();
         self.shard(fp)
             .write()
             .insert_with_lifecycle(fp.0, entry, &mut evicted);
-        if let Some(spill) = &self.spill {
-            evicted.into_iter().for_each(|e| spill(e));
+        for (key, e) in evicted {
+            // The value this insert replaced is not evicted; this one, too heavy to keep, is.
+            if key != fp.0 || Arc::ptr_eq(&e, &new) {
+                spill(e);
+            }
         }
     }
 

@@ -514,43 +514,23 @@ async fn the_admin_api_reports_the_disk_tier() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = reqwest::Client::new();
-    let perf: serde_json::Value = http
-        .get(format!("{base}/api/v1/cache/performance"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = |path: &'static str| {
+        let (http, base) = (&http, &base);
+        async move {
+            let reply = http.get(format!("{base}{path}")).send().await.unwrap();
+            reply.text().await.unwrap()
+        }
+    };
+    let json = |text: String| serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    let perf = json(get("/api/v1/cache/performance").await);
     assert_eq!(perf["l3"]["hits"], 1, "{perf}");
     assert_eq!(perf["l3"]["read_latency"]["count"], 1, "{perf}");
     assert_eq!(perf["memory"]["l3_entries"], 1, "{perf}");
-    let stats: serde_json::Value = http
-        .get(format!("{base}/api/v1/cache/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = json(get("/api/v1/cache/stats").await);
     assert_eq!(stats["cache"]["l3_hits"], 1, "{stats}");
-    let memory: serde_json::Value = http
-        .get(format!("{base}/api/v1/cache/memory"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let memory = json(get("/api/v1/cache/memory").await);
     assert_eq!(memory["l3"]["entries"], 1, "{memory}");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get("/metrics").await;
     assert!(metrics.contains("cache_l3_hits_total 1"), "{metrics}");
     assert!(metrics.contains(r#"cache_hits_total{level="l3"} 1"#), "{metrics}");
 }
@@ -595,14 +575,12 @@ async fn on_eviction_the_disk_gets_only_what_l1_lets_go() {
         })
         .await;
         c.flush_disk().await;
-        // Alone, an evicted key is found only on disk.
-        for i in 0..400 {
+        // Alone, an evicted key is found only on disk. Newest first: a disk hit fills L1, whose
+        // evictions reach the disk a moment later, off the request path.
+        for i in (0..400).rev() {
             let key = format!("analysis:{i}");
-            assert_eq!(
-                c.get::<String>(&key).await.unwrap(),
-                Some(big(&i.to_string())),
-                "{key} {strategy:?}"
-            );
+            let got = c.get::<String>(&key).await.unwrap();
+            assert_eq!(got, Some(big(&i.to_string())), "{key} {strategy:?}");
         }
         let s = c.stats().await;
         assert!(s.l3_hits >= 300, "{strategy:?}: {s:?}");
@@ -610,4 +588,65 @@ async fn on_eviction_the_disk_gets_only_what_l1_lets_go() {
         c.delete("analysis:0").await.unwrap();
         assert_eq!(c.get::<String>("analysis:0").await.unwrap(), None);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_eviction_a_replaced_value_is_not_written() {
+    use cache_core::config::WritePolicy;
+    let mut cfg = l3(&dir("replace"), ReadOrder::DiskFirst);
+    cfg.write = WritePolicy::OnEviction;
+    let c = Cache::new(CacheConfig::builder().l3_config(cfg).build().unwrap()).unwrap();
+    for round in 0..20 {
+        c.set("analysis:k", &big(&round.to_string()), None).await.unwrap();
+    }
+    // The spill task runs on its own: give it time to write what it (wrongly) got.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.flush_disk().await;
+    assert_eq!(
+        disk(&c).await.writes,
+        0,
+        "a value an insert replaced is not an eviction"
+    );
+    assert_eq!(c.get::<String>("analysis:k").await.unwrap(), Some(big("19")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_fail_safe_never_serves_a_value_deleted_in_redis() {
+    let redis = TestRedis::start();
+    let d = dir("restart-deleted");
+    run_writer(Some(&redis), &d, "redis").await;
+    let other = Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap();
+    other.delete("analysis:a").await.unwrap();
+    // Redis first: the miss in Redis sends the call to its loader, which fails.
+    let c = cache_on(Some(&redis), &d, ReadOrder::RedisFirst, false);
+    assert!(
+        analysis_fail_safe(&c, "a".into()).await.is_err(),
+        "deleted in Redis, not stale"
+    );
+    assert_eq!(analysis_fail_safe(&c, "b".into()).await, Ok(big("analysis:b")));
+    assert_eq!(c.stats().await.stale_served, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_bus_a_disk_copy_is_trusted_no_longer_than_l1s() {
+    let redis = TestRedis::start();
+    let mut cfg = l3(&dir("no-bus"), ReadOrder::DiskFirst);
+    cfg.promote_max = bytesize(0);
+    let a = Cache::new(
+        common::on(&redis, CacheConfig::builder().l3_config(cfg))
+            .l1_invalidation(false)
+            .l1_ttl(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let b = Cache::new(common::on(&redis, CacheConfig::builder()).build().unwrap()).unwrap();
+    a.set("analysis:x", &big("v1"), None).await.unwrap();
+    a.flush_disk().await;
+    b.set("analysis:x", &big("v2"), None).await.unwrap();
+    // a hears nothing: like its L1 copy, its disk copy may be served for l1_ttl, not longer.
+    within_5s("the disk copy is checked again", || async {
+        a.get::<String>("analysis:x").await.unwrap() == Some(big("v2"))
+    })
+    .await;
 }

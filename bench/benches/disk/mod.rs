@@ -57,6 +57,17 @@ fn l3(dir: &Path, capacity: u64) -> DiskConfig {
     c
 }
 
+/// Two caches without L1 on `redis`: one with the disk tier in `dir`, one without.
+fn pair(redis: &RedisServer, dir: &Path) -> (Cache, Cache) {
+    let on = |b: cache_core::CacheConfigBuilder| {
+        Cache::new(b.redis_url(redis.url()).l1_enabled(false).build().unwrap()).unwrap()
+    };
+    (
+        on(CacheConfig::builder().l3_config(l3(dir, 1 << 30))),
+        on(CacheConfig::builder()),
+    )
+}
+
 fn pct(mut v: Vec<Duration>, q: f64) -> f64 {
     v.sort();
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e6
@@ -67,25 +78,8 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
     if !section("p9") {
         return rows;
     }
-    let disk_dir = dir("hits");
     rt.block_on(async {
-        let on_disk = Cache::new(
-            CacheConfig::builder()
-                .redis_url(redis.url())
-                .l1_enabled(false)
-                .l3_config(l3(&disk_dir, 1 << 30))
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        let redis_only = Cache::new(
-            CacheConfig::builder()
-                .redis_url(redis.url())
-                .l1_enabled(false)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
+        let (on_disk, redis_only) = pair(redis, &dir("hits"));
         // Text compresses (Redis holds it zlib'd, the disk inflated); random bytes do not, and
         // bincode decodes a `Vec<u8>` element by element (~1.9 ms a MB here), which both paths pay.
         for (kind, text) in [("text", true), ("bytes", false)] {
@@ -156,23 +150,7 @@ pub fn rows(rt: &tokio::runtime::Runtime, redis: &RedisServer) -> Vec<Row> {
     });
     // Throughput at 16 tasks, 10 KB values.
     let (disk_rate, l2_rate) = rt.block_on(async {
-        let on_disk = Cache::new(
-            CacheConfig::builder()
-                .redis_url(redis.url())
-                .l1_enabled(false)
-                .l3_config(l3(&dir("tput"), 1 << 30))
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        let redis_only = Cache::new(
-            CacheConfig::builder()
-                .redis_url(redis.url())
-                .l1_enabled(false)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
+        let (on_disk, redis_only) = pair(redis, &dir("tput"));
         for k in 0..256u64 {
             on_disk
                 .set(&format!("p9:t:{k}"), &noise(k, 10_000), None)

@@ -15,7 +15,7 @@ mod rules;
 mod store;
 
 #[cfg(feature = "disk")]
-pub(crate) use store::Disk;
+pub(crate) use store::{Disk, Found};
 
 use std::time::Duration;
 
@@ -166,7 +166,7 @@ impl DiskCounters {
 }
 
 #[cfg(not(feature = "disk"))]
-pub(crate) use off::Disk;
+pub(crate) use off::{Disk, Found};
 
 /// The tier without the `disk` feature: no value of these types exists.
 #[cfg(not(feature = "disk"))]
@@ -188,7 +188,7 @@ mod off {
         pub(crate) fn written_ms(&self) -> u64 {
             match *self {}
         }
-        pub(crate) fn trusted(&self) -> bool {
+        pub(crate) fn trusted_at(&self) -> Option<std::time::Instant> {
             match *self {}
         }
         pub(crate) fn redis_head(&self) -> Option<&[u8]> {
@@ -233,16 +233,19 @@ mod off {
         pub(crate) fn refuse(&self, key: &str) {
             match *self {}
         }
-        pub(crate) fn confirm(&self, key: &str, found: &Found) {
+        pub(crate) fn counters(&self) -> Arc<super::DiskCounters> {
+            match *self {}
+        }
+        pub(crate) fn keep_removals_for(&self, ttl: Option<std::time::Duration>) {
+            match *self {}
+        }
+        pub(crate) fn confirm(&self, key: &str, found: &Found, started: std::time::Instant) {
             match *self {}
         }
         pub(crate) fn ruled_out(&self, key: &str, tags: &[&str], written_ms: u64) -> bool {
             match *self {}
         }
         pub(crate) fn is_local(&self) -> bool {
-            match *self {}
-        }
-        pub(crate) fn put(&self, key: &str, envelope: Vec<u8>) {
             match *self {}
         }
         pub(crate) fn remove(&self, key: &str) {

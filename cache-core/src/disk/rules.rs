@@ -30,6 +30,8 @@ struct Rule {
 /// The rules, in memory and in their file.
 pub(crate) struct Rules {
     path: PathBuf,
+    /// Appends and resets of the file, one at a time (readers of the list never wait on them).
+    file: Mutex<()>,
     list: Mutex<Vec<Rule>>,
 }
 
@@ -99,6 +101,7 @@ impl Rules {
         }
         Ok(Rules {
             path,
+            file: Mutex::new(()),
             list: Mutex::new(list),
         })
     }
@@ -113,9 +116,9 @@ impl Rules {
         self.add(at_ms, 't', tag, What::Tag(tag.into()))
     }
 
-    /// Appends one rule; the count after it.
+    /// Appends one rule (synced), then adds it to the list; the count after it.
     fn add(&self, at_ms: u64, kind: char, text: &str, what: What) -> Result<usize, RulesError> {
-        let mut list = self.list.lock();
+        let _file = self.file.lock();
         let io = |err| RulesError::Io {
             path: self.path.display().to_string(),
             err,
@@ -127,20 +130,21 @@ impl Rules {
             .map_err(io)?;
         writeln!(f, "{at_ms} {kind} {}", hex(text)).map_err(io)?;
         f.sync_data().map_err(io)?;
+        let mut list = self.list.lock();
         list.push(Rule { at_ms, what });
         Ok(list.len())
     }
 
     /// Forgets every rule (after the tier was emptied).
     pub(crate) fn clear(&self) -> Result<(), RulesError> {
-        let mut list = self.list.lock();
+        let _file = self.file.lock();
         File::create(&self.path)
             .and_then(|f| f.sync_all())
             .map_err(|err| RulesError::Io {
                 path: self.path.display().to_string(),
                 err,
             })?;
-        list.clear();
+        self.list.lock().clear();
         Ok(())
     }
 

@@ -82,7 +82,7 @@ struct Open {
     ops: tokio::sync::mpsc::UnboundedSender<Op>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     rt: Mutex<Option<tokio::runtime::Runtime>>,
-    rules: Option<Rules>,
+    rules: Option<Arc<Rules>>,
     dir_ino: u64,
     _lock: File,
 }
@@ -100,6 +100,11 @@ pub(crate) struct Disk {
     known: Mutex<HashMap<u64, Known>>,
     /// When every record was last made unverified (a pattern, a clear, a lost subscription).
     untrusted_at: Mutex<Option<Instant>>,
+    /// Emptying in the background: the rules cannot be trusted until it is done.
+    clearing: Arc<AtomicBool>,
+    /// How long a removed key must be remembered: the longest life of an L1 entry that may
+    /// still be written to disk when evicted (ms; at least [`DELETED_KEPT`]).
+    deleted_kept_ms: std::sync::atomic::AtomicU64,
     read_errors: AtomicU32,
     probe_failures: AtomicU32,
     queued: Arc<AtomicUsize>,
@@ -112,7 +117,8 @@ pub(crate) struct Found {
     written_ms: u64,
     id: u64,
     head: Option<[u8; crate::codec::ID_HEADER]>,
-    trusted: bool,
+    /// When this process last wrote or checked it; `None`: it did not.
+    trusted_at: Option<Instant>,
 }
 
 impl Found {
@@ -126,9 +132,9 @@ impl Found {
         self.written_ms
     }
 
-    /// Whether it is the record this process last wrote or checked for the key.
-    pub(crate) fn trusted(&self) -> bool {
-        self.trusted
+    /// When this process last wrote or checked this very record (`None`: it did not).
+    pub(crate) fn trusted_at(&self) -> Option<Instant> {
+        self.trusted_at
     }
 
     /// The first bytes of the envelope as Redis holds it, to compare with Redis's copy.
@@ -167,6 +173,8 @@ impl Disk {
             max_record: bs / 2,
             known: Mutex::default(),
             untrusted_at: Mutex::new(None),
+            clearing: Arc::default(),
+            deleted_kept_ms: std::sync::atomic::AtomicU64::new(DELETED_KEPT.as_millis() as u64),
             read_errors: AtomicU32::new(0),
             probe_failures: AtomicU32::new(0),
             queued: Arc::default(),
@@ -180,6 +188,7 @@ impl Disk {
                     queued: Arc::clone(&disk.queued),
                     // Inflated, a record still fits its block.
                     max_body: max_value.min(disk.max_record),
+                    pace: disk.max_record,
                 };
                 if let Some(rt) = open.rt.lock().as_ref() {
                     *open.writer.lock() = Some(rt.spawn(writer.run(rx)));
@@ -201,6 +210,11 @@ impl Disk {
             }
         }
         Ok(disk)
+    }
+
+    /// The tier's counters, shared (L1's eviction hook counts what it drops).
+    pub(crate) fn counters(&self) -> Arc<DiskCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Runs `task` on the tier's runtime (the work that feeds it: see the engine's spill task).
@@ -238,12 +252,16 @@ impl Disk {
         self.open.as_ref().filter(|_| self.is_enabled())
     }
 
-    /// Stops using the tier for the rest of the process.
+    /// Stops using the tier for the rest of the process. Without Redis its invalidations from
+    /// now on are not recorded, so its marker goes: the next open starts empty.
     pub(crate) fn disable(&self, why: &str) {
         if self.enabled.swap(false, Ordering::AcqRel) {
             self.counters.errors.incr();
             tracing::error!(dir = %self.dir.display(), reason = why, "disk tier (L3) disabled; calls go on without it");
             *self.reason.lock() = Some(why.to_owned());
+            if self.is_local() {
+                let _ = std::fs::remove_file(self.dir.join(META_FILE));
+            }
         }
     }
 
@@ -266,9 +284,15 @@ impl Disk {
     pub(crate) async fn get(&self, key: &str) -> Option<Found> {
         let open = self.live()?;
         let t = Instant::now();
-        let got = open.cache.get(key).await;
-        self.counters.read_latency.lock().record(t.elapsed());
         let h = key_hash(key);
+        let mut got = open.cache.get(key).await;
+        if matches!(got, Ok(None)) && matches!(self.known.lock().get(&h), Some(Known::Written { .. })) {
+            // Its write may still be queued (an entry L1 evicted a moment ago): once the writer
+            // has handed it to foyer, foyer finds it.
+            barrier(open).await;
+            got = open.cache.get(key).await;
+        }
+        self.counters.read_latency.lock().record(t.elapsed());
         let entry = match got {
             Ok(Some(e)) => {
                 self.read_errors.store(0, Ordering::Relaxed);
@@ -304,21 +328,21 @@ impl Disk {
             return None;
         };
         let (written_ms, id, head) = (p.written_ms, p.id, p.redis_head());
-        let trusted = match self.known.lock().get(&h) {
-            Some(Known::Written { id: last, .. }) if *last == id => true,
+        let trusted_at = match self.known.lock().get(&h) {
+            Some(Known::Written { id: last, at, .. }) if *last == id => Some(*at),
             // An older version (the newer write was dropped or is on its way), or a removed key.
             Some(_) => {
                 self.counters.misses.incr();
                 return None;
             }
-            None => false,
+            None => None,
         };
         Some(Found {
             entry,
             written_ms,
             id,
             head,
-            trusted,
+            trusted_at,
         })
     }
 
@@ -340,25 +364,46 @@ impl Disk {
         self.remove(key);
     }
 
-    /// A record checked against Redis or the rules and found current: trusted from now on.
-    pub(crate) fn confirm(&self, key: &str, found: &Found) {
+    /// A record checked (against Redis or the rules) from `started` on and found current:
+    /// trusted from now on, unless its key was written or removed, or every record made
+    /// unverified, since the check started (it may have seen the state before).
+    pub(crate) fn confirm(&self, key: &str, found: &Found, started: Instant) {
         self.counters.verified.incr();
         let size = found.envelope().len() as u64;
         let mut known = self.known.lock();
-        // Only if nothing was written or removed meanwhile.
-        known.entry(key_hash(key)).or_insert(Known::Written {
-            id: found.id,
-            size,
-            at: Instant::now(),
-        });
+        if self.changed_since(&known, key_hash(key), started) {
+            return;
+        }
+        known.insert(
+            key_hash(key),
+            Known::Written {
+                id: found.id,
+                size,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Whether `h`'s state, or every record's, changed at or after `since`.
+    fn changed_since(&self, known: &HashMap<u64, Known>, h: u64, since: Instant) -> bool {
+        let key_at = match known.get(&h) {
+            Some(Known::Written { at, .. } | Known::Deleted(at)) => Some(*at),
+            None => None,
+        };
+        key_at
+            .max(*self.untrusted_at.lock())
+            .is_some_and(|at| at >= since)
     }
 
     /// Whether the rules say a record of `key` written at `written_ms` with `tags` is stale;
     /// always false with Redis (records are checked against it instead).
     pub(crate) fn ruled_out(&self, key: &str, tags: &[&str], written_ms: u64) -> bool {
-        self.live()
-            .and_then(|o| o.rules.as_ref())
-            .is_some_and(|r| r.stale(key, tags, written_ms))
+        // Being emptied: the rules may already be gone while the records are not.
+        self.clearing.load(Ordering::Acquire)
+            || self
+                .live()
+                .and_then(|o| o.rules.as_ref())
+                .is_some_and(|r| r.stale(key, tags, written_ms))
     }
 
     /// Whether there is no Redis to check records against (the rules decide).
@@ -366,20 +411,12 @@ impl Disk {
         self.open.as_ref().is_some_and(|o| o.rules.is_some())
     }
 
-    /// Writes `envelope` as `key`'s record: queued for the writer task (the caller pays a
-    /// hash and a send; inflating, checksumming and foyer's enqueue happen there). Too large
-    /// for a block, or the queue full: not written, and any older record of the key removed.
-    pub(crate) fn put(&self, key: &str, envelope: Vec<u8>) {
-        self.put_since(key, envelope, None);
-    }
-
-    /// [`put`](Self::put) of a value L1 evicted at `evicted`, unless the key was written or
-    /// removed here since (that write is newer).
-    pub(crate) fn put_unless_changed(&self, key: &str, envelope: Vec<u8>, evicted: Instant) {
-        self.put_since(key, envelope, Some(evicted));
-    }
-
-    fn put_since(&self, key: &str, envelope: Vec<u8>, unless_changed_since: Option<Instant>) {
+    /// Writes `envelope` as `key`'s record, unless the key was written or removed here (or
+    /// every record made unverified) at or after `since`: that is newer than this value, which
+    /// was read, loaded or made before. Queued for the writer task (the caller pays a hash and
+    /// a send; inflating, checksumming and foyer's enqueue happen there). Too large for a block,
+    /// or the queue full: not written, and any older record of the key removed.
+    pub(crate) fn put_unless_changed(&self, key: &str, envelope: Vec<u8>, since: Instant) {
         let Some(open) = self.live() else { return };
         if envelope.len() + HEADER + key.len() + 64 > self.max_record {
             self.counters.too_large.incr();
@@ -393,12 +430,7 @@ impl Disk {
         }
         let id = record::id_of(&envelope);
         let mut known = self.known.lock();
-        let changed_at = match known.get(&key_hash(key)) {
-            Some(Known::Written { at, .. } | Known::Deleted(at)) => Some(*at),
-            None => None,
-        };
-        let broad_at = *self.untrusted_at.lock();
-        if unless_changed_since.is_some_and(|since| changed_at.max(broad_at).is_some_and(|at| at >= since)) {
+        if self.changed_since(&known, key_hash(key), since) {
             return;
         }
         known.insert(
@@ -409,23 +441,31 @@ impl Disk {
                 at: Instant::now(),
             },
         );
-        drop(known);
         self.queued.fetch_add(envelope.len(), Ordering::Relaxed);
+        // Under the lock: the writer gets a key's operations in the order its state changed.
         let _ = open.ops.send(Op::Put {
             key: key.to_owned(),
             envelope,
             id,
             at_ms: crate::engine::unix_ms(),
         });
+        drop(known);
     }
 
     /// Removes `key`'s record; no record of it is served until it is written again.
     pub(crate) fn remove(&self, key: &str) {
         let Some(open) = self.open.as_ref() else { return };
-        self.known
-            .lock()
-            .insert(key_hash(key), Known::Deleted(Instant::now()));
+        let mut known = self.known.lock();
+        known.insert(key_hash(key), Known::Deleted(Instant::now()));
         let _ = open.ops.send(Op::Remove(key.to_owned()));
+        drop(known);
+    }
+
+    /// An L1 entry that may be written to disk when evicted lives up to `ttl`: removals are
+    /// remembered that long (`None`: no expiry, so for good).
+    pub(crate) fn keep_removals_for(&self, ttl: Option<Duration>) {
+        let ms = ttl.map_or(u64::MAX, |t| t.as_millis() as u64);
+        self.deleted_kept_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// After an invalidation that cannot be applied key by key: every record is checked again
@@ -484,23 +524,30 @@ impl Disk {
         }
     }
 
+    /// Empties the tier in the background (after what is queued); the rules are reset once
+    /// the records are gone, and until then every record is ruled out (for good, when either
+    /// fails).
     fn spawn_clear(&self) {
         let Some(open) = self.open.as_ref() else { return };
         self.forget_known();
-        let cache = open.cache.clone();
+        self.clearing.store(true, Ordering::Release);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let _ = open.ops.send(Op::Barrier(tx));
-        if let Some(rt) = open.rt.lock().as_ref() {
-            rt.spawn(async move {
-                let _ = rx.await;
-                if let Err(e) = cache.clear().await {
-                    tracing::error!(error = %e, "disk tier could not be emptied");
+        let (cache, rules, clearing) = (open.cache.clone(), open.rules.clone(), Arc::clone(&self.clearing));
+        let Some(rt) = open.rt.lock().as_ref().map(|rt| rt.handle().clone()) else {
+            return;
+        };
+        rt.spawn(async move {
+            let _ = rx.await;
+            let emptied = cache.clear().await.map_err(|e| e.to_string());
+            let reset = emptied.and_then(|()| rules.map_or(Ok(()), |r| r.clear().map_err(|e| e.to_string())));
+            match reset {
+                Ok(()) => clearing.store(false, Ordering::Release),
+                Err(e) => {
+                    tracing::error!(error = %e, "disk tier could not be emptied; its records stay ruled out")
                 }
-            });
-        }
-        if let Some(rules) = &open.rules {
-            let _ = rules.clear();
-        }
+            }
+        });
     }
 
     /// Empties the tier, durably (before the rules, which stop mattering only then).
@@ -512,7 +559,7 @@ impl Disk {
             self.disable(&format!("cannot be emptied: {e}"));
             return;
         }
-        if let Some(Err(e)) = open.rules.as_ref().map(Rules::clear) {
+        if let Some(Err(e)) = open.rules.as_deref().map(Rules::clear) {
             self.disable(&format!("cannot reset its rules: {e}"));
         }
     }
@@ -545,12 +592,10 @@ impl Disk {
         }
     }
 
-    async fn probe(&self) -> bool {
-        let Some(open) = self.live() else { return true };
-        let value = fastrand::u64(..).to_le_bytes().repeat(64);
-        open.cache.insert(PROBE_KEY.to_owned(), value.clone());
-        open.cache.storage().wait().await;
-        matches!(open.cache.get(PROBE_KEY).await, Ok(Some(e)) if *e.value() == value)
+    /// The tier's foyer handle, while it is in use (the health check probes through it
+    /// without holding the tier).
+    fn foyer(&self) -> Option<Foyer> {
+        self.live().map(|o| o.cache.clone())
     }
 
     fn dir_replaced(&self) -> bool {
@@ -607,10 +652,13 @@ struct Writer {
     counters: Arc<DiskCounters>,
     queued: Arc<AtomicUsize>,
     max_body: usize,
+    /// Bytes handed to foyer between two waits for its flush (half its write buffer).
+    pace: usize,
 }
 
 impl Writer {
     async fn run(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>) {
+        let mut unflushed = 0;
         while let Some(op) = rx.recv().await {
             match op {
                 Op::Put {
@@ -629,6 +677,14 @@ impl Writer {
                     self.counters.write_latency.lock().record(t.elapsed());
                     self.counters.writes.incr();
                     self.counters.write_bytes.add(len);
+                    // foyer drops a record that does not fit what is left of its write buffer
+                    // while the previous one is being written (a burst lost entries in the
+                    // tests): never hand it more than half a buffer unflushed.
+                    unflushed += len as usize;
+                    if unflushed >= self.pace {
+                        self.cache.storage().wait().await;
+                        unflushed = 0;
+                    }
                 }
                 Op::Remove(key) => self.cache.remove(&key),
                 Op::Barrier(done) => {
@@ -640,21 +696,31 @@ impl Writer {
 }
 
 /// The health check: the directory is still the one opened, and a probe written comes back.
+/// It holds the tier only between awaits (its last clone may drop while a probe waits).
 async fn health(disk: Weak<Disk>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
+        let cache = {
+            let Some(disk) = disk.upgrade() else { return };
+            if disk.dir_replaced() {
+                disk.disable("its directory was removed or replaced");
+            }
+            let now = Instant::now();
+            let kept = Duration::from_millis(disk.deleted_kept_ms.load(Ordering::Relaxed));
+            disk.known
+                .lock()
+                .retain(|_, k| !matches!(k, Known::Deleted(at) if now.duration_since(*at) > kept));
+            match disk.foyer() {
+                Some(cache) => cache,
+                None => return,
+            }
+        };
+        let ok = tokio::time::timeout(every.max(Duration::from_secs(5)), probe(&cache)).await;
+        drop(cache);
         let Some(disk) = disk.upgrade() else { return };
-        if !disk.is_enabled() {
-            return;
-        }
-        if disk.dir_replaced() {
-            disk.disable("its directory was removed or replaced");
-            return;
-        }
-        let ok = tokio::time::timeout(every.max(Duration::from_secs(5)), disk.probe()).await;
         match ok {
             Ok(true) => disk.probe_failures.store(0, Ordering::Relaxed),
             Ok(false) => {
@@ -669,11 +735,15 @@ async fn health(disk: Weak<Disk>, every: Duration) {
             // A long write queue is not a failure.
             Err(_) => {}
         }
-        let now = Instant::now();
-        disk.known
-            .lock()
-            .retain(|_, k| !matches!(k, Known::Deleted(at) if now.duration_since(*at) > DELETED_KEPT));
     }
+}
+
+/// Writes a probe and reads it back.
+async fn probe(cache: &Foyer) -> bool {
+    let value = fastrand::u64(..).to_le_bytes().repeat(64);
+    cache.insert(PROBE_KEY.to_owned(), value.clone());
+    cache.storage().wait().await;
+    matches!(cache.get(PROBE_KEY).await, Ok(Some(e)) if *e.value() == value)
 }
 
 fn dir_ino(dir: &Path) -> Option<u64> {
@@ -711,12 +781,12 @@ fn open_foyer(
     }
     let rules = if local {
         match Rules::load(dir) {
-            Ok(r) => Some(r),
+            Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 // Invalidations cannot be told from the file: nothing on disk can be trusted.
                 tracing::error!(error = %e, "disk tier rules unreadable; emptying the tier");
                 wipe(dir)?;
-                Some(Rules::load(dir).map_err(|e| e.to_string())?)
+                Some(Arc::new(Rules::load(dir).map_err(|e| e.to_string())?))
             }
         }
     } else {
@@ -724,7 +794,9 @@ fn open_foyer(
     };
     let dir_ino = dir_ino(dir).ok_or("cannot stat its directory")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        // Two: a last clone of the tier dropped on one of them (its tasks hold it between
+        // awaits) waits for the writer, which then runs on the other.
+        .worker_threads(2)
         .max_blocking_threads(16)
         .thread_name("cache-l3")
         .enable_all()
@@ -735,9 +807,17 @@ fn open_foyer(
     let built = std::thread::Builder::new()
         .name("cache-l3-open".into())
         .spawn(move || handle.block_on(build(dir_owned, capacity, bs)))
-        .map_err(|e| format!("cannot start its opening thread: {e}"))?
-        .join()
-        .map_err(|_| "foyer panicked while opening".to_owned())??;
+        .map_err(|e| format!("cannot start its opening thread: {e}"))
+        .and_then(|t| t.join().map_err(|_| "foyer panicked while opening".to_owned()))
+        .and_then(|built| built);
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // Dropped here it would block, which a runtime does not allow inside another one.
+            rt.shutdown_background();
+            return Err(e);
+        }
+    };
     let (ops, rx) = tokio::sync::mpsc::unbounded_channel();
     Ok((
         Open {

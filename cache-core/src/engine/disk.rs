@@ -16,22 +16,45 @@ use super::read::Live;
 use super::{unix_ms, Engine};
 use crate::codec::{content_id, with_content_id, Decoded, ID_HEADER};
 use crate::config::{Policy, ReadOrder, WritePolicy};
-use crate::disk::Disk;
+use crate::disk::{Disk, Found};
 use crate::error::Result;
 use crate::l1::{self, Entry, Spill, SpillMeta};
 use crate::values::{AnyValue, ValueOps};
 
-/// Entries L1 evicted for room, each with the instant of its eviction (a write or an
-/// invalidation of its key after it means it must not reach the disk).
-pub(crate) type SpillRx = tokio::sync::mpsc::UnboundedReceiver<(Entry, Instant)>;
+/// What travels to the spill task: an entry L1 evicted for room, or a barrier answered once
+/// every entry before it was handed to the disk ([`Engine::flush_spills`]).
+pub(crate) enum SpillMsg {
+    Entry(Entry),
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Where the spill task reads.
+pub(crate) type SpillRx = tokio::sync::mpsc::Receiver<SpillMsg>;
+/// How barriers are sent to it.
+pub(crate) type SpillTx = tokio::sync::mpsc::Sender<SpillMsg>;
+
+/// Evicted entries waiting for the disk at most; past it they are dropped (counted).
+const SPILL_QUEUE: usize = 1024;
 
 /// L1's eviction hook for the write-on-eviction policy, and where its entries arrive.
-pub(crate) fn spill_channel() -> (Spill, SpillRx) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+pub(crate) fn spill_channel(disk: &Disk) -> (Spill, SpillTx, SpillRx) {
+    let (tx, rx) = tokio::sync::mpsc::channel(SPILL_QUEUE);
+    let counters = disk.counters();
+    let hook = tx.clone();
     let spill: Spill = Arc::new(move |e: Entry| {
-        let _ = tx.send((e, Instant::now()));
+        if hook.try_send(SpillMsg::Entry(e)).is_err() {
+            counters.dropped.incr();
+        }
     });
-    (spill, rx)
+    (spill, tx, rx)
+}
+
+/// What a check of an unverified record against Redis found.
+enum Check {
+    Current,
+    Stale,
+    /// Redis did not answer.
+    Unknown,
 }
 
 impl Engine {
@@ -73,6 +96,8 @@ impl Engine {
                 return Ok(Some(live));
             }
         }
+        // An invalidation of the key heard while Redis answers keeps its reply off the disk.
+        let started = Instant::now();
         match self.remote_read_raw(key, ops, for_l1).await {
             Ok(Some((live, bytes))) => {
                 // Under write-on-eviction the value reaches the disk when L1 lets it go.
@@ -80,7 +105,7 @@ impl Engine {
                     && bytes.len() as u64 >= policy.min_size
                     && !disk.holds(key, &bytes)
                 {
-                    disk.put(key, bytes);
+                    disk.put_unless_changed(key, bytes, started);
                 }
                 Ok(Some(live))
             }
@@ -108,34 +133,27 @@ impl Engine {
         verify: bool,
     ) -> Option<Live> {
         let found = disk.get(key).await?;
-        let envelope = found.envelope();
+        let started = Instant::now();
         let local = disk.is_local();
-        if !found.trusted() && !local {
+        let trusted = self.l3_trusted(&found);
+        if !trusted && !local {
             if !verify {
                 disk.untried();
                 return None;
             }
-            let remote = self.remote.as_deref()?;
-            match self
-                .timed(crate::latency::Op::Get, remote.head(key, ID_HEADER))
-                .await
-            {
-                Ok(Some(head))
-                    if found
-                        .redis_head()
-                        .is_some_and(|h| content_id(h).is_some() && h == &head[..]) => {}
-                Ok(_) => {
+            match self.check(key, &found).await {
+                Check::Current => {}
+                Check::Stale => {
                     disk.refuse(key);
                     return None;
                 }
-                Err(e) => {
-                    self.record_error("l3_verify", key, &e);
+                Check::Unknown => {
                     disk.untried();
                     return None;
                 }
             }
         }
-        let Some(d) = self.decode_any(key, envelope, ops) else {
+        let Some(d) = self.decode_any(key, found.envelope(), ops) else {
             disk.refuse(key);
             return None;
         };
@@ -161,14 +179,48 @@ impl Engine {
                 }
             }
         };
-        if !found.trusted() {
-            disk.confirm(key, &found);
+        if !trusted {
+            disk.confirm(key, &found, started);
         }
         disk.hit();
         Some(Live {
             from_disk: true,
             ..live
         })
+    }
+
+    /// Whether a record may be served without a check: this process wrote or checked it since
+    /// the last invalidation it could not apply key by key, and either it hears other instances
+    /// now or that was less than `l1_ttl` ago (the bound L1's copies have in the same case).
+    fn l3_trusted(&self, found: &Found) -> bool {
+        found.trusted_at().is_some_and(|at| {
+            self.remote.is_none() || self.tags.is_listening() || at.elapsed() < self.config.l1_ttl
+        })
+    }
+
+    /// An unverified record against Redis's copy: the first [`ID_HEADER`] bytes, which hold
+    /// the content id of every value the disk takes (one `GETRANGE`, whatever the size).
+    async fn check(&self, key: &str, found: &Found) -> Check {
+        let Some(remote) = self.remote.as_deref() else {
+            return Check::Unknown;
+        };
+        match self
+            .timed(crate::latency::Op::Get, remote.head(key, ID_HEADER))
+            .await
+        {
+            Ok(Some(head))
+                if found
+                    .redis_head()
+                    .is_some_and(|h| content_id(h).is_some() && h == &head[..]) =>
+            {
+                Check::Current
+            }
+            Ok(_) => Check::Stale,
+            Err(e) => {
+                self.record_error("l3_verify", key, &e);
+                Check::Unknown
+            }
+        }
     }
 
     /// Without Redis: a record is stale when a pattern or one of its tags was invalidated
@@ -200,13 +252,14 @@ impl Engine {
         })
     }
 
-    /// Writes a stored value's envelope to disk under the key's policy. A value below the
-    /// policy's minimum size, or one the disk gets only when L1 evicts it, removes the key's
-    /// older record instead.
-    pub(crate) fn l3_store(&self, key: &str, bytes: &[u8]) {
+    /// Writes a stored value's envelope to disk under the key's policy, unless the key was
+    /// written or invalidated since `since` (when the store's load or write began). A value
+    /// below the policy's minimum size, or one the disk gets only when L1 evicts it, removes
+    /// the key's older record instead.
+    pub(crate) fn l3_store(&self, key: &str, bytes: &[u8], since: Instant) {
         if let Some((disk, policy)) = self.l3_for(key) {
             if bytes.len() as u64 >= policy.min_size && policy.write == WritePolicy::WriteThrough {
-                disk.put(key, bytes.to_vec());
+                disk.put_unless_changed(key, bytes.to_vec(), since);
             } else {
                 disk.remove(key);
             }
@@ -222,25 +275,55 @@ impl Engine {
         ops: &'static ValueOps,
         expires_at_ms: u64,
     ) {
-        if self
-            .l3_for(key)
-            .is_some_and(|(_, p)| p.write == WritePolicy::OnEviction)
-        {
-            l1::set_spill(entry, SpillMeta { ops, expires_at_ms });
+        let Some((disk, policy)) = self.l3_for(key) else {
+            return;
+        };
+        if policy.write != WritePolicy::OnEviction {
+            return;
         }
+        // A removal must be remembered as long as an entry made before it may be evicted.
+        disk.keep_removals_for(match expires_at_ms {
+            0 => None,
+            exp => Some(Duration::from_millis(exp.saturating_sub(unix_ms()))),
+        });
+        l1::set_spill(
+            entry,
+            SpillMeta {
+                ops,
+                expires_at_ms,
+                created: Instant::now(),
+            },
+        );
     }
 
     /// Writes the entries L1 evicts to disk, until the engine is gone.
     pub(crate) async fn spill_task(engine: Weak<Engine>, mut rx: SpillRx) {
-        while let Some((entry, at)) = rx.recv().await {
-            let Some(engine) = engine.upgrade() else { return };
-            engine.spill(&entry, at);
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                SpillMsg::Entry(entry) => {
+                    let Some(engine) = engine.upgrade() else { return };
+                    engine.spill(&entry);
+                }
+                SpillMsg::Barrier(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Waits until the entries L1 evicted so far were handed to the disk.
+    pub(crate) async fn flush_spills(&self) {
+        let Some(tx) = self.spill_tx.as_ref() else { return };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if tx.send(SpillMsg::Barrier(done)).await.is_ok() {
+            let _ = wait.await;
         }
     }
 
     /// One evicted entry to disk: not when it expired or the disk holds it already, nor (the
-    /// disk checks, by its own clock of changes) when its key was written or invalidated since.
-    fn spill(&self, e: &Entry, at: Instant) {
+    /// disk checks, by its own record of changes) when its key was written or invalidated
+    /// after the entry was made: that is newer than it.
+    fn spill(&self, e: &Entry) {
         let Some(meta) = e.spill.as_deref() else { return };
         let Some((disk, policy)) = self.l3_for(&e.key) else {
             return;
@@ -260,11 +343,13 @@ impl Engine {
         if (bytes.len() as u64) < policy.min_size || disk.holds(&e.key, &bytes) {
             return;
         }
-        disk.put_unless_changed(&e.key, bytes, at);
+        disk.put_unless_changed(&e.key, bytes, meta.created);
     }
 
-    /// Fail-safe's last resort: `key`'s record whatever its trust, if within `stale_for` of
-    /// its expiry and none of its tags is (or may have been) invalidated.
+    /// Fail-safe's last resort: `key`'s record, if within `stale_for` of its expiry, none of
+    /// its tags is (or may have been) invalidated, and Redis, when it answers, still holds the
+    /// same value (an unverified record of a key deleted there is not served; one Redis cannot
+    /// be asked about is: that is what `stale_if_error` is for).
     pub(crate) async fn l3_stale(
         &self,
         key: &str,
@@ -274,6 +359,12 @@ impl Engine {
         let disk = self.disk.as_deref().filter(|d| d.is_enabled())?;
         disk.policy(key)?;
         let found = disk.get(key).await?;
+        if !disk.is_local() && !self.l3_trusted(&found) {
+            if let Check::Stale = self.check(key, &found).await {
+                disk.refuse(key);
+                return None;
+            }
+        }
         let d = self.decode_any(key, found.envelope(), ops)?;
         let until = d.expires_at_ms.saturating_add(stale_for.as_millis() as u64);
         if d.expires_at_ms != 0 && until <= unix_ms() {

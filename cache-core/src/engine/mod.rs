@@ -81,6 +81,8 @@ pub(crate) struct Engine {
     pub(crate) log: InvalidationLog,
     /// Entries L1 evicted for the disk tier, until the task that writes them takes the receiver.
     pub(crate) spilled: Mutex<Option<disk::SpillRx>>,
+    /// Barriers for the spill task ([`Engine::flush_spills`]).
+    spill_tx: Option<disk::SpillTx>,
     /// Whether L1 hands evicted entries to the disk tier (some key's write policy says so).
     l1_spills: bool,
     /// Key prefixes already warned about for values over `max_value_size`.
@@ -114,12 +116,12 @@ impl Engine {
         };
         // Known tokens are trusted once the listener has subscribed (it says so).
         let tags = Tags::new(false, config.tag_ttl);
-        let (spill, spilled) = match (&disk, config.l1_enabled && config.l3.spills()) {
-            (Some(_), true) => {
-                let (spill, rx) = disk::spill_channel();
-                (Some(spill), Some(rx))
+        let (spill, spill_tx, spilled) = match (&disk, config.l1_enabled && config.l3.spills()) {
+            (Some(d), true) => {
+                let (spill, tx, rx) = disk::spill_channel(d);
+                (Some(spill), Some(tx), Some(rx))
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
@@ -158,6 +160,7 @@ impl Engine {
             too_large_warned: Default::default(),
             log: InvalidationLog::default(),
             l1_spills: spilled.is_some(),
+            spill_tx,
             spilled: Mutex::new(spilled),
             latency: Latencies::new()?,
             adaptive,

@@ -76,6 +76,11 @@ impl Engine {
                 }
                 Err(e) => Err(e),
             };
+            // A disk record checked while the scan ran may have been confirmed against a value
+            // the scan then deleted.
+            if let Some(disk) = &self.disk {
+                disk.untrust_all();
+            }
             // Tell the others even if the scan failed half-way: their copies may be stale.
             self.publish(&Message::Pattern(p.as_str().to_owned()), pattern)
                 .await;
@@ -103,6 +108,10 @@ impl Engine {
             Ok(()) => remote.delete_matching("*").await,
             Err(e) => Err(e),
         };
+        // As for a pattern: nothing checked against Redis while it was emptied stays trusted.
+        if let Some(disk) = &self.disk {
+            disk.untrust_all();
+        }
         self.publish(&Message::Clear, "*").await;
         removed.inspect_err(|e| self.record_error("clear", "*", e))
     }

@@ -123,6 +123,7 @@ impl Engine {
         load: Option<&LoadStart>,
         tags: &[TagStamp],
     ) -> (Entry, Result<()>) {
+        let started = std::time::Instant::now();
         let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
         // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
         let grace = opts.stale_for.unwrap_or_default();
@@ -192,7 +193,7 @@ impl Engine {
         }
         // Not when its tags' tokens are unknown: the record could never be checked.
         if let (Some(bytes), true) = (&bytes, remote_ok) {
-            self.l3_store(key, bytes);
+            self.l3_store(key, bytes, load.map_or(started, |l| l.at));
         }
         let entry = self.write_l1(ToL1 {
             key,
@@ -296,6 +297,7 @@ impl Engine {
         ops: &'static ValueOps,
         ttl: Option<Duration>,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let now = unix_ms();
         let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
         let mut first_error = None;
@@ -334,7 +336,7 @@ impl Engine {
         }
         let first_error = first_error.map_or(Ok(()), Err);
         for (key, bytes, _) in &encoded {
-            self.l3_store(key, bytes);
+            self.l3_store(key, bytes, started);
         }
         let Some(remote) = &self.remote else {
             return first_error;
@@ -412,7 +414,7 @@ impl Engine {
                 continue;
             }
             if let Some(bytes) = &p.bytes {
-                self.l3_store(p.key, bytes);
+                self.l3_store(p.key, bytes, p.start.at);
             }
             self.counters.sets.incr();
             self.write_l1(ToL1 {

@@ -284,6 +284,11 @@ impl Tags {
         self.listening.store(listening, Ordering::Release);
     }
 
+    /// Whether the bus is subscribed now (what other instances change is heard).
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
     /// The generation counter, for L1's hit check.
     pub(crate) fn generation(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.generation)
