@@ -15,18 +15,17 @@
 //! Failure. foyer never reports a failed write: the health check writes and reads back a probe,
 //! and watches the directory. Two failed probes, a replaced directory, or repeated read errors
 //! disable the tier for the rest of the process; calls go on through L1, Redis and the loader.
+//!
+//! Opening and closing are in `open`, the writer task in `writer`, the health check in `health`.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
-    HybridCachePolicy, RecoverMode,
-};
+use foyer::{HybridCache, HybridCacheEntry};
 use parking_lot::Mutex;
 
 use super::record::{self, HEADER};
@@ -36,35 +35,20 @@ use crate::config::{DiskConfig, DiskPolicies, Policy};
 use crate::error::Result;
 use crate::pattern::Pattern;
 
+mod health;
+mod open;
+mod writer;
+
+use health::health;
+use open::{block_size, dir_ino, open_foyer, META_FILE};
+use writer::{barrier, Op, Writer, QUEUE_MAX_BYTES};
+
 type Foyer = HybridCache<String, Vec<u8>>;
 
 /// Read errors in a row that disable the tier.
 const ERRORS_TO_DISABLE: u32 = 3;
-/// Failed probes in a row that disable the tier.
-const PROBES_TO_DISABLE: u32 = 2;
 /// How long a removed key is remembered as removed (foyer's write queue is long gone by then).
 const DELETED_KEPT: Duration = Duration::from_secs(60);
-/// The health probe's key: no cache key starts with a NUL.
-const PROBE_KEY: &str = "\0tiered-cache-l3-probe";
-/// What the directory's marker says; a different one wipes foyer's files (geometry changed).
-const META_FILE: &str = "l3.meta";
-/// Bytes of writes queued at most; past it a write is dropped (and the key's older record
-/// removed, so that it cannot be served in its place).
-const QUEUE_MAX_BYTES: usize = 64 << 20;
-
-/// Work for the writer task, in the order it was asked for: a key's removal never overtakes
-/// its earlier write (after a restart the later one is what foyer finds).
-enum Op {
-    Put {
-        key: String,
-        envelope: Vec<u8>,
-        id: u64,
-        at_ms: u64,
-    },
-    Remove(String),
-    /// Answered once everything queued before it was handed to foyer.
-    Barrier(tokio::sync::oneshot::Sender<()>),
-}
 
 /// What this process knows of a key's record.
 #[derive(Debug, Clone, Copy)]
@@ -145,12 +129,6 @@ impl Found {
 
 fn key_hash(key: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key.as_bytes())
-}
-
-/// Block size for a capacity: 16 blocks at least, 64 KiB to 16 MiB each, 4 KiB aligned.
-fn block_size(capacity: u64) -> usize {
-    let b = (capacity / 16).clamp(64 << 10, 16 << 20);
-    (b & !4095) as usize
 }
 
 impl Disk {
@@ -604,271 +582,4 @@ impl Disk {
         };
         dir_ino(&self.dir) != Some(open.dir_ino)
     }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let Some(open) = self.open.take() else { return };
-        let Some(rt) = open.rt.lock().take() else { return };
-        let Open {
-            cache, ops, writer, ..
-        } = open;
-        // The writer drains what is queued once its sender is gone; then foyer's flushers
-        // finish. Both run on the tier's runtime: waited for (bounded) on a thread of our own,
-        // as this drop may run inside another runtime.
-        drop(ops);
-        let writer = writer.lock().take();
-        let closing = std::thread::Builder::new()
-            .name("cache-l3-close".into())
-            .spawn(move || {
-                rt.block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                        if let Some(w) = writer {
-                            let _ = w.await;
-                        }
-                        let _ = cache.close().await;
-                    })
-                    .await;
-                });
-                rt.shutdown_timeout(Duration::from_secs(1));
-            });
-        if let Ok(t) = closing {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Waits until everything queued so far was handed to foyer.
-async fn barrier(open: &Open) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if open.ops.send(Op::Barrier(tx)).is_ok() {
-        let _ = rx.await;
-    }
-}
-
-/// The writer task's share of the tier.
-struct Writer {
-    cache: Foyer,
-    counters: Arc<DiskCounters>,
-    queued: Arc<AtomicUsize>,
-    max_body: usize,
-    /// Bytes handed to foyer between two waits for its flush (half its write buffer).
-    pace: usize,
-}
-
-impl Writer {
-    async fn run(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>) {
-        let mut unflushed = 0;
-        while let Some(op) = rx.recv().await {
-            match op {
-                Op::Put {
-                    key,
-                    envelope,
-                    id,
-                    at_ms,
-                } => {
-                    let t = Instant::now();
-                    self.queued.fetch_sub(envelope.len(), Ordering::Relaxed);
-                    let rec = record::encode(&envelope, id, at_ms, self.max_body);
-                    let len = rec.len() as u64;
-                    // A write foyer drops then leaves no older record to be found after a restart.
-                    self.cache.remove(&key);
-                    self.cache.insert(key, rec);
-                    self.counters.write_latency.lock().record(t.elapsed());
-                    self.counters.writes.incr();
-                    self.counters.write_bytes.add(len);
-                    // foyer drops a record that does not fit what is left of its write buffer
-                    // while the previous one is being written (a burst lost entries in the
-                    // tests): never hand it more than half a buffer unflushed.
-                    unflushed += len as usize;
-                    if unflushed >= self.pace {
-                        self.cache.storage().wait().await;
-                        unflushed = 0;
-                    }
-                }
-                Op::Remove(key) => self.cache.remove(&key),
-                Op::Barrier(done) => {
-                    let _ = done.send(());
-                }
-            }
-        }
-    }
-}
-
-/// The health check: the directory is still the one opened, and a probe written comes back.
-/// It holds the tier only between awaits (its last clone may drop while a probe waits).
-async fn health(disk: Weak<Disk>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let cache = {
-            let Some(disk) = disk.upgrade() else { return };
-            if disk.dir_replaced() {
-                disk.disable("its directory was removed or replaced");
-            }
-            let now = Instant::now();
-            let kept = Duration::from_millis(disk.deleted_kept_ms.load(Ordering::Relaxed));
-            disk.known
-                .lock()
-                .retain(|_, k| !matches!(k, Known::Deleted(at) if now.duration_since(*at) > kept));
-            match disk.foyer() {
-                Some(cache) => cache,
-                None => return,
-            }
-        };
-        let ok = tokio::time::timeout(every.max(Duration::from_secs(5)), probe(&cache)).await;
-        drop(cache);
-        let Some(disk) = disk.upgrade() else { return };
-        match ok {
-            Ok(true) => disk.probe_failures.store(0, Ordering::Relaxed),
-            Ok(false) => {
-                disk.counters.errors.incr();
-                let n = disk.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(failures = n, "disk tier probe did not read back what it wrote");
-                if n >= PROBES_TO_DISABLE {
-                    disk.disable("writes do not reach the disk (full, or failing)");
-                    return;
-                }
-            }
-            // A long write queue is not a failure.
-            Err(_) => {}
-        }
-    }
-}
-
-/// Writes a probe and reads it back.
-async fn probe(cache: &Foyer) -> bool {
-    let value = fastrand::u64(..).to_le_bytes().repeat(64);
-    cache.insert(PROBE_KEY.to_owned(), value.clone());
-    cache.storage().wait().await;
-    matches!(cache.get(PROBE_KEY).await, Ok(Some(e)) if *e.value() == value)
-}
-
-fn dir_ino(dir: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).ok().map(|m| m.ino())
-}
-
-/// Opens (or creates) the directory, locks it, checks its marker and builds foyer on a runtime
-/// of the tier's own (its writers and reads then never wait behind the application's tasks).
-fn open_foyer(
-    dir: &Path,
-    capacity: u64,
-    bs: usize,
-    local: bool,
-) -> std::result::Result<(Open, tokio::sync::mpsc::UnboundedReceiver<Op>), String> {
-    use fs4::fs_std::FileExt;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("l3.lock"))
-        .map_err(|e| format!("cannot create its lock file: {e}"))?;
-    match lock.try_lock_exclusive() {
-        Ok(true) => {}
-        Ok(false) => return Err("its directory is in use by another process".into()),
-        Err(e) => return Err(format!("cannot lock its directory: {e}")),
-    }
-    let meta =
-        format!("tiered-cache-l3 record=1 block={bs} capacity={capacity} tombstones=1 local={local}\n");
-    let meta_path = dir.join(META_FILE);
-    if std::fs::read_to_string(&meta_path).ok().as_deref() != Some(meta.as_str()) {
-        wipe(dir)?;
-        std::fs::write(&meta_path, &meta).map_err(|e| format!("cannot write its marker: {e}"))?;
-    }
-    let rules = if local {
-        match Rules::load(dir) {
-            Ok(r) => Some(Arc::new(r)),
-            Err(e) => {
-                // Invalidations cannot be told from the file: nothing on disk can be trusted.
-                tracing::error!(error = %e, "disk tier rules unreadable; emptying the tier");
-                wipe(dir)?;
-                Some(Arc::new(Rules::load(dir).map_err(|e| e.to_string())?))
-            }
-        }
-    } else {
-        None
-    };
-    let dir_ino = dir_ino(dir).ok_or("cannot stat its directory")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        // Two: a last clone of the tier dropped on one of them (its tasks hold it between
-        // awaits) waits for the writer, which then runs on the other.
-        .worker_threads(2)
-        .max_blocking_threads(16)
-        .thread_name("cache-l3")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start its runtime: {e}"))?;
-    let handle = rt.handle().clone();
-    let dir_owned = dir.to_path_buf();
-    let built = std::thread::Builder::new()
-        .name("cache-l3-open".into())
-        .spawn(move || handle.block_on(build(dir_owned, capacity, bs)))
-        .map_err(|e| format!("cannot start its opening thread: {e}"))
-        .and_then(|t| t.join().map_err(|_| "foyer panicked while opening".to_owned()))
-        .and_then(|built| built);
-    let built = match built {
-        Ok(b) => b,
-        Err(e) => {
-            // Dropped here it would block, which a runtime does not allow inside another one.
-            rt.shutdown_background();
-            return Err(e);
-        }
-    };
-    let (ops, rx) = tokio::sync::mpsc::unbounded_channel();
-    Ok((
-        Open {
-            cache: built,
-            ops,
-            writer: Mutex::new(None),
-            rt: Mutex::new(Some(rt)),
-            rules,
-            dir_ino,
-            _lock: lock,
-        },
-        rx,
-    ))
-}
-
-async fn build(dir: PathBuf, capacity: u64, bs: usize) -> std::result::Result<Foyer, String> {
-    let capacity = usize::try_from(capacity).map_err(|_| "capacity too large".to_owned())?;
-    // A capacity always: without one foyer sizes itself from free space, and unwraps doing so.
-    let device = FsDeviceBuilder::new(&dir)
-        .with_capacity(capacity)
-        .build()
-        .map_err(|e| format!("cannot open its files: {e}"))?;
-    HybridCacheBuilder::<String, Vec<u8>>::new()
-        .with_name("l3")
-        .with_policy(HybridCachePolicy::WriteOnInsertion)
-        .with_flush_on_close(false)
-        .memory(1)
-        .with_filter(|_: &String, _: &Vec<u8>| false)
-        .storage()
-        .with_engine_config(
-            BlockEngineConfig::new(device)
-                .with_block_size(bs)
-                .with_buffer_pool_size(bs)
-                .with_submit_queue_size_threshold(bs * 4)
-                .with_tombstone_log(true),
-        )
-        .with_recover_mode(RecoverMode::Quiet)
-        .build()
-        .await
-        .map_err(|e| format!("foyer: {e}"))
-}
-
-/// Removes foyer's files and the rules (never anything else in the directory).
-fn wipe(dir: &Path) -> std::result::Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("foyer-") || name == "l3.rules" {
-            std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove {name}: {e}"))?;
-        }
-    }
-    Ok(())
 }
