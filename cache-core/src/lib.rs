@@ -42,6 +42,7 @@ pub mod perf;
 #[cfg(feature = "redis")]
 mod redis;
 mod report;
+mod scope;
 mod stats;
 pub mod strategy;
 mod sync;
@@ -65,6 +66,7 @@ pub use latency::OpLatency;
 pub use loader::LoadOptions;
 pub use pattern::Pattern;
 pub use report::{CompressionStats, Health, MemoryStats, Mode, Performance, RedisHealth};
+pub use scope::Scope;
 pub use stats::{RedisInfo, Stats};
 pub use strategy::{AdaptiveTtl, Eviction, Strategy};
 pub use tier::{BreakerState, PoolStatus};
