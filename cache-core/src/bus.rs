@@ -19,6 +19,8 @@
 //! keys this instance cannot trust, so it is read as `c`: dropping all of L1 costs re-reads,
 //! keeping a stale copy costs correctness.
 
+use crate::security::Obfuscator;
+
 /// An invalidation, as sent and received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message {
@@ -64,6 +66,24 @@ fn framed(origin: u64, kind: &str, keys: &[String]) -> String {
         text.push_str(k);
     }
     text
+}
+
+/// `text` as published: sealed when a key secret is set (`crate::security`), so that keys,
+/// patterns and tags never cross Redis in clear.
+pub(crate) fn seal(text: String, obfuscator: Option<&Obfuscator>) -> String {
+    match obfuscator {
+        Some(o) => o.seal_message(&text),
+        None => text,
+    }
+}
+
+/// A received message: opened first when a key secret is set (then a message in clear, or one
+/// sealed under another secret, is not ours).
+pub(crate) fn open(text: &str, obfuscator: Option<&Obfuscator>) -> Option<(u64, Message)> {
+    match obfuscator {
+        Some(o) => decode(&o.open_message(text)?),
+        None => decode(text),
+    }
 }
 
 /// `(origin, message)`, or `None` for text that is not ours.

@@ -396,6 +396,18 @@ impl Cache {
         self.engine.access.top(n)
     }
 
+    /// The name `key` has outside this process: in Redis, and in listings such as the admin
+    /// API's. `key` itself, or with its argument part a keyed hash when a key secret is set
+    /// ([`SecurityConfig::key_secret`](crate::config::SecurityConfig::key_secret)).
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::new(cache_core::CacheConfig::default()).unwrap();
+    /// assert_eq!(cache.display_key("query:users:alice"), "query:users:alice");
+    /// ```
+    pub fn display_key<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
+        self.engine.security.name(key)
+    }
+
     /// Estimated reads of `key` so far (0 when not tracked).
     pub fn access_count(&self, key: &str) -> u64 {
         self.engine.access.count(Fingerprint::of(key))

@@ -150,6 +150,31 @@ impl Pattern {
     pub fn is_broad(&self) -> bool {
         self.literal_prefix().is_empty()
     }
+
+    /// `Some(prefix)` when the pattern is literal text then one final `*` (`tenant-a:*`), so it
+    /// matches exactly the keys that start with `prefix`; `None` for any other shape.
+    ///
+    /// ```
+    /// use cache_core::Pattern;
+    /// assert_eq!(Pattern::new("a\\?b:*").unwrap().open_prefix().as_deref(), Some("a?b:"));
+    /// assert_eq!(Pattern::new("*").unwrap().open_prefix().as_deref(), Some(""));
+    /// assert_eq!(Pattern::new("a:*:b").unwrap().open_prefix(), None);
+    /// assert_eq!(Pattern::new("a\\*").unwrap().open_prefix(), None);
+    /// ```
+    pub fn open_prefix(&self) -> Option<String> {
+        let mut chars = self.source.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '*' => return (i + 1 == self.source.len()).then(|| self.literal_prefix()),
+                '?' | '[' => return None,
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 /// The first characters of `pattern`, for an error about a pattern too long to echo in full.

@@ -132,7 +132,8 @@ impl Cache {
                 e.l1_entries += 1;
                 e.l1_bytes += bytes;
                 largest.push(LargeEntry {
-                    key: key.to_owned(),
+                    // Shown as Redis names it: argument text stays out of listings.
+                    key: self.engine.security.name(key).into_owned(),
                     bytes,
                 });
             });
@@ -236,6 +237,7 @@ impl Cache {
             .map(|(p, n)| (p.clone(), *n))
             .collect();
         stats.tag_invalidations = stats.tag_invalidations_by_prefix.values().sum();
+        stats.values_refused = self.engine.security.refused();
         stats.breaker = self.engine.remote.as_ref().map(|r| r.breaker_state());
         stats.l3 = self.engine.disk.as_ref().map(|d| d.stats());
         stats

@@ -49,9 +49,8 @@ impl Scope {
             .into_iter()
             .map(|p| {
                 let pattern = Pattern::new(p.as_ref())?;
-                let open = is_open_prefix(pattern.as_str()).then(|| pattern.literal_prefix());
                 Ok(Compiled {
-                    open_prefix: open,
+                    open_prefix: pattern.open_prefix(),
                     pattern,
                 })
             })
@@ -106,22 +105,6 @@ impl Scope {
 /// The key a literal pattern matches (its escapes resolved).
 fn literal_text(pattern: &Pattern) -> String {
     pattern.literal_prefix()
-}
-
-/// Whether `source` is literal text (escapes allowed) then one final, unescaped `*`.
-fn is_open_prefix(source: &str) -> bool {
-    let mut chars = source.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '*' => return i + 1 == source.len(),
-            '?' | '[' => return false,
-            _ => {}
-        }
-    }
-    false
 }
 
 impl fmt::Debug for Scope {

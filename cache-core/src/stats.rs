@@ -123,6 +123,11 @@ pub struct Stats {
     pub tag_invalidations: u64,
     /// The same, per tag prefix (the text before the first `:`; `*` beyond 256 prefixes).
     pub tag_invalidations_by_prefix: std::collections::BTreeMap<String, u64>,
+    /// Stored values refused on read (encryption at rest, `crate::config::SecurityConfig`):
+    /// tampered, moved to another key, sealed under a key id not configured, or not encrypted
+    /// under an encrypted pattern. Each is read as a miss (and counted in `errors`), and the
+    /// next store overwrites it.
+    pub values_refused: u64,
     /// The disk tier's figures; `None` when it is not configured.
     pub l3: Option<crate::disk::DiskStats>,
 }
@@ -217,6 +222,7 @@ impl Counters {
             tag_stale: self.tag_stale.get(),
             tag_invalidations: 0,
             tag_invalidations_by_prefix: Default::default(),
+            values_refused: 0,
             l3: None,
         }
     }

@@ -81,6 +81,10 @@ pub enum CodecError {
     /// The payload does not decode as the requested type.
     #[error("decode failed: {0}")]
     Decode(String),
+    /// An encrypted value did not open, or a plaintext one stood where encryption is required
+    /// (`crate::security`).
+    #[error(transparent)]
+    Sealed(#[from] crate::security::SealError),
 }
 
 /// Encoder/decoder settings, taken from [`CacheConfig`](crate::CacheConfig).
@@ -359,15 +363,59 @@ pub(crate) fn deflated_head(inflated: &[u8]) -> Option<[u8; ID_HEADER]> {
     Some(head)
 }
 
-/// The content id of a format 2 envelope ([`with_content_id`]); `None` for any other bytes.
+/// The content id of a format 2 envelope ([`with_content_id`]), sealed or not; `None` for any
+/// other bytes.
 pub(crate) fn content_id(bytes: &[u8]) -> Option<u64> {
     let h = *bytes.get(MAGIC.len())?;
-    if !bytes.starts_with(&MAGIC) || h >> 5 != VERSION || h & FORMAT_MASK != FORMAT_BINCODE2_ID {
+    let version = h >> 5;
+    if !bytes.starts_with(&MAGIC)
+        || (version != VERSION && version != crate::security::SEALED_VERSION)
+        || h & FORMAT_MASK != FORMAT_BINCODE2_ID
+    {
         return None;
     }
     Some(u64::from_le_bytes(
         bytes.get(PLAIN_HEADER..ID_HEADER)?.try_into().ok()?,
     ))
+}
+
+/// A plain envelope taken apart for sealing: its header byte, its expiry, and the body after
+/// the header (and after the content id of format 2), which is what gets encrypted.
+pub(crate) struct PlainParts<'a> {
+    pub header: u8,
+    pub expires_at_ms: u64,
+    pub body: &'a [u8],
+}
+
+impl<'a> PlainParts<'a> {
+    /// `None` for bytes that are not a plain envelope of this version.
+    pub(crate) fn of(bytes: &'a [u8]) -> Option<Self> {
+        let header = *bytes.get(MAGIC.len())?;
+        if !bytes.starts_with(&MAGIC) || header >> 5 != VERSION {
+            return None;
+        }
+        let body_at = match header & FORMAT_MASK {
+            FORMAT_BINCODE2 => PLAIN_HEADER,
+            FORMAT_BINCODE2_ID => ID_HEADER,
+            _ => return None,
+        };
+        Some(PlainParts {
+            header,
+            expires_at_ms: u64::from_le_bytes(bytes.get(MAGIC.len() + 1..PLAIN_HEADER)?.try_into().ok()?),
+            body: bytes.get(body_at..)?,
+        })
+    }
+}
+
+/// The header byte of the sealed form of an envelope whose header is `plain`: version 3, the
+/// same zlib and tags bits, format 2 (the sealed form always carries a content id).
+pub(crate) fn sealed_header(plain: u8) -> u8 {
+    (crate::security::SEALED_VERSION << 5) | (plain & (FLAG_ZLIB | FLAG_TAGS)) | FORMAT_BINCODE2_ID
+}
+
+/// The header byte of the plain envelope a sealed one opens to (format 1: no content id).
+pub(crate) fn unsealed_header(sealed: u8) -> u8 {
+    (VERSION << 5) | (sealed & (FLAG_ZLIB | FLAG_TAGS)) | FORMAT_BINCODE2
 }
 
 /// The tag section: `u16` count, then per tag a `u16` length, its UTF-8 bytes and its token

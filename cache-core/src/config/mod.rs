@@ -16,12 +16,14 @@ use crate::strategy::Strategy;
 
 mod disk;
 mod redis;
+mod security;
 
 #[cfg(feature = "disk")]
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
 pub use self::disk::{DiskConfig, DiskPolicy, ReadOrder, WritePolicy};
 pub use self::redis::{RedisTopology, Secret};
+pub use self::security::SecurityConfig;
 /// Sizes in the disk tier's settings (`"10GiB"` in TOML and the environment).
 pub use bytesize::ByteSize;
 
@@ -161,6 +163,8 @@ pub struct CacheConfig {
     pub tag_ttl: Duration,
     /// The disk tier (L3, `disk` feature): off unless [`DiskConfig::dir`] is set.
     pub l3: DiskConfig,
+    /// Encryption at rest and key obfuscation: off unless keys or a secret are set.
+    pub security: SecurityConfig,
 }
 
 impl Default for CacheConfig {
@@ -207,6 +211,7 @@ impl Default for CacheConfig {
             distributed_lock: None,
             tag_ttl: Duration::from_secs(7 * 24 * 3600),
             l3: DiskConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -300,6 +305,7 @@ impl CacheConfig {
         flag("CACHE_WARMUP_ON_STARTUP", &mut c.warmup_on_startup)?;
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
         c.l3.read_lookup(&get)?;
+        c.security.read_lookup(&get)?;
         c.validate()?;
         Ok(c)
     }
@@ -333,6 +339,7 @@ impl CacheConfig {
     /// Checks every setting; [`Cache::new`](crate::Cache::new) calls this.
     pub fn validate(&self) -> Result<()> {
         self.validate_redis()?;
+        self.security.validate()?;
         let positive = [
             ("max_memory_cache_size", self.max_memory_cache_size as u64),
             ("l1_max_bytes", self.l1_max_bytes),

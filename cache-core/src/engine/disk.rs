@@ -334,7 +334,7 @@ impl Engine {
             return;
         }
         let bytes = match (meta.ops.encode)(&self.codec, &e.value, meta.expires_at_ms, &[]) {
-            Ok(enc) => with_content_id(enc.bytes),
+            Ok(enc) => self.security.seal(&e.key, with_content_id(enc.bytes)),
             Err(err) => {
                 self.record_error("l3_spill", &e.key, &crate::error::CacheError::Codec(err));
                 return;

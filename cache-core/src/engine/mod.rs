@@ -39,6 +39,7 @@ use crate::guard::InvalidationLog;
 use crate::key::Fingerprint;
 use crate::l1::{FifoStore, MokaStore, QuickStore, Store, L1};
 use crate::latency::{Latencies, Level, Op};
+use crate::security::Security;
 use crate::stats::Counters;
 use crate::strategy::{Adaptive, AdaptiveChoice, AdaptiveTtl, Eviction};
 use crate::tags::Tags;
@@ -55,6 +56,8 @@ pub(crate) struct Engine {
     pub(crate) config: CacheConfig,
     pub(crate) ttl_rules: TtlRules,
     pub(crate) codec: Codec,
+    /// Encryption of values and obfuscation of names ([`crate::security`]).
+    pub(crate) security: Arc<Security>,
     pub(crate) l1: Option<L1>,
     pub(crate) remote: Option<Box<dyn RemoteTier>>,
     /// The disk tier (L3), when configured ([`crate::disk`]).
@@ -103,7 +106,8 @@ impl Engine {
     pub(crate) fn new(config: CacheConfig) -> Result<Self> {
         config.validate()?;
         let ttl_rules = TtlRules::compile(&config)?;
-        let remote = remote_tier(&config)?;
+        let security = Arc::new(Security::new(&config.security, config.namespace.as_deref())?);
+        let remote = remote_tier(&config, &security)?;
         let disk = match &config.l3.dir {
             Some(_) => Some(Disk::open(&config.l3, remote.is_none(), config.max_value_size)?),
             None => None,
@@ -150,6 +154,7 @@ impl Engine {
         Ok(Engine {
             ttl_rules,
             codec,
+            security,
             l1,
             remote,
             disk,
@@ -230,7 +235,7 @@ impl Engine {
     pub(crate) fn tag_notice(&self, msg: &Message) -> Option<Notice> {
         self.bus_channel.as_ref().map(|channel| Notice {
             channel: channel.clone(),
-            text: bus::encode(self.origin, msg),
+            text: bus::seal(bus::encode(self.origin, msg), self.security.obfuscator()),
         })
     }
 
@@ -238,7 +243,7 @@ impl Engine {
     pub(crate) fn notice(&self, msg: &Message) -> Option<Notice> {
         self.channel.as_ref().map(|channel| Notice {
             channel: channel.clone(),
-            text: bus::encode(self.origin, msg),
+            text: bus::seal(bus::encode(self.origin, msg), self.security.obfuscator()),
         })
     }
 
@@ -283,8 +288,8 @@ impl Engine {
 
 /// The remote tier the configuration names, if any.
 #[cfg(feature = "redis")]
-fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
-    Ok(match crate::redis::RedisL2::new(config)? {
+fn remote_tier(config: &CacheConfig, security: &Arc<Security>) -> Result<Option<Box<dyn RemoteTier>>> {
+    Ok(match crate::redis::RedisL2::new(config, security.clone())? {
         Some(l2) => Some(Box::new(l2)),
         None => None,
     })
@@ -292,7 +297,7 @@ fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
 
 /// Without the `redis` feature a Redis URL is a configuration error, never a silent L1-only run.
 #[cfg(not(feature = "redis"))]
-fn remote_tier(config: &CacheConfig) -> Result<Option<Box<dyn RemoteTier>>> {
+fn remote_tier(config: &CacheConfig, _security: &Arc<Security>) -> Result<Option<Box<dyn RemoteTier>>> {
     if config.has_redis() {
         return Err(CacheError::Config(
             "a Redis is configured but cache-core was built without its `redis` feature".into(),

@@ -184,7 +184,15 @@ impl Engine {
         bytes: &[u8],
         ops: &'static ValueOps,
     ) -> Option<Decoded<AnyValue>> {
-        match (ops.decode)(&self.codec, bytes) {
+        let plain = match self.security.open(key, bytes) {
+            Ok(plain) => plain,
+            Err(e) => {
+                // A forged, moved or unreadable value: a miss, which the next store overwrites.
+                self.record_error("decrypt", key, &CacheError::Codec(e.into()));
+                return None;
+            }
+        };
+        match (ops.decode)(&self.codec, &plain) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.record_error("decode", key, &CacheError::Codec(e));

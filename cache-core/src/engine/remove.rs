@@ -44,6 +44,10 @@ impl Engine {
     /// count (alone: L1's). L1 is cleared even when the remote tier fails; the error is returned.
     pub(crate) async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let p = Pattern::new(pattern)?;
+        // Refused before anything is touched when obfuscation leaves Redis nothing to match.
+        if self.remote.is_some() {
+            self.security.pattern(pattern)?;
+        }
         if p.is_literal() {
             self.log.record(Invalidated::Key(Fingerprint::of(p.as_str())));
         } else {

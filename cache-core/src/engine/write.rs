@@ -72,7 +72,7 @@ impl Engine {
                 } else {
                     enc.bytes
                 };
-                Ok((Some(bytes), raw))
+                Ok((Some(self.security.seal(key, bytes)), raw))
             }
             Err(CodecError::TooLarge { size, max }) => Err(self.too_large(key, size, max)),
             Err(e) => {

@@ -64,8 +64,10 @@ impl RedisL2 {
     /// script may read it beside the key (the namespace holds no braces: config validation).
     fn marker(&self, key: &str) -> String {
         let ns = self.ns.as_deref().unwrap_or("");
+        let slot_key = key;
+        let key = self.security.name(key);
         if self.cluster {
-            let tag = cluster::slot_tag(self.slot_of(key));
+            let tag = cluster::slot_tag(self.slot_of(slot_key));
             format!("{ns}{MARKER_PREFIX}{{{tag}}}{key}")
         } else {
             format!("{ns}{MARKER_PREFIX}{key}")

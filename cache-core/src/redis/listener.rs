@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::connect::Connector;
-use crate::bus::{decode, Message};
+use crate::bus::Message;
 
 /// Delays between attempts to (re)subscribe: doubling from [`Backoff::FIRST`] to
 /// [`Backoff::MAX`] while attempts fail, back to the first once a subscription is up.
@@ -84,6 +84,7 @@ pub(crate) fn spawn_listener<A, S, M, T>(
     connector: Arc<Connector>,
     channel: String,
     origin: u64,
+    security: Arc<crate::security::Security>,
     alive: A,
     on_subscribed: S,
     on_message: M,
@@ -113,8 +114,16 @@ where
                 }
                 on_state(true);
             };
-            let result =
-                subscribe_once(&connector, &channel, origin, &alive, on_subscribed, &on_message).await;
+            let result = subscribe_once(
+                &connector,
+                &channel,
+                origin,
+                &security,
+                &alive,
+                on_subscribed,
+                &on_message,
+            )
+            .await;
             if let Err(e) = result {
                 on_state(false);
                 let delay = backoff.next_delay();
@@ -139,6 +148,7 @@ async fn subscribe_once<A, S, M>(
     connector: &Connector,
     channel: &str,
     origin: u64,
+    security: &crate::security::Security,
     alive: &A,
     on_subscribed: S,
     on_message: &M,
@@ -171,7 +181,7 @@ where
                 let Ok(text) = msg.get_payload::<String>() else {
                     continue;
                 };
-                match decode(&text) {
+                match crate::bus::open(&text, security.obfuscator()) {
                     Some((from, m)) if from != origin => on_message(m),
                     Some(_) => {}
                     None => {
@@ -227,6 +237,7 @@ mod tests {
             connector_for(&redis.url()),
             "test:invalidate".into(),
             1,
+            Arc::default(),
             move || a.load(Ordering::Relaxed),
             move || {
                 r.fetch_add(1, Ordering::Relaxed);

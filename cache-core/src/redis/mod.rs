@@ -38,6 +38,7 @@ use connect::{Conn, Connector, Manager};
 
 use crate::config::CacheConfig;
 use crate::error::{BackendError, BackendErrorKind, CacheError, Result};
+use crate::security::Security;
 use crate::stats::RedisInfo;
 use crate::tier::breaker::{Breaker, BreakerState};
 use crate::tier::PoolStatus;
@@ -64,6 +65,8 @@ pub(crate) struct RedisL2 {
     cluster: bool,
     /// `{namespace}:` when a namespace is set: every key sent to Redis starts with it.
     ns: Option<String>,
+    /// Key obfuscation (names of keys and patterns in Redis): `crate::security`.
+    security: Arc<Security>,
     del_if_eq: redis::Script,
     unlink_own: redis::Script,
     guarded_set: redis::Script,
@@ -73,7 +76,7 @@ pub(crate) struct RedisL2 {
 
 impl RedisL2 {
     /// The Redis tier the configuration names, or `None` when it names none.
-    pub(crate) fn new(config: &CacheConfig) -> Result<Option<Self>> {
+    pub(crate) fn new(config: &CacheConfig, security: Arc<Security>) -> Result<Option<Self>> {
         let Some(connector) = Connector::new(config)? else {
             return Ok(None);
         };
@@ -103,6 +106,7 @@ impl RedisL2 {
             connect_timeout: config.connect_timeout,
             call_timeout: config.command_timeout + config.command_timeout / 2,
             ns: config.namespace.as_ref().map(|n| format!("{n}:")),
+            security,
             unlink_own: redis::Script::new(scan::UNLINK_OWN),
             guarded_set: redis::Script::new(guard::GUARDED_SET),
             marker_ttl: config.load_guard_window,
@@ -118,17 +122,30 @@ impl RedisL2 {
         self.connector.display().to_owned()
     }
 
-    /// The Redis key of a cache key: the key itself, or `{namespace}:key`.
+    /// The Redis key of a cache key: the key itself, or `{namespace}:key`, its argument part
+    /// obfuscated when a key secret is set (`crate::security`).
     fn k<'a>(&self, key: &'a str) -> Cow<'a, str> {
+        self.ns_of(self.security.name(key))
+    }
+
+    /// `name` inside the namespace.
+    fn ns_of<'a>(&self, name: Cow<'a, str>) -> Cow<'a, str> {
         match &self.ns {
-            Some(ns) => Cow::Owned(format!("{ns}{key}")),
-            None => Cow::Borrowed(key),
+            Some(ns) => Cow::Owned(format!("{ns}{name}")),
+            None => name,
         }
     }
 
-    /// The name a channel gets in Redis (namespaced like keys).
+    /// The Redis pattern of a key pattern (namespaced, and mapped like keys); an error when
+    /// obfuscation makes it impossible.
+    fn kp<'a>(&self, pattern: &'a str) -> Result<Cow<'a, str>> {
+        Ok(self.ns_of(self.security.pattern(pattern)?))
+    }
+
+    /// The name a channel gets in Redis (namespaced like keys, never obfuscated: the channel's
+    /// name is the cache's, and its messages are sealed instead).
     pub(crate) fn channel_name(&self, name: &str) -> String {
-        self.k(name).into_owned()
+        self.ns_of(Cow::Borrowed(name)).into_owned()
     }
 
     /// What makes this tier's connections (the pub/sub listener's too).

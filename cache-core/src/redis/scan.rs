@@ -106,7 +106,7 @@ impl RedisL2 {
     /// a primary that could not be scanned does not stop the others, and the result is then an
     /// error naming the primaries not reached.
     pub(crate) async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
-        let pattern = &*self.k(pattern);
+        let pattern = &*self.kp(pattern)?;
         let nodes = self.scan_nodes().await?;
         let mut removed = 0;
         let mut missed: Vec<(String, CacheError)> = Vec::new();
@@ -180,7 +180,7 @@ impl RedisL2 {
     /// Up to `n` keys matching `pattern` (a few `SCAN` pages at most, from the first node that
     /// has any) and the sum of their `MEMORY USAGE`.
     pub(crate) async fn sample_memory(&self, pattern: &str, n: usize) -> Result<(u64, u64)> {
-        let pattern = &*self.k(pattern);
+        let pattern = &*self.kp(pattern)?;
         for node in &self.scan_nodes().await? {
             let mut keys: Vec<Vec<u8>> = Vec::new();
             let mut cursor: u64 = 0;

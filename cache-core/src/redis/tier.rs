@@ -113,6 +113,7 @@ impl Bus for RedisL2 {
             connector,
             channel,
             origin,
+            self.security.clone(),
             move || alive.strong_count() > 0,
             move || {
                 if let Some(h) = on_sub.upgrade() {

@@ -1,0 +1,272 @@
+//! Key obfuscation: with a key secret, the argument part of every key (and tag) is replaced in
+//! Redis by a keyed hash, so Redis, `MONITOR`, the slowlog and key listings never see argument
+//! text, while the constant head stays readable for TTL patterns and prefix invalidation.
+//!
+//! Which part of a key is its readable head:
+//! - a generated key (`{prefix}:{module}::{fn}:{args}`, recognised by its `::`) keeps everything
+//!   up to the `:` after the function name: `query:app::get_user:` + hash. A function without
+//!   arguments has nothing to hide and keeps its whole key;
+//! - any other key (direct API, key templates, tag records) keeps its first
+//!   `readable_segments` `:`-separated segments (default 1: `resource:` + hash); a key with
+//!   fewer keeps everything up to its last `:`, and a key without `:` is hashed whole.
+//!
+//! The hash is HMAC-SHA256 of the hidden part under the secret, truncated to 128 bits, as 32 hex
+//! digits: instances sharing the secret map a key to the same name; without the secret a name
+//! cannot be traced back to its text, not even by hashing guesses.
+//!
+//! Pub/sub invalidation messages carry keys, patterns and tags, so with a secret their text is
+//! sealed (XChaCha20-Poly1305 under a key derived from the secret) before `PUBLISH`.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::{CacheError, Result};
+use crate::pattern::{self, Pattern};
+
+/// Bytes of the truncated HMAC (128 bits).
+const HASH_BYTES: usize = 16;
+/// The shortest secret accepted.
+pub(crate) const MIN_SECRET: usize = 16;
+/// What starts a sealed bus message (never the start of a plain one, which is 16 hex digits).
+const SEALED_MESSAGE: &str = "x ";
+
+/// Maps keys and patterns to their Redis names.
+pub(crate) struct Obfuscator {
+    mac: Hmac<Sha256>,
+    readable: usize,
+    bus: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Obfuscator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Obfuscator")
+            .field("readable", &self.readable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Obfuscator {
+    /// From the secret (at least [`MIN_SECRET`] bytes) and the readable segments of keys that
+    /// are not generated.
+    pub(crate) fn new(secret: &str, readable: usize) -> Result<Self> {
+        if secret.len() < MIN_SECRET {
+            return Err(CacheError::Config(format!(
+                "CACHE_KEY_SECRET is {} bytes; it must be at least {MIN_SECRET}",
+                secret.len()
+            )));
+        }
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+            .map_err(|_| CacheError::Config("CACHE_KEY_SECRET is not a valid HMAC key".into()))?;
+        // A key of its own for the bus: the HMAC of a fixed label, so the name hash and the
+        // message cipher never share a key.
+        let mut derive = mac.clone();
+        derive.update(b"tiered-cache bus key v1");
+        let bus = XChaCha20Poly1305::new_from_slice(&derive.finalize().into_bytes())
+            .map_err(|_| CacheError::Config("cannot derive the bus key".into()))?;
+        Ok(Obfuscator {
+            mac,
+            readable: readable.max(1),
+            bus,
+        })
+    }
+
+    /// Where `key`'s readable head ends: `Some(n)` when the head is `key[..n]`, `None` when it
+    /// does not end inside `key` (see the module's rule).
+    fn cut(&self, key: &str) -> Option<usize> {
+        let b = key.as_bytes();
+        if let Some(i) = key.find("::") {
+            let mut j = i + 2;
+            while j < b.len() {
+                if b[j] == b':' {
+                    if b.get(j + 1) == Some(&b':') {
+                        j += 2;
+                        continue;
+                    }
+                    return Some(j + 1);
+                }
+                j += 1;
+            }
+            return None;
+        }
+        key.match_indices(':').nth(self.readable - 1).map(|(j, _)| j + 1)
+    }
+
+    /// The Redis name of `key` (before the namespace).
+    ///
+    /// Allocates only when something is hidden.
+    pub(crate) fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
+        let head = match self.cut(key) {
+            Some(n) => n,
+            None if key.contains("::") => key.len(),
+            None => key.rfind(':').map_or(0, |j| j + 1),
+        };
+        if head == key.len() {
+            return Cow::Borrowed(key);
+        }
+        let mut mac = self.mac.clone();
+        mac.update(key[head..].as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(head + 2 * HASH_BYTES);
+        out.push_str(&key[..head]);
+        for byte in &digest[..HASH_BYTES] {
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+        Cow::Owned(out)
+    }
+
+    /// The Redis pattern of a key pattern: an exact key maps to its name, `prefix*` to itself
+    /// when the prefix ends inside the readable head of every key it can match; any other
+    /// pattern puts a wildcard where Redis holds only hashes, and is an error that says so.
+    pub(crate) fn pattern<'a>(&self, p: &'a str) -> Result<Cow<'a, str>> {
+        let compiled = Pattern::new(p)?;
+        if compiled.is_literal() {
+            let key = compiled.literal_prefix();
+            return Ok(match self.key(&key) {
+                Cow::Borrowed(_) => Cow::Borrowed(p),
+                Cow::Owned(name) => Cow::Owned(pattern::escape(&name).into_owned()),
+            });
+        }
+        if let Some(prefix) = compiled.open_prefix() {
+            let fits = match self.cut(&prefix) {
+                Some(n) => n == prefix.len(),
+                None => prefix.is_empty() || prefix.ends_with(':') || prefix.contains("::"),
+            };
+            if fits {
+                return Ok(Cow::Borrowed(p));
+            }
+        }
+        let suggestion = match self.cut(&compiled.literal_prefix()) {
+            Some(n) => format!("{}*", pattern::escape(&compiled.literal_prefix()[..n])),
+            None => "a prefix ending at `:`".to_owned(),
+        };
+        Err(CacheError::InvalidPattern {
+            pattern: p.to_owned(),
+            reason: format!(
+                "with CACHE_KEY_SECRET set, the argument part of keys is a keyed hash in Redis, so a \
+                 wildcard there cannot match; invalidate by tags (`invalidate_tags`), by exact key, or by \
+                 a prefix of the readable part such as {suggestion}"
+            ),
+        })
+    }
+
+    /// `text` (an invalidation message) sealed for the bus.
+    pub(crate) fn seal_message(&self, text: &str) -> String {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        match self.bus.encrypt(&nonce, text.as_bytes()) {
+            Ok(ct) => {
+                let mut raw = nonce.to_vec();
+                raw.extend_from_slice(&ct);
+                format!(
+                    "{SEALED_MESSAGE}{}",
+                    base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw)
+                )
+            }
+            // Only past 256 GiB; a message that cannot be sealed is not sent in clear.
+            Err(_) => format!("{SEALED_MESSAGE}"),
+        }
+    }
+
+    /// The text of a sealed bus message; `None` when it is not one or does not open (a peer
+    /// with another secret, or a forged message).
+    pub(crate) fn open_message(&self, text: &str) -> Option<String> {
+        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text.strip_prefix(SEALED_MESSAGE)?)
+            .ok()?;
+        let nonce = raw.get(..24)?;
+        let plain = self.bus.decrypt(XNonce::from_slice(nonce), raw.get(24..)?).ok()?;
+        String::from_utf8(plain).ok()
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ob(readable: usize) -> Obfuscator {
+        Obfuscator::new("0123456789abcdef-secret", readable).unwrap()
+    }
+
+    fn hidden(name: &str, head: &str) -> bool {
+        name.strip_prefix(head)
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    #[test]
+    fn generated_keys_keep_the_function_and_hide_the_arguments() {
+        let o = ob(1);
+        let name = o.key("query:app::get_user:alice%3Ax:42");
+        assert!(hidden(&name, "query:app::get_user:"), "{name}");
+        assert!(hidden(&o.key("q:app::db::f:x"), "q:app::db::f:"));
+        assert_eq!(o.key("query:app::config"), "query:app::config");
+        assert_ne!(o.key("query:app::f:a:b"), o.key("query:app::f:a%3Ab"));
+    }
+
+    #[test]
+    fn other_keys_keep_their_first_segments() {
+        let o = ob(1);
+        assert!(hidden(&o.key("resource:users:alice@example.com"), "resource:"));
+        assert!(hidden(&o.key("tiered-cache:tag:user:42"), "tiered-cache:"));
+        assert!(hidden(&o.key("alice@example.com"), ""));
+        let o2 = ob(2);
+        assert!(hidden(
+            &o2.key("resource:users:alice@example.com"),
+            "resource:users:"
+        ));
+        assert!(hidden(&o2.key("users:alice"), "users:"));
+        // Same input, same name; another secret, another name.
+        assert_eq!(o.key("a:b"), ob(1).key("a:b"));
+        let other = Obfuscator::new("another secret of 16+", 1).unwrap();
+        assert_ne!(o.key("a:b"), other.key("a:b"));
+        assert!(Obfuscator::new("short", 1).is_err());
+    }
+
+    #[test]
+    fn patterns_work_on_the_readable_head_and_are_refused_inside_the_hash() {
+        let o = ob(1);
+        for ok in [
+            "*",
+            "query:*",
+            "query:app::get_user:*",
+            "query:app::get_*",
+            "query:app::*",
+        ] {
+            assert_eq!(o.pattern(ok).unwrap(), ok);
+        }
+        let exact = o.pattern("resource:users:1").unwrap();
+        assert_eq!(exact, o.key("resource:users:1"));
+        for bad in [
+            "resource:users:*",
+            "query:app::get_user:al*",
+            "qu*",
+            "query:?:*",
+            "*:users:*",
+        ] {
+            let e = o.pattern(bad).unwrap_err().to_string();
+            assert!(e.contains("tags"), "{bad}: {e}");
+        }
+        assert!(ob(2).pattern("resource:users:*").is_ok());
+    }
+
+    #[test]
+    fn bus_messages_round_trip_and_refuse_strangers() {
+        let o = ob(1);
+        let sealed = o.seal_message("0000000000000001 k resource:users:alice");
+        assert!(!sealed.contains("alice"));
+        assert_eq!(
+            o.open_message(&sealed).unwrap(),
+            "0000000000000001 k resource:users:alice"
+        );
+        let other = Obfuscator::new("another secret of 16+", 1).unwrap();
+        assert_eq!(other.open_message(&sealed), None);
+        assert_eq!(o.open_message("0000000000000001 c "), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! Encryption at rest: every envelope the cache writes to Redis and to the disk tier, sealed
+//! with XChaCha20-Poly1305 under the first key of a keyring, the entry's name bound as
+//! associated data.
+//!
+//! Why XChaCha20-Poly1305 rather than AES-256-GCM: its 192-bit nonce can be drawn at random for
+//! every write with no counter to keep (and none to share between instances): 2^96 messages
+//! under one key keep the collision chance below 2^-96, where GCM's 96-bit random nonces are
+//! limited to about 2^32 messages per key. It is also constant time in software, with no
+//! dependence on AES-NI. Cost, measured in P2/P6: `docs/design-notes.md`.
+//!
+//! ```text
+//! bytes 0..3   magic (as every envelope: `clear` still recognises the entry as the cache's)
+//! byte 3       header: version 3, the zlib and tags bits of the sealed envelope, format 2
+//! bytes 4..12  absolute expiry, unix ms (readable: Redis's own TTL says as much)
+//! 12..20       content id: xxh3-64 of every byte after it, ciphertext included, so it names
+//!              this write without revealing anything of the value (the disk tier compares it)
+//! 20           key id length n (1..=32), then n bytes of key id
+//! then         24-byte random nonce
+//! rest         ciphertext of the plain envelope's body (tag section, zlib length, payload) and
+//!              its 16-byte Poly1305 tag
+//! ```
+//! Associated data: the namespace and key (length-prefixed), bytes 0..12 and the key id. A
+//! value moved to another key, a changed expiry or header bit, a truncated or flipped byte all
+//! fail to authenticate.
+
+use std::fmt;
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::codec;
+use crate::error::{CacheError, Result};
+
+/// Envelope version of a sealed value.
+pub(crate) const SEALED_VERSION: u8 = 3;
+const NONCE: usize = 24;
+const TAG: usize = 16;
+/// The longest key id.
+pub(crate) const MAX_KEY_ID: usize = 32;
+
+/// One encryption key and the id it is known by.
+struct Key {
+    id: String,
+    cipher: XChaCha20Poly1305,
+}
+
+/// The keys values are sealed and opened with: the first seals, every one opens.
+pub(crate) struct Keyring {
+    keys: Vec<Key>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.keys.iter().map(|k| &k.id)).finish()
+    }
+}
+
+/// Why a sealed value did not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// Shorter than its header says, or its header is not a sealed envelope's.
+    #[error("sealed value is truncated or malformed")]
+    Malformed,
+    /// Sealed under a key id this instance does not hold (removed after a rotation).
+    #[error("sealed value names key id {0:?}, which is not configured")]
+    UnknownKey(String),
+    /// Tampered with, moved from another key, or sealed under another key of the same id.
+    #[error("sealed value does not authenticate (tampered, moved from another key, or wrong key)")]
+    Forged,
+    /// A plaintext value where the configuration says values are encrypted: a value planted
+    /// by whoever can write to Redis is not trusted.
+    #[error("value is not encrypted but its key is under an encrypted pattern")]
+    Unsealed,
+    /// A sealed value, and this instance has no keys.
+    #[error("value is encrypted and no encryption keys are configured")]
+    NoKeys,
+}
+
+impl Keyring {
+    /// Parses `k2:<base64>,k1:<base64>`: ids of 1 to 32 characters from `[A-Za-z0-9_.-]`,
+    /// each key 32 bytes in standard base64, ids unique; the first seals.
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let bad = |why: String| CacheError::Config(format!("encryption keys: {why}"));
+        let mut keys: Vec<Key> = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (id, b64) = item
+                .split_once(':')
+                .ok_or_else(|| bad("each key is written `id:<base64 of 32 bytes>`".into()))?;
+            let id = id.trim();
+            if id.is_empty()
+                || id.len() > MAX_KEY_ID
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                return Err(bad(format!(
+                    "key id {id:?} must be 1 to {MAX_KEY_ID} characters of A-Z a-z 0-9 _ . -"
+                )));
+            }
+            if keys.iter().any(|k| k.id == id) {
+                return Err(bad(format!("key id {id:?} appears twice")));
+            }
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| bad(format!("key {id:?} is not base64: {e}")))?;
+            if raw.len() != 32 {
+                return Err(bad(format!("key {id:?} is {} bytes; it must be 32", raw.len())));
+            }
+            let cipher = XChaCha20Poly1305::new_from_slice(&raw)
+                .map_err(|_| bad(format!("key {id:?} is not a valid key")))?;
+            keys.push(Key {
+                id: id.to_owned(),
+                cipher,
+            });
+        }
+        if keys.is_empty() {
+            return Err(bad("no key given".into()));
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// The id that seals new values.
+    #[cfg(test)]
+    pub(crate) fn current_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// `envelope` (a plain envelope from the codec) sealed for `name` (namespace and key).
+    /// Bytes that are not a plain envelope come back unchanged (nothing the codec wrote is
+    /// such).
+    pub(crate) fn seal(&self, name: &[&str], envelope: Vec<u8>) -> Vec<u8> {
+        let Some(plain) = codec::PlainParts::of(&envelope) else {
+            return envelope;
+        };
+        let key = &self.keys[0];
+        let mut out = Vec::with_capacity(envelope.len() + 8 + 1 + key.id.len() + NONCE + TAG);
+        out.extend_from_slice(&codec::MAGIC);
+        out.push(codec::sealed_header(plain.header));
+        out.extend_from_slice(&plain.expires_at_ms.to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
+        out.push(key.id.len() as u8);
+        out.extend_from_slice(key.id.as_bytes());
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        out.extend_from_slice(&nonce);
+        let aad = aad(name, &out[..codec::PLAIN_HEADER], &key.id);
+        // Encryption of a buffer in memory fails only past the cipher's length limit (256 GiB),
+        // far above `max_value_size`.
+        match key.cipher.encrypt(
+            &nonce,
+            Payload {
+                msg: plain.body,
+                aad: &aad,
+            },
+        ) {
+            Ok(ct) => out.extend_from_slice(&ct),
+            Err(_) => return envelope,
+        }
+        let id = xxhash_rust::xxh3::xxh3_64(&out[codec::ID_HEADER..]);
+        out[codec::PLAIN_HEADER..codec::ID_HEADER].copy_from_slice(&id.to_le_bytes());
+        out
+    }
+
+    /// The plain envelope of a sealed value stored under `name`.
+    pub(crate) fn open(&self, name: &[&str], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let header = *sealed.get(codec::MAGIC.len()).ok_or(SealError::Malformed)?;
+        if !sealed.starts_with(&codec::MAGIC) || header >> 5 != SEALED_VERSION {
+            return Err(SealError::Malformed);
+        }
+        let rest = sealed.get(codec::ID_HEADER..).ok_or(SealError::Malformed)?;
+        let (&id_len, rest) = rest.split_first().ok_or(SealError::Malformed)?;
+        let id_len = usize::from(id_len);
+        let id = rest
+            .get(..id_len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or(SealError::Malformed)?;
+        let nonce = rest.get(id_len..id_len + NONCE).ok_or(SealError::Malformed)?;
+        let ct = rest.get(id_len + NONCE..).ok_or(SealError::Malformed)?;
+        if ct.len() < TAG {
+            return Err(SealError::Malformed);
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| SealError::UnknownKey(id.chars().take(MAX_KEY_ID).collect()))?;
+        let aad = aad(name, &sealed[..codec::PLAIN_HEADER], id);
+        let body = key
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .map_err(|_| SealError::Forged)?;
+        let mut out = Vec::with_capacity(codec::PLAIN_HEADER + body.len());
+        out.extend_from_slice(&codec::MAGIC);
+        out.push(codec::unsealed_header(header));
+        out.extend_from_slice(&sealed[codec::MAGIC.len() + 1..codec::PLAIN_HEADER]);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+}
+
+/// Whether `bytes` is a sealed envelope (what [`Keyring::open`] takes).
+pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.starts_with(&codec::MAGIC)
+        && bytes
+            .get(codec::MAGIC.len())
+            .is_some_and(|h| h >> 5 == SEALED_VERSION)
+}
+
+/// `u16 length ‖ part` for each part of the name, then the header and the key id: nothing of
+/// one field can pass for another.
+fn aad(name: &[&str], head: &[u8], key_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(head.len() + key_id.len() + 64);
+    for part in name {
+        aad.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad.extend_from_slice(head);
+    aad.extend_from_slice(key_id.as_bytes());
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::codec::Codec;
+
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    fn ring(text: &str) -> Keyring {
+        Keyring::parse(text).unwrap()
+    }
+
+    fn sealed(ring: &Keyring, key: &str, value: &str) -> Vec<u8> {
+        let codec = Codec::new(64, 1, 1 << 20);
+        ring.seal(&["", key], codec.encode(value, 77).unwrap().bytes)
+    }
+
+    #[test]
+    fn round_trips_and_hides_the_value() {
+        let r = ring(&format!("k1:{K1}"));
+        let codec = Codec::new(64, 1, 1 << 20);
+        for value in ["short marker-text", &"long marker-text ".repeat(100)] {
+            let s = sealed(&r, "q:a", value);
+            assert!(is_sealed(&s));
+            assert!(!s.windows(6).any(|w| w == b"marker"));
+            let back = codec
+                .decode::<String>(&r.open(&["", "q:a"], &s).unwrap())
+                .unwrap();
+            assert_eq!((back.value.as_str(), back.expires_at_ms), (value, 77));
+            assert_eq!(
+                codec::content_id(&s),
+                Some(xxhash_rust::xxh3::xxh3_64(&s[codec::ID_HEADER..]))
+            );
+        }
+        // Two seals of one value differ (random nonce).
+        assert_ne!(sealed(&r, "q:a", "v"), sealed(&r, "q:a", "v"));
+    }
+
+    #[test]
+    fn refuses_moved_tampered_truncated_and_unknown() {
+        let r = ring(&format!("k1:{K1}"));
+        let s = sealed(&r, "q:a", "value");
+        assert_eq!(r.open(&["", "q:b"], &s), Err(SealError::Forged));
+        assert_eq!(r.open(&["ns", "q:a"], &s), Err(SealError::Forged));
+        for i in [3, 4, 11, s.len() - 1, s.len() - 20] {
+            let mut t = s.clone();
+            t[i] ^= 1;
+            assert!(r.open(&["", "q:a"], &t).is_err(), "byte {i}");
+        }
+        for n in 0..s.len() {
+            assert!(r.open(&["", "q:a"], &s[..n]).is_err(), "cut at {n}");
+        }
+        let other = ring(&format!("k2:{K2}"));
+        assert_eq!(
+            other.open(&["", "q:a"], &s),
+            Err(SealError::UnknownKey("k1".into()))
+        );
+        let same_id_other_key = ring(&format!("k1:{K2}"));
+        assert_eq!(same_id_other_key.open(&["", "q:a"], &s), Err(SealError::Forged));
+    }
+
+    #[test]
+    fn rotation_opens_with_every_key_and_seals_with_the_first() {
+        let old = ring(&format!("k1:{K1}"));
+        let both = ring(&format!("k2:{K2}, k1:{K1}"));
+        let s = sealed(&old, "q:a", "v");
+        assert!(both.open(&["", "q:a"], &s).is_ok());
+        assert_eq!(both.current_id(), "k2");
+        let new = sealed(&both, "q:a", "v");
+        assert_eq!(
+            old.open(&["", "q:a"], &new),
+            Err(SealError::UnknownKey("k2".into()))
+        );
+    }
+
+    #[test]
+    fn bad_keyrings_are_config_errors() {
+        for text in [
+            "",
+            "k1",
+            &format!("k1:{K1},k1:{K2}"),
+            "k1:AAAA",
+            "k1:not base64!",
+            &format!("bad id:{K1}"),
+            &format!("{}:{K1}", "x".repeat(33)),
+        ] {
+            assert!(Keyring::parse(text).is_err(), "{text:?}");
+        }
+    }
+}
