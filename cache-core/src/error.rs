@@ -61,6 +61,17 @@ pub enum CacheError {
         /// The configured cap.
         max: usize,
     },
+    /// A [`ScopedCache`](crate::ScopedCache) was asked for a key, pattern or tag outside its
+    /// patterns; nothing was read, written or run.
+    #[error("{what} {name:?} is outside this handle's scope ({scope})")]
+    OutOfScope {
+        /// `key`, `pattern` or `tag`.
+        what: &'static str,
+        /// What was refused (its first 64 characters).
+        name: String,
+        /// The handle's patterns.
+        scope: String,
+    },
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),

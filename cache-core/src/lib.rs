@@ -22,6 +22,7 @@
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 pub mod access;
+pub mod acl;
 mod bus;
 mod cache;
 mod clock;
@@ -43,6 +44,7 @@ pub mod perf;
 mod redis;
 mod report;
 mod scope;
+mod scoped;
 mod security;
 mod stats;
 pub mod strategy;
@@ -68,6 +70,7 @@ pub use loader::LoadOptions;
 pub use pattern::Pattern;
 pub use report::{CompressionStats, Health, MemoryStats, Mode, Performance, RedisHealth};
 pub use scope::Scope;
+pub use scoped::ScopedCache;
 pub use security::SealError;
 pub use stats::{RedisInfo, Stats};
 pub use strategy::{AdaptiveTtl, Eviction, Strategy};
