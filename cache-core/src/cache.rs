@@ -198,8 +198,10 @@ impl Cache {
             ttl,
             ..LoadOptions::default()
         };
+        let names = self.engine.security.tag_names(tags);
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
         let (stamps, unreadable) = (self.engine.tags)
-            .try_stamps(self.engine.remote.as_deref(), tags)
+            .try_stamps(self.engine.remote.as_deref(), &names)
             .await;
         let fp = Fingerprint::of(key);
         if unreadable.is_some() {

@@ -495,6 +495,25 @@ impl CacheConfigBuilder {
         self
     }
 
+    /// Encryption at rest with these keys (`k2:<base64>,k1:<base64>`, the first encrypts); see
+    /// [`SecurityConfig::encryption_keys`].
+    pub fn encryption_keys(mut self, keys: impl Into<String>) -> Self {
+        self.config.security.encryption_keys = Some(Secret::new(keys));
+        self
+    }
+
+    /// Encrypts only keys matching these patterns; see [`SecurityConfig::encrypt`].
+    pub fn encrypt_patterns(mut self, patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.config.security.encrypt = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Key obfuscation with this secret; see [`SecurityConfig::key_secret`].
+    pub fn key_secret(mut self, secret: impl Into<String>) -> Self {
+        self.config.security.key_secret = Some(Secret::new(secret));
+        self
+    }
+
     /// Adds or replaces one TTL pattern.
     pub fn ttl_pattern(mut self, pattern: impl Into<String>, ttl: Duration) -> Self {
         self.config.ttl_patterns.insert(pattern.into(), ttl);

@@ -284,7 +284,9 @@ impl Engine {
             tags: Vec::new(),
         });
         if !tags.is_empty() {
-            start.tags = self.tags.stamps(self.remote.as_deref(), tags).await;
+            let names = self.security.tag_names(tags);
+            let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+            start.tags = self.tags.stamps(self.remote.as_deref(), &names).await;
         }
         start
     }

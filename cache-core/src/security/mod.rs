@@ -116,6 +116,13 @@ impl Security {
         }
     }
 
+    /// Tag names as the cache keeps them below its API: obfuscated like keys when a key secret
+    /// is set, so that neither Redis's tag records, the tag section of values nor pub/sub
+    /// messages carry their text. Every instance sharing the secret maps a tag alike.
+    pub(crate) fn tag_names<'a>(&self, tags: &[&'a str]) -> Vec<Cow<'a, str>> {
+        tags.iter().map(|t| self.name(t)).collect()
+    }
+
     /// The pattern Redis is asked to match for `pattern`; an error when obfuscation makes it
     /// impossible (see [`Obfuscator::pattern`]).
     pub(crate) fn pattern<'a>(&self, pattern: &'a str) -> Result<Cow<'a, str>> {

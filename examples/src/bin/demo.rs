@@ -41,9 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Mode::TwoLevel => tracing::info!("running with Redis as L2"),
     }
     let _ = cache_core::init(cache);
-    let admin = cache_admin::AdminConfig::from_env();
-    let token = admin.token.clone();
-    let (app, warmer) = cache_examples::demo::app(&db, admin).await?;
+    // CACHE_ADMIN_TOKEN and/or CACHE_ADMIN_TOKENS_FILE; a bad tokens file stops the demo.
+    let admin = cache_admin::AdminConfig::from_env()?;
+    let (app, warmer) = cache_examples::demo::app(&db, admin.clone()).await?;
 
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     tracing::info!("demo listening on http://{addr}");
@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         "     curl -X POST http://{addr}/api/v1/cache/clear -H 'Content-Type: application/json' -d '{{\"pattern\": \"query:*\"}}'"
     );
-    let server = cache_admin::serve_checked(addr, app, token.as_deref());
+    let server = cache_admin::serve_checked(addr, app, &admin);
     match arg("--exit-after").map(|s| s.parse::<u64>()) {
         Some(secs) => {
             let _ = tokio::time::timeout(Duration::from_secs(secs?), server).await;
