@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`]) to run only
+//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`], p10 from [`security`]) to run only
 //! some sections.
 //!
 //! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod disk;
+mod security;
 mod tags;
 mod topologies;
 
@@ -645,6 +646,9 @@ fn main() {
 
     // ---------- P9 the disk tier ----------
     rows.extend(disk::rows(&multi, &redis));
+
+    // ---------- P10 encryption and key obfuscation ----------
+    rows.extend(security::rows(&multi, &redis));
 
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,47 +11,120 @@ use cache_core::Pattern;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{metrics_export, AppState};
+use crate::auth::{identify, Action, Caller, Refusal, Rights};
+use crate::{metrics_export, redact, AppState};
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Mutating routes: the bearer token when configured, else loopback clients only. Returns the
-/// refusal, if any.
-fn refusal(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Response> {
-    match &state.config.token {
-        Some(token) => {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            (given != Some(token.as_str()))
-                .then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
-        }
-        None => match peer {
-            Some(addr) if addr.ip().is_loopback() => None,
-            _ => Some(error(
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Who sent the request: its bearer token, or (without tokens configured) its peer address.
+fn caller<'a>(state: &'a AppState, headers: &HeaderMap, peer: Peer) -> Caller<'a> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    identify(&state.config, authorization, peer.map(|c| c.0 .0))
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthenticated => {
+                let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
+            Refusal::NotAllowed { name, action } => {
+                error(StatusCode::FORBIDDEN, format!("token {name:?} may not {action}"))
+            }
+            Refusal::Remote => error(
                 StatusCode::FORBIDDEN,
-                "mutating admin routes without CACHE_ADMIN_TOKEN are limited to loopback clients",
-            )),
-        },
+                "without an admin token (CACHE_ADMIN_TOKEN or CACHE_ADMIN_TOKENS_FILE) the admin \
+                 routes answer loopback clients only",
+            ),
+        }
     }
 }
 
-pub(crate) async fn stats(State(state): State<AppState>) -> Response {
-    let cache = state.cache.stats().await;
-    let warmup = state.warmer.as_ref().map(|w| w.status());
-    Json(json!({ "cache": cache, "warmup": warmup })).into_response()
+/// The caller's rights for `action`, or the refusal to answer with.
+fn require<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+    action: Action,
+) -> Result<Rights<'a>, Refusal> {
+    caller(state, headers, peer).rights(action)
 }
 
-pub(crate) async fn health(State(state): State<AppState>) -> Response {
+/// A query string that does not parse: a JSON 400.
+fn bad_query(e: &QueryRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+/// A JSON body that was refused: 415 without a JSON content type, 413 over
+/// [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES), 400 for anything else.
+fn bad_body(e: &JsonRejection) -> Response {
+    let status = match e {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", crate::MAX_BODY_BYTES),
+            )
+        }
+        JsonRejection::BytesRejection(b) => b.status(),
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(
+        status,
+        format!(
+            "expected a JSON body like {{\"pattern\": \"query:*\"}} or {{\"tags\": [\"user:42\"]}}: {}",
+            e.body_text()
+        ),
+    )
+}
+
+/// Unknown paths under the admin prefix.
+pub(crate) async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such admin route")
+}
+
+/// A known admin route asked with a method it does not support (axum adds `Allow`).
+pub(crate) async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this admin route",
+    )
+}
+
+pub(crate) async fn stats(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
+    let rights = match require(&state, &headers, peer, Action::Read) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let cache = state.cache.stats().await;
+    let warmup = state.warmer.as_ref().map(|w| w.status());
+    let mut body = json!({ "cache": cache, "warmup": warmup });
+    redact::stats(&mut body, &rights);
+    Json(body).into_response()
+}
+
+/// Open to anyone, but only `{"status": ..}` unless the caller may read: the reason, the Redis
+/// URL and the rest are details for operators.
+pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
     let h = state.cache.health().await;
     let status = if h.healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let word = if h.healthy { "healthy" } else { "unhealthy" };
+    if caller(&state, &headers, peer).rights(Action::Read).is_err() {
+        return (status, Json(json!({ "status": word }))).into_response();
+    }
     let reason = match (&h.redis, h.healthy) {
         (None, _) => Some("L1-only mode (no REDIS_URL): healthy".to_owned()),
         (Some(r), false) => Some(format!(
@@ -60,7 +133,10 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
         )),
         _ => None,
     };
-    (status, Json(json!({ "status": if h.healthy { "healthy" } else { "unhealthy" }, "reason": reason, "health": h })))
+    (
+        status,
+        Json(json!({ "status": word, "reason": reason, "health": h })),
+    )
         .into_response()
 }
 
@@ -76,48 +152,76 @@ pub(crate) struct ClearRequest {
     confirm: bool,
 }
 
+/// `tag` quoted when short, else by its place in the list (a refusal does not echo 5 KB).
+fn describe_tag(i: usize, tag: &str) -> String {
+    if tag.len() <= 128 {
+        format!("tag {tag:?}")
+    } else {
+        format!("tag #{i}")
+    }
+}
+
 pub(crate) async fn clear(
     State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Json<ClearRequest>, JsonRejection>,
 ) -> Response {
-    if let Some(r) = refusal(&state, &headers, peer.map(|c| c.0 .0)) {
-        return r;
-    }
+    let rights = match require(&state, &headers, peer, Action::Clear) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                "expected a JSON body like {{\"pattern\": \"query:*\"}} or {{\"tags\": [\"user:42\"]}}: {}",
-                e.body_text()
-            ),
-            )
-        }
+        Err(e) => return bad_body(&e),
     };
     let tags = match &req.tags {
         Some(t) if t.is_empty() => return error(StatusCode::BAD_REQUEST, "tags must not be an empty list"),
         Some(t) => t.clone(),
         None => Vec::new(),
     };
-    let Some(pattern) = req.pattern.as_deref() else {
-        if tags.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "give a \"pattern\", \"tags\", or both");
+    let pattern = match req.pattern.as_deref().map(str::trim) {
+        None if tags.is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "give a \"pattern\", \"tags\", or both")
         }
-        return clear_tags(&state, &tags, json!({})).await;
+        None => None,
+        Some("") => return error(StatusCode::BAD_REQUEST, "pattern must not be empty"),
+        // Compiled here as well as in `invalidate_pattern`, to judge its reach before
+        // deleting. Rejections (malformed, longer than `MAX_PATTERN_LEN`) are the caller's
+        // mistake: 400.
+        Some(p) => match Pattern::new(p) {
+            Ok(compiled) => Some(compiled),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
     };
-    let pattern = pattern.trim();
-    if pattern.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "pattern must not be empty");
+    // The token's reach, before anything is deleted: the pattern must lie inside its patterns
+    // (judged conservatively by `Scope::allows_pattern`), every tag inside its tags.
+    if let Some(p) = &pattern {
+        if !rights.clears(p) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "pattern {:?} is not inside the patterns of token {:?}",
+                    p.as_str(),
+                    rights.name
+                ),
+            );
+        }
     }
-    // Compiled here as well as in `invalidate_pattern`, to judge its reach before deleting.
-    // Rejections (malformed, longer than `MAX_PATTERN_LEN`) are the caller's mistake: 400.
-    let compiled = match Pattern::new(pattern) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    if let Some((i, tag)) = tags.iter().enumerate().find(|(_, t)| !rights.invalidates_tag(t)) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is not inside the tags of token {:?}",
+                describe_tag(i, tag),
+                rights.name
+            ),
+        );
+    }
+    let Some(compiled) = pattern else {
+        return clear_tags(&state, &rights, &tags, json!({})).await;
     };
+    let pattern = compiled.as_str();
     // Whether the pattern can reach every key is decided by what it can match, not by how it
     // is spelled: `*`, `?*`, `*:*` and `[a-z]*` all have no literal prefix.
     if compiled.is_broad() && !req.confirm {
@@ -132,6 +236,7 @@ pub(crate) async fn clear(
     match state.cache.invalidate_pattern(pattern).await {
         Ok(removed) => {
             tracing::info!(
+                token = rights.name,
                 pattern,
                 removed,
                 broad = compiled.is_broad(),
@@ -141,7 +246,7 @@ pub(crate) async fn clear(
             if tags.is_empty() {
                 Json(done).into_response()
             } else {
-                clear_tags(&state, &tags, done).await
+                clear_tags(&state, &rights, &tags, done).await
             }
         }
         Err(e @ cache_core::CacheError::InvalidPattern { .. }) => {
@@ -153,11 +258,21 @@ pub(crate) async fn clear(
 
 /// Invalidates `tags` and answers with `done` plus the tags; a tag that is too long is the
 /// caller's mistake (400), Redis failing is 503.
-async fn clear_tags(state: &AppState, tags: &[String], mut done: serde_json::Value) -> Response {
+async fn clear_tags(
+    state: &AppState,
+    rights: &Rights<'_>,
+    tags: &[String],
+    mut done: serde_json::Value,
+) -> Response {
     let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
     match state.cache.invalidate_tags(&refs).await {
         Ok(()) => {
-            tracing::info!(tags = ?refs, "tags invalidated by admin API");
+            tracing::info!(
+                token = rights.name,
+                tags = ?refs,
+                count = refs.len(),
+                "tags invalidated by admin API"
+            );
             done["tags"] = json!(refs);
             Json(done).into_response()
         }
@@ -166,18 +281,24 @@ async fn clear_tags(state: &AppState, tags: &[String], mut done: serde_json::Val
     }
 }
 
-pub(crate) async fn warmup(
-    State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refusal(&state, &headers, peer.map(|c| c.0 .0)) {
-        return r;
-    }
+pub(crate) async fn warmup(State(state): State<AppState>, peer: Peer, headers: HeaderMap) -> Response {
+    let rights = match require(&state, &headers, peer, Action::Warmup) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
     let warmer = state
         .warmer
+        .clone()
         .unwrap_or_else(|| cache_warmer::Warmer::new(state.cache.clone()));
-    Json(warmer.warm_up().await).into_response()
+    let report = warmer.warm_up().await;
+    tracing::info!(
+        token = rights.name,
+        ok = report.ok,
+        failed = report.failed,
+        skipped = report.skipped,
+        "warmup run by admin API"
+    );
+    Json(report).into_response()
 }
 
 #[derive(Deserialize)]
@@ -185,12 +306,31 @@ pub(crate) struct Limit {
     limit: Option<usize>,
 }
 
-pub(crate) async fn access_patterns(State(state): State<AppState>, Query(q): Query<Limit>) -> Response {
+pub(crate) async fn access_patterns(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    q: Result<Query<Limit>, QueryRejection>,
+) -> Response {
+    let rights = match require(&state, &headers, peer, Action::Read) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    Json(json!({ "keys": state.cache.access_patterns(limit) })).into_response()
+    let mut body = json!({ "keys": state.cache.access_patterns(limit) });
+    redact::access_patterns(&mut body, &rights);
+    Json(body).into_response()
 }
 
-pub(crate) async fn performance(State(state): State<AppState>) -> Response {
+/// No key names in `Performance` (function names, operations, figures): nothing to redact.
+pub(crate) async fn performance(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
+    if let Err(r) = require(&state, &headers, peer, Action::Read) {
+        return r.into_response();
+    }
     Json(state.cache.performance().await).into_response()
 }
 
@@ -199,12 +339,30 @@ pub(crate) struct Samples {
     samples: Option<usize>,
 }
 
-pub(crate) async fn memory(State(state): State<AppState>, Query(q): Query<Samples>) -> Response {
+pub(crate) async fn memory(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    q: Result<Query<Samples>, QueryRejection>,
+) -> Response {
+    let rights = match require(&state, &headers, peer, Action::Read) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
     let samples = q.samples.unwrap_or(20).clamp(1, 200);
-    Json(state.cache.memory_profile(samples).await).into_response()
+    let mut body = json!(state.cache.memory_profile(samples).await);
+    redact::memory(&mut body, &rights);
+    Json(body).into_response()
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
+    if let Err(r) = require(&state, &headers, peer, Action::Read) {
+        return r.into_response();
+    }
     let Some(handle) = metrics_export::handle() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -26,8 +26,11 @@ async fn spawn(app: axum::Router, connect_info: bool) -> String {
     format!("http://{addr}")
 }
 
+/// The demo test's token: the read routes need it (ignored where no token is configured).
+const TOKEN: &str = "s3cret";
+
 async fn get_json(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
-    let r = client.get(url).send().await.unwrap();
+    let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -53,9 +56,7 @@ async fn demo_endpoints_against_real_redis() {
     cache_core::init(cache).unwrap();
     let db = std::env::temp_dir().join(format!("cache-demo-test-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&db);
-    let admin = AdminConfig {
-        token: Some("s3cret".into()),
-    };
+    let admin = AdminConfig::with_token(TOKEN).unwrap();
     let (app, warmer) = cache_examples::demo::app(&db, admin).await.unwrap();
     let base = spawn(app, true).await;
     let http = reqwest::Client::new();
@@ -147,6 +148,7 @@ async fn demo_endpoints_against_real_redis() {
     assert!(keys[0]["hit_ratio"].is_number());
     let text = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
@@ -247,12 +249,17 @@ async fn without_a_token_mutating_routes_need_a_loopback_peer() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    // Reads stay open; L1-only mode is healthy and says so.
+    // So are the read routes; health answers, with its status only.
+    let (s, _) = get_json(&http, &format!("{blind}/api/v1/cache/stats")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, h) = get_json(&http, &format!("{blind}/api/v1/cache/health")).await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(h["reason"].as_str().unwrap().contains("L1-only"));
+    assert_eq!((s, h), (StatusCode::OK, json!({ "status": "healthy" })));
 
     let local = spawn(router(), true).await;
+    // A loopback client sees health in full: L1-only mode is healthy and says so.
+    let (s, h) = get_json(&http, &format!("{local}/api/v1/cache/health")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h["reason"].as_str().unwrap().contains("L1-only"), "{h}");
     let r = http
         .post(format!("{local}/api/v1/cache/clear"))
         .json(&json!({"pattern": "query:*"}))
@@ -263,7 +270,7 @@ async fn without_a_token_mutating_routes_need_a_loopback_peer() {
     assert_eq!(cache.get::<u8>("query:x").await.unwrap(), None);
 
     // Exposing the routes publicly without a token is refused up front.
-    let err = cache_admin::serve_checked("0.0.0.0:0".parse().unwrap(), router(), None)
+    let err = cache_admin::serve_checked("0.0.0.0:0".parse().unwrap(), router(), &AdminConfig::new())
         .await
         .unwrap_err();
     assert!(matches!(err, cache_admin::ServeError::Exposed(_)));

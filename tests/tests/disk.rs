@@ -509,7 +509,9 @@ async fn the_admin_api_reports_the_disk_tier() {
     c.set("ml:model", &big("m"), None).await.unwrap();
     c.flush_disk().await;
     c.get::<String>("ml:model").await.unwrap();
-    let app = cache_admin::router(c.clone(), None, cache_admin::AdminConfig { token: None });
+    // No token: the read routes answer loopback clients, which needs the connection info.
+    let app = cache_admin::router(c.clone(), None, cache_admin::AdminConfig::new())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

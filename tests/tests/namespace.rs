@@ -62,13 +62,7 @@ async fn seed_foreign(redis: &RedisServer, prefix: &str) -> Vec<Vec<u8>> {
 
 /// The admin API over `c`, served on a free loopback port (token `t`); its base URL.
 async fn serve_admin(c: &Cache) -> String {
-    let app = cache_admin::router(
-        c.clone(),
-        None,
-        AdminConfig {
-            token: Some("t".into()),
-        },
-    );
+    let app = cache_admin::router(c.clone(), None, AdminConfig::with_token("t").unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -318,6 +312,7 @@ async fn hostile_keys_round_trip_through_every_path() {
     assert!(exists(&redis, b"query:crlf\r\nx").await);
     let stats: serde_json::Value = http
         .get(format!("{base}/api/v1/cache/access-patterns"))
+        .bearer_auth("t")
         .send()
         .await
         .unwrap()

@@ -109,7 +109,7 @@ impl Obfuscator {
             return Cow::Borrowed(key);
         }
         let mut mac = self.mac.clone();
-        mac.update(key[head..].as_bytes());
+        mac.update(&key.as_bytes()[head..]);
         let digest = mac.finalize().into_bytes();
         let mut out = String::with_capacity(head + 2 * HASH_BYTES);
         out.push_str(&key[..head]);
@@ -168,7 +168,7 @@ impl Obfuscator {
                 )
             }
             // Only past 256 GiB; a message that cannot be sealed is not sent in clear.
-            Err(_) => format!("{SEALED_MESSAGE}"),
+            Err(_) => SEALED_MESSAGE.to_owned(),
         }
     }
 
