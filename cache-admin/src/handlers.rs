@@ -108,7 +108,7 @@ pub(crate) async fn stats(State(state): State<AppState>, headers: HeaderMap, pee
     let cache = state.cache.stats().await;
     let warmup = state.warmer.as_ref().map(|w| w.status());
     let mut body = json!({ "cache": cache, "warmup": warmup });
-    redact::stats(&mut body, &rights);
+    redact::stats(&mut body, &rights, &state.cache);
     Json(body).into_response()
 }
 
@@ -322,7 +322,7 @@ pub(crate) async fn access_patterns(
     };
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
     let mut body = json!({ "keys": state.cache.access_patterns(limit) });
-    redact::access_patterns(&mut body, &rights);
+    redact::access_patterns(&mut body, &rights, &state.cache);
     Json(body).into_response()
 }
 
