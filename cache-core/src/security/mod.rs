@@ -15,6 +15,7 @@
 //! - Whoever can *write* to Redis can still delete entries or fill memory; with encryption on,
 //!   they cannot make the cache serve a value they chose.
 
+mod nonce;
 mod obfuscate;
 mod seal;
 

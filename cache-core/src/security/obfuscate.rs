@@ -15,16 +15,17 @@
 //! cannot be traced back to its text, not even by hashing guesses.
 //!
 //! Pub/sub invalidation messages carry keys, patterns and tags, so with a secret their text is
-//! sealed (XChaCha20-Poly1305 under a key derived from the secret) before `PUBLISH`.
+//! sealed (AES-256-GCM under a key derived from the secret) before `PUBLISH`.
 
 use std::borrow::Cow;
 
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::nonce::{Nonces, NONCE_LEN};
 use crate::error::{CacheError, Result};
 use crate::pattern::{self, Pattern};
 
@@ -39,7 +40,8 @@ const SEALED_MESSAGE: &str = "x ";
 pub(crate) struct Obfuscator {
     mac: Hmac<Sha256>,
     readable: usize,
-    bus: XChaCha20Poly1305,
+    bus: Aes256Gcm,
+    nonces: Nonces,
 }
 
 impl std::fmt::Debug for Obfuscator {
@@ -66,12 +68,13 @@ impl Obfuscator {
         // message cipher never share a key.
         let mut derive = mac.clone();
         derive.update(b"tiered-cache bus key v1");
-        let bus = XChaCha20Poly1305::new_from_slice(&derive.finalize().into_bytes())
+        let bus = Aes256Gcm::new_from_slice(&derive.finalize().into_bytes())
             .map_err(|_| CacheError::Config("cannot derive the bus key".into()))?;
         Ok(Obfuscator {
             mac,
             readable: readable.max(1),
             bus,
+            nonces: Nonces::new(),
         })
     }
 
@@ -157,8 +160,8 @@ impl Obfuscator {
 
     /// `text` (an invalidation message) sealed for the bus.
     pub(crate) fn seal_message(&self, text: &str) -> String {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        match self.bus.encrypt(&nonce, text.as_bytes()) {
+        let nonce = self.nonces.next();
+        match self.bus.encrypt(Nonce::from_slice(&nonce), text.as_bytes()) {
             Ok(ct) => {
                 let mut raw = nonce.to_vec();
                 raw.extend_from_slice(&ct);
@@ -167,7 +170,7 @@ impl Obfuscator {
                     base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw)
                 )
             }
-            // Only past 256 GiB; a message that cannot be sealed is not sent in clear.
+            // Only past 64 GiB; a message that cannot be sealed is not sent in clear.
             Err(_) => SEALED_MESSAGE.to_owned(),
         }
     }
@@ -178,8 +181,11 @@ impl Obfuscator {
         let raw = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(text.strip_prefix(SEALED_MESSAGE)?)
             .ok()?;
-        let nonce = raw.get(..24)?;
-        let plain = self.bus.decrypt(XNonce::from_slice(nonce), raw.get(24..)?).ok()?;
+        let nonce = raw.get(..NONCE_LEN)?;
+        let plain = self
+            .bus
+            .decrypt(Nonce::from_slice(nonce), raw.get(NONCE_LEN..)?)
+            .ok()?;
         String::from_utf8(plain).ok()
     }
 }
