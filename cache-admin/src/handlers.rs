@@ -64,6 +64,20 @@ fn bad_query(e: &QueryRejection) -> Response {
     error(StatusCode::BAD_REQUEST, e.body_text())
 }
 
+/// A read route's rights and its query: 401/403 first, then 400 for a query that does not parse.
+// The error is the handler's answer, returned at once: boxing it would only be undone.
+#[allow(clippy::result_large_err)]
+fn read_query<'a, Q>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+    q: Result<Query<Q>, QueryRejection>,
+) -> Result<(Rights<'a>, Q), Response> {
+    let rights = require(state, headers, peer, Action::Read).map_err(IntoResponse::into_response)?;
+    let Query(q) = q.map_err(|e| bad_query(&e))?;
+    Ok((rights, q))
+}
+
 /// A JSON body that was refused: 415 without a JSON content type, 413 over
 /// [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES), 400 for anything else.
 fn bad_body(e: &JsonRejection) -> Response {
@@ -312,13 +326,9 @@ pub(crate) async fn access_patterns(
     peer: Peer,
     q: Result<Query<Limit>, QueryRejection>,
 ) -> Response {
-    let rights = match require(&state, &headers, peer, Action::Read) {
+    let (rights, q) = match read_query(&state, &headers, peer, q) {
         Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(&e),
+        Err(r) => return r,
     };
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
     let mut body = json!({ "keys": state.cache.access_patterns(limit) });
@@ -345,13 +355,9 @@ pub(crate) async fn memory(
     peer: Peer,
     q: Result<Query<Samples>, QueryRejection>,
 ) -> Response {
-    let rights = match require(&state, &headers, peer, Action::Read) {
+    let (rights, q) = match read_query(&state, &headers, peer, q) {
         Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(&e),
+        Err(r) => return r,
     };
     let samples = q.samples.unwrap_or(20).clamp(1, 200);
     let mut body = json!(state.cache.memory_profile(samples).await);
