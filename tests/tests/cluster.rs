@@ -61,7 +61,14 @@ async fn the_engine_works_on_a_cluster_with_encryption_and_obfuscated_keys() {
     let spread = keys_per_primary(&cluster, "app:query:c:*").await;
     assert!(spread.iter().all(|(_, n)| *n > 0), "{spread:?}");
     assert_eq!(spread.iter().map(|(_, n)| n).sum::<usize>(), 300, "{spread:?}");
-    assert_eq!(keys_per_primary(&cluster, "*example*").await.iter().map(|(_, n)| n).sum::<usize>(), 0);
+    assert_eq!(
+        keys_per_primary(&cluster, "*example*")
+            .await
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<usize>(),
+        0
+    );
     assert_eq!(a.invalidate_pattern("query:c:*").await.unwrap(), 300);
     assert_eq!(a.stats().await.errors, 0);
 }

@@ -108,6 +108,7 @@ impl Keyring {
             }
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
+                .map(zeroize::Zeroizing::new)
                 .map_err(|e| bad(format!("key {id:?} is not base64: {e}")))?;
             if raw.len() != 32 {
                 return Err(bad(format!("key {id:?} is {} bytes; it must be 32", raw.len())));
