@@ -107,3 +107,47 @@ impl SecurityConfig {
         crate::security::Security::new(self, None).map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    #[test]
+    fn keys_come_from_the_variable_then_the_file() {
+        let path = std::env::temp_dir().join(format!("tc-keys-{}", std::process::id()));
+        std::fs::write(&path, format!("{K1}\n")).unwrap();
+        let env = |k: &str| match k {
+            "CACHE_ENCRYPTION_KEYS" => Some(K2.to_owned()),
+            "CACHE_ENCRYPTION_KEYS_FILE" => Some(path.display().to_string()),
+            _ => None,
+        };
+        let mut c = SecurityConfig::default();
+        c.read_lookup(&env).unwrap();
+        assert_eq!(c.keys_text().unwrap().unwrap(), format!("{K2},{K1}"));
+        c.validate().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let e = c.keys_text().unwrap_err().to_string();
+        assert!(e.contains("CACHE_ENCRYPTION_KEYS_FILE"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_are_config_errors_that_never_echo_a_key() {
+        for (name, value) in [
+            ("CACHE_ENCRYPTION_KEYS", "k1:c2hvcnQ="),
+            ("CACHE_KEY_SECRET", "short"),
+            ("CACHE_ENCRYPT_PATTERNS", "bad:["),
+            ("CACHE_KEY_READABLE_SEGMENTS", "x"),
+        ] {
+            let mut c = SecurityConfig::default();
+            let r = c
+                .read_lookup(&|k: &str| (k == name).then(|| value.to_owned()))
+                .and_then(|()| c.validate());
+            let e = r.unwrap_err().to_string();
+            assert!(!e.contains("c2hvcnQ"), "{e}");
+        }
+    }
+}
