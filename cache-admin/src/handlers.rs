@@ -361,7 +361,7 @@ pub(crate) async fn memory(
     };
     let samples = q.samples.unwrap_or(20).clamp(1, 200);
     let mut body = json!(state.cache.memory_profile(samples).await);
-    redact::memory(&mut body, &rights);
+    redact::memory(&mut body, &rights, &state.cache);
     Json(body).into_response()
 }
 

@@ -43,8 +43,9 @@ pub(crate) fn access_patterns(body: &mut Value, rights: &Rights<'_>, cache: &Cac
 }
 
 /// A `MemoryProfile`: the largest entries' keys and the per-prefix rows' prefixes.
-pub(crate) fn memory(body: &mut Value, rights: &Rights<'_>) {
+pub(crate) fn memory(body: &mut Value, rights: &Rights<'_>, cache: &Cache) {
     redact_list(body.get_mut("largest"), "key", |k| rights.shows_key(k));
+    display_list(body.get_mut("largest"), "key", cache);
     redact_list(body.get_mut("prefixes"), "prefix", |p| rights.shows_prefix(p));
 }
 
@@ -116,7 +117,7 @@ mod tests {
             ],
             "redis_used_memory": 5,
         });
-        memory(&mut mem, &rights);
+        memory(&mut mem, &rights, &plain);
         assert_eq!(mem["largest"][0], json!({ "key": REDACTED, "bytes": 9 }));
         assert_eq!(mem["largest"][1]["key"], "tenant-a:big");
         let prefixes: Vec<&str> = mem["prefixes"]

@@ -61,14 +61,16 @@ impl fmt::Display for AclRule {
 impl CacheConfig {
     /// The rule of a Redis user that may run this cache over `patterns` only (every key when
     /// empty), inside the configured namespace: its keys (as Redis names them, obfuscated when
-    /// a key secret is set), the cache's own records (tag tokens, invalidation markers, locks
-    /// when a distributed lock is configured), its invalidation channel, and
+    /// a key secret is set), the cache's own records (tag tokens, invalidation markers, locks),
+    /// its invalidation channel, and
     /// [`ENGINE_COMMANDS`]. The password is given as its SHA-256 (`#…`), so the printed rule
     /// does not carry it.
     ///
     /// A pattern that obfuscation cannot express in Redis is an error, as for invalidation.
     /// `clear()` scans the whole namespace and needs every key in it: give a user narrower than
-    /// its namespace pattern invalidation instead.
+    /// its namespace pattern invalidation instead. The cache's own records are shared by every
+    /// user of the namespace (one may invalidate another's tags): tenants that must not touch
+    /// each other get a namespace each.
     ///
     /// ```
     /// let config = cache_core::CacheConfig::builder().namespace("app").build().unwrap();
@@ -105,9 +107,8 @@ impl CacheConfig {
             rules.push(format!("~{ns}{}", security.pattern(p)?));
         }
         rules.push(format!("~{ns}tiered-cache:*"));
-        if self.distributed_lock.is_some() {
-            rules.push(format!("~{ns}lock:*"));
-        }
+        // Single-flight locks and `Cache::try_lock` (`lock:{name}`).
+        rules.push(format!("~{ns}lock:*"));
         rules.push(match &self.invalidation_channel {
             Some(c) => format!("&{ns}{}", crate::pattern::escape(c)),
             None => format!("&{ns}tiered-cache:invalidate:*"),

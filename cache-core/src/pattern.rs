@@ -151,6 +151,28 @@ impl Pattern {
         self.literal_prefix().is_empty()
     }
 
+    /// `Some(key)` when the pattern has no wildcard (escapes allowed): the one key it matches.
+    ///
+    /// ```
+    /// use cache_core::Pattern;
+    /// assert_eq!(Pattern::new("a\\*b").unwrap().literal_text().as_deref(), Some("a*b"));
+    /// assert_eq!(Pattern::new("a*b").unwrap().literal_text(), None);
+    /// ```
+    pub fn literal_text(&self) -> Option<String> {
+        let prefix = self.literal_prefix();
+        let mut chars = self.source.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '*' | '?' | '[' => return None,
+                _ => {}
+            }
+        }
+        Some(prefix)
+    }
+
     /// `Some(prefix)` when the pattern is literal text then one final `*` (`tenant-a:*`), so it
     /// matches exactly the keys that start with `prefix`; `None` for any other shape.
     ///

@@ -127,13 +127,16 @@ impl Cache {
         };
         if let Some(l1) = &self.engine.l1 {
             l1.visit(&mut |key, bytes| {
-                let p = prefix_of(key);
+                // Grouped by the name Redis knows: with a key secret, a key without `:` is
+                // all hash, and its text must not become a prefix.
+                let name = self.engine.security.name(key);
+                let p = prefix_of(&name);
                 let e = by_prefix.entry(p.to_owned()).or_insert_with(|| new_prefix(p));
                 e.l1_entries += 1;
                 e.l1_bytes += bytes;
                 largest.push(LargeEntry {
-                    // Shown as Redis names it: argument text stays out of listings.
-                    key: self.engine.security.name(key).into_owned(),
+                    // The key itself: listings outside the process show `Cache::display_key`.
+                    key: key.to_owned(),
                     bytes,
                 });
             });

@@ -82,7 +82,7 @@ impl Scope {
     /// Whether every key `pattern` can match is inside the scope (conservatively: see the
     /// module's docs).
     pub fn allows_pattern(&self, pattern: &Pattern) -> bool {
-        let literal = pattern.is_literal().then(|| literal_text(pattern));
+        let literal = pattern.literal_text();
         let prefix = pattern.literal_prefix();
         self.patterns.iter().any(|c| {
             c.pattern.as_str() == pattern.as_str()
@@ -100,11 +100,6 @@ impl Scope {
     pub fn patterns(&self) -> impl Iterator<Item = &str> {
         self.patterns.iter().map(|c| c.pattern.as_str())
     }
-}
-
-/// The key a literal pattern matches (its escapes resolved).
-fn literal_text(pattern: &Pattern) -> String {
-    pattern.literal_prefix()
 }
 
 impl fmt::Debug for Scope {

@@ -60,6 +60,15 @@ impl SecurityConfig {
     /// Reads the variables named above over these settings.
     pub(crate) fn read_lookup(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        // Set but empty is a mistake (a template that lost its value), not "off": refused rather
+        // than running in clear.
+        for name in ["CACHE_ENCRYPTION_KEYS", "CACHE_KEY_SECRET"] {
+            if get(name).is_some_and(|v| v.trim().is_empty()) {
+                return Err(CacheError::Config(format!(
+                    "{name} is set but empty; unset it to run without"
+                )));
+            }
+        }
         if let Some(v) = set("CACHE_ENCRYPTION_KEYS") {
             self.encryption_keys = Some(Secret::new(v));
         }
@@ -141,6 +150,9 @@ mod tests {
             ("CACHE_KEY_SECRET", "short"),
             ("CACHE_ENCRYPT_PATTERNS", "bad:["),
             ("CACHE_KEY_READABLE_SEGMENTS", "x"),
+            ("CACHE_KEY_READABLE_SEGMENTS", "0"),
+            ("CACHE_ENCRYPTION_KEYS", " "),
+            ("CACHE_KEY_SECRET", ""),
         ] {
             let mut c = SecurityConfig::default();
             let r = c

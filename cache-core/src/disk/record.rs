@@ -45,9 +45,14 @@ impl Parsed<'_> {
     }
 }
 
-/// The identity of an envelope as Redis holds it.
+/// The identity of an envelope as Redis holds it. A sealed envelope differs on every write (its
+/// nonce) even when it holds the same value: its head (header, expiry and keyed content id,
+/// all authenticated) is what names it, so a value L1 hands back is known as written.
 pub(crate) fn id_of(envelope: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(envelope)
+    match envelope.get(..ID_HEADER) {
+        Some(head) if crate::security::is_sealed(envelope) => xxhash_rust::xxh3::xxh3_64(head),
+        _ => xxhash_rust::xxh3::xxh3_64(envelope),
+    }
 }
 
 /// A record of `envelope` (identity `id`) written at `written_ms`; a compressed envelope is

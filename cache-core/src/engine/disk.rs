@@ -334,7 +334,13 @@ impl Engine {
             return;
         }
         let bytes = match (meta.ops.encode)(&self.codec, &e.value, meta.expires_at_ms, &[]) {
-            Ok(enc) => self.security.seal(&e.key, with_content_id(enc.bytes)),
+            Ok(enc) => match self.security.seal(&e.key, with_content_id(enc.bytes)) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    self.record_error("l3_spill", &e.key, &crate::error::CacheError::Codec(err.into()));
+                    return;
+                }
+            },
             Err(err) => {
                 self.record_error("l3_spill", &e.key, &crate::error::CacheError::Codec(err));
                 return;

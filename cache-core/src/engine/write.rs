@@ -72,7 +72,14 @@ impl Engine {
                 } else {
                     enc.bytes
                 };
-                Ok((Some(self.security.seal(key, bytes)), raw))
+                match self.security.seal(key, bytes) {
+                    Ok(bytes) => Ok((Some(bytes), raw)),
+                    Err(e) => {
+                        let e = CacheError::Codec(e.into());
+                        self.record_error("encrypt", key, &e);
+                        Err(e)
+                    }
+                }
             }
             Err(CodecError::TooLarge { size, max }) => Err(self.too_large(key, size, max)),
             Err(e) => {

@@ -329,9 +329,9 @@ impl RedisL2 {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // Without a namespace the caller's keys go out as they are (the coalesced read path
-        // copies nothing).
-        if self.ns.is_none() {
+        // Without a namespace or key obfuscation the caller's keys go out as they are (the
+        // coalesced read path copies nothing).
+        if self.ns.is_none() && self.security.obfuscator().is_none() {
             return self
                 .run(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
                 .await;

@@ -23,9 +23,10 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use self::obfuscate::Obfuscator;
+pub(crate) use self::seal::is_sealed;
+use self::seal::Keyring;
 pub use self::seal::SealError;
 pub(crate) use self::seal::SEALED_VERSION;
-use self::seal::{is_sealed, Keyring};
 use crate::config::SecurityConfig;
 use crate::error::Result;
 use crate::scope::Scope;
@@ -48,9 +49,20 @@ impl Security {
         let keyring = config.keys_text()?.map(|t| Keyring::parse(&t)).transpose()?;
         let encrypt = if config.encrypt.is_empty() {
             None
+        } else if keyring.is_none() {
+            // Fail closed: patterns that say "encrypt" with nothing to encrypt with would store
+            // those values in clear.
+            return Err(crate::error::CacheError::Config(
+                "CACHE_ENCRYPT_PATTERNS is set but no encryption keys are (CACHE_ENCRYPTION_KEYS)".into(),
+            ));
         } else {
             Some(Scope::new(&config.encrypt)?)
         };
+        if config.readable_segments == 0 {
+            return Err(crate::error::CacheError::Config(
+                "CACHE_KEY_READABLE_SEGMENTS must be at least 1".into(),
+            ));
+        }
         let obfuscator = config
             .key_secret
             .as_ref()
@@ -70,12 +82,13 @@ impl Security {
         self.keyring.is_some() && self.encrypt.as_ref().is_none_or(|s| s.allows_key(key))
     }
 
-    /// `envelope` as stored for `key`: sealed when the key is under an encrypted pattern.
+    /// `envelope` as stored for `key`: sealed when the key is under an encrypted pattern; an
+    /// error (the value is then stored nowhere but L1) rather than plaintext.
     #[inline]
-    pub(crate) fn seal(&self, key: &str, envelope: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn seal(&self, key: &str, envelope: Vec<u8>) -> Result<Vec<u8>, SealError> {
         match &self.keyring {
-            Some(ring) if self.seals(key) => ring.seal(&[&self.namespace, key], envelope),
-            _ => envelope,
+            Some(ring) if self.seals(key) => ring.seal(&[&self.namespace, key], &envelope),
+            _ => Ok(envelope),
         }
     }
 

@@ -3,16 +3,23 @@
 //! text, while the constant head stays readable for TTL patterns and prefix invalidation.
 //!
 //! Which part of a key is its readable head:
-//! - a generated key (`{prefix}:{module}::{fn}:{args}`, recognised by its `::`) keeps everything
-//!   up to the `:` after the function name: `query:app::get_user:` + hash. A function without
-//!   arguments has nothing to hide and keeps its whole key;
-//! - any other key (direct API, key templates, tag records) keeps its first
-//!   `readable_segments` `:`-separated segments (default 1: `resource:` + hash); a key with
-//!   fewer keeps everything up to its last `:`, and a key without `:` is hashed whole.
+//! - a key of the macros' default shape, `{prefix}:{module path}::{fn}:{args}` with identifiers
+//!   only up to the function's name and at most one `:` before the first `::`, keeps everything
+//!   up to the `:` after the function name: `query:app::get_user:` + hash;
+//! - any other key (direct API, key templates, tag records, a function without arguments, a
+//!   custom prefix containing `:`) keeps its first `readable_segments` `:`-separated segments
+//!   (default 1: `resource:` + hash); a key with fewer keeps everything up to its last `:`, and
+//!   a key without `:` is hashed whole.
 //!
-//! The hash is HMAC-SHA256 of the hidden part under the secret, truncated to 128 bits, as 32 hex
-//! digits: instances sharing the secret map a key to the same name; without the secret a name
-//! cannot be traced back to its text, not even by hashing guesses.
+//! A direct key written in the default shape (`users:alice::x:…`) is read as one: its text up
+//! to the function-like part stays readable. Keys holding `::` otherwise (`session:fe80::1`)
+//! are not of that shape and are hidden.
+//!
+//! The hash is HMAC-SHA256, under a key derived from the secret for names only, of the head, a
+//! zero byte and the hidden part, truncated to 128 bits, as 32 hex digits: instances sharing the
+//! secret map a key to the same name; without the secret a name cannot be traced back to its
+//! text, not even by hashing guesses, and the same argument under two heads
+//! (`query:app::get_user:` and `resource:`) gives two unrelated hashes.
 //!
 //! Pub/sub invalidation messages carry keys, patterns and tags, so with a secret their text is
 //! sealed (AES-256-GCM under a key derived from the secret) before `PUBLISH`.
@@ -38,6 +45,7 @@ const SEALED_MESSAGE: &str = "x ";
 
 /// Maps keys and patterns to their Redis names.
 pub(crate) struct Obfuscator {
+    /// Keyed for names only.
     mac: Hmac<Sha256>,
     readable: usize,
     bus: Aes256Gcm,
@@ -62,13 +70,17 @@ impl Obfuscator {
                 secret.len()
             )));
         }
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        let root = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
             .map_err(|_| CacheError::Config("CACHE_KEY_SECRET is not a valid HMAC key".into()))?;
-        // A key of its own for the bus: the HMAC of a fixed label, so the name hash and the
-        // message cipher never share a key.
-        let mut derive = mac.clone();
-        derive.update(b"tiered-cache bus key v1");
-        let bus = Aes256Gcm::new_from_slice(&derive.finalize().into_bytes())
+        // A key of its own for each use, the HMAC of a fixed label: no name hash is ever a key.
+        let derive = |label: &[u8]| {
+            let mut m = root.clone();
+            m.update(label);
+            m.finalize().into_bytes()
+        };
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&derive(b"tiered-cache names v1"))
+            .map_err(|_| CacheError::Config("cannot derive the names key".into()))?;
+        let bus = Aes256Gcm::new_from_slice(&derive(b"tiered-cache bus v1"))
             .map_err(|_| CacheError::Config("cannot derive the bus key".into()))?;
         Ok(Obfuscator {
             mac,
@@ -81,22 +93,7 @@ impl Obfuscator {
     /// Where `key`'s readable head ends: `Some(n)` when the head is `key[..n]`, `None` when it
     /// does not end inside `key` (see the module's rule).
     fn cut(&self, key: &str) -> Option<usize> {
-        let b = key.as_bytes();
-        if let Some(i) = key.find("::") {
-            let mut j = i + 2;
-            while j < b.len() {
-                if b[j] == b':' {
-                    if b.get(j + 1) == Some(&b':') {
-                        j += 2;
-                        continue;
-                    }
-                    return Some(j + 1);
-                }
-                j += 1;
-            }
-            return None;
-        }
-        key.match_indices(':').nth(self.readable - 1).map(|(j, _)| j + 1)
+        generated_head(key).or_else(|| key.match_indices(':').nth(self.readable - 1).map(|(j, _)| j + 1))
     }
 
     /// The Redis name of `key` (before the namespace).
@@ -105,13 +102,14 @@ impl Obfuscator {
     pub(crate) fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
         let head = match self.cut(key) {
             Some(n) => n,
-            None if key.contains("::") => key.len(),
             None => key.rfind(':').map_or(0, |j| j + 1),
         };
         if head == key.len() {
             return Cow::Borrowed(key);
         }
         let mut mac = self.mac.clone();
+        mac.update(&key.as_bytes()[..head]);
+        mac.update(&[0]);
         mac.update(&key.as_bytes()[head..]);
         let digest = mac.finalize().into_bytes();
         let mut out = String::with_capacity(head + 2 * HASH_BYTES);
@@ -128,17 +126,14 @@ impl Obfuscator {
     /// pattern puts a wildcard where Redis holds only hashes, and is an error that says so.
     pub(crate) fn pattern<'a>(&self, p: &'a str) -> Result<Cow<'a, str>> {
         let compiled = Pattern::new(p)?;
-        if compiled.is_literal() {
-            let key = compiled.literal_prefix();
-            return Ok(match self.key(&key) {
-                Cow::Borrowed(_) => Cow::Borrowed(p),
-                Cow::Owned(name) => Cow::Owned(pattern::escape(&name).into_owned()),
-            });
+        if let Some(key) = compiled.literal_text() {
+            return Ok(Cow::Owned(pattern::escape(&self.key(&key)).into_owned()));
         }
         if let Some(prefix) = compiled.open_prefix() {
+            // Every key starting with `prefix` must have a readable head that covers it.
             let fits = match self.cut(&prefix) {
                 Some(n) => n == prefix.len(),
-                None => prefix.is_empty() || prefix.ends_with(':') || prefix.contains("::"),
+                None => prefix.is_empty() || (prefix.ends_with(':') && !prefix.contains("::")),
             };
             if fits {
                 return Ok(Cow::Borrowed(p));
@@ -192,6 +187,45 @@ impl Obfuscator {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The head of a key of the macros' default shape (see the module docs): its length through the
+/// `:` after the function's name, or `None` for any other key.
+fn generated_head(key: &str) -> Option<usize> {
+    let i = key.find("::")?;
+    let before = &key[..i];
+    let module = match before.split_once(':') {
+        Some((_, module)) if !module.contains(':') => module,
+        Some(_) => return None,
+        None => before,
+    };
+    if !is_ident(module) {
+        return None;
+    }
+    let b = key.as_bytes();
+    let (mut j, mut segment) = (i + 2, i + 2);
+    while j < b.len() {
+        match b[j] {
+            b':' if b.get(j + 1) == Some(&b':') => {
+                if !is_ident(&key[segment..j]) {
+                    return None;
+                }
+                j += 2;
+                segment = j;
+            }
+            b':' => return is_ident(&key[segment..j]).then_some(j + 1),
+            c if c.is_ascii_alphanumeric() || c == b'_' => j += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A Rust identifier as `module_path!` writes one.
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -212,8 +246,18 @@ mod tests {
         let name = o.key("query:app::get_user:alice%3Ax:42");
         assert!(hidden(&name, "query:app::get_user:"), "{name}");
         assert!(hidden(&o.key("q:app::db::f:x"), "q:app::db::f:"));
-        assert_eq!(o.key("query:app::config"), "query:app::config");
+        assert!(hidden(&o.key("app::f:3:4"), "app::f:"));
         assert_ne!(o.key("query:app::f:a:b"), o.key("query:app::f:a%3Ab"));
+        // Not of the default shape: a function without arguments, `::` inside data, a custom
+        // prefix with `:`, a non-identifier before the function's `:`.
+        assert!(hidden(&o.key("query:app::config"), "query:"));
+        assert!(hidden(&o.key("session:fe80::1"), "session:"));
+        assert!(hidden(&o.key("resource:users:alice::x:secret"), "resource:"));
+        assert!(hidden(&o.key("query:app::get-user:x"), "query:"));
+        assert!(hidden(&o.key("a:b:c::f:x"), "a:"));
+        // One argument under two heads: unrelated hashes.
+        let (a, b) = (o.key("query:app::f:alice"), o.key("resource:alice"));
+        assert_ne!(a[a.len() - 32..], b[b.len() - 32..]);
     }
 
     #[test]
@@ -238,23 +282,22 @@ mod tests {
     #[test]
     fn patterns_work_on_the_readable_head_and_are_refused_inside_the_hash() {
         let o = ob(1);
-        for ok in [
-            "*",
-            "query:*",
-            "query:app::get_user:*",
-            "query:app::get_*",
-            "query:app::*",
-        ] {
+        for ok in ["*", "query:*", "query:app::get_user:*", "query:app::db::f:*"] {
             assert_eq!(o.pattern(ok).unwrap(), ok);
         }
         let exact = o.pattern("resource:users:1").unwrap();
         assert_eq!(exact, o.key("resource:users:1"));
+        // An exact key written with escapes is still an exact key.
+        let escaped = o.pattern("tag:a\\*b\\-c").unwrap();
+        assert_eq!(escaped, o.key("tag:a*b-c"));
         for bad in [
             "resource:users:*",
             "query:app::get_user:al*",
             "qu*",
             "query:?:*",
             "*:users:*",
+            "query:app::get_*",
+            "query:app::*",
         ] {
             let e = o.pattern(bad).unwrap_err().to_string();
             assert!(e.contains("tags"), "{bad}: {e}");

@@ -13,22 +13,27 @@
 //! bytes 0..3   magic (as every envelope: `clear` still recognises the entry as the cache's)
 //! byte 3       header: version 3, the zlib and tags bits of the sealed envelope, format 2
 //! bytes 4..12  absolute expiry, unix ms (readable: Redis's own TTL says as much)
-//! 12..20       content id: xxh3-64 of every byte after it, ciphertext included, so it names
-//!              this write without revealing anything of the value (the disk tier compares it)
+//! 12..20       content id: HMAC-SHA256 (under a key derived from the encryption key) of the
+//!              name, header, expiry and plain body, first 8 bytes. The same value of the same
+//!              key gets the same id whoever seals it (the disk tier compares ids to trust its
+//!              copy, and a value L1 hands the disk again is recognised), while nobody without
+//!              the key can confirm a guess of the value from it
 //! 20           key id length n (1..=32), then n bytes of key id
 //! then         12-byte nonce (`super::nonce`)
 //! rest         ciphertext of the plain envelope's body (tag section, zlib length, payload) and
 //!              its 16-byte GCM tag
 //! ```
-//! Associated data: the namespace and key (length-prefixed), bytes 0..12 and the key id. A
-//! value moved to another key, a changed expiry or header bit, a truncated or flipped byte all
-//! fail to authenticate.
+//! Associated data: the namespace and key (length-prefixed), bytes 0..20 (content id included)
+//! and the key id. A value moved to another key, a changed expiry, header bit or content id, a
+//! truncated or flipped byte all fail to authenticate.
 
 use std::fmt;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::nonce::{Nonces, NONCE_LEN};
 
@@ -45,6 +50,8 @@ pub(crate) const MAX_KEY_ID: usize = 32;
 struct Key {
     id: String,
     cipher: Aes256Gcm,
+    /// Keyed for content ids (derived from the key, never the key itself).
+    ids: Hmac<Sha256>,
 }
 
 /// The keys values are sealed and opened with: the first seals, every one opens.
@@ -70,6 +77,9 @@ pub enum SealError {
     /// Sealed under a key id this instance does not hold (removed after a rotation).
     #[error("sealed value names key id {0:?}, which is not configured")]
     UnknownKey(String),
+    /// Not a plain envelope, or the cipher refused it: nothing is stored in clear instead.
+    #[error("value could not be encrypted")]
+    Unsealable,
     /// Tampered with, moved from another key, or sealed under another key of the same id.
     #[error("sealed value does not authenticate (tampered, moved from another key, or wrong key)")]
     Forged,
@@ -115,9 +125,15 @@ impl Keyring {
             }
             let cipher =
                 Aes256Gcm::new_from_slice(&raw).map_err(|_| bad(format!("key {id:?} is not a valid key")))?;
+            let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&raw)
+                .map_err(|_| bad(format!("key {id:?} is not a valid key")))?;
+            derive.update(b"tiered-cache content id v1");
+            let ids = <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes())
+                .map_err(|_| bad(format!("key {id:?} is not a valid key")))?;
             keys.push(Key {
                 id: id.to_owned(),
                 cipher,
+                ids,
             });
         }
         if keys.is_empty() {
@@ -136,23 +152,24 @@ impl Keyring {
     }
 
     /// `envelope` (a plain envelope from the codec) sealed for `name` (namespace and key).
-    /// Bytes that are not a plain envelope come back unchanged (nothing the codec wrote is
-    /// such).
-    pub(crate) fn seal(&self, name: &[&str], envelope: Vec<u8>) -> Vec<u8> {
-        let Some(plain) = codec::PlainParts::of(&envelope) else {
-            return envelope;
-        };
+    /// Anything else is an error, never stored in clear.
+    pub(crate) fn seal(&self, name: &[&str], envelope: &[u8]) -> Result<Vec<u8>, SealError> {
+        let plain = codec::PlainParts::of(envelope).ok_or(SealError::Unsealable)?;
         let key = &self.keys[0];
         let mut out = Vec::with_capacity(envelope.len() + 8 + 1 + key.id.len() + NONCE_LEN + TAG);
         out.extend_from_slice(&codec::MAGIC);
         out.push(codec::sealed_header(plain.header));
         out.extend_from_slice(&plain.expires_at_ms.to_le_bytes());
-        out.extend_from_slice(&[0; 8]);
+        let mut ids = key.ids.clone();
+        frame(&mut |b| ids.update(b), name);
+        ids.update(&out[codec::MAGIC.len()..codec::PLAIN_HEADER]);
+        ids.update(plain.body);
+        out.extend_from_slice(&ids.finalize().into_bytes()[..8]);
         out.push(key.id.len() as u8);
         out.extend_from_slice(key.id.as_bytes());
         let nonce = self.nonces.next();
         out.extend_from_slice(&nonce);
-        let aad = aad(name, &out[..codec::PLAIN_HEADER], &key.id);
+        let aad = aad(name, &out[..codec::ID_HEADER], &key.id);
         let body_at = out.len();
         out.extend_from_slice(plain.body);
         // Encryption in memory fails only past GCM's length limit (64 GiB), far above
@@ -162,11 +179,9 @@ impl Keyring {
             .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut out[body_at..])
         {
             Ok(tag) => out.extend_from_slice(&tag),
-            Err(_) => return envelope,
+            Err(_) => return Err(SealError::Unsealable),
         }
-        let id = xxhash_rust::xxh3::xxh3_64(&out[codec::ID_HEADER..]);
-        out[codec::PLAIN_HEADER..codec::ID_HEADER].copy_from_slice(&id.to_le_bytes());
-        out
+        Ok(out)
     }
 
     /// The plain envelope of a sealed value stored under `name`.
@@ -188,12 +203,14 @@ impl Keyring {
             return Err(SealError::Malformed);
         }
         let (ct, tag) = ct.split_at(ct.len() - TAG);
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == id)
-            .ok_or_else(|| SealError::UnknownKey(id.chars().take(MAX_KEY_ID).collect()))?;
-        let aad = aad(name, &sealed[..codec::PLAIN_HEADER], id);
+        let key = self.keys.iter().find(|k| k.id == id).ok_or_else(|| {
+            // Only the characters an id may have: the text comes from whoever wrote Redis.
+            let shown = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c));
+            SealError::UnknownKey(shown.take(MAX_KEY_ID).collect())
+        })?;
+        let aad = aad(name, &sealed[..codec::ID_HEADER], id);
         // Decrypted in place, in the buffer that becomes the plain envelope.
         let mut out = Vec::with_capacity(codec::PLAIN_HEADER + ct.len());
         out.extend_from_slice(&codec::MAGIC);
@@ -220,14 +237,18 @@ pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
             .is_some_and(|h| h >> 5 == SEALED_VERSION)
 }
 
-/// `u16 length ‖ part` for each part of the name, then the header and the key id: nothing of
-/// one field can pass for another.
+/// Each part of the name as `u32 length ‖ text`: nothing of one part can pass for another.
+fn frame(out: &mut dyn FnMut(&[u8]), name: &[&str]) {
+    for part in name {
+        out(&(part.len() as u32).to_le_bytes());
+        out(part.as_bytes());
+    }
+}
+
+/// The name (framed), then the header and the key id.
 fn aad(name: &[&str], head: &[u8], key_id: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(head.len() + key_id.len() + 64);
-    for part in name {
-        aad.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        aad.extend_from_slice(part.as_bytes());
-    }
+    frame(&mut |b| aad.extend_from_slice(b), name);
     aad.extend_from_slice(head);
     aad.extend_from_slice(key_id.as_bytes());
     aad
@@ -248,7 +269,8 @@ mod tests {
 
     fn sealed(ring: &Keyring, key: &str, value: &str) -> Vec<u8> {
         let codec = Codec::new(64, 1, 1 << 20);
-        ring.seal(&["", key], codec.encode(value, 77).unwrap().bytes)
+        ring.seal(&["", key], &codec.encode(value, 77).unwrap().bytes)
+            .unwrap()
     }
 
     #[test]
@@ -263,13 +285,18 @@ mod tests {
                 .decode::<String>(&r.open(&["", "q:a"], &s).unwrap())
                 .unwrap();
             assert_eq!((back.value.as_str(), back.expires_at_ms), (value, 77));
-            assert_eq!(
-                codec::content_id(&s),
-                Some(xxhash_rust::xxh3::xxh3_64(&s[codec::ID_HEADER..]))
-            );
         }
-        // Two seals of one value differ (random nonce).
-        assert_ne!(sealed(&r, "q:a", "v"), sealed(&r, "q:a", "v"));
+        // Two seals of one value differ (nonces) but carry one content id; another value or
+        // another key, another id.
+        let (a, b) = (sealed(&r, "q:a", "v"), sealed(&r, "q:a", "v"));
+        assert_ne!(a, b);
+        assert_eq!(a[..codec::ID_HEADER], b[..codec::ID_HEADER]);
+        assert_ne!(codec::content_id(&a), codec::content_id(&sealed(&r, "q:a", "w")));
+        assert_ne!(codec::content_id(&a), codec::content_id(&sealed(&r, "q:b", "v")));
+        assert_eq!(
+            r.seal(&["", "q:a"], b"not an envelope"),
+            Err(SealError::Unsealable)
+        );
     }
 
     #[test]
@@ -278,7 +305,7 @@ mod tests {
         let s = sealed(&r, "q:a", "value");
         assert_eq!(r.open(&["", "q:b"], &s), Err(SealError::Forged));
         assert_eq!(r.open(&["ns", "q:a"], &s), Err(SealError::Forged));
-        for i in [3, 4, 11, s.len() - 1, s.len() - 20] {
+        for i in [3, 4, 11, 12, 19, 20, 21, s.len() - 1, s.len() - 20] {
             let mut t = s.clone();
             t[i] ^= 1;
             assert!(r.open(&["", "q:a"], &t).is_err(), "byte {i}");
