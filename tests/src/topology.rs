@@ -124,15 +124,35 @@ impl TestRedis {
         }
     }
 
-    /// Closes every pub/sub connection on every node (`CLIENT KILL TYPE pubsub`); returns how
-    /// many.
-    pub async fn kill_pubsub_clients(&self) -> u64 {
-        let nodes: Vec<&RedisServer> = match self {
+    /// Pub/sub client connections open now, on every node (`CLIENT LIST TYPE pubsub`).
+    pub async fn pubsub_clients(&self) -> usize {
+        let mut n = 0;
+        for node in self.running_nodes() {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut node.conn().await)
+                .await
+                .expect("CLIENT LIST TYPE pubsub");
+            n += list.lines().filter(|l| !l.trim().is_empty()).count();
+        }
+        n
+    }
+
+    /// The running servers: the one, or every live cluster node.
+    fn running_nodes(&self) -> Vec<&RedisServer> {
+        match self {
             TestRedis::Single(s) => vec![s],
             TestRedis::Cluster(c) => c.nodes().iter().filter(|n| n.is_running()).collect(),
-        };
+        }
+    }
+
+    /// Closes every pub/sub client connection (`CLIENT KILL TYPE pubsub` on each node); returns
+    /// how many were closed.
+    pub async fn kill_pubsub_clients(&self) -> u64 {
         let mut killed = 0;
-        for n in nodes {
+        for n in self.running_nodes() {
             let k: u64 = redis::cmd("CLIENT")
                 .arg("KILL")
                 .arg("TYPE")

@@ -16,7 +16,14 @@ fn cache(redis: &TestRedis) -> Cache {
 }
 
 async fn kill_pubsub_clients(redis: &TestRedis) {
-    // Both instances' listeners: on one server, or on whichever cluster node each picked.
+    // Both instances' listeners: on one server, or on whichever cluster node each picked. After
+    // a drop, B hearing A proves only that B's listener is back; A's (or, on a loaded machine,
+    // either) may still be resubscribing, so wait for both before dropping them again (a CI run
+    // on the cluster found none at the moment of the kill).
+    within_5s("both listeners subscribed", || async {
+        redis.pubsub_clients().await == 2
+    })
+    .await;
     assert_eq!(redis.kill_pubsub_clients().await, 2);
 }
 
