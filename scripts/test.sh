@@ -26,3 +26,6 @@ fi
 # Single flight and the read coalescer under shuttle's scheduler.
 cargo test -p cache-core --locked --features shuttle --lib shuttle
 scripts/smoke-demo.sh
+# The OpenTelemetry example exports the cache's spans to stdout: a miss's load must be there.
+cargo run -q --locked -p cache-examples --bin otel > target/otel-example.txt
+grep -q 'Name         : cache.load' target/otel-example.txt

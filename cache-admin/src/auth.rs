@@ -20,18 +20,21 @@ pub enum Action {
     Clear,
     /// `POST /api/v1/cache/warmup`.
     Warmup,
+    /// `POST /api/v1/cache/enabled`: turning the whole cache off or on (needs patterns `*`).
+    Switch,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 3] = [Action::Read, Action::Clear, Action::Warmup];
+    pub const ALL: [Action; 4] = [Action::Read, Action::Clear, Action::Warmup, Action::Switch];
 
-    /// The name used in the tokens file: `read`, `clear`, `warmup`.
+    /// The name used in the tokens file: `read`, `clear`, `warmup`, `switch`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Read => "read",
             Action::Clear => "clear",
             Action::Warmup => "warmup",
+            Action::Switch => "switch",
         }
     }
 
@@ -40,6 +43,7 @@ impl Action {
             Action::Read => 1,
             Action::Clear => 2,
             Action::Warmup => 4,
+            Action::Switch => 8,
         }
     }
 }
@@ -57,7 +61,7 @@ impl std::str::FromStr for Action {
         Action::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("unknown action {s:?} (expected read, clear or warmup)"))
+            .ok_or_else(|| format!("unknown action {s:?} (expected read, clear, warmup or switch)"))
     }
 }
 

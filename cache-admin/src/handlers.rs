@@ -14,11 +14,11 @@ use serde_json::json;
 use crate::auth::{identify, Action, Caller, Refusal, Rights};
 use crate::{metrics_export, redact, AppState};
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+pub(crate) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 /// Who sent the request: its bearer token, or (without tokens configured) its peer address.
 fn caller<'a>(state: &'a AppState, headers: &HeaderMap, peer: Peer) -> Caller<'a> {
@@ -50,7 +50,7 @@ impl IntoResponse for Refusal {
 }
 
 /// The caller's rights for `action`, or the refusal to answer with.
-fn require<'a>(
+pub(crate) fn require<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     peer: Peer,
@@ -79,8 +79,9 @@ fn read_query<'a, Q>(
 }
 
 /// A JSON body that was refused: 415 without a JSON content type, 413 over
-/// [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES), 400 for anything else.
-fn bad_body(e: &JsonRejection) -> Response {
+/// [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES), 400 for anything else; `like` is what the route
+/// expects.
+pub(crate) fn bad_body(e: &JsonRejection, like: &str) -> Response {
     let status = match e {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -94,10 +95,7 @@ fn bad_body(e: &JsonRejection) -> Response {
     };
     error(
         status,
-        format!(
-            "expected a JSON body like {{\"pattern\": \"query:*\"}} or {{\"tags\": [\"user:42\"]}}: {}",
-            e.body_text()
-        ),
+        format!("expected a JSON body like {like}: {}", e.body_text()),
     )
 }
 
@@ -187,7 +185,7 @@ pub(crate) async fn clear(
     };
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return bad_body(&e),
+        Err(e) => return bad_body(&e, r#"{"pattern": "query:*"} or {"tags": ["user:42"]}"#),
     };
     let tags = match &req.tags {
         Some(t) if t.is_empty() => return error(StatusCode::BAD_REQUEST, "tags must not be an empty list"),
@@ -331,7 +329,21 @@ pub(crate) async fn access_patterns(
         Err(r) => return r,
     };
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    let mut body = json!({ "keys": state.cache.access_patterns(limit) });
+    // Reads are recorded one in `sample_rate` (0: not at all); the rows' counts are scaled back
+    // by it, so above 1 they are estimates in steps of the rate, and `samples` says how many
+    // reads were recorded. The exact totals are in `/stats`.
+    let rate = state.cache.config().access_sample_rate;
+    let mut body = json!({
+        "tracking": rate > 0,
+        "sampled": rate > 1,
+        "sample_rate": rate,
+        "counts": match rate {
+            0 => "off: access_sample_rate is 0",
+            1 => "exact: every read is recorded",
+            _ => "estimated: recorded reads (samples) x sample_rate; hits + misses = count",
+        },
+        "keys": state.cache.access_patterns(limit),
+    });
     redact::access_patterns(&mut body, &rights, &state.cache);
     Json(body).into_response()
 }

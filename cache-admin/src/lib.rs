@@ -5,11 +5,13 @@
 //! | `GET /api/v1/cache/stats` | `read` | `{"cache": Stats, "warmup": WarmupStatus}` (adaptive TTL keys redacted) |
 //! | `GET /api/v1/cache/health` | open; details need `read` | 200, or 503 when Redis is unreachable; `{"status": "healthy"}` / `"unhealthy"` only, unless the caller may read: then also the reason, the Redis URL (password masked) and the rest of [`Health`](cache_core::Health) |
 //! | `POST /api/v1/cache/clear` | `clear` | `{"pattern": "query:*"}` → `{"removed": n}`; a pattern that can match every key needs `"confirm": true` (below); `{"tags": ["user:42"]}` invalidates tags (alone or beside a pattern) |
-//! | `POST /api/v1/cache/warmup` | `warmup` | runs a warmup, returns its report |
+//! | `POST /api/v1/cache/warmup` | `warmup` | runs a warmup, returns its report (every entry skipped while the cache is off) |
+//! | `POST /api/v1/cache/enabled` | `switch`, patterns `*` | `{"enabled": false}` turns the cache off (every cached call runs its function, nothing is read or written, invalidations do nothing; [`Cache::set_enabled`](cache_core::Cache::set_enabled)), `true` back on → `{"enabled": .., "was": ..}`; logged |
 //! | `GET /api/v1/cache/access-patterns?limit=20` | `read` | hottest keys, counts, hit ratios (keys redacted) |
 //! | `GET /api/v1/cache/performance` | `read` | latency per operation (L1/L2), compression, memory, per-function timings |
 //! | `GET /api/v1/cache/memory?samples=20` | `read` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries (both redacted) |
 //! | `GET /metrics` | `read` | Prometheus text |
+//! | `GET /dashboard` (+ `/dashboard/app.js`, `/dashboard/app.css`) | open (static); its calls need `read` (and `clear`, `warmup`, `switch` for its buttons) | a live page over the routes above, polling every 2 s, with the bearer token the user types; strict CSP, `no-store` |
 //!
 //! **Tokens.** Requests carry `Authorization: Bearer <secret>`. Each token has a name (what
 //! logs show; never the secret), the actions it may take (`read`, `clear`, `warmup`), the key
@@ -21,7 +23,7 @@
 //!   [[tokens]]
 //!   name = "tenant-a"           # logged; never the token itself
 //!   token = "s3cret..."         # the bearer secret
-//!   actions = ["read", "clear", "warmup"]
+//!   actions = ["read", "clear", "warmup"]   # and "switch": the cache-off switch
 //!   patterns = ["tenant-a:*"]   # default ["*"]
 //!   tags = ["tenant-a:*"]       # tag names it may invalidate; default none
 //!   ```
@@ -83,9 +85,11 @@
 //! ```
 
 mod auth;
+mod dashboard;
 mod handlers;
 mod metrics_export;
 mod redact;
+mod switch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,10 +130,14 @@ pub fn router(cache: Cache, warmer: Option<Warmer>, config: AdminConfig) -> Rout
         .route("/api/v1/cache/health", get(handlers::health))
         .route("/api/v1/cache/clear", post(handlers::clear))
         .route("/api/v1/cache/warmup", post(handlers::warmup))
+        .route("/api/v1/cache/enabled", post(switch::set_enabled))
         .route("/api/v1/cache/access-patterns", get(handlers::access_patterns))
         .route("/api/v1/cache/performance", get(handlers::performance))
         .route("/api/v1/cache/memory", get(handlers::memory))
         .route("/metrics", get(handlers::metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .route("/api/v1/cache", any(handlers::not_found))
         .route("/api/v1/cache/{*rest}", any(handlers::not_found))

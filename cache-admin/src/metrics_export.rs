@@ -1,9 +1,24 @@
 //! Prometheus export through the `metrics` facade. The cache's counters are copied into the
 //! recorder when `/metrics` is scraped, so the cache's hot paths never touch the facade.
+//!
+//! Every metric is described (`# HELP`, with its unit where it has one), so the output passes
+//! `promtool check metrics` (tested in `tests/tests/metrics_export.rs`).
+//!
+//! **Redis down.** `cache_redis_up` is 1 while the scrape's `INFO` got an answer, 0 when it did
+//! not (Redis unreachable, or skipped by the open circuit breaker), and
+//! `cache_redis_breaker_state` says where the breaker stands (0 closed, 1 half-open, 2 open).
+//! The gauges copied from `INFO` (`cache_redis_used_memory_bytes`,
+//! `cache_redis_connected_clients`) are then set to `NaN`: the exporter
+//! (`metrics-exporter-prometheus`) cannot remove one series (only an idle timeout over every
+//! gauge of the process, which would also drop the application's own), and zero would be a
+//! false reading ("Redis uses 0 bytes"). `NaN` is Prometheus's "no value": graphs show a gap and
+//! comparisons in alert rules are false. In L1-only mode none of the `cache_redis_*` series is
+//! written.
 
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
-use cache_core::Stats;
+use cache_core::{BreakerState, Stats};
+use metrics::Unit;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -22,7 +37,222 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Every metric [`publish`] writes: name, kind, unit, help text.
+pub(crate) const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        "cache_hits_total",
+        Kind::Counter,
+        None,
+        "Reads answered by the cache, by tier (level: l1, l2, l3).",
+    ),
+    (
+        "cache_coalesced_total",
+        Kind::Counter,
+        None,
+        "Callers that waited for another caller's load of the same key (single flight); counted in hits.",
+    ),
+    (
+        "cache_misses_total",
+        Kind::Counter,
+        None,
+        "Reads answered by no tier.",
+    ),
+    (
+        "cache_errors_total",
+        Kind::Counter,
+        None,
+        "Cache failures (Redis errors, timeouts, undecodable entries) that were logged and absorbed.",
+    ),
+    (
+        "cache_l2_skipped_total",
+        Kind::Counter,
+        None,
+        "Redis calls skipped because the circuit breaker was open.",
+    ),
+    (
+        "cache_compressions_total",
+        Kind::Counter,
+        None,
+        "Values stored compressed.",
+    ),
+    (
+        "cache_compression_saved_bytes_total",
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "Bytes compression saved across all writes.",
+    ),
+    ("cache_sets_total", Kind::Counter, None, "Values written."),
+    (
+        "cache_loader_calls_total",
+        Kind::Counter,
+        None,
+        "Times a loader (the cached function itself) ran.",
+    ),
+    (
+        "cache_tag_stale_total",
+        Kind::Counter,
+        None,
+        "Redis entries read as misses because one of their tags was invalidated after they were loaded.",
+    ),
+    (
+        "cache_tag_invalidations_total",
+        Kind::Counter,
+        None,
+        "Tags this instance invalidated, by tag prefix (the text before the first ':').",
+    ),
+    (
+        "cache_hit_rate",
+        Kind::Gauge,
+        None,
+        "hits / (hits + misses) since start; 0 before any read.",
+    ),
+    (
+        "cache_l1_entries",
+        Kind::Gauge,
+        None,
+        "Entries in L1 (in-process).",
+    ),
+    (
+        "cache_l1_bytes",
+        Kind::Gauge,
+        Some(Unit::Bytes),
+        "Approximate bytes held by L1 (encoded value sizes plus keys).",
+    ),
+    (
+        "cache_l3_enabled",
+        Kind::Gauge,
+        None,
+        "1 while the disk tier (L3) works, 0 once it disabled itself after failures.",
+    ),
+    (
+        "cache_l3_hits_total",
+        Kind::Counter,
+        None,
+        "Disk tier reads that found a live entry.",
+    ),
+    (
+        "cache_l3_misses_total",
+        Kind::Counter,
+        None,
+        "Disk tier reads that found nothing.",
+    ),
+    (
+        "cache_l3_stale_total",
+        Kind::Counter,
+        None,
+        "Disk tier records found stale or failing their check.",
+    ),
+    (
+        "cache_l3_writes_total",
+        Kind::Counter,
+        None,
+        "Entries written to the disk tier.",
+    ),
+    (
+        "cache_l3_write_bytes_total",
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "Bytes written to the disk tier.",
+    ),
+    (
+        "cache_l3_read_bytes_total",
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "Bytes read from the disk tier.",
+    ),
+    (
+        "cache_l3_evictions_total",
+        Kind::Counter,
+        None,
+        "Entries the disk tier evicted for room.",
+    ),
+    (
+        "cache_l3_corrupt_total",
+        Kind::Counter,
+        None,
+        "Corrupt disk tier records (read as misses and removed).",
+    ),
+    (
+        "cache_l3_errors_total",
+        Kind::Counter,
+        None,
+        "Disk tier I/O errors.",
+    ),
+    (
+        "cache_l3_entries",
+        Kind::Gauge,
+        None,
+        "Entries in the disk tier (those this process wrote or checked).",
+    ),
+    (
+        "cache_l3_bytes",
+        Kind::Gauge,
+        Some(Unit::Bytes),
+        "Bytes of those entries.",
+    ),
+    (
+        "cache_l3_latency_p50_seconds",
+        Kind::Gauge,
+        Some(Unit::Seconds),
+        "Median latency of a disk tier operation (op: read, write).",
+    ),
+    (
+        "cache_l3_latency_p99_seconds",
+        Kind::Gauge,
+        Some(Unit::Seconds),
+        "99th percentile latency of a disk tier operation (op: read, write).",
+    ),
+    (
+        "cache_redis_up",
+        Kind::Gauge,
+        None,
+        "1 when Redis answered this scrape's INFO, 0 when it is unreachable or skipped by the open breaker.",
+    ),
+    (
+        "cache_redis_breaker_state",
+        Kind::Gauge,
+        None,
+        "Circuit breaker in front of Redis: 0 closed, 1 half-open, 2 open.",
+    ),
+    (
+        "cache_redis_used_memory_bytes",
+        Kind::Gauge,
+        Some(Unit::Bytes),
+        "Redis used_memory (INFO); NaN while cache_redis_up is 0.",
+    ),
+    (
+        "cache_redis_connected_clients",
+        Kind::Gauge,
+        None,
+        "Redis connected_clients (INFO); NaN while cache_redis_up is 0.",
+    ),
+];
+
+/// The kind of a metric in [`METRICS`].
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Registers the help text and unit of every metric with the recorder (once; after it is
+/// installed, which [`handle`] does before the first [`publish`]).
+fn describe() {
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(|| {
+        for &(name, kind, unit, help) in METRICS {
+            match (kind, unit) {
+                (Kind::Counter, Some(u)) => metrics::describe_counter!(name, u, help),
+                (Kind::Counter, None) => metrics::describe_counter!(name, help),
+                (Kind::Gauge, Some(u)) => metrics::describe_gauge!(name, u, help),
+                (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
+            }
+        }
+    });
+}
+
 pub(crate) fn publish(s: &Stats) {
+    describe();
     metrics::counter!("cache_hits_total", "level" => "l1").absolute(s.l1_hits);
     metrics::counter!("cache_hits_total", "level" => "l2").absolute(s.l2_hits);
     metrics::counter!("cache_hits_total", "level" => "l3").absolute(s.l3_hits);
@@ -55,12 +285,24 @@ pub(crate) fn publish(s: &Stats) {
         metrics::gauge!("cache_l3_entries").set(l3.entries as f64);
         metrics::gauge!("cache_l3_bytes").set(l3.bytes as f64);
         for (op, lat) in [("read", &l3.read_latency), ("write", &l3.write_latency)] {
-            metrics::gauge!("cache_l3_latency_p50_us", "op" => op).set(lat.p50_us);
-            metrics::gauge!("cache_l3_latency_p99_us", "op" => op).set(lat.p99_us);
+            metrics::gauge!("cache_l3_latency_p50_seconds", "op" => op).set(lat.p50_us / 1e6);
+            metrics::gauge!("cache_l3_latency_p99_seconds", "op" => op).set(lat.p99_us / 1e6);
         }
     }
-    if let Some(info) = &s.redis_info {
-        metrics::gauge!("cache_redis_used_memory_bytes").set(info.used_memory as f64);
-        metrics::gauge!("cache_redis_connected_clients").set(info.connected_clients as f64);
+    // `breaker` is `Some` exactly when a Redis is configured.
+    if let Some(breaker) = s.breaker {
+        metrics::gauge!("cache_redis_breaker_state").set(match breaker {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        });
+        let info = s.redis_info.as_ref();
+        metrics::gauge!("cache_redis_up").set(if info.is_some() { 1.0 } else { 0.0 });
+        // Stale values must not stay on display: NaN (no value) while Redis does not answer.
+        let (memory, clients) = info.map_or((f64::NAN, f64::NAN), |i| {
+            (i.used_memory as f64, i.connected_clients as f64)
+        });
+        metrics::gauge!("cache_redis_used_memory_bytes").set(memory);
+        metrics::gauge!("cache_redis_connected_clients").set(clients);
     }
 }

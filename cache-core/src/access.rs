@@ -11,7 +11,11 @@
 //! Space-Saving rule (a new key replaces the least-counted one and inherits its count + 1, so
 //! counts never under-estimate a heavy hitter), and each key keeps at most [`SUCCESSORS`]
 //! successors. Reads are sampled (`access_sample_rate`: one in N, 0 = off) so the L1 hit path
-//! pays a thread-local counter, not a lock; counts are scaled back by N.
+//! pays a thread-local counter, not a lock; counts are scaled back by N, so with N > 1 every
+//! figure of an [`AccessPattern`] is an estimate in steps of N (`samples` says how many reads
+//! were actually recorded): two reads of a key may show as 16 reads or none. `hits + misses ==
+//! count` in every row; what Space-Saving adds for a key that replaced another is apart, in
+//! `inherited`.
 //!
 //! The sequence model is a first-order Markov chain over each thread's reads (a task's reads in a
 //! row mostly run on one thread; other threads' reads in between are noise for it): after key A
@@ -38,15 +42,29 @@ pub const SUCCESSORS: usize = 4;
 pub const MIN_SUPPORT: u32 = 2;
 
 /// One hot key, as returned by [`Cache::access_patterns`](crate::Cache::access_patterns).
+///
+/// With a sample rate N > 1 (`access_sample_rate`, 16 by default) the counts are estimates:
+/// recorded reads × N.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AccessPattern {
     /// The readable key.
     pub key: String,
-    /// Reads (estimated: sampled reads × sample rate).
+    /// Reads since the key was tracked, estimated: `samples` × sample rate; `hits + misses`.
     pub count: u64,
-    /// Of those, hits.
+    /// Of those, hits (estimated the same way).
     pub hits: u64,
+    /// Of those, misses (estimated the same way).
+    #[serde(default)]
+    pub misses: u64,
+    /// Reads actually recorded for the key (one in the sample rate).
+    #[serde(default)]
+    pub samples: u64,
+    /// Space-Saving's allowance: the count of the least-read key this one replaced when the
+    /// table was full. The key was read at most `count + inherited` times; ranking uses that
+    /// sum, so a heavy hitter is never under-counted. 0 for a key tracked from the start.
+    #[serde(default)]
+    pub inherited: u64,
     /// hits / count.
     pub hit_ratio: f64,
     /// Milliseconds since the last recorded read.
@@ -55,8 +73,13 @@ pub struct AccessPattern {
 
 struct KeyStat {
     key: Box<str>,
+    /// Estimated reads including `inherited` (what ranking and eviction use).
     count: u64,
     hits: u64,
+    /// Recorded (sampled) reads.
+    samples: u64,
+    /// Space-Saving's floor: the count of the key this one replaced.
+    inherited: u64,
     last: Instant,
     next: Vec<(u128, u32)>,
 }
@@ -143,6 +166,7 @@ impl AccessTracker {
                 Some(stat) => {
                     stat.count += weight;
                     stat.hits += hits;
+                    stat.samples += 1;
                     stat.last = now;
                 }
                 None => {
@@ -165,6 +189,8 @@ impl AccessTracker {
                             key: key.key_text().into(),
                             count: floor + weight,
                             hits,
+                            samples: 1,
+                            inherited: floor,
                             last: now,
                             next: Vec::new(),
                         },
@@ -202,38 +228,64 @@ impl AccessTracker {
 
     /// The `n` most-read keys, most first.
     pub(crate) fn top(&self, n: usize) -> Vec<AccessPattern> {
-        // Key, reads, hits, last read: the threads' tables added up.
-        let mut merged: HashMap<u128, (Box<str>, u64, u64, Instant), FingerprintHash> = HashMap::default();
+        // The threads' tables added up.
+        struct Sum {
+            key: Box<str>,
+            count: u64,
+            hits: u64,
+            samples: u64,
+            inherited: u64,
+            last: Instant,
+        }
+        let mut merged: HashMap<u128, Sum, FingerprintHash> = HashMap::default();
         for table in self.tables.iter() {
             for (fp, s) in &table.lock().keys {
                 merged
                     .entry(*fp)
                     .and_modify(|m| {
-                        m.1 += s.count;
-                        m.2 += s.hits;
-                        m.3 = m.3.max(s.last);
+                        m.count += s.count;
+                        m.hits += s.hits;
+                        m.samples += s.samples;
+                        m.inherited += s.inherited;
+                        m.last = m.last.max(s.last);
                     })
-                    .or_insert_with(|| (s.key.clone(), s.count, s.hits, s.last));
+                    .or_insert_with(|| Sum {
+                        key: s.key.clone(),
+                        count: s.count,
+                        hits: s.hits,
+                        samples: s.samples,
+                        inherited: s.inherited,
+                        last: s.last,
+                    });
             }
         }
         let now = clock::now();
-        let mut all: Vec<AccessPattern> = merged
+        let mut all: Vec<(u64, AccessPattern)> = merged
             .into_values()
-            .map(|(key, count, hits, last)| AccessPattern {
-                key: key.into(),
-                count,
-                hits: hits.min(count),
-                hit_ratio: if count == 0 {
-                    0.0
-                } else {
-                    hits.min(count) as f64 / count as f64
-                },
-                last_access_ms_ago: now.saturating_duration_since(last).as_millis() as u64,
+            .map(|m| {
+                // What was recorded for this key, apart from what it inherited.
+                let count = m.count.saturating_sub(m.inherited);
+                let hits = m.hits.min(count);
+                let row = AccessPattern {
+                    key: m.key.into(),
+                    count,
+                    hits,
+                    misses: count - hits,
+                    samples: m.samples,
+                    inherited: m.inherited,
+                    hit_ratio: if count == 0 {
+                        0.0
+                    } else {
+                        hits as f64 / count as f64
+                    },
+                    last_access_ms_ago: now.saturating_duration_since(m.last).as_millis() as u64,
+                };
+                (m.count, row)
             })
             .collect();
-        all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        all.sort_by(|(a, ra), (b, rb)| b.cmp(a).then_with(|| ra.key.cmp(&rb.key)));
         all.truncate(n);
-        all
+        all.into_iter().map(|(_, row)| row).collect()
     }
 
     /// Estimated reads of one key (0 when untracked).
@@ -297,6 +349,31 @@ mod tests {
         assert!(top.len() <= 8);
         assert_eq!(top[0].key, "hot");
         assert!(top[0].count >= 1000);
+    }
+
+    #[test]
+    fn rows_say_what_was_sampled_and_add_up() {
+        // The case: two reads of one key (a miss, then a hit) at one in 16.
+        let t = AccessTracker::new(16, 100);
+        rec(&t, "k", false);
+        rec(&t, "k", true);
+        let row = serde_json::to_value(&t.top(10)[0]).unwrap();
+        assert_eq!(row["samples"], 1, "{row}");
+        assert_eq!(row["count"], 16, "{row}");
+        let (hits, misses) = (row["hits"].as_u64().unwrap(), row["misses"].as_u64().unwrap());
+        assert_eq!(hits + misses, 16, "{row}");
+        // Space-Saving's inherited floor is reported apart, not as reads of the key.
+        let t = AccessTracker::new(1, 1);
+        rec(&t, "a", true);
+        rec(&t, "a", true);
+        rec(&t, "b", false);
+        let row = serde_json::to_value(&t.top(10)[0]).unwrap();
+        assert_eq!(row["key"], "b");
+        assert_eq!(
+            (&row["count"], &row["hits"], &row["misses"], &row["inherited"]),
+            (&1.into(), &0.into(), &1.into(), &2.into()),
+            "{row}"
+        );
     }
 
     #[test]

@@ -109,6 +109,36 @@ impl Cache {
         &self.engine.config
     }
 
+    /// Whether the cache is on ([`CacheConfig::enabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.engine.enabled()
+    }
+
+    /// Turns the cache on or off at run time, for every clone of this cache; returns whether it
+    /// was on. Off, every cached call runs its function, every read misses, and nothing is
+    /// read from or written to L1, Redis or the disk; invalidations do nothing. The change is
+    /// logged. Turning it back on empties this instance's L1 (writes made while off
+    /// invalidated nothing); Redis may still hold values older than those writes until their
+    /// TTLs end, so clear the patterns that changed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = cache_core::Cache::new(Default::default()).unwrap();
+    /// cache.set("k", &1u8, None).await.unwrap();
+    /// assert!(cache.set_enabled(false));
+    /// assert_eq!(cache.get::<u8>("k").await.unwrap(), None);
+    /// let calls = std::sync::atomic::AtomicU32::new(0);
+    /// for _ in 0..2 {
+    ///     cache.get_or_insert_with("n", None, || async { calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }).await;
+    /// }
+    /// assert_eq!(calls.into_inner(), 2); // the loader ran each time
+    /// assert_eq!(cache.stats().await.status, "disabled");
+    /// # }
+    /// ```
+    pub fn set_enabled(&self, on: bool) -> bool {
+        self.engine.set_enabled(on)
+    }
+
     /// L1-only or two-level.
     pub fn mode(&self) -> Mode {
         match self.engine.remote {
@@ -194,6 +224,9 @@ impl Cache {
         tags: &[&str],
     ) -> Result<()> {
         crate::tags::validate_all(tags)?;
+        if !self.engine.enabled() {
+            return Ok(());
+        }
         let opts = LoadOptions {
             ttl,
             ..LoadOptions::default()
@@ -223,7 +256,9 @@ impl Cache {
     /// macros). This instance's L1 copies are invalid at once, even when Redis fails (the error
     /// is returned); Redis copies read as misses from then on and are overwritten or expire.
     pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<()> {
-        self.engine.invalidate_tags(tags).await
+        let first = tags.first().copied().unwrap_or("");
+        let remote = self.engine.remote.is_some();
+        crate::trace::invalidation("tags", first, remote, self.engine.invalidate_tags(tags)).await
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) for an entry carrying `tags`.
@@ -255,7 +290,8 @@ impl Cache {
 
     /// Removes `key` from both levels; returns whether Redis held it (L1-only: whether L1 did).
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        self.engine.delete(key).await
+        let remote = self.engine.remote.is_some();
+        crate::trace::invalidation("delete", key, remote, self.engine.delete(key)).await
     }
 
     /// Whether `key` is cached (L1, else Redis).
@@ -269,7 +305,14 @@ impl Cache {
     /// Returns the number of Redis keys deleted (L1-only: L1 entries). L1 is cleared even when
     /// Redis fails; the error is returned.
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
-        self.engine.invalidate_pattern(pattern).await
+        let remote = self.engine.remote.is_some();
+        crate::trace::invalidation(
+            "pattern",
+            pattern,
+            remote,
+            self.engine.invalidate_pattern(pattern),
+        )
+        .await
     }
 
     /// Empties L1 and deletes the cache's entries in Redis (inside its namespace when it has one;
@@ -277,7 +320,8 @@ impl Cache {
     /// another program's keys survive). Returns the count as
     /// [`invalidate_pattern`](Self::invalidate_pattern) does.
     pub async fn clear(&self) -> Result<u64> {
-        self.engine.clear().await
+        let remote = self.engine.remote.is_some();
+        crate::trace::invalidation("clear", "*", remote, self.engine.clear()).await
     }
 
     /// Returns the cached value or runs `load`, caches its result and returns it. Concurrent
@@ -450,6 +494,9 @@ impl Cache {
     ) -> Option<(T, Option<Duration>)> {
         let hit = self.engine.l1_get_timed::<T>(fp)?;
         self.engine.access.record(fp, key, true);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            crate::trace::l1_hit(key.key_text());
+        }
         Some(hit)
     }
 }

@@ -1,7 +1,16 @@
 //! Per-operation latency histograms (HdrHistogram), L1 and L2 apart.
 //!
-//! Every Redis call is timed. L1 hits are timed one in [`L1_SAMPLE`]: reading the clock twice
-//! costs more than the hit itself, so timing every hit would change what is measured.
+//! Every Redis call is timed. L1 hits are timed one in [`L1_SAMPLE`] on average: reading the
+//! clock twice costs more than the hit itself, so timing every hit would change what is measured.
+//!
+//! The sampler is a per-thread countdown (a thread-local load, compare and store on an untimed
+//! hit; no lock, no shared cache line). The first L1 read on each thread is timed, so a handful
+//! of reads already give an L1 row; after each timed read the next gap is drawn at random from
+//! `1..2·L1_SAMPLE` (mean [`L1_SAMPLE`]), so a loop that reads keys or calls functions in a fixed
+//! rhythm cannot fall between the samples (a fixed "every 64th read" never timed a function
+//! called at an odd position of an even-length loop). A cached function asks for its own hit to
+//! be timed ([`time_next_l1_read`]) when it is due for a sample of its own
+//! ([`crate::perf::FnStats`]).
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -11,7 +20,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use thread_local::ThreadLocal;
 
-/// One L1 hit in this many is timed.
+/// One L1 hit in this many is timed (on average; the first read on each thread always).
 pub const L1_SAMPLE: u32 = 64;
 
 /// Operations that are timed.
@@ -42,8 +51,13 @@ pub struct OpLatency {
     pub op: String,
     /// `l1` or `l2`.
     pub level: String,
-    /// Recorded calls (L1: the sampled ones).
+    /// Recorded calls. L1: the timed ones only (`sampled`), about one read in
+    /// [`L1_SAMPLE`] plus each thread's first, not the number of L1 reads.
     pub count: u64,
+    /// Whether `count` and the figures come from a sample of the calls (L1) rather than every
+    /// call (L2).
+    #[serde(default)]
+    pub sampled: bool,
     /// Mean.
     pub mean_us: f64,
     /// Median.
@@ -64,17 +78,38 @@ pub(crate) struct Latencies {
 }
 
 thread_local! {
+    /// L1 reads left before the next timed one; 0: time the next read.
     static TICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Whether this L1 hit should be timed.
+/// Whether this L1 read should be timed. Cheap when not: a thread-local countdown.
 #[inline]
 pub(crate) fn sample_l1() -> bool {
-    TICK.with(|t| {
-        let n = t.get().wrapping_add(1);
-        t.set(n);
-        n % L1_SAMPLE == 0
+    TICK.with(|t| match t.get() {
+        0 => {
+            t.set(next_gap(L1_SAMPLE));
+            true
+        }
+        n => {
+            t.set(n - 1);
+            false
+        }
     })
+}
+
+/// Makes the next L1 read on this thread a timed one (a cached function due for a sample of its
+/// own asks this right before its synchronous L1 read, so no other read comes in between).
+#[inline]
+pub(crate) fn time_next_l1_read() {
+    TICK.with(|t| t.set(0));
+}
+
+/// Reads to skip before the next sample: uniform in `0..2·mean-1`, so one read in `mean` is
+/// timed on average and no fixed rhythm of reads lines up with the samples. Called only when a
+/// sample is taken.
+#[cold]
+pub(crate) fn next_gap(mean: u32) -> u32 {
+    fastrand::u32(0..mean.saturating_mul(2).saturating_sub(1).max(1))
 }
 
 /// A histogram of nanoseconds, 1 ns .. 1 h at 2 significant digits (a few KiB).
@@ -118,6 +153,7 @@ impl Latencies {
                 op: OPS[i / 2].to_owned(),
                 level: if i % 2 == 0 { "l1" } else { "l2" }.to_owned(),
                 count: h.len(),
+                sampled: i % 2 == 0,
                 mean_us: h.mean() / 1000.0,
                 p50_us: us(h.value_at_quantile(0.50)),
                 p95_us: us(h.value_at_quantile(0.95)),
@@ -147,5 +183,31 @@ mod tests {
         );
         assert!((s[0].p50_us - 50.0).abs() < 1.0, "{:?}", s[0]);
         assert!(s[0].p99_us >= 98.0 && s[0].max_us >= 99.0);
+    }
+}
+
+#[cfg(test)]
+mod l1_row_tests {
+    #[test]
+    fn a_few_l1_reads_give_an_l1_row() {
+        // On a fresh thread (the sampler is per thread): set, then two reads.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                rt.block_on(async {
+                    let cache = crate::Cache::new(Default::default()).unwrap();
+                    cache.set("k", &1u32, None).await.unwrap();
+                    for _ in 0..2 {
+                        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+                    }
+                    let perf = cache.performance().await;
+                    let row = perf.operations.iter().find(|o| o.op == "get" && o.level == "l1");
+                    let row = row.unwrap_or_else(|| panic!("no L1 get row: {:?}", perf.operations));
+                    assert!(row.count >= 1 && row.mean_us > 0.0, "{row:?}");
+                });
+            })
+            .join()
+            .unwrap();
+        });
     }
 }

@@ -51,6 +51,7 @@ pub mod strategy;
 mod sync;
 pub mod tags;
 mod tier;
+pub mod trace;
 mod values;
 mod warming;
 pub mod warmup;

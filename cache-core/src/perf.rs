@@ -1,7 +1,11 @@
 //! Performance utilities: per-function execution statistics and a timing helper.
 //!
 //! Every macro-cached function has a [`FnStats`] (a `static` in its expansion): hits, loads, the
-//! loader's own run time on a miss (HdrHistogram) and a sampled hit latency. [`functions`] reports
+//! loader's own run time on a miss (HdrHistogram) and a sampled L1 hit latency: each thread times
+//! the function's first L1 hit, then about one in [`L1_SAMPLE`](crate::latency::L1_SAMPLE) at
+//! random gaps (the function's own countdown, so functions called in a fixed order each get
+//! their samples; with one countdown shared by every function, one called at an odd position of
+//! an even-length loop was never timed and reported 0.0). [`functions`] reports
 //! them with the estimated time the cache saved (hits × mean load time). [`measure`] times any
 //! future into the same kind of record under a label.
 
@@ -24,6 +28,8 @@ struct Counts {
     hits: AtomicU64,
     past_l1: AtomicU64,
     loads: AtomicU64,
+    /// This thread's hit count at which the next L1 hit is timed (0: the first one).
+    next_timed: AtomicU64,
 }
 
 /// Statistics of one cached function (or one [`measure`] label).
@@ -78,9 +84,43 @@ impl FnStats {
     pub fn hit(&'static self, took: Option<Duration>) {
         self.bump(|c| &c.hits);
         if let Some(d) = took {
-            self.register();
-            record(&self.hit_time, d);
+            self.timed_hit(self.counts.get_or_default(), d);
         }
+    }
+
+    /// An L1 read of this function (`read`: the synchronous L1 lookup, giving the value and its
+    /// duration when it was timed), counted as a hit when it finds the value. When this
+    /// thread's sample of the function is due, the read is made a timed one. One thread-local
+    /// lookup, a load and a compare beyond the read itself.
+    #[inline]
+    pub(crate) fn l1_hit<T>(
+        &'static self,
+        read: impl FnOnce() -> Option<(T, Option<Duration>)>,
+    ) -> Option<T> {
+        // Only this thread writes its slot.
+        let c = self.counts.get_or_default();
+        let hits = c.hits.load(Ordering::Relaxed);
+        if hits >= c.next_timed.load(Ordering::Relaxed) {
+            crate::latency::time_next_l1_read();
+        }
+        let (v, took) = read()?;
+        c.hits.store(hits.wrapping_add(1), Ordering::Relaxed);
+        if let Some(d) = took {
+            self.timed_hit(c, d);
+        }
+        Some(v)
+    }
+
+    /// A timed hit: into the histogram, and this thread's next sample of the function drawn.
+    #[cold]
+    fn timed_hit(&'static self, c: &Counts, d: Duration) {
+        self.register();
+        record(&self.hit_time, d);
+        let gap = u64::from(crate::latency::next_gap(crate::latency::L1_SAMPLE));
+        c.next_timed.store(
+            c.hits.load(Ordering::Relaxed).saturating_add(gap),
+            Ordering::Relaxed,
+        );
     }
 
     /// A call that L1 did not answer (Redis, another caller's load or the function will).
@@ -114,7 +154,11 @@ impl FnStats {
         let (mean_load_ms, p99_load_ms) = self.load_time.lock().as_ref().map_or((0.0, 0.0), |h| {
             (h.mean() / 1e6, h.value_at_quantile(0.99) as f64 / 1e6)
         });
-        let mean_hit_us = self.hit_time.lock().as_ref().map_or(0.0, |h| h.mean() / 1e3);
+        let (mean_hit_us, hit_samples) = self
+            .hit_time
+            .lock()
+            .as_ref()
+            .map_or((0.0, 0), |h| (h.mean() / 1e3, h.len()));
         FunctionStats {
             name: self.name.to_owned(),
             calls,
@@ -128,6 +172,7 @@ impl FnStats {
             mean_load_ms,
             p99_load_ms,
             mean_hit_us,
+            hit_samples,
             time_saved_ms: hits as f64 * mean_load_ms,
         }
     }
@@ -151,8 +196,13 @@ pub struct FunctionStats {
     pub mean_load_ms: f64,
     /// 99th percentile of the same.
     pub p99_load_ms: f64,
-    /// Mean latency of a hit (sampled, one hit in 64).
+    /// Mean latency of an L1 hit, from the timed ones (`hit_samples`): each thread times the
+    /// function's first L1 hit, then about one in 64. 0.0 only while `hit_samples` is 0 (no L1
+    /// hit yet, e.g. a function with `l1 = false`, whose hits are Redis hits).
     pub mean_hit_us: f64,
+    /// L1 hits that were timed for `mean_hit_us`.
+    #[serde(default)]
+    pub hit_samples: u64,
     /// hits × mean load time: what the cache saved.
     pub time_saved_ms: f64,
 }
@@ -263,4 +313,82 @@ pub struct DiskMemory {
 /// The prefix of a key: the text before the first `:` (the whole key when it has none).
 pub(crate) fn prefix_of(key: &str) -> &str {
     key.split_once(':').map_or(key, |(p, _)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Fingerprint;
+    use crate::{Cache, LoadOptions};
+
+    static A: FnStats = FnStats::new("perf::tests::a");
+    static B: FnStats = FnStats::new("perf::tests::b");
+    static FEW: FnStats = FnStats::new("perf::tests::few");
+
+    fn report(name: &str) -> FunctionStats {
+        functions()
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} not registered"))
+    }
+
+    /// Each test on a fresh thread: the samplers are per thread.
+    fn on_fresh_thread(f: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            s.spawn(f).join().unwrap();
+        });
+    }
+
+    fn hits(cache: &Cache, key: &str, stats: &'static FnStats, n: usize) {
+        for _ in 0..n {
+            let v = crate::__private::hit::<u64, str>(
+                cache,
+                key,
+                Fingerprint::of(key),
+                &LoadOptions::default(),
+                stats,
+            );
+            assert_eq!(v, Some(7));
+        }
+    }
+
+    async fn cache_with(keys: &[&str]) -> Cache {
+        let cache = Cache::new(Default::default()).unwrap();
+        for k in keys {
+            cache.set(k, &7u64, None).await.unwrap();
+        }
+        cache
+    }
+
+    #[test]
+    fn a_few_hits_give_a_mean_hit_latency() {
+        on_fresh_thread(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let cache = rt.block_on(cache_with(&["few"]));
+            FEW.past_l1();
+            hits(&cache, "few", &FEW, 3);
+            let f = report("perf::tests::few");
+            assert!(f.mean_hit_us > 0.0, "the first L1 hit is timed: {f:?}");
+        });
+    }
+
+    #[test]
+    fn functions_called_in_a_fixed_rhythm_each_get_samples() {
+        // A then B, over and over: an even-length loop. With one shared "every 64th read"
+        // counter, B's reads were never the 64th and its mean read 0.0 however long it ran.
+        on_fresh_thread(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let cache = rt.block_on(cache_with(&["a", "b"]));
+            A.past_l1();
+            B.past_l1();
+            for _ in 0..6400 {
+                hits(&cache, "a", &A, 1);
+                hits(&cache, "b", &B, 1);
+            }
+            for name in ["perf::tests::a", "perf::tests::b"] {
+                let f = report(name);
+                assert!(f.mean_hit_us > 0.0, "{f:?}");
+            }
+        });
+    }
 }

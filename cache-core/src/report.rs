@@ -221,6 +221,7 @@ impl Cache {
 
     /// Counters, L1 size and Redis `INFO` (skipped in L1-only mode or when Redis is down).
     pub async fn stats(&self) -> Stats {
+        let enabled = self.engine.enabled();
         let info = match &self.engine.remote {
             Some(remote) => remote.info().await.ok(),
             None => None,
@@ -243,6 +244,10 @@ impl Cache {
         stats.values_refused = self.engine.security.refused();
         stats.breaker = self.engine.remote.as_ref().map(|r| r.breaker_state());
         stats.l3 = self.engine.disk.as_ref().map(|d| d.stats());
+        stats.enabled = enabled;
+        if !enabled {
+            "disabled".clone_into(&mut stats.status);
+        }
         stats
     }
 

@@ -53,6 +53,7 @@ pub(crate) struct Counters {
     pub too_large: Counter,
     pub stale_discarded: Counter,
     pub tag_stale: Counter,
+    pub bypassed: Counter,
 }
 
 /// A point-in-time view of the cache, shaped like the product's stats JSON.
@@ -71,6 +72,16 @@ pub(crate) struct Counters {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Whether the cache is on ([`CacheConfig::enabled`](crate::CacheConfig::enabled)); `false`:
+    /// `"disabled"` in [`Stats::status`].
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// `"enabled"` or `"disabled"`: the same for people and dashboards.
+    #[serde(default)]
+    pub status: String,
+    /// Cached calls that ran their function directly because the cache was off.
+    #[serde(default)]
+    pub bypassed: u64,
     /// Entries in L1.
     pub local_cache_size: u64,
     /// Approximate bytes held by L1 (encoded value sizes plus keys).
@@ -130,6 +141,10 @@ pub struct Stats {
     pub values_refused: u64,
     /// The disk tier's figures; `None` when it is not configured.
     pub l3: Option<crate::disk::DiskStats>,
+}
+
+fn enabled_default() -> bool {
+    true
 }
 
 /// The `INFO` fields reported in [`Stats`].
@@ -197,6 +212,9 @@ impl Counters {
             hits as f64 / (hits + misses) as f64
         };
         Stats {
+            enabled: true,
+            status: "enabled".to_owned(),
+            bypassed: self.bypassed.get(),
             local_cache_size: l1_len,
             local_cache_bytes: l1_bytes,
             hits,

@@ -17,7 +17,7 @@ pub enum EntryStatus {
     Ok,
     /// It returned `Err`, panicked or timed out.
     Failed,
-    /// It was not run: startup warmup is disabled (`warmup_on_startup`).
+    /// It was not run: startup warmup is disabled (`warmup_on_startup`), or the cache is off.
     Skipped,
 }
 
@@ -59,10 +59,32 @@ fn attribute_entries() -> Vec<(String, EntryFn)> {
         .collect()
 }
 
+/// The `cache.warmup` span of one entry or scheduled run ([`cache_core::trace`]).
+pub(crate) fn warmup_span(entry: &str) -> tracing::Span {
+    tracing::info_span!(
+        "cache.warmup",
+        cache.warmup.entry = entry,
+        cache.outcome = tracing::field::Empty,
+        cache.duration_us = tracing::field::Empty,
+    )
+}
+
+/// Records how a warmup run ended on its span.
+pub(crate) fn warmup_ended(span: &tracing::Span, ok: bool, t0: Instant) {
+    span.record("cache.outcome", if ok { "ok" } else { "failed" });
+    span.record("cache.duration_us", t0.elapsed().as_micros() as u64);
+}
+
 async fn run_one(name: String, f: EntryFn, timeout: Duration) -> EntryReport {
     let t0 = Instant::now();
-    // A task of its own: a panicking entry is reported, not propagated.
-    let outcome = tokio::time::timeout(timeout, tokio::spawn(cache_core::warming(f()))).await;
+    let span = warmup_span(&name);
+    // A task of its own: a panicking entry is reported, not propagated. The entry's own spans
+    // (its loads and stores) are children of the warmup's.
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        cache_core::warming(f()),
+        span.clone(),
+    ));
+    let outcome = tokio::time::timeout(timeout, task).await;
     let error = match outcome {
         Ok(Ok(Ok(()))) => None,
         Ok(Ok(Err(e))) => Some(e),
@@ -71,6 +93,7 @@ async fn run_one(name: String, f: EntryFn, timeout: Duration) -> EntryReport {
         Err(_) => Some(format!("timed out after {}", humantime::format_duration(timeout))),
     };
     let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    warmup_ended(&span, error.is_none(), t0);
     match &error {
         None => tracing::debug!(entry = %name, duration_ms, "warmup entry done"),
         Some(e) => tracing::warn!(entry = %name, error = %e, "warmup entry failed"),
@@ -159,7 +182,13 @@ impl Warmer {
 
     /// Runs every entry (`#[warmup_cache]` and [`register`](Warmer::register)ed) now, whatever
     /// the configuration: an explicit call, as the admin API's warmup trigger makes.
+    /// With the cache off ([`Cache::set_enabled`]) it runs none and reports them skipped: the
+    /// values would be stored nowhere.
     pub async fn warm_up(&self) -> WarmupReport {
+        if !self.inner.cache.is_enabled() {
+            tracing::info!("warmup skipped: the cache is off");
+            return skipped(self.all_entries());
+        }
         run_entries(self.all_entries(), &self.inner.config).await
     }
 

@@ -135,23 +135,35 @@ async fn job_loop(warmer: Warmer, state: Arc<JobState>, f: EntryFn, mut shutdown
         }
         // One instance per period; when the lock cannot be asked for (Redis down), warming
         // locally beats not warming.
-        let run = match warmer.inner.cache.try_lock(&lock_name, lock_ttl).await {
-            Ok(Some(_)) => true,
-            Ok(None) => {
-                state.skipped_locked.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Err(e) => {
-                tracing::debug!(job = %state.name, error = %e, "warmup lock unavailable; running locally");
-                true
+        // Off, a run would load the database for values nothing stores.
+        let run = if !warmer.inner.cache.is_enabled() {
+            false
+        } else {
+            match warmer.inner.cache.try_lock(&lock_name, lock_ttl).await {
+                Ok(Some(_)) => true,
+                Ok(None) => {
+                    state.skipped_locked.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                Err(e) => {
+                    tracing::debug!(job = %state.name, error = %e, "warmup lock unavailable; running locally");
+                    true
+                }
             }
         };
         if run {
             state.in_progress.store(true, Ordering::Relaxed);
+            let span = crate::runner::warmup_span(&state.name);
+            let t0 = std::time::Instant::now();
+            let task = tokio::spawn(tracing::Instrument::instrument(
+                cache_core::warming(f()),
+                span.clone(),
+            ));
             let outcome = tokio::select! {
-                r = tokio::time::timeout(warmer.inner.config.entry_timeout, tokio::spawn(cache_core::warming(f()))) => r,
+                r = tokio::time::timeout(warmer.inner.config.entry_timeout, task) => r,
                 _ = shutdown.changed() => break,
             };
+            crate::runner::warmup_ended(&span, matches!(outcome, Ok(Ok(Ok(())))), t0);
             state.in_progress.store(false, Ordering::Relaxed);
             state.runs.fetch_add(1, Ordering::Relaxed);
             if !matches!(outcome, Ok(Ok(Ok(())))) {

@@ -50,6 +50,9 @@ impl Warmer {
     pub async fn refresh_hot_keys(&self) -> usize {
         let cfg = &self.inner.config;
         let mut refreshed = 0;
+        if !self.inner.cache.is_enabled() {
+            return 0;
+        }
         for hot in self.inner.cache.access_patterns(cfg.refresh_hot_keys) {
             if hot.count < cfg.refresh_min_reads {
                 continue;
@@ -101,7 +104,8 @@ async fn predict_loop(warmer: Warmer, mut rx: mpsc::Receiver<String>, mut shutdo
         let Some(load) = warmer.loader_for(&key) else {
             continue;
         };
-        if warmer.inner.cache.exists(&key).await.unwrap_or(true) {
+        // Off, nothing would be stored: loading would only load the database.
+        if !warmer.inner.cache.is_enabled() || warmer.inner.cache.exists(&key).await.unwrap_or(true) {
             continue;
         }
         if let Err(e) = cache_core::warming(load(key.clone())).await {

@@ -9,7 +9,7 @@ const TWO: &str = r#"
     [[tokens]]
     name = "ops"
     token = "ops-secret"
-    actions = ["read", "clear", "warmup"]
+    actions = ["read", "clear", "warmup", "switch"]
     patterns = ["tenant-a:*"]
     tags = ["tenant-a:*"]
 

@@ -146,6 +146,12 @@ pub struct CacheConfig {
     pub access_capacity: usize,
     /// L1 eviction and TTL strategy (see [`crate::strategy`]).
     pub strategy: Strategy,
+    /// The cache at all. `false`: every cached function runs its body and every direct read
+    /// misses; nothing is read from or written to any tier, invalidations do nothing, and the
+    /// stats say `enabled: false`. The switch operators flip in an incident: it can change at
+    /// run time ([`Cache::set_enabled`](crate::Cache::set_enabled), the admin API's
+    /// `POST /api/v1/cache/enabled`). Env `CACHE_ENABLED` (default `true`).
+    pub enabled: bool,
     /// Evict other instances' L1 copies on every write through Redis pub/sub.
     pub l1_invalidation: bool,
     /// Pub/sub channel for that; default `tiered-cache:invalidate:<db>`.
@@ -206,6 +212,7 @@ impl Default for CacheConfig {
             access_sample_rate: 16,
             access_capacity: 1024,
             strategy: Strategy::Ttl,
+            enabled: true,
             l1_invalidation: true,
             invalidation_channel: None,
             distributed_lock: None,
@@ -302,6 +309,7 @@ impl CacheConfig {
             }
             Ok(())
         };
+        flag("CACHE_ENABLED", &mut c.enabled)?;
         flag("CACHE_WARMUP_ON_STARTUP", &mut c.warmup_on_startup)?;
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
         c.l3.read_lookup(&get)?;
@@ -573,6 +581,8 @@ impl CacheConfigBuilder {
         access_capacity: usize,
         /// See [`CacheConfig::strategy`].
         strategy: Strategy,
+        /// See [`CacheConfig::enabled`].
+        enabled: bool,
         /// See [`CacheConfig::l1_invalidation`].
         l1_invalidation: bool,
         /// See [`CacheConfig::distributed_lock`].

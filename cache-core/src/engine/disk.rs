@@ -80,6 +80,9 @@ impl Engine {
         ops: &'static ValueOps,
         for_l1: bool,
     ) -> Result<Option<Live>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
         let Some((disk, policy)) = self.l3_for(key) else {
             return self.remote_read(key, ops, for_l1).await;
         };

@@ -19,6 +19,7 @@ mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,6 +93,9 @@ pub(crate) struct Engine {
     too_large_warned: Mutex<HashSet<String>>,
     /// The tasks this cache runs; aborted when the last clone drops.
     pub(crate) background: Background,
+    /// The cache-off switch ([`CacheConfig::enabled`]): read with one relaxed load on every
+    /// path that would touch a tier.
+    enabled: AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch (the codec's expiry clock).
@@ -176,6 +180,7 @@ impl Engine {
             tag_invalidations: Default::default(),
             bus_channel,
             background: Background::default(),
+            enabled: AtomicBool::new(config.enabled),
             config,
         })
     }
@@ -190,6 +195,36 @@ impl Engine {
         let mut e = Engine::new(config)?;
         e.remote = Some(remote);
         Ok(e)
+    }
+
+    /// Whether the cache is on ([`CacheConfig::enabled`]). Relaxed: a call that races with the
+    /// switch may go either way, and the switch makes no promise about calls in flight.
+    #[inline]
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Turns the cache on or off; returns whether it was on. Turning it back on empties L1:
+    /// writes made while it was off invalidated nothing, so this instance's copies may be older
+    /// than the data. Redis's copies may be too; the log says so (clear the affected patterns).
+    pub(crate) fn set_enabled(&self, on: bool) -> bool {
+        let was = self.enabled.swap(on, Ordering::SeqCst);
+        if was == on {
+            return was;
+        }
+        if on {
+            if let Some(l1) = &self.l1 {
+                l1.clear();
+            }
+            tracing::warn!(
+                "cache turned on: L1 emptied; Redis may hold values older than writes made while it was off (clear the affected patterns)"
+            );
+        } else {
+            tracing::warn!(
+                "cache turned off: every cached call runs its body; nothing is read or written in any tier"
+            );
+        }
+        was
     }
 
     /// The TTL a key gets when none is given: most specific pattern, else the default.

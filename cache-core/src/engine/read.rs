@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::{unix_ms, Engine};
 use crate::codec::Decoded;
 use crate::error::{CacheError, Result};
@@ -48,7 +50,7 @@ impl Engine {
     /// An L1 hit and, one time in [`crate::latency::L1_SAMPLE`], how long it took.
     #[inline]
     pub(crate) fn l1_get_timed<T: CacheValue>(&self, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
-        let l1 = self.l1.as_ref()?;
+        let l1 = self.l1.as_ref().filter(|_| self.enabled())?;
         let timer = sample_l1().then(std::time::Instant::now);
         let v = l1.read(fp, |e| e.value.downcast_ref::<T>().cloned())?;
         let took = timer.map(|t| t.elapsed());
@@ -247,13 +249,22 @@ impl Engine {
         fp: Fingerprint,
         ops: &'static ValueOps,
     ) -> Result<Option<Entry>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let span = crate::trace::get_span(key, self.remote.is_some());
+        let t0 = std::time::Instant::now();
         let seq = self.log.start();
-        let found = self.tiered_read(key, ops, true).await;
+        let found = self.tiered_read(key, ops, true).instrument(span.clone()).await;
         if let Ok(Some(found)) = found {
+            let tier = if found.from_disk { "l3" } else { "l2" };
+            crate::trace::answered(&span, tier, "hit", t0);
             return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
         }
         self.access.record(fp, key, false);
         self.counters.misses.incr();
+        let outcome = if found.is_ok() { "miss" } else { "error" };
+        crate::trace::answered(&span, "none", outcome, t0);
         found
             .map(|_| None)
             .inspect_err(|e| self.record_error("get", key, e))
@@ -266,6 +277,9 @@ impl Engine {
         keys: &[&str],
         ops: &'static ValueOps,
     ) -> Result<Vec<Option<Entry>>> {
+        if !self.enabled() {
+            return Ok(vec![None; keys.len()]);
+        }
         let Some(remote) = &self.remote else {
             self.counters.misses.add(keys.len() as u64);
             return Ok(vec![None; keys.len()]);
@@ -304,6 +318,9 @@ impl Engine {
 
     /// Whether `key` is cached (L1, else the remote tier).
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
+        if !self.enabled() {
+            return Ok(false);
+        }
         if self
             .l1
             .as_ref()
@@ -322,6 +339,9 @@ impl Engine {
 
     /// Time until `key` expires: remote `PTTL` with a remote tier, else the L1 deadline.
     pub(crate) async fn ttl_remaining(&self, key: &str) -> Result<Option<Duration>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
         match &self.remote {
             Some(r) => r.pttl(key).await,
             None => Ok(self
@@ -341,6 +361,9 @@ impl Engine {
         ops: &'static ValueOps,
         stale_for: Duration,
     ) -> Option<Entry> {
+        if !self.enabled() {
+            return None;
+        }
         if let Some(e) = self.l1.as_ref().and_then(|l1| l1.get_stale(fp)) {
             if crate::values::holds(&e, ops) {
                 return Some(e);

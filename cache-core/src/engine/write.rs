@@ -4,6 +4,8 @@
 use std::any::Any;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::read::ToL1;
 use super::{unix_ms, Engine};
 use crate::bus::Message;
@@ -16,6 +18,7 @@ use crate::latency::Op;
 use crate::loader::LoadOptions;
 use crate::tags::{self, TagStamp};
 use crate::tier::{GuardedItem, Item, Notice, RemoteTier};
+use crate::trace;
 use crate::values::{AnyValue, ValueOps};
 
 /// Key prefixes remembered for the once-per-prefix warning about oversize values.
@@ -130,6 +133,38 @@ impl Engine {
         load: Option<&LoadStart>,
         tags: &[TagStamp],
     ) -> (Entry, Result<()>) {
+        let span = tracing::debug_span!(
+            "cache.store",
+            cache.key_prefix = trace::prefix(key),
+            db.system = trace::db_system(self.remote.is_some()),
+            db.operation = "SET",
+            cache.outcome = tracing::field::Empty,
+            cache.duration_us = tracing::field::Empty,
+        );
+        let t0 = std::time::Instant::now();
+        let (entry, result, outcome) = self
+            .write_tiers(key, fp, value, ops, opts, load, tags)
+            .instrument(span.clone())
+            .await;
+        trace::ended(&span, outcome, t0);
+        (entry, result)
+    }
+
+    /// [`store`](Self::store), saying how it ended for its span.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_tiers(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        value: AnyValue,
+        ops: &'static ValueOps,
+        opts: &LoadOptions,
+        load: Option<&LoadStart>,
+        tags: &[TagStamp],
+    ) -> (Entry, Result<()>, &'static str) {
+        if !self.enabled() {
+            return ((ops.entry)(key, value, self.now(), 0), Ok(()), "off");
+        }
         let started = std::time::Instant::now();
         let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
         // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
@@ -139,7 +174,7 @@ impl Engine {
         match load {
             Some(start) if self.log.overtaken(start.seq, fp, key) || tags::moved(tags) => {
                 self.discarded(key);
-                return ((ops.entry)(key, value, now, 0), Ok(()));
+                return ((ops.entry)(key, value, now, 0), Ok(()), "discarded");
             }
             Some(_) => {}
             None => self.log.record(Invalidated::Key(fp)),
@@ -148,7 +183,7 @@ impl Engine {
             let names: Vec<&str> = tags.iter().map(|t| t.state.name()).collect();
             if let Err(e) = tags::validate_all(&names) {
                 self.record_error("set", key, &e);
-                return ((ops.entry)(key, value, now, 0), Err(e));
+                return ((ops.entry)(key, value, now, 0), Err(e), "error");
             }
         }
         // A token Redis could not give: the entry cannot say what it was loaded under there.
@@ -165,7 +200,7 @@ impl Engine {
         };
         let (bytes, size) = match self.encode_for_tiers(key, &*value, ops, expires_at_ms, &pairs) {
             Ok(e) => e,
-            Err(e) => return ((ops.entry)(key, value, now, 0), Err(e)),
+            Err(e) => return ((ops.entry)(key, value, now, 0), Err(e), "error"),
         };
         self.counters.sets.incr();
         let mut result = Ok(());
@@ -190,7 +225,7 @@ impl Engine {
                 Ok(true) => {}
                 Ok(false) => {
                     self.discarded(key);
-                    return ((ops.entry)(key, value, now, 0), Ok(()));
+                    return ((ops.entry)(key, value, now, 0), Ok(()), "discarded");
                 }
                 Err(e) => {
                     self.record_error("set", key, &e);
@@ -215,7 +250,8 @@ impl Engine {
             tags: tags::stamps_of(tags),
             expires_at_ms,
         });
-        (entry, result)
+        let outcome = if result.is_ok() { "stored" } else { "error" };
+        (entry, result, outcome)
     }
 
     /// A load's remote write, guarded by the markers it saw ([`crate::guard`]): `Ok(false)` when
@@ -261,7 +297,8 @@ impl Engine {
     pub(crate) async fn load_start(&self, seq: u64, keys: &[&str]) -> Vec<LoadStart> {
         // Before the markers are read: their lifetime is counted from when they could be set.
         let at = std::time::Instant::now();
-        let seen: Vec<Option<Seen>> = match &self.remote {
+        let remote = self.remote.as_ref().filter(|_| self.enabled());
+        let seen: Vec<Option<Seen>> = match remote {
             Some(remote) => match remote.guard_seen(keys).await {
                 Ok(seen) => seen.into_iter().map(Some).collect(),
                 Err(e) => {
@@ -290,7 +327,7 @@ impl Engine {
             at: std::time::Instant::now(),
             tags: Vec::new(),
         });
-        if !tags.is_empty() {
+        if !tags.is_empty() && self.enabled() {
             let names = self.security.tag_names(tags);
             let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
             start.tags = self.tags.stamps(self.remote.as_deref(), &names).await;
@@ -306,6 +343,9 @@ impl Engine {
         ops: &'static ValueOps,
         ttl: Option<Duration>,
     ) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
         let started = std::time::Instant::now();
         let now = unix_ms();
         let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
@@ -366,6 +406,9 @@ impl Engine {
         ops: &'static ValueOps,
         ttl: Option<Duration>,
     ) {
+        if !self.enabled() {
+            return;
+        }
         let now_ms = unix_ms();
         let mut kept: Vec<Pending<'_>> = Vec::with_capacity(items.len());
         for (key, value, start) in items {

@@ -41,9 +41,15 @@ impl<'a> Miss<'a> {
         begin: Begin0,
         tags: &'a [&'a str],
     ) -> Self {
-        Miss {
-            state: State::Beginning(engine.begin(key, fp, opts, begin.ops, begin.stats, tags)),
-        }
+        // Off: the caller's loader runs at once, alone (no single flight either), and nothing
+        // is concluded.
+        let state = if engine.enabled() {
+            State::Beginning(engine.begin(key, fp, opts, begin.ops, begin.stats, tags))
+        } else {
+            engine.counters.bypassed.incr();
+            State::Loading(None)
+        };
+        Miss { state }
     }
 
     /// Until the caller's loader must run (`Ready(None)`), or a value was found.
@@ -78,6 +84,15 @@ impl<'a> Miss<'a> {
             State::Loading(Some(lead)) => State::Concluding(conclude(lead, value)),
             _ => State::Done,
         };
+    }
+
+    /// Enters the load's span while the caller's loader is polled ([`crate::trace`]).
+    #[inline]
+    fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        match &self.state {
+            State::Loading(Some(lead)) => Some(lead.enter()),
+            _ => None,
+        }
     }
 
     #[inline(never)]
@@ -192,7 +207,9 @@ where
                     }
                 }
                 StageProj::Load { fut } => {
+                    let entered = this.miss.enter();
                     let r = std::task::ready!(fut.poll(cx));
+                    drop(entered);
                     let value = (this.rule.value)(&r).map(|v| {
                         let store = this.keep.take().is_some_and(|keep| keep(v));
                         (erase(v.clone()), store)

@@ -31,7 +31,10 @@ use crate::guard::LoadStart;
 use crate::key::Fingerprint;
 use crate::l1::Entry;
 use crate::perf::FnStats;
+use crate::trace;
 use crate::values::{AnyValue, ValueOps};
+
+use tracing::Instrument;
 
 /// Per-call options of the loading path (what the macros set). Not `#[non_exhaustive]`, unlike
 /// the other option structs: every expansion builds it as a struct literal, and the macros are
@@ -97,8 +100,18 @@ pub(crate) struct Lead<'a> {
     start: LoadStart,
     /// The cached function's statistics, which get the loader's run time.
     stats: Option<&'static FnStats>,
+    /// The `cache.load` span ([`crate::trace`]): entered while the caller's loader runs, so
+    /// its spans are children, and around the store.
+    span: tracing::Span,
     /// When the caller's loader started.
     started: std::time::Instant,
+}
+
+impl Lead<'_> {
+    /// Enters the load's span (while the caller's loader is polled).
+    pub(crate) fn enter(&self) -> tracing::span::Entered<'_> {
+        self.span.enter()
+    }
 }
 
 impl Engine {
@@ -113,68 +126,93 @@ impl Engine {
         stats: Option<&'static FnStats>,
         tags: &'a [&'a str],
     ) -> Boxed<'a, Begin<'a>> {
-        Box::pin(async move {
-            let mut flight = match self.flights.join(fp, (ops.type_id)()).await {
-                Joined::Shared(entry) => {
-                    self.counters.coalesced.incr();
-                    self.access.record(fp, key, true);
-                    return Begin::Found(entry);
-                }
-                Joined::Lead(lead) => lead,
-            };
-            // Taken before the remote read: an invalidation from now on keeps this load from
-            // storing.
-            let seq = self.log.start();
-            // Without L1 for this call, a copy nobody waits for goes to this caller alone. (The
-            // L1 test first: asking for waiters ends the flight's registration.)
-            let no_l1 = !opts.use_l1 || self.l1.is_none();
-            match self.tiered_read(key, ops, !no_l1).await {
-                Ok(Some(found)) if no_l1 && !flight.has_waiters() => {
-                    if found.from_disk {
-                        self.counters.l3_hits.incr();
-                    } else {
-                        self.counters.l2_hits.incr();
-                    }
-                    self.access.record(fp, key, true);
-                    return Begin::Value(found.d.value);
-                }
-                Ok(Some(found)) => {
-                    let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
-                    flight.share(&entry);
-                    return Begin::Found(entry);
-                }
-                Ok(None) => {}
-                Err(e) => self.record_error("get", key, &e),
-            }
-            let mut lock = None;
-            if let (Some(lock_ttl), Some(_)) = (self.config.distributed_lock, &self.remote) {
-                match self.lead_across_instances(key, lock_ttl, ops).await {
-                    remote_lock::Waited::Value(found) => {
-                        let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
-                        flight.share(&entry);
+        let span = trace::get_span(key, self.remote.is_some());
+        let t0 = std::time::Instant::now();
+        let read = span.clone();
+        Box::pin(
+            async move {
+                let mut flight = match self.flights.join(fp, (ops.type_id)()).await {
+                    Joined::Shared(entry) => {
+                        self.counters.coalesced.incr();
+                        self.access.record(fp, key, true);
+                        trace::answered(&read, "flight", "hit", t0);
                         return Begin::Found(entry);
                     }
-                    remote_lock::Waited::Lead(name, token) => lock = Some((name, token)),
-                    remote_lock::Waited::GaveUp => {}
+                    Joined::Lead(lead) => lead,
+                };
+                // Taken before the remote read: an invalidation from now on keeps this load from
+                // storing.
+                let seq = self.log.start();
+                // Without L1 for this call, a copy nobody waits for goes to this caller alone. (The
+                // L1 test first: asking for waiters ends the flight's registration.)
+                let no_l1 = !opts.use_l1 || self.l1.is_none();
+                let mut outcome = "miss";
+                match self.tiered_read(key, ops, !no_l1).await {
+                    Ok(Some(found)) if no_l1 && !flight.has_waiters() => {
+                        if found.from_disk {
+                            self.counters.l3_hits.incr();
+                        } else {
+                            self.counters.l2_hits.incr();
+                        }
+                        self.access.record(fp, key, true);
+                        trace::answered(&read, tier_of(found.from_disk), "hit", t0);
+                        return Begin::Value(found.d.value);
+                    }
+                    Ok(Some(found)) => {
+                        let tier = tier_of(found.from_disk);
+                        let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
+                        flight.share(&entry);
+                        trace::answered(&read, tier, "hit", t0);
+                        return Begin::Found(entry);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.record_error("get", key, &e);
+                        outcome = "error";
+                    }
                 }
+                let mut lock = None;
+                if let (Some(lock_ttl), Some(_)) = (self.config.distributed_lock, &self.remote) {
+                    match self.lead_across_instances(key, lock_ttl, ops).await {
+                        remote_lock::Waited::Value(found) => {
+                            let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
+                            flight.share(&entry);
+                            trace::answered(&read, "l2", "hit", t0);
+                            return Begin::Found(entry);
+                        }
+                        remote_lock::Waited::Lead(name, token) => lock = Some((name, token)),
+                        remote_lock::Waited::GaveUp => {}
+                    }
+                }
+                self.counters.misses.incr();
+                self.counters.loader_calls.incr();
+                self.access.record(fp, key, false);
+                let start = self.load_start_tagged(seq, key, tags).await;
+                trace::answered(&read, "none", outcome, t0);
+                Begin::Lead(Box::new(Lead {
+                    engine: self,
+                    key,
+                    fp,
+                    opts,
+                    ops,
+                    flight,
+                    lock,
+                    start,
+                    stats,
+                    span: trace::load_span(&read, key),
+                    started: std::time::Instant::now(),
+                }))
             }
-            self.counters.misses.incr();
-            self.counters.loader_calls.incr();
-            self.access.record(fp, key, false);
-            let start = self.load_start_tagged(seq, key, tags).await;
-            Begin::Lead(Box::new(Lead {
-                engine: self,
-                key,
-                fp,
-                opts,
-                ops,
-                flight,
-                lock,
-                start,
-                stats,
-                started: std::time::Instant::now(),
-            }))
-        })
+            .instrument(span),
+        )
+    }
+}
+
+fn tier_of(from_disk: bool) -> &'static str {
+    if from_disk {
+        "l3"
+    } else {
+        "l2"
     }
 }
 
@@ -183,40 +221,51 @@ impl Engine {
 /// lets the waiters try to lead). The loader's run time goes to the function's statistics and
 /// the cross-instance lock is released either way. Boxed: compiled once.
 pub(crate) fn conclude(lead: Box<Lead<'_>>, value: Option<(AnyValue, bool)>) -> Boxed<'_, ()> {
-    Box::pin(async move {
-        let Lead {
-            engine,
-            key,
-            fp,
-            opts,
-            ops,
-            mut flight,
-            lock,
-            start,
-            stats,
-            started,
-        } = *lead;
-        if let Some(stats) = stats {
-            stats.load(started.elapsed());
-        }
-        match value {
-            Some((value, true)) => {
-                let entry = engine
-                    .store(key, fp, value, ops, &opts, Some(&start), &start.tags)
-                    .await
-                    .0;
-                flight.share(&entry);
+    let span = lead.span.clone();
+    Box::pin(
+        async move {
+            let Lead {
+                engine,
+                key,
+                fp,
+                opts,
+                ops,
+                mut flight,
+                lock,
+                start,
+                stats,
+                span,
+                started,
+            } = *lead;
+            if let Some(stats) = stats {
+                stats.load(started.elapsed());
             }
-            // Not stored (`skip_none`), but the waiters still get this call's answer.
-            Some((value, false)) if flight.has_waiters() => {
-                flight.share(&(ops.entry)(key, value, engine.now(), 0));
+            let outcome = match &value {
+                Some((_, true)) => "stored",
+                Some((_, false)) => "not_stored",
+                None => "error",
+            };
+            match value {
+                Some((value, true)) => {
+                    let entry = engine
+                        .store(key, fp, value, ops, &opts, Some(&start), &start.tags)
+                        .await
+                        .0;
+                    flight.share(&entry);
+                }
+                // Not stored (`skip_none`), but the waiters still get this call's answer.
+                Some((value, false)) if flight.has_waiters() => {
+                    flight.share(&(ops.entry)(key, value, engine.now(), 0));
+                }
+                Some(_) | None => drop(flight),
             }
-            Some(_) | None => drop(flight),
+            if let Some((name, token)) = lock {
+                engine.unlock_after_load(key, &name, &token).await;
+            }
+            trace::ended(&span, outcome, started);
         }
-        if let Some((name, token)) = lock {
-            engine.unlock_after_load(key, &name, &token).await;
-        }
-    })
+        .instrument(span),
+    )
 }
 
 /// How a function's return value `R` holds the cached value `T`: `Result<T, E>` holds one in

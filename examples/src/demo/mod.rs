@@ -69,11 +69,19 @@ async fn trends(UrlPath(month): UrlPath<String>) -> Result<Response, DemoError> 
     Ok(Json(service::trends(month).await?).into_response())
 }
 
+/// `GET /demo/db-queries`: the database queries run so far, for the load test.
+async fn db_queries() -> Json<serde_json::Value> {
+    Json(json!({
+        "queries": db::queries(),
+        "latency_ms": db::latency().as_secs_f64() * 1000.0,
+    }))
+}
+
 async fn index() -> Json<serde_json::Value> {
     Json(json!({
         "endpoints": [
             "GET /users/{id}", "GET /users/{id}/orders", "PUT /users/{id}",
-            "GET /resources/freight/{id}", "GET /analysis/trends/{month}",
+            "GET /resources/freight/{id}", "GET /analysis/trends/{month}", "GET /demo/db-queries",
             "GET /api/v1/cache/stats", "GET /api/v1/cache/health", "GET /api/v1/cache/performance",
             "GET /api/v1/cache/access-patterns", "POST /api/v1/cache/clear", "POST /api/v1/cache/warmup",
             "GET /metrics"
@@ -138,6 +146,7 @@ pub async fn app(db_path: &Path, admin: cache_admin::AdminConfig) -> Result<(Rou
         .route("/users/{id}/orders", get(user_orders))
         .route("/resources/freight/{id}", get(freight))
         .route("/analysis/trends/{month}", get(trends))
+        .route("/demo/db-queries", get(db_queries))
         .merge(cache_admin::router(cache, Some(warmer.clone()), admin));
     Ok((routes, warmer))
 }

@@ -1,0 +1,236 @@
+//! The cache-off switch (issue 22): `CacheConfig::enabled`, `Cache::set_enabled` and
+//! `POST /api/v1/cache/enabled`, against a real Redis. Off, every cached function runs its body,
+//! nothing is read or written in any tier, invalidations do nothing, the stats say `disabled`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cache_admin::{Action, AdminConfig, AdminToken};
+use cache_core::{cache, Cache, CacheConfig};
+use cache_test_harness::RedisServer;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(cache = cache, ttl = 600)]
+async fn answer(cache: &Cache, n: u32) -> u32 {
+    CALLS.fetch_add(1, Ordering::SeqCst);
+    n * 2
+}
+
+fn two_level(redis: &RedisServer, enabled: bool) -> Cache {
+    Cache::new(
+        CacheConfig::builder()
+            .redis_url(redis.url())
+            .enabled(enabled)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Every command Redis has run so far, `INFO commandstats` summed (the `INFO` calls that ask
+/// are counted too: the caller compares two readings taken the same way).
+async fn commands(redis: &RedisServer) -> u64 {
+    let mut total = 0;
+    for cmd in [
+        "get", "set", "mget", "del", "unlink", "exists", "pttl", "eval", "evalsha", "publish", "scan",
+    ] {
+        total += redis.command_calls(cmd).await;
+    }
+    total
+}
+
+#[tokio::test]
+async fn off_runs_every_body_and_touches_no_tier() {
+    let redis = RedisServer::start();
+    let cache = two_level(&redis, true);
+    CALLS.store(0, Ordering::SeqCst);
+    assert_eq!(answer(&cache, 21).await, 42);
+    assert_eq!(answer(&cache, 21).await, 42);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 1, "on: the second call is a hit");
+    cache.set("query:kept", &7u8, None).await.unwrap();
+
+    assert!(cache.set_enabled(false), "it was on");
+    assert!(!cache.is_enabled());
+    let before = commands(&redis).await;
+    for _ in 0..3 {
+        assert_eq!(answer(&cache, 21).await, 42);
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 4, "off: every call runs the body");
+    let loads = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let v = cache
+            .get_or_insert_with("query:loaded", None, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                5u8
+            })
+            .await;
+        assert_eq!(v, 5);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        cache.get::<u8>("query:kept").await.unwrap(),
+        None,
+        "off: reads miss"
+    );
+    assert!(!cache.exists("query:kept").await.unwrap());
+    cache.set("query:new", &1u8, None).await.unwrap();
+    assert!(!cache.delete("query:kept").await.unwrap());
+    assert_eq!(cache.invalidate_pattern("query:*").await.unwrap(), 0);
+    cache.invalidate_tags(&["t"]).await.unwrap();
+    assert_eq!(cache.clear().await.unwrap(), 0);
+    let after = commands(&redis).await;
+    // The readings themselves are INFO calls, not counted above: nothing else reached Redis.
+    assert_eq!(after, before, "off: no cache command reached Redis");
+
+    let stats = cache.stats().await;
+    assert!(!stats.enabled);
+    assert_eq!(stats.status, "disabled");
+    assert_eq!(stats.bypassed, 5, "three macro calls and two get_or_insert_with");
+    let json = serde_json::to_value(&stats).unwrap();
+    assert_eq!(json["status"], "disabled");
+
+    // Back on: Redis's copies are there again (nothing was deleted while off), L1 starts empty.
+    assert!(!cache.set_enabled(true));
+    let mut conn = redis.conn().await;
+    let in_redis: bool = redis::cmd("EXISTS")
+        .arg("query:kept")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(in_redis, "the delete while off did nothing");
+    let new_in_redis: bool = redis::cmd("EXISTS")
+        .arg("query:new")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!new_in_redis, "the write while off wrote nothing");
+    assert_eq!(
+        cache.stats().await.local_cache_size,
+        0,
+        "L1 emptied on the way back"
+    );
+    assert_eq!(cache.get::<u8>("query:kept").await.unwrap(), Some(7));
+    assert_eq!(answer(&cache, 21).await, 42);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 4, "on again: Redis's copy answers");
+}
+
+#[tokio::test]
+async fn configured_off_from_the_start_and_from_the_environment() {
+    let redis = RedisServer::start();
+    let cache = two_level(&redis, false);
+    cache.set("query:x", &1u8, None).await.unwrap();
+    assert_eq!(cache.get::<u8>("query:x").await.unwrap(), None);
+    let mut conn = redis.conn().await;
+    let n: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 0);
+
+    let off = CacheConfig::from_lookup(|k| (k == "CACHE_ENABLED").then(|| "false".to_owned())).unwrap();
+    assert!(!off.enabled);
+    let err = CacheConfig::from_lookup(|k| (k == "CACHE_ENABLED").then(|| "maybe".to_owned())).unwrap_err();
+    assert!(err.to_string().contains("CACHE_ENABLED"), "{err}");
+    let toml = CacheConfig::from_toml_str("enabled = false").unwrap();
+    assert!(!toml.enabled);
+    assert!(CacheConfig::default().enabled);
+}
+
+struct Admin {
+    cache: Cache,
+    http: reqwest::Client,
+    base: String,
+    _redis: RedisServer,
+}
+
+async fn admin() -> Admin {
+    let redis = RedisServer::start();
+    let cache = two_level(&redis, true);
+    let config = AdminConfig::new()
+        .token(AdminToken::new("ops", "ops-secret").actions(Action::ALL))
+        .unwrap()
+        .token(AdminToken::new("reader", "read-secret").actions([Action::Read, Action::Clear]))
+        .unwrap()
+        .token(
+            AdminToken::new("tenant", "tenant-secret")
+                .actions(Action::ALL)
+                .patterns(["tenant:*"])
+                .unwrap(),
+        )
+        .unwrap();
+    let app = cache_admin::router(cache.clone(), None, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Admin {
+        cache,
+        http: reqwest::Client::new(),
+        base,
+        _redis: redis,
+    }
+}
+
+impl Admin {
+    async fn switch(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/cache/enabled", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn the_admin_switch_needs_its_action_and_every_key() {
+    let a = admin().await;
+    let (s, body) = a.switch("read-secret", json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(a.cache.is_enabled());
+    let (s, body) = a.switch("tenant-secret", json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("every key"), "{body}");
+    assert!(a.cache.is_enabled());
+    let (s, body) = a.switch("wrong", json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    let (s, body) = a.switch("ops-secret", json!({"enabled": "no"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("enabled"), "{body}");
+
+    let (s, body) = a.switch("ops-secret", json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"enabled": false, "was": true}));
+    assert!(!a.cache.is_enabled());
+    let stats: Value = a
+        .http
+        .get(format!("{}/api/v1/cache/stats", a.base))
+        .bearer_auth("ops-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["cache"]["status"], "disabled", "{stats}");
+    // A warmup while off runs nothing.
+    let report: Value = a
+        .http
+        .post(format!("{}/api/v1/cache/warmup", a.base))
+        .bearer_auth("ops-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ok"], 0, "{report}");
+
+    let (s, body) = a.switch("ops-secret", json!({"enabled": true})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, json!({"enabled": true, "was": false}));
+    assert!(a.cache.is_enabled());
+}
