@@ -248,6 +248,13 @@
   }
 
   function renderTopKeys(a) {
+    // Reads are recorded one in `sample_rate`: the figures are estimates, and say so.
+    const note = document.getElementById("top-keys-note");
+    if (note) {
+      note.textContent = a.sampled
+        ? "estimated: one read in " + a.sample_rate + " is recorded, counts are samples × " + a.sample_rate + " (exact totals are in the hit-rate card)"
+        : "every read recorded";
+    }
     // By position, not by key: redacted keys all read "<redacted>".
     rows("top-keys-table", a.keys, (tr, k, i) => {
       cell(tr, k.key, { metric: "top." + i + ".key", value: k.key, title: k.key }).className = "key";

@@ -8,9 +8,9 @@
 //! of reads already give an L1 row; after each timed read the next gap is drawn at random from
 //! `1..2·L1_SAMPLE` (mean [`L1_SAMPLE`]), so a loop that reads keys or calls functions in a fixed
 //! rhythm cannot fall between the samples (a fixed "every 64th read" never timed a function
-//! called at an odd position of an even-length loop). A cached function asks for its own hit to
-//! be timed ([`time_next_l1_read`]) when it is due for a sample of its own
-//! ([`crate::perf::FnStats`]).
+//! called at an odd position of an even-length loop). A cached function's hit latency
+//! ([`crate::perf::FnStats`]) reuses these measurements: random gaps give every function its
+//! share, so it needs no countdown of its own.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -95,13 +95,6 @@ pub(crate) fn sample_l1() -> bool {
             false
         }
     })
-}
-
-/// Makes the next L1 read on this thread a timed one (a cached function due for a sample of its
-/// own asks this right before its synchronous L1 read, so no other read comes in between).
-#[inline]
-pub(crate) fn time_next_l1_read() {
-    TICK.with(|t| t.set(0));
 }
 
 /// Reads to skip before the next sample: uniform in `0..2·mean-1`, so one read in `mean` is

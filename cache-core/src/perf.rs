@@ -1,11 +1,11 @@
 //! Performance utilities: per-function execution statistics and a timing helper.
 //!
 //! Every macro-cached function has a [`FnStats`] (a `static` in its expansion): hits, loads, the
-//! loader's own run time on a miss (HdrHistogram) and a sampled L1 hit latency: each thread times
-//! the function's first L1 hit, then about one in [`L1_SAMPLE`](crate::latency::L1_SAMPLE) at
-//! random gaps (the function's own countdown, so functions called in a fixed order each get
-//! their samples; with one countdown shared by every function, one called at an odd position of
-//! an even-length loop was never timed and reported 0.0). [`functions`] reports
+//! loader's own run time on a miss (HdrHistogram) and a sampled L1 hit latency: the L1 reads
+//! the engine times ([`crate::latency`]: each thread's first, then about one in
+//! [`L1_SAMPLE`](crate::latency::L1_SAMPLE) at random gaps, so functions called in a fixed
+//! order each get their share; with every 64th read timed, one called at an odd position of an
+//! even-length loop was never timed and reported 0.0). [`functions`] reports
 //! them with the estimated time the cache saved (hits × mean load time). [`measure`] times any
 //! future into the same kind of record under a label.
 
@@ -28,8 +28,6 @@ struct Counts {
     hits: AtomicU64,
     past_l1: AtomicU64,
     loads: AtomicU64,
-    /// This thread's hit count at which the next L1 hit is timed (0: the first one).
-    next_timed: AtomicU64,
 }
 
 /// Statistics of one cached function (or one [`measure`] label).
@@ -84,43 +82,15 @@ impl FnStats {
     pub fn hit(&'static self, took: Option<Duration>) {
         self.bump(|c| &c.hits);
         if let Some(d) = took {
-            self.timed_hit(self.counts.get_or_default(), d);
+            self.timed_hit(d);
         }
     }
 
-    /// An L1 read of this function (`read`: the synchronous L1 lookup, giving the value and its
-    /// duration when it was timed), counted as a hit when it finds the value. When this
-    /// thread's sample of the function is due, the read is made a timed one. One thread-local
-    /// lookup, a load and a compare beyond the read itself.
-    #[inline]
-    pub(crate) fn l1_hit<T>(
-        &'static self,
-        read: impl FnOnce() -> Option<(T, Option<Duration>)>,
-    ) -> Option<T> {
-        // Only this thread writes its slot.
-        let c = self.counts.get_or_default();
-        let hits = c.hits.load(Ordering::Relaxed);
-        if hits >= c.next_timed.load(Ordering::Relaxed) {
-            crate::latency::time_next_l1_read();
-        }
-        let (v, took) = read()?;
-        c.hits.store(hits.wrapping_add(1), Ordering::Relaxed);
-        if let Some(d) = took {
-            self.timed_hit(c, d);
-        }
-        Some(v)
-    }
-
-    /// A timed hit: into the histogram, and this thread's next sample of the function drawn.
+    /// A timed hit: into the histogram.
     #[cold]
-    fn timed_hit(&'static self, c: &Counts, d: Duration) {
+    fn timed_hit(&'static self, d: Duration) {
         self.register();
         record(&self.hit_time, d);
-        let gap = u64::from(crate::latency::next_gap(crate::latency::L1_SAMPLE));
-        c.next_timed.store(
-            c.hits.load(Ordering::Relaxed).saturating_add(gap),
-            Ordering::Relaxed,
-        );
     }
 
     /// A call that L1 did not answer (Redis, another caller's load or the function will).
