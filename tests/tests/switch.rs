@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
+static WARMED: AtomicUsize = AtomicUsize::new(0);
 
 #[cache(cache = cache, ttl = 600)]
 async fn answer(cache: &Cache, n: u32) -> u32 {
@@ -158,7 +159,12 @@ async fn admin() -> Admin {
                 .unwrap(),
         )
         .unwrap();
-    let app = cache_admin::router(cache.clone(), None, config);
+    let warmer = cache_warmer::Warmer::new(cache.clone());
+    warmer.register("counted", || async {
+        WARMED.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), std::io::Error>(())
+    });
+    let app = cache_admin::router(cache.clone(), Some(warmer), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -171,17 +177,29 @@ async fn admin() -> Admin {
 }
 
 impl Admin {
-    async fn switch(&self, token: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
+    /// `method path` with `token` (and a JSON body): the status and the JSON answer.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
             .http
-            .post(format!("{}/api/v1/cache/enabled", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
         let status = r.status();
         (status, r.json().await.unwrap())
+    }
+
+    async fn switch(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, "/api/v1/cache/enabled", token, Some(body))
+            .await
     }
 }
 
@@ -205,32 +223,28 @@ async fn the_admin_switch_needs_its_action_and_every_key() {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"enabled": false, "was": true}));
     assert!(!a.cache.is_enabled());
-    let stats: Value = a
-        .http
-        .get(format!("{}/api/v1/cache/stats", a.base))
-        .bearer_auth("ops-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, stats) = a
+        .call(reqwest::Method::GET, "/api/v1/cache/stats", "ops-secret", None)
+        .await;
     assert_eq!(stats["cache"]["status"], "disabled", "{stats}");
-    // A warmup while off runs nothing.
-    let report: Value = a
-        .http
-        .post(format!("{}/api/v1/cache/warmup", a.base))
-        .bearer_auth("ops-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(report["ok"], 0, "{report}");
+    // A warmup while off runs nothing: its entry is reported skipped and never called.
+    let (_, report) = a
+        .call(reqwest::Method::POST, "/api/v1/cache/warmup", "ops-secret", None)
+        .await;
+    assert_eq!(
+        (report["ok"].as_u64(), report["skipped"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
+    assert_eq!(WARMED.load(Ordering::SeqCst), 0);
 
     let (s, body) = a.switch("ops-secret", json!({"enabled": true})).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body, json!({"enabled": true, "was": false}));
     assert!(a.cache.is_enabled());
+    let (_, report) = a
+        .call(reqwest::Method::POST, "/api/v1/cache/warmup", "ops-secret", None)
+        .await;
+    assert_eq!(report["ok"].as_u64(), Some(1), "{report}");
+    assert_eq!(WARMED.load(Ordering::SeqCst), 1);
 }
