@@ -7,7 +7,7 @@
 //! | `POST /api/v1/cache/clear` | `clear` | `{"pattern": "query:*"}` → `{"removed": n}`; a pattern that can match every key needs `"confirm": true` (below); `{"tags": ["user:42"]}` invalidates tags (alone or beside a pattern) |
 //! | `POST /api/v1/cache/warmup` | `warmup` | runs a warmup, returns its report (every entry skipped while the cache is off) |
 //! | `POST /api/v1/cache/enabled` | `switch`, patterns `*` | `{"enabled": false}` turns the cache off (every cached call runs its function, nothing is read or written, invalidations do nothing; [`Cache::set_enabled`](cache_core::Cache::set_enabled)), `true` back on → `{"enabled": .., "was": ..}`; logged |
-//! | `GET /api/v1/cache/access-patterns?limit=20` | `read` | hottest keys, counts, hit ratios (keys redacted) |
+//! | `GET /api/v1/cache/access-patterns?limit=20` | `read` | hottest keys, counts, hit ratios (keys redacted); with `access_sample_rate` > 1 the counts are estimates and the answer says so (`sampled`, `sample_rate`) |
 //! | `GET /api/v1/cache/performance` | `read` | latency per operation (L1/L2), compression, memory, per-function timings |
 //! | `GET /api/v1/cache/memory?samples=20` | `read` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries (both redacted) |
 //! | `GET /metrics` | `read` | Prometheus text |
