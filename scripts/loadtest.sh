@@ -25,13 +25,17 @@ export DEMO_DB_LATENCY_MS=${DEMO_DB_LATENCY_MS:-2}
 
 step() { echo "[loadtest $(date +%T)] $*" >&2; }
 
-scripts/install-deps.sh
-if ! command -v wrk >/dev/null 2>&1; then
-  step "installing wrk..."
+# Only what this script uses: redis-server, wrk, curl (not the browser the test suite needs).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server redis-tools)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}..."
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 step "building the demo (release)..."
@@ -66,7 +70,7 @@ run() {
   CACHE_ENABLED=$enabled REDIS_URL="redis://127.0.0.1:$redis_port/" RUST_LOG=warn \
     "$demo_bin" --port "$port" --db "$work/$mode.sqlite" >"$work/demo-$mode.log" 2>&1 &
   local demo=$!
-  pids+=("$demo")
+  pids=("${pids[@]}" "$demo")
   for _ in $(seq 1 100); do
     curl -fsS "$base/api/v1/cache/health" >/dev/null 2>&1 && break
     sleep 0.1
@@ -76,12 +80,15 @@ run() {
   step "cache $mode: ${duration} s, $connections connections, Zipf(s = $LOADTEST_ZIPF_S), $LOADTEST_WRITE_PCT % writes, seed $LOADTEST_SEED"
   python3 "$here/report.py" stale "$base" "$stale_samples" "$LOADTEST_SEED" "$work/$mode-stale.json" &
   local checker=$!
+  pids=("${pids[@]}" "$checker")
   wrk -t"$threads" -c"$connections" -d"${duration}s" --timeout 10s -s "$here/mix.lua" "$base" >"$work/wrk-$mode.txt"
   wait "$checker"
   python3 "$here/report.py" snapshot "$base" >"$work/$mode-after.json"
   grep -E 'Requests/sec|Latency  ' "$work/wrk-$mode.txt" | sed 's/^/    /' >&2
   kill "$demo" 2>/dev/null || true
   wait "$demo" 2>/dev/null || true
+  # Reaped: forget both, so the cleanup never signals a reused pid.
+  pids=("${pids[0]}")
   python3 - "$work" "$mode" "$duration" "$connections" "$threads" "$stale_samples" <<'PY'
 import json, sys, platform, os
 work, mode, duration, conns, threads, samples = sys.argv[1:]
@@ -96,6 +103,8 @@ out = {
         "duration": int(duration), "connections": int(conns), "threads": int(threads),
         "seed": int(os.environ["LOADTEST_SEED"]), "zipf_s": float(os.environ["LOADTEST_ZIPF_S"]),
         "write_pct": float(os.environ["LOADTEST_WRITE_PCT"]), "stale_samples": int(samples),
+        "users": int(os.environ.get("LOADTEST_USERS", "100")),
+        "freight": int(os.environ.get("LOADTEST_FREIGHT", "500")),
         "redis": "redis-server on loopback",
         "machine": f"{os.cpu_count()} cores, {cpu}; wrk, the demo and Redis share them",
     },

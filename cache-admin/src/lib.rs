@@ -6,7 +6,7 @@
 //! | `GET /api/v1/cache/health` | open; details need `read` | 200, or 503 when Redis is unreachable; `{"status": "healthy"}` / `"unhealthy"` only, unless the caller may read: then also the reason, the Redis URL (password masked) and the rest of [`Health`](cache_core::Health) |
 //! | `POST /api/v1/cache/clear` | `clear` | `{"pattern": "query:*"}` → `{"removed": n}`; a pattern that can match every key needs `"confirm": true` (below); `{"tags": ["user:42"]}` invalidates tags (alone or beside a pattern) |
 //! | `POST /api/v1/cache/warmup` | `warmup` | runs a warmup, returns its report (every entry skipped while the cache is off) |
-//! | `POST /api/v1/cache/enabled` | `switch`, patterns `*` | `{"enabled": false}` turns the cache off (every cached call runs its function, nothing is read or written, invalidations do nothing; [`Cache::set_enabled`](cache_core::Cache::set_enabled)), `true` back on → `{"enabled": .., "was": ..}`; logged |
+//! | `POST /api/v1/cache/enabled` | `switch`, patterns `*` | `{"enabled": false}` turns the cache off (every cached call runs its function, nothing is read or stored, invalidations still run; this process only; [`Cache::set_enabled`](cache_core::Cache::set_enabled)), `true` back on → `{"enabled": .., "was": ..}`; logged |
 //! | `GET /api/v1/cache/access-patterns?limit=20` | `read` | hottest keys, counts, hit ratios (keys redacted); with `access_sample_rate` > 1 the counts are estimates and the answer says so (`sampled`, `sample_rate`) |
 //! | `GET /api/v1/cache/performance` | `read` | latency per operation (L1/L2), compression, memory, per-function timings |
 //! | `GET /api/v1/cache/memory?samples=20` | `read` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries (both redacted) |
@@ -14,7 +14,7 @@
 //! | `GET /dashboard` (+ `/dashboard/app.js`, `/dashboard/app.css`) | open (static); its calls need `read` (and `clear`, `warmup`, `switch` for its buttons) | a live page over the routes above, polling every 2 s, with the bearer token the user types; strict CSP, `no-store` |
 //!
 //! **Tokens.** Requests carry `Authorization: Bearer <secret>`. Each token has a name (what
-//! logs show; never the secret), the actions it may take (`read`, `clear`, `warmup`), the key
+//! logs show; never the secret), the actions it may take (`read`, `clear`, `warmup`, `switch`), the key
 //! patterns it may touch (default `*`) and the tag names it may invalidate (default none: a
 //! tag spans keys of any pattern). They come from the environment ([`AdminConfig::from_env`]):
 //!

@@ -101,6 +101,18 @@ pub(crate) const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Tags this instance invalidated, by tag prefix (the text before the first ':').",
     ),
     (
+        "cache_bypassed_total",
+        Kind::Counter,
+        None,
+        "Cached calls that ran their function directly because the cache was off.",
+    ),
+    (
+        "cache_enabled",
+        Kind::Gauge,
+        None,
+        "1 while the cache is on, 0 while it is switched off (CACHE_ENABLED, POST /api/v1/cache/enabled).",
+    ),
+    (
         "cache_hit_rate",
         Kind::Gauge,
         None,
@@ -268,6 +280,8 @@ pub(crate) fn publish(s: &Stats) {
     for (prefix, n) in &s.tag_invalidations_by_prefix {
         metrics::counter!("cache_tag_invalidations_total", "prefix" => prefix.clone()).absolute(*n);
     }
+    metrics::counter!("cache_bypassed_total").absolute(s.bypassed);
+    metrics::gauge!("cache_enabled").set(if s.enabled { 1.0 } else { 0.0 });
     metrics::gauge!("cache_hit_rate").set(s.hit_rate);
     metrics::gauge!("cache_l1_entries").set(s.local_cache_size as f64);
     metrics::gauge!("cache_l1_bytes").set(s.local_cache_bytes as f64);

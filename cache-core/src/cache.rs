@@ -115,11 +115,12 @@ impl Cache {
     }
 
     /// Turns the cache on or off at run time, for every clone of this cache; returns whether it
-    /// was on. Off, every cached call runs its function, every read misses, and nothing is
-    /// read from or written to L1, Redis or the disk; invalidations do nothing. The change is
-    /// logged. Turning it back on empties this instance's L1 (writes made while off
-    /// invalidated nothing); Redis may still hold values older than those writes until their
-    /// TTLs end, so clear the patterns that changed.
+    /// was on. Off, every cached call runs its function, every read misses, nothing is read
+    /// from L1, Redis or the disk or stored there, and warmups run nothing. Invalidations still
+    /// run: the switch is per process, and the instances still on must not serve what a write
+    /// made here replaced. (Locks and the health check still talk to Redis.) The change is
+    /// logged. Turning it back on empties this instance's L1 and refuses the stores of loads
+    /// begun before, then reads resume.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -5,13 +5,14 @@
 //! | `cache.get` | TRACE | an L1 hit | `cache.key_prefix`, `cache.tier = "l1"`, `cache.outcome = "hit"` |
 //! | `cache.get` | DEBUG | a read past L1 (cached functions, `get`, the `get_or_insert` family) | `cache.key_prefix`, `db.system` (`"redis"` with a Redis tier, absent without), `db.operation = "GET"`, `cache.tier` (`"l2"`, `"l3"`, `"flight"`: another caller's load, `"none"`), `cache.outcome` (`"hit"`, `"miss"`, `"error"`), `cache.duration_us` |
 //! | `cache.load` | DEBUG | the cached function's own run after a miss (its spans are children), and the store after it | `cache.key_prefix`, `cache.outcome` (`"stored"`, `"not_stored"`, `"error"`), `cache.duration_us` |
-//! | `cache.store` | DEBUG | a write to the tiers | `cache.key_prefix`, `db.system`, `db.operation = "SET"`, `cache.outcome` (`"stored"`, `"discarded"`: an invalidation overtook the load, `"error"`), `cache.duration_us` |
+//! | `cache.store` | DEBUG | a write to the tiers | `cache.key_prefix`, `db.system`, `db.operation = "SET"`, `cache.outcome` (`"stored"`, `"discarded"`: an invalidation overtook the load, `"off"`: the cache is switched off, `"error"`), `cache.duration_us` |
 //! | `cache.invalidate` | DEBUG | `delete`, `invalidate_pattern`, `clear`, `invalidate_tags` | `cache.operation`, `cache.key_prefix` (of the key or pattern), `db.system`, `cache.outcome`, `cache.duration_us` |
 //! | `cache.warmup` | INFO | a warmup entry or scheduled job (`cache-warmer`) | `cache.warmup.entry`, `cache.outcome`, `cache.duration_us` |
 //!
 //! The key prefix is the text before the first lone `:` (`query`, `resource`, or the function
 //! path of a `#[cache]` key without a prefix, `app::get_user`), never the whole key: keys carry
-//! arguments, which can be personal data. A key without such a `:` shows as `-`.
+//! arguments, which can be personal data. A key without such a `:`, or whose first part is not
+//! a family name (`[A-Za-z0-9_.:-]`, up to 64 bytes: `bob@example.com:profile`), shows as `-`.
 //!
 //! With no subscriber, or one that filters these levels out, a span costs a check of a cached
 //! flag: the L1 hit's span is TRACE and not even built unless TRACE is on for this crate.
@@ -37,7 +38,8 @@ use tracing::field::Empty;
 use tracing::Span;
 
 /// The text of a key or pattern that spans show: up to its first lone `:` (a `::` of a
-/// function path does not end it), at most 64 bytes.
+/// function path does not end it), when that is a family name (`[A-Za-z0-9_.:-]`, at most 64
+/// bytes); anything else (an email, free text, a long id) shows as `-`.
 pub(crate) fn prefix(key: &str) -> &str {
     let b = key.as_bytes();
     let mut i = 0;
@@ -47,16 +49,17 @@ pub(crate) fn prefix(key: &str) -> &str {
                 i += 2;
                 continue;
             }
-            // A prefix is a family name; anything longer is data, shown cut at a char boundary.
-            let mut end = i.min(64);
-            while !key.is_char_boundary(end) {
-                end -= 1;
-            }
-            return &key[..end];
+            break;
+        }
+        if !(b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'-')) {
+            return "-";
         }
         i += 1;
     }
-    "-"
+    if i == b.len() || i > 64 {
+        return "-";
+    }
+    &key[..i]
 }
 
 /// `db.system` for spans: `"redis"` with a Redis tier; absent without one.
@@ -154,8 +157,8 @@ mod tests {
         assert_eq!(prefix("user@example.com"), "-");
         assert_eq!(prefix("app::no_args"), "-");
         assert_eq!(prefix(":x"), "");
-        let long = format!("{}:x", "é".repeat(40));
-        assert!(prefix(&long).len() <= 64);
-        assert!(prefix(&long).chars().all(|c| c == 'é'));
+        assert_eq!(prefix("bob@example.com:profile"), "-", "data, not a family name");
+        assert_eq!(prefix("é:x"), "-");
+        assert_eq!(prefix(&format!("{}:x", "a".repeat(65))), "-");
     }
 }

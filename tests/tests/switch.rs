@@ -44,7 +44,7 @@ async fn commands(redis: &RedisServer) -> u64 {
 }
 
 #[tokio::test]
-async fn off_runs_every_body_and_touches_no_tier() {
+async fn off_runs_every_body_reads_and_fills_nothing() {
     let redis = RedisServer::start();
     let cache = two_level(&redis, true);
     CALLS.store(0, Ordering::SeqCst);
@@ -52,6 +52,7 @@ async fn off_runs_every_body_and_touches_no_tier() {
     assert_eq!(answer(&cache, 21).await, 42);
     assert_eq!(CALLS.load(Ordering::SeqCst), 1, "on: the second call is a hit");
     cache.set("query:kept", &7u8, None).await.unwrap();
+    cache.set("query:gone", &8u8, None).await.unwrap();
 
     assert!(cache.set_enabled(false), "it was on");
     assert!(!cache.is_enabled());
@@ -71,6 +72,21 @@ async fn off_runs_every_body_and_touches_no_tier() {
         assert_eq!(v, 5);
     }
     assert_eq!(loads.load(Ordering::SeqCst), 2);
+    let batch: Vec<Option<u8>> = cache
+        .get_many_or_compute(
+            &["query:kept", "query:b"],
+            None,
+            |missing: Vec<String>| async move {
+                Ok::<_, std::io::Error>(missing.into_iter().map(|k| (k, 9u8)).collect())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        batch,
+        vec![Some(9), Some(9)],
+        "off: the batch loader gets every key"
+    );
     assert_eq!(
         cache.get::<u8>("query:kept").await.unwrap(),
         None,
@@ -78,36 +94,40 @@ async fn off_runs_every_body_and_touches_no_tier() {
     );
     assert!(!cache.exists("query:kept").await.unwrap());
     cache.set("query:new", &1u8, None).await.unwrap();
-    assert!(!cache.delete("query:kept").await.unwrap());
-    assert_eq!(cache.invalidate_pattern("query:*").await.unwrap(), 0);
-    cache.invalidate_tags(&["t"]).await.unwrap();
-    assert_eq!(cache.clear().await.unwrap(), 0);
     let after = commands(&redis).await;
     // The readings themselves are INFO calls, not counted above: nothing else reached Redis.
-    assert_eq!(after, before, "off: no cache command reached Redis");
+    assert_eq!(after, before, "off: no read or fill reached Redis");
+
+    // Invalidations still run: another instance must not serve what this one's write replaced.
+    assert!(cache.delete("query:gone").await.unwrap());
 
     let stats = cache.stats().await;
     assert!(!stats.enabled);
     assert_eq!(stats.status, "disabled");
-    assert_eq!(stats.bypassed, 5, "three macro calls and two get_or_insert_with");
+    assert_eq!(
+        stats.bypassed, 6,
+        "three macro calls, two get_or_insert_with, one batch"
+    );
     let json = serde_json::to_value(&stats).unwrap();
     assert_eq!(json["status"], "disabled");
 
-    // Back on: Redis's copies are there again (nothing was deleted while off), L1 starts empty.
+    // Back on: Redis's copies answer again, L1 starts empty.
     assert!(!cache.set_enabled(true));
     let mut conn = redis.conn().await;
-    let in_redis: bool = redis::cmd("EXISTS")
-        .arg("query:kept")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(in_redis, "the delete while off did nothing");
-    let new_in_redis: bool = redis::cmd("EXISTS")
-        .arg("query:new")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(!new_in_redis, "the write while off wrote nothing");
+    let exists = |k: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(k)
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(exists("query:kept").await, "reads while off removed nothing");
+    assert!(!exists("query:gone").await, "the delete while off reached Redis");
+    assert!(!exists("query:new").await, "the write while off wrote nothing");
+    let _ = &mut conn;
     assert_eq!(
         cache.stats().await.local_cache_size,
         0,
@@ -116,6 +136,60 @@ async fn off_runs_every_body_and_touches_no_tier() {
     assert_eq!(cache.get::<u8>("query:kept").await.unwrap(), Some(7));
     assert_eq!(answer(&cache, 21).await, 42);
     assert_eq!(CALLS.load(Ordering::SeqCst), 4, "on again: Redis's copy answers");
+}
+
+/// The switch is per process: a write on an instance that is off still evicts the copies of
+/// an instance that is on.
+#[tokio::test]
+async fn an_instance_that_is_off_still_invalidates_the_others() {
+    let redis = RedisServer::start();
+    let off = two_level(&redis, true);
+    let on = two_level(&redis, true);
+    on.set("resource:users:1", &"old".to_owned(), None).await.unwrap();
+    assert_eq!(
+        on.get::<String>("resource:users:1").await.unwrap().as_deref(),
+        Some("old")
+    );
+    off.set_enabled(false);
+    off.delete("resource:users:1").await.unwrap();
+    // The other instance's L1 copy goes with the pub/sub message.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while on.get::<String>("resource:users:1").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance that is on still serves the old value"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A load that began before the switch went off and ends after it is back on may have read the
+/// data before a write made while off: it is not stored.
+#[tokio::test]
+async fn a_load_across_off_and_on_is_not_stored() {
+    let redis = RedisServer::start();
+    let cache = two_level(&redis, true);
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+    let c = cache.clone();
+    let load = tokio::spawn(async move {
+        c.get_or_insert_with("query:slow", None, || async move {
+            let _ = started.send(());
+            let _ = wait.await;
+            "read before the write".to_owned()
+        })
+        .await
+    });
+    has_started.await.unwrap();
+    cache.set_enabled(false);
+    cache.set_enabled(true);
+    release.send(()).unwrap();
+    assert_eq!(load.await.unwrap(), "read before the write");
+    assert_eq!(
+        cache.get::<String>("query:slow").await.unwrap(),
+        None,
+        "not stored"
+    );
 }
 
 #[tokio::test]

@@ -147,8 +147,9 @@ pub struct CacheConfig {
     /// L1 eviction and TTL strategy (see [`crate::strategy`]).
     pub strategy: Strategy,
     /// The cache at all. `false`: every cached function runs its body and every direct read
-    /// misses; nothing is read from or written to any tier, invalidations do nothing, and the
-    /// stats say `enabled: false`. The switch operators flip in an incident: it can change at
+    /// misses; nothing is read from any tier or stored in one, and the stats say
+    /// `enabled: false`. Invalidations still run (other instances must not serve what a write
+    /// here replaced). The switch operators flip in an incident: it can change at
     /// run time ([`Cache::set_enabled`](crate::Cache::set_enabled), the admin API's
     /// `POST /api/v1/cache/enabled`). Env `CACHE_ENABLED` (default `true`).
     pub enabled: bool,

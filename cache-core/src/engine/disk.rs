@@ -327,6 +327,9 @@ impl Engine {
     /// disk checks, by its own record of changes) when its key was written or invalidated
     /// after the entry was made: that is newer than it.
     fn spill(&self, e: &Entry) {
+        if !self.enabled() {
+            return;
+        }
         let Some(meta) = e.spill.as_deref() else { return };
         let Some((disk, policy)) = self.l3_for(&e.key) else {
             return;

@@ -204,24 +204,26 @@ impl Engine {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Turns the cache on or off; returns whether it was on. Turning it back on empties L1:
-    /// writes made while it was off invalidated nothing, so this instance's copies may be older
-    /// than the data. Redis's copies may be too; the log says so (clear the affected patterns).
+    /// Turns the cache on or off; returns whether it was on. Off, nothing is read or filled;
+    /// invalidations still run, so that the other instances (and this one, later) never serve
+    /// what a write made while off replaced. Back on, first everything a load in flight could
+    /// still store is refused and L1 is emptied (as after a lost bus connection), then reads
+    /// resume: a load that began before the switch went off and ends after it is back on
+    /// stores nothing.
     pub(crate) fn set_enabled(&self, on: bool) -> bool {
-        let was = self.enabled.swap(on, Ordering::SeqCst);
-        if was == on {
-            return was;
-        }
         if on {
-            if let Some(l1) = &self.l1 {
-                l1.clear();
+            if self.enabled() {
+                return true;
             }
+            self.forget_all();
+            self.enabled.store(true, Ordering::SeqCst);
+            tracing::warn!("cache turned on: L1 emptied, loads begun before dropped; reads and fills resume");
+            return false;
+        }
+        let was = self.enabled.swap(false, Ordering::SeqCst);
+        if was {
             tracing::warn!(
-                "cache turned on: L1 emptied; Redis may hold values older than writes made while it was off (clear the affected patterns)"
-            );
-        } else {
-            tracing::warn!(
-                "cache turned off: every cached call runs its body; nothing is read or written in any tier"
+                "cache turned off: every cached call runs its body; nothing is read or filled (invalidations still run)"
             );
         }
         was

@@ -13,9 +13,6 @@ use crate::tier::BusHandler;
 impl Engine {
     /// Removes `key` from both levels; whether the remote tier held it (alone: whether L1 did).
     pub(crate) async fn delete(&self, key: &str) -> Result<bool> {
-        if !self.enabled() {
-            return Ok(false);
-        }
         let fp = Fingerprint::of(key);
         // Only an L1 alone answers from L1; with a remote tier the answer is its delete's.
         let in_l1 = self.remote.is_none() && self.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some());
@@ -47,9 +44,6 @@ impl Engine {
     /// count (alone: L1's). L1 is cleared even when the remote tier fails; the error is returned.
     pub(crate) async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let p = Pattern::new(pattern)?;
-        if !self.enabled() {
-            return Ok(0);
-        }
         // Refused before anything is touched when obfuscation leaves Redis nothing to match.
         if self.remote.is_some() {
             self.security.pattern(pattern)?;
@@ -102,9 +96,6 @@ impl Engine {
     /// Empties L1 and deletes the cache's entries in the remote tier. Returns the count as
     /// [`invalidate_pattern`](Self::invalidate_pattern) does.
     pub(crate) async fn clear(&self) -> Result<u64> {
-        if !self.enabled() {
-            return Ok(0);
-        }
         self.log.record(Invalidated::All);
         let l1_removed = self.l1.as_ref().map_or(0, |l1| {
             let n = l1.len();
@@ -140,7 +131,7 @@ impl Engine {
     }
 
     /// Drops every L1 copy, and lets no load in flight store what it read before.
-    fn forget_all(&self) {
+    pub(super) fn forget_all(&self) {
         self.log.record(Invalidated::All);
         self.tags.forget();
         if let Some(l1) = &self.l1 {

@@ -52,6 +52,11 @@ where
     F: FnOnce(Vec<usize>) -> Fut,
     Fut: Future<Output = std::result::Result<Vec<Option<T>>, E>>,
 {
+    if !engine.enabled() {
+        // Off: the loader gets every key, nothing is read or stored.
+        engine.counters.bypassed.incr();
+        return load((0..keys.len()).collect()).await;
+    }
     let seq = engine.log.start();
     let mut out = match mget::<T, K>(engine, keys).await {
         Ok(v) => v,

@@ -20,13 +20,14 @@ use tracing_subscriber::layer::SubscriberExt;
 #[cache(cache = cache, prefix = "query", ttl = 60)]
 async fn user_name(cache: &Cache, id: u64) -> String {
     // The function's own work: a child of `cache.load` in the trace.
-    let _query = tracing::info_span!(
+    // `in_scope` (or `.instrument()` around a future), never an `entered()` guard across an
+    // `.await`.
+    tracing::info_span!(
         "db.query",
         db.system = "sqlite",
         db.statement = "SELECT name FROM users WHERE id = ?"
     )
-    .entered();
-    format!("user {id}")
+    .in_scope(|| format!("user {id}"))
 }
 
 #[tokio::main]

@@ -84,7 +84,7 @@ async fn index() -> Json<serde_json::Value> {
             "GET /resources/freight/{id}", "GET /analysis/trends/{month}", "GET /demo/db-queries",
             "GET /api/v1/cache/stats", "GET /api/v1/cache/health", "GET /api/v1/cache/performance",
             "GET /api/v1/cache/access-patterns", "POST /api/v1/cache/clear", "POST /api/v1/cache/warmup",
-            "GET /metrics"
+            "GET /metrics", "POST /api/v1/cache/enabled", "GET /dashboard"
         ]
     }))
 }
