@@ -5,7 +5,8 @@
 # target is missed.
 #
 #   LOADTEST_DURATION=20 LOADTEST_CONNECTIONS=8 LOADTEST_THREADS=1 LOADTEST_SEED=42 \
-#   LOADTEST_ZIPF_S=1.0 LOADTEST_WRITE_PCT=2 LOADTEST_STALE_SAMPLES=100 DEMO_DB_LATENCY_MS=2 \
+#   LOADTEST_ZIPF_S=1.0 LOADTEST_WRITE_PCT=2 LOADTEST_THINK_MS=2 LOADTEST_STALE_SAMPLES=100 \
+#   DEMO_DB_LATENCY_MS=2 \
 #     scripts/loadtest.sh
 #
 # Each run gets a fresh copy of the database and an empty private Redis; the demo starts as it
@@ -20,6 +21,7 @@ threads=${LOADTEST_THREADS:-1}
 export LOADTEST_SEED=${LOADTEST_SEED:-42}
 export LOADTEST_ZIPF_S=${LOADTEST_ZIPF_S:-1.0}
 export LOADTEST_WRITE_PCT=${LOADTEST_WRITE_PCT:-2}
+export LOADTEST_THINK_MS=${LOADTEST_THINK_MS:-2}
 stale_samples=${LOADTEST_STALE_SAMPLES:-100}
 export DEMO_DB_LATENCY_MS=${DEMO_DB_LATENCY_MS:-2}
 
@@ -77,7 +79,7 @@ run() {
   done
   curl -fsS "$base/api/v1/cache/health" >/dev/null
   python3 "$here/report.py" snapshot "$base" >"$work/$mode-before.json"
-  step "cache $mode: ${duration} s, $connections connections, Zipf(s = $LOADTEST_ZIPF_S), $LOADTEST_WRITE_PCT % writes, seed $LOADTEST_SEED"
+  step "cache $mode: ${duration} s, $connections connections ($LOADTEST_THINK_MS ms think time), Zipf(s = $LOADTEST_ZIPF_S), $LOADTEST_WRITE_PCT % writes, seed $LOADTEST_SEED"
   python3 "$here/report.py" stale "$base" "$stale_samples" "$LOADTEST_SEED" "$work/$mode-stale.json" &
   local checker=$!
   pids=("${pids[@]}" "$checker")
@@ -103,6 +105,7 @@ out = {
         "duration": int(duration), "connections": int(conns), "threads": int(threads),
         "seed": int(os.environ["LOADTEST_SEED"]), "zipf_s": float(os.environ["LOADTEST_ZIPF_S"]),
         "write_pct": float(os.environ["LOADTEST_WRITE_PCT"]), "stale_samples": int(samples),
+        "think_ms": float(os.environ["LOADTEST_THINK_MS"]),
         "users": int(os.environ.get("LOADTEST_USERS", "100")),
         "freight": int(os.environ.get("LOADTEST_FREIGHT", "500")),
         "redis": "redis-server on loopback",

@@ -108,7 +108,7 @@ def table(on_path, off_path, out_path):
     fewer = 1 - ratio(a["qpr"], b["qpr"])
     cfg = on["config"]
     lines = [
-        f"Load test: {cfg['duration']} s per run, {cfg['connections']} connections, {cfg['threads']} wrk threads, "
+        f"Load test: {cfg['duration']} s per run, {cfg['connections']} connections each waiting {cfg['think_ms']:g} ms between requests, {cfg['threads']} wrk thread(s), "
         f"Zipf(s = {cfg['zipf_s']}) over {cfg['users']} users and {cfg['freight']} freight, {cfg['write_pct']} % writes, seed {cfg['seed']}, "
         f"database round trip {on['after']['db_latency_ms']:g} ms, Redis {cfg['redis']}; {cfg['machine']}.",
         "",
@@ -132,6 +132,9 @@ def table(on_path, off_path, out_path):
         ("the runs were on and off", a["status"] == "enabled" and b["status"] == "disabled"),
     ]
     lines += ["", "Targets: " + ", ".join(f"{n} {'met' if ok else 'MISSED'}" for n, ok in met) + "."]
+    for name, run in (("on", on), ("off", off)):
+        for e in run["stale"]["examples"]:
+            lines.append(f"- stale or failed read (cache {name}): {e}")
     text = "\n".join(lines) + "\n"
     with open(out_path, "w") as f:
         f.write(text)

@@ -161,7 +161,7 @@ impl Engine {
                     Ok(Some(found)) => {
                         let tier = tier_of(found.from_disk);
                         let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
-                        flight.share(&entry);
+                        self.share_unless_overtaken(flight, seq, fp, key, &entry);
                         trace::answered(&read, tier, "hit", t0);
                         return Begin::Found(entry);
                     }
@@ -176,7 +176,7 @@ impl Engine {
                     match self.lead_across_instances(key, lock_ttl, ops).await {
                         remote_lock::Waited::Value(found) => {
                             let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
-                            flight.share(&entry);
+                            self.share_unless_overtaken(flight, seq, fp, key, &entry);
                             trace::answered(&read, "l2", "hit", t0);
                             return Begin::Found(entry);
                         }
@@ -205,6 +205,29 @@ impl Engine {
             }
             .instrument(span),
         )
+    }
+}
+
+impl Engine {
+    /// Hands a load's value to the callers waiting for it, unless an invalidation of the key
+    /// came since the load began (`seq`): a caller may have joined after a write whose result
+    /// it must see (read-your-writes), and the value may be older than that write. The waiters
+    /// are woken without it and load again; the leader's own caller keeps the value (its read
+    /// began before the write ended). The load test's stale-read check found one such read in
+    /// 100 while single flight shared old values.
+    fn share_unless_overtaken(
+        &self,
+        flight: FlightLead<'_>,
+        seq: u64,
+        fp: Fingerprint,
+        key: &str,
+        entry: &Entry,
+    ) {
+        if self.log.overtaken(seq, fp, key) {
+            drop(flight);
+        } else {
+            flight.share(entry);
+        }
     }
 }
 
@@ -251,11 +274,12 @@ pub(crate) fn conclude(lead: Box<Lead<'_>>, value: Option<(AnyValue, bool)>) -> 
                         .store(key, fp, value, ops, &opts, Some(&start), &start.tags)
                         .await
                         .0;
-                    flight.share(&entry);
+                    engine.share_unless_overtaken(flight, start.seq, fp, key, &entry);
                 }
                 // Not stored (`skip_none`), but the waiters still get this call's answer.
                 Some((value, false)) if flight.has_waiters() => {
-                    flight.share(&(ops.entry)(key, value, engine.now(), 0));
+                    let entry = (ops.entry)(key, value, engine.now(), 0);
+                    engine.share_unless_overtaken(flight, start.seq, fp, key, &entry);
                 }
                 Some(_) | None => drop(flight),
             }
