@@ -12,10 +12,10 @@ local s = tonumber(os.getenv("LOADTEST_ZIPF_S") or "1.0")
 local users = tonumber(os.getenv("LOADTEST_USERS") or "100")
 local freight = tonumber(os.getenv("LOADTEST_FREIGHT") or "500")
 local write_share = tonumber(os.getenv("LOADTEST_WRITE_PCT") or "2") / 100
--- Each connection waits this long before its next request (a client's think time): without it
--- a closed loop on two shared cores measures the queue in front of a saturated CPU, not the
--- time a request takes.
-local think_ms = tonumber(os.getenv("LOADTEST_THINK_MS") or "2")
+-- Each connection may wait this long before its next request (a client's think time; default
+-- 0: a closed loop at fixed concurrency, which on two shared cores includes the queue in front
+-- of a saturated CPU in every latency).
+local think_ms = tonumber(os.getenv("LOADTEST_THINK_MS") or "0")
 
 local threads_made = 0
 
@@ -76,8 +76,10 @@ function request()
   end
 end
 
-function delay()
-  return think_ms
+if think_ms > 0 then
+  function delay()
+    return think_ms
+  end
 end
 
 -- One machine-readable line for the report (latencies in microseconds).

@@ -108,7 +108,9 @@ def table(on_path, off_path, out_path):
     fewer = 1 - ratio(a["qpr"], b["qpr"])
     cfg = on["config"]
     lines = [
-        f"Load test: {cfg['duration']} s per run, {cfg['connections']} connections each waiting {cfg['think_ms']:g} ms between requests, {cfg['threads']} wrk thread(s), "
+        f"Load test: {cfg['duration']} s per run, {cfg['connections']} connections "
+        + (f"each waiting {cfg['think_ms']:g} ms between requests" if cfg['think_ms'] else "in a closed loop")
+        + f", {cfg['threads']} wrk thread(s), "
         f"Zipf(s = {cfg['zipf_s']}) over {cfg['users']} users and {cfg['freight']} freight, {cfg['write_pct']} % writes, seed {cfg['seed']}, "
         f"database round trip {on['after']['db_latency_ms']:g} ms, Redis {cfg['redis']}; {cfg['machine']}.",
         "",
