@@ -46,9 +46,12 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 demo_bin="$target_dir/release/demo"
 
 work=$(mktemp -d)
+redis_pid=""
+# The demo and the stale checker of the run in progress; reset once a run has reaped them, so
+# the cleanup never signals a reused pid.
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in $redis_pid "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -59,7 +62,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
   --dir "$work" >"$work/redis.log" 2>&1 &
-pids+=($!)
+redis_pid=$!
 for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 # One run: $1 = on|off. Writes $work/$1.json.
@@ -72,7 +75,7 @@ run() {
   CACHE_ENABLED=$enabled REDIS_URL="redis://127.0.0.1:$redis_port/" RUST_LOG=warn \
     "$demo_bin" --port "$port" --db "$work/$mode.sqlite" >"$work/demo-$mode.log" 2>&1 &
   local demo=$!
-  pids=("${pids[@]}" "$demo")
+  pids=("$demo")
   for _ in $(seq 1 100); do
     curl -fsS "$base/api/v1/cache/health" >/dev/null 2>&1 && break
     sleep 0.1
@@ -82,15 +85,14 @@ run() {
   step "cache $mode: ${duration} s, $connections connections ($LOADTEST_THINK_MS ms think time), Zipf(s = $LOADTEST_ZIPF_S), $LOADTEST_WRITE_PCT % writes, seed $LOADTEST_SEED"
   python3 "$here/report.py" stale "$base" "$stale_samples" "$LOADTEST_SEED" "$work/$mode-stale.json" &
   local checker=$!
-  pids=("${pids[@]}" "$checker")
+  pids+=("$checker")
   wrk -t"$threads" -c"$connections" -d"${duration}s" --timeout 10s -s "$here/mix.lua" "$base" >"$work/wrk-$mode.txt"
   wait "$checker"
   python3 "$here/report.py" snapshot "$base" >"$work/$mode-after.json"
   grep -E 'Requests/sec|Latency  ' "$work/wrk-$mode.txt" | sed 's/^/    /' >&2
   kill "$demo" 2>/dev/null || true
   wait "$demo" 2>/dev/null || true
-  # Reaped: forget both, so the cleanup never signals a reused pid.
-  pids=("${pids[0]}")
+  pids=()
   python3 - "$work" "$mode" "$duration" "$connections" "$threads" "$stale_samples" <<'PY'
 import json, sys, platform, os
 work, mode, duration, conns, threads, samples = sys.argv[1:]

@@ -91,14 +91,21 @@ pub(crate) fn load_span(parent: &Span, key: &str) -> Span {
     )
 }
 
+/// `cache.tier` of a value read past L1: the disk tier's or Redis's.
+pub(crate) fn tier(from_disk: bool) -> &'static str {
+    if from_disk {
+        "l3"
+    } else {
+        "l2"
+    }
+}
+
 /// Records where a read was answered and how.
 pub(crate) fn answered(span: &Span, tier: &'static str, outcome: &'static str, started: std::time::Instant) {
-    if span.is_disabled() {
-        return;
+    if !span.is_disabled() {
+        span.record("cache.tier", tier);
     }
-    span.record("cache.tier", tier);
-    span.record("cache.outcome", outcome);
-    span.record("cache.duration_us", started.elapsed().as_micros() as u64);
+    ended(span, outcome, started);
 }
 
 /// Records how an operation ended on its span.

@@ -3,23 +3,14 @@
 //! a load that had begun before it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use cache_core::{Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
 async fn joiner_after_a_write_sees_it(cache: Cache) {
-    let (release, wait) = tokio::sync::oneshot::channel::<()>();
-    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
-    let c = cache.clone();
     // A load that reads the old row, then stalls.
-    let leader = tokio::spawn(async move {
-        c.get_or_insert_with("resource:users:7", None, || async move {
-            let _ = started.send(());
-            let _ = wait.await;
-            "old".to_owned()
-        })
-        .await
-    });
-    has_started.await.unwrap();
+    let leader = common::StalledLoad::start(&cache, "resource:users:7", "old").await;
     // The write ends (its invalidation included) while that load is still running.
     cache.delete("resource:users:7").await.unwrap();
     // A reader after the write joins the load in flight...
@@ -29,9 +20,8 @@ async fn joiner_after_a_write_sees_it(cache: Cache) {
             .await
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    release.send(()).unwrap();
     assert_eq!(
-        leader.await.unwrap(),
+        leader.finish().await,
         "old",
         "the leader's own read began before the write"
     );

@@ -3,6 +3,8 @@
 //! nothing is read or written in any tier, invalidations do nothing, the stats say `disabled`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cache_admin::{Action, AdminConfig, AdminToken};
@@ -169,22 +171,10 @@ async fn an_instance_that_is_off_still_invalidates_the_others() {
 async fn a_load_across_off_and_on_is_not_stored() {
     let redis = RedisServer::start();
     let cache = two_level(&redis, true);
-    let (release, wait) = tokio::sync::oneshot::channel::<()>();
-    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
-    let c = cache.clone();
-    let load = tokio::spawn(async move {
-        c.get_or_insert_with("query:slow", None, || async move {
-            let _ = started.send(());
-            let _ = wait.await;
-            "read before the write".to_owned()
-        })
-        .await
-    });
-    has_started.await.unwrap();
+    let load = common::StalledLoad::start(&cache, "query:slow", "read before the write").await;
     cache.set_enabled(false);
     cache.set_enabled(true);
-    release.send(()).unwrap();
-    assert_eq!(load.await.unwrap(), "read before the write");
+    assert_eq!(load.finish().await, "read before the write");
     assert_eq!(
         cache.get::<String>("query:slow").await.unwrap(),
         None,

@@ -257,8 +257,7 @@ impl Engine {
         let seq = self.log.start();
         let found = self.tiered_read(key, ops, true).instrument(span.clone()).await;
         if let Ok(Some(found)) = found {
-            let tier = if found.from_disk { "l3" } else { "l2" };
-            crate::trace::answered(&span, tier, "hit", t0);
+            crate::trace::answered(&span, crate::trace::tier(found.from_disk), "hit", t0);
             return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
         }
         self.access.record(fp, key, false);

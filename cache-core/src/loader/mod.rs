@@ -155,11 +155,11 @@ impl Engine {
                             self.counters.l2_hits.incr();
                         }
                         self.access.record(fp, key, true);
-                        trace::answered(&read, tier_of(found.from_disk), "hit", t0);
+                        trace::answered(&read, trace::tier(found.from_disk), "hit", t0);
                         return Begin::Value(found.d.value);
                     }
                     Ok(Some(found)) => {
-                        let tier = tier_of(found.from_disk);
+                        let tier = trace::tier(found.from_disk);
                         let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
                         self.share_unless_overtaken(flight, seq, fp, key, &entry);
                         trace::answered(&read, tier, "hit", t0);
@@ -228,14 +228,6 @@ impl Engine {
         } else {
             flight.share(entry);
         }
-    }
-}
-
-fn tier_of(from_disk: bool) -> &'static str {
-    if from_disk {
-        "l3"
-    } else {
-        "l2"
     }
 }
 

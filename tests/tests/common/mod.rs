@@ -265,3 +265,35 @@ pub async fn until_subscribed(cache: &Cache, other: &Cache) {
     })
     .await;
 }
+
+/// A `get_or_insert_with` of `key` whose loader has started (the load is in flight) and returns
+/// `value` only when [`StalledLoad::finish`] lets it: for what happens while a load runs.
+pub struct StalledLoad {
+    release: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<String>,
+}
+
+impl StalledLoad {
+    /// Starts the load and waits until its loader runs.
+    pub async fn start(cache: &Cache, key: &'static str, value: &'static str) -> Self {
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+        let c = cache.clone();
+        let task = tokio::spawn(async move {
+            c.get_or_insert_with(key, None, || async move {
+                let _ = started.send(());
+                let _ = wait.await;
+                value.to_owned()
+            })
+            .await
+        });
+        has_started.await.unwrap();
+        StalledLoad { release, task }
+    }
+
+    /// Lets the loader return; what the load's caller got.
+    pub async fn finish(self) -> String {
+        self.release.send(()).unwrap();
+        self.task.await.unwrap()
+    }
+}
