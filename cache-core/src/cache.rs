@@ -438,6 +438,25 @@ impl Cache {
         Ok(value)
     }
 
+    /// What the cache has learned about each family of keys (a cached function's, or a direct
+    /// key's prefix): how often values change, how often keys are read, the TTL in use, the TTL
+    /// that keeps stale reads at the target, and the hit and stale rates expected under each.
+    /// Listed whether or not the family's TTL is learned (`ttl = "auto"`); most loaded first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = cache_core::Cache::new(cache_core::CacheConfig::default()).unwrap();
+    /// cache.get_or_insert_with("user:1", None, || async { 1u32 }).await;
+    /// let advice = cache.ttl_advice();
+    /// assert_eq!(advice[0].family, "user");
+    /// assert_eq!(advice[0].loads, 1);
+    /// assert_eq!(advice[0].recommended_ttl_secs, None); // not enough evidence yet
+    /// # }
+    /// ```
+    pub fn ttl_advice(&self) -> Vec<crate::TtlAdvice> {
+        self.engine.analytics.advice()
+    }
+
     /// The `n` most-read keys with their read counts and hit ratios (see [`crate::access`]).
     pub fn access_patterns(&self, n: usize) -> Vec<AccessPattern> {
         self.engine.access.top(n)

@@ -39,6 +39,9 @@ pub(crate) struct ValueOps {
     /// Encodes with the expiry and the tags (name, token).
     pub(crate) encode: EncodeFn,
     pub(crate) encoded_len: fn(&Codec, &(dyn Any + Send + Sync)) -> usize,
+    /// A digest of the encoded form, for telling a reloaded value from the one it replaces
+    /// ([`crate::analytics`]).
+    pub(crate) digest: fn(&(dyn Any + Send + Sync)) -> u64,
     pub(crate) decode: fn(&Codec, &[u8]) -> Result<Decoded<AnyValue>, CodecError>,
     /// Shelves a value as an L1 entry of its own type (L1 hits downcast to it).
     pub(crate) entry: fn(&str, AnyValue, Instant, u64) -> Entry,
@@ -51,6 +54,7 @@ impl<T: CacheValue> OpsOf<T> {
         type_id: TypeId::of::<T>,
         encode: encode::<T>,
         encoded_len: encoded_len::<T>,
+        digest: digest::<T>,
         decode: decode::<T>,
         entry: entry::<T>,
     };
@@ -96,6 +100,10 @@ fn encode<T: CacheValue>(
 
 fn encoded_len<T: CacheValue>(codec: &Codec, v: &(dyn Any + Send + Sync)) -> usize {
     v.downcast_ref::<T>().map_or(0, |v| codec.encoded_len(v))
+}
+
+fn digest<T: CacheValue>(v: &(dyn Any + Send + Sync)) -> u64 {
+    v.downcast_ref::<T>().map_or(0, crate::analytics::digest)
 }
 
 fn decode<T: CacheValue>(codec: &Codec, bytes: &[u8]) -> Result<Decoded<AnyValue>, CodecError> {

@@ -14,10 +14,12 @@ use crate::error::{CacheError, Result};
 use crate::pattern::Pattern;
 use crate::strategy::Strategy;
 
+mod analytics;
 mod disk;
 mod redis;
 mod security;
 
+pub use self::analytics::{AnalyticsConfig, AutoTtl};
 #[cfg(feature = "disk")]
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
@@ -82,6 +84,12 @@ pub struct CacheConfig {
     /// Glob → TTL; the most specific matching pattern (most literal characters) wins.
     #[serde(with = "duration_map")]
     pub ttl_patterns: BTreeMap<String, Duration>,
+    /// Glob → learned-TTL settings: keys matching one (the most specific wins) get the TTL
+    /// learned from how often their values change ([`AutoTtl`]), starting from the pattern
+    /// table's. A function's `ttl = "auto"` does the same for its own keys.
+    pub ttl_auto: BTreeMap<String, AutoTtl>,
+    /// Learned TTLs and the TTL advice ([`AnalyticsConfig`]).
+    pub analytics: AnalyticsConfig,
     /// Encoded values larger than this many bytes are zlib-compressed. Env `CACHE_COMPRESSION_THRESHOLD`.
     pub compression_threshold: usize,
     /// zlib level, 0..=9.
@@ -189,6 +197,8 @@ impl Default for CacheConfig {
             redis_tls_key_file: None,
             ttl_default: Duration::from_secs(300),
             ttl_patterns: default_ttl_patterns(),
+            ttl_auto: BTreeMap::new(),
+            analytics: AnalyticsConfig::default(),
             compression_threshold: 1024,
             compression_level: 1,
             max_value_size: 16 * 1024 * 1024,
@@ -311,6 +321,7 @@ impl CacheConfig {
             Ok(())
         };
         flag("CACHE_ENABLED", &mut c.enabled)?;
+        flag("CACHE_ANALYTICS_ENABLED", &mut c.analytics.enabled)?;
         flag("CACHE_WARMUP_ON_STARTUP", &mut c.warmup_on_startup)?;
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
         c.l3.read_lookup(&get)?;
@@ -396,6 +407,12 @@ impl CacheConfig {
             }
         }
         TtlRules::compile(self)?;
+        for (p, auto) in &self.ttl_auto {
+            Pattern::new(p)?;
+            auto.validate()
+                .map_err(|e| CacheError::Config(format!("ttl_auto {p:?}: {e}")))?;
+        }
+        self.analytics.validate()?;
         self.strategy.validate()?;
         self.l3.validate()?;
         Ok(())
@@ -526,6 +543,18 @@ impl CacheConfigBuilder {
     /// Adds or replaces one TTL pattern.
     pub fn ttl_pattern(mut self, pattern: impl Into<String>, ttl: Duration) -> Self {
         self.config.ttl_patterns.insert(pattern.into(), ttl);
+        self
+    }
+
+    /// Learns the TTL of keys matching `pattern` ([`CacheConfig::ttl_auto`]).
+    pub fn ttl_auto(mut self, pattern: impl Into<String>, auto: AutoTtl) -> Self {
+        self.config.ttl_auto.insert(pattern.into(), auto);
+        self
+    }
+
+    /// See [`CacheConfig::analytics`].
+    pub fn analytics(mut self, analytics: AnalyticsConfig) -> Self {
+        self.config.analytics = analytics;
         self
     }
 

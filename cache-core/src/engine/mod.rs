@@ -29,10 +29,11 @@ pub(crate) use background::Background;
 pub(crate) use read::Live;
 
 use crate::access::AccessTracker;
+use crate::analytics::Analytics;
 use crate::bus::{self, Message};
 use crate::clock::{self, Instant};
 use crate::codec::Codec;
-use crate::config::{CacheConfig, TtlRules};
+use crate::config::{AutoTtl, CacheConfig, TtlRules};
 use crate::disk::Disk;
 use crate::error::{CacheError, Result};
 use crate::flight::Flights;
@@ -66,6 +67,8 @@ pub(crate) struct Engine {
     pub(crate) flights: Flights,
     pub(crate) counters: Counters,
     pub(crate) access: AccessTracker,
+    /// Learned TTLs ([`crate::analytics`]).
+    pub(crate) analytics: Analytics,
     pub(crate) latency: Latencies,
     adaptive: Option<Adaptive>,
     pub(crate) adaptive_choices: Mutex<VecDeque<AdaptiveChoice>>,
@@ -165,6 +168,7 @@ impl Engine {
             flights: Flights::default(),
             counters: Counters::default(),
             access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
+            analytics: Analytics::new(&config)?,
             local_locks: Default::default(),
             too_large_warned: Default::default(),
             log: InvalidationLog::default(),
@@ -234,16 +238,27 @@ impl Engine {
         self.ttl_rules.resolve(key)
     }
 
-    /// The TTL of a write: explicit, else adaptive where it applies, else the pattern table.
+    /// The TTL of a write: explicit, else learned where `auto` applies (the call's, else a
+    /// `ttl_auto` pattern's; returned with the TTL), else adaptive where it applies, else the
+    /// pattern table.
     pub(crate) fn resolve_ttl(
         &self,
         key: &str,
         explicit: Option<Duration>,
         adaptive: Option<bool>,
-    ) -> Duration {
+        auto: Option<AutoTtl>,
+    ) -> (Duration, Option<AutoTtl>) {
         if let Some(t) = explicit {
-            return t;
+            return (t, None);
         }
+        if let Some(auto) = self.analytics.auto_for(key, auto) {
+            return (self.analytics.ttl(key, self.ttl_for(key), &auto), Some(auto));
+        }
+        (self.unlearned_ttl(key, adaptive), None)
+    }
+
+    /// [`resolve_ttl`](Self::resolve_ttl) without an explicit or learned TTL.
+    fn unlearned_ttl(&self, key: &str, adaptive: Option<bool>) -> Duration {
         let settings = match (&self.adaptive, adaptive) {
             (_, Some(false)) => None,
             (Some(a), Some(true)) => Some(&a.settings),

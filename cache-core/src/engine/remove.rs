@@ -17,6 +17,7 @@ impl Engine {
         // Only an L1 alone answers from L1; with a remote tier the answer is its delete's.
         let in_l1 = self.remote.is_none() && self.l1.as_ref().is_some_and(|l1| l1.get(fp).is_some());
         self.log.record(Invalidated::Key(fp));
+        self.analytics.invalidated(key);
         if let Some(l1) = &self.l1 {
             l1.remove(fp);
         }
@@ -161,6 +162,7 @@ impl BusHandler for Engine {
                 for k in &keys {
                     let fp = Fingerprint::of(k);
                     self.log.record(Invalidated::Key(fp));
+                    self.analytics.invalidated(k);
                     if let Some(l1) = &self.l1 {
                         l1.remove(fp);
                     }

@@ -31,6 +31,8 @@ struct Pending<'a> {
     value: AnyValue,
     start: &'a LoadStart,
     ttl: Duration,
+    /// The learned-TTL settings that gave `ttl`, if any.
+    auto: Option<crate::config::AutoTtl>,
     /// The encoded bytes (with a remote tier).
     bytes: Option<Vec<u8>>,
     /// Its weight in L1.
@@ -166,7 +168,7 @@ impl Engine {
             return ((ops.entry)(key, value, self.now(), 0), Ok(()), "off");
         }
         let started = std::time::Instant::now();
-        let ttl = self.resolve_ttl(key, opts.ttl, opts.adaptive);
+        let (ttl, auto) = self.resolve_ttl(key, opts.ttl, opts.adaptive, opts.auto_ttl);
         // Fail-safe entries outlive their TTL physically; readers go by the logical expiry.
         let grace = opts.stale_for.unwrap_or_default();
         let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
@@ -237,6 +239,15 @@ impl Engine {
         if let (Some(bytes), true) = (&bytes, remote_ok) {
             self.l3_store(key, bytes, load.map_or(started, |l| l.at));
         }
+        // Digested before L1 takes the value: a load is compared with what it replaces.
+        let digest = match load {
+            Some(_) if self.config.analytics.enabled => Some((ops.digest)(&*value)),
+            Some(_) => None,
+            None => {
+                self.analytics.wrote(key);
+                None
+            }
+        };
         let entry = self.write_l1(ToL1 {
             key,
             fp,
@@ -250,6 +261,10 @@ impl Engine {
             tags: tags::stamps_of(tags),
             expires_at_ms,
         });
+        if let (Some(digest), Some(start)) = (digest, load) {
+            self.analytics
+                .observe_load(key, fp, digest, ttl, start.seq, auto, &self.log, now);
+        }
         let outcome = if result.is_ok() { "stored" } else { "error" };
         (entry, result, outcome)
     }
@@ -351,7 +366,7 @@ impl Engine {
         let mut encoded: Vec<(&str, Vec<u8>, Duration)> = Vec::with_capacity(items.len());
         let mut first_error = None;
         for (key, value) in items {
-            let ttl = self.resolve_ttl(key, ttl, None);
+            let (ttl, _) = self.resolve_ttl(key, ttl, None, None);
             let exp = now.saturating_add(ttl.as_millis() as u64);
             let size = match self.encode_for_tiers(key, &*value, ops, exp, &[]) {
                 Ok((bytes, size)) => {
@@ -366,6 +381,7 @@ impl Engine {
                 }
             };
             self.counters.sets.incr();
+            self.analytics.wrote(key);
             let fp = Fingerprint::of(key);
             // A direct write overtakes the loads of this key in flight here.
             self.log.record(Invalidated::Key(fp));
@@ -417,7 +433,7 @@ impl Engine {
                 self.discarded(key);
                 continue;
             }
-            let ttl = self.resolve_ttl(key, ttl, None);
+            let (ttl, auto) = self.resolve_ttl(key, ttl, None, None);
             let exp = now_ms.saturating_add(ttl.as_millis() as u64);
             if let Ok((bytes, size)) = self.encode_for_tiers(key, &*value, ops, exp, &[]) {
                 kept.push(Pending {
@@ -426,6 +442,7 @@ impl Engine {
                     value,
                     start,
                     ttl,
+                    auto,
                     bytes,
                     size,
                     exp,
@@ -469,6 +486,19 @@ impl Engine {
                 self.l3_store(p.key, bytes, p.start.at);
             }
             self.counters.sets.incr();
+            if self.config.analytics.enabled {
+                let digest = (ops.digest)(&*p.value);
+                self.analytics.observe_load(
+                    p.key,
+                    p.fp,
+                    digest,
+                    p.ttl,
+                    p.start.seq,
+                    p.auto,
+                    &self.log,
+                    self.now(),
+                );
+            }
             self.write_l1(ToL1 {
                 key: p.key,
                 fp: p.fp,

@@ -59,6 +59,10 @@ pub struct LoadOptions {
     /// Fail-safe: with a stale value at hand, wait this long for the loader, then serve the stale
     /// value while the loader finishes in the background (`soft_timeout = "200ms"`).
     pub soft_timeout: Option<Duration>,
+    /// Learned TTL (`ttl = "auto"` in the macro): the TTL follows how often the values change,
+    /// within the settings' stale target and bounds ([`crate::analytics`]). An explicit `ttl`
+    /// wins over it.
+    pub auto_ttl: Option<crate::config::AutoTtl>,
 }
 
 impl Default for LoadOptions {
@@ -69,6 +73,7 @@ impl Default for LoadOptions {
             adaptive: None,
             stale_for: None,
             soft_timeout: None,
+            auto_ttl: None,
         }
     }
 }

@@ -1,0 +1,425 @@
+//! Learned TTLs: per family (a cached function's keys, or a direct key's prefix), how often the
+//! values really change, and the TTL that keeps stale reads at a target ([`model`] has the
+//! mathematics and the evidence rule).
+//!
+//! Everything here runs on the miss path, never on an L1 hit: a load's store hands its value's
+//! digest over ([`Analytics::observe_load`]), and a family remembers, for up to
+//! [`tracked_keys`](crate::config::AnalyticsConfig::tracked_keys) of its keys, the last digest and
+//! when it was loaded. The next load of such a key is one observation: the value changed in
+//! those seconds or not. A reload after an invalidation of the key (a delete, a direct write, a
+//! pattern, another instance's notice) is not an observation: the application said the value
+//! changed, and such changes cost no stale reads. The time from an entry's expiry to its reload
+//! is, for a key read at random, an exponential wait whose mean is one over the key's read rate:
+//! that gives the advice's read rate without counting hits.
+
+pub(crate) mod model;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use self::model::{ChangeModel, RateEstimate};
+use crate::clock::{self, Instant};
+use crate::config::{AnalyticsConfig, AutoTtl, CacheConfig};
+use crate::error::Result;
+use crate::guard::InvalidationLog;
+use crate::key::Fingerprint;
+use crate::l1::FingerprintHash;
+use crate::pattern::Pattern;
+
+/// Where the keys of families past `max_families` are counted.
+const OTHER: &str = "(other)";
+
+/// Observations between two recomputations of a family's TTL (and at least this often in time).
+const RECOMPUTE_EVERY: u32 = 16;
+const RECOMPUTE_AFTER: Duration = Duration::from_secs(5);
+
+/// A learned TTL moves only when it differs from the one in use by more than this fraction.
+const HYSTERESIS: f64 = 0.05;
+
+/// The family of a key: for a generated key (`{prefix}:{module}::{fn}:{args}`) everything up to
+/// the function's name, so each function is one family; otherwise the text before the first
+/// `:` (`user:42` → `user`).
+///
+/// ```
+/// use cache_core::analytics::family_of;
+/// assert_eq!(family_of("query:app::users::get_user:42:alice"), "query:app::users::get_user");
+/// assert_eq!(family_of("app::get_user:7"), "app::get_user");
+/// assert_eq!(family_of("user:42"), "user");
+/// assert_eq!(family_of("flat"), "flat");
+/// ```
+pub fn family_of(key: &str) -> &str {
+    // Argument parts never hold a `:` (they are escaped), so the last `::` is the function's path.
+    if let Some(i) = key.rfind("::") {
+        let name_start = i + 2;
+        return match key[name_start..].find(':') {
+            Some(j) => &key[..name_start + j],
+            None => key,
+        };
+    }
+    key.split_once(':').map_or(key, |(p, _)| p)
+}
+
+/// What the cache has learned about one family, and what it advises: `GET
+/// /api/v1/cache/ttl-advice`, [`Cache::ttl_advice`](crate::Cache::ttl_advice).
+///
+/// Rates are per hour for change, per second for reads; TTLs in seconds. Expected figures come
+/// from the Poisson change model (module `analytics::model` of cache-core): the stale fraction is
+/// of all reads of a key read at the estimated rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TtlAdvice {
+    /// The function's key head (`query:app::get_user`) or the key prefix (`user`).
+    pub family: String,
+    /// Whether its TTL is learned (`ttl = "auto"` or a `ttl_auto` pattern).
+    pub auto: bool,
+    /// The stale-read target the recommendation is for (the family's own, else 1 %).
+    pub max_stale: f64,
+    /// Loads stored since the cache started.
+    pub loads: u64,
+    /// Reloads compared with what they replaced (decayed by the half-life).
+    pub observations: f64,
+    /// Of those, reloads whose value had changed (decayed).
+    pub changed: f64,
+    /// Reloads not compared because the key was invalidated in between.
+    pub invalidated_reloads: u64,
+    /// Direct writes (`set`) of the family's keys.
+    pub writes: u64,
+    /// Deletes of the family's keys (this instance's and other instances' notices).
+    pub invalidations: u64,
+    /// Estimated changes per hour of one value (maximum likelihood); `null` before any reload.
+    pub change_rate_per_hour: Option<f64>,
+    /// Upper end of its 95 % interval (what the recommendation uses).
+    pub change_rate_upper_per_hour: Option<f64>,
+    /// Estimated reads per second of one key that is read again (from the wait between an
+    /// entry's expiry and its reload); `null` before any.
+    pub read_rate_per_key: Option<f64>,
+    /// The TTL of the family's last stored load.
+    pub current_ttl_secs: f64,
+    /// The TTL that keeps stale reads at `max_stale` (within the bounds); `null` while the
+    /// evidence is short of `min_observations`.
+    pub recommended_ttl_secs: Option<f64>,
+    /// Expected hit rate under the current TTL.
+    pub expected_hit_rate_current: Option<f64>,
+    /// Expected hit rate under the recommended TTL.
+    pub expected_hit_rate_recommended: Option<f64>,
+    /// Expected fraction of stale reads under the current TTL.
+    pub expected_stale_current: Option<f64>,
+    /// Expected fraction of stale reads under the recommended TTL.
+    pub expected_stale_recommended: Option<f64>,
+}
+
+/// One remembered key: its last load.
+#[derive(Clone, Copy)]
+struct Tracked {
+    digest: u64,
+    at: Instant,
+    ttl_secs: f64,
+    /// The invalidation log's number when its load began.
+    seq: u64,
+}
+
+struct FamilyState {
+    model: ChangeModel,
+    tracked: lru::LruCache<u128, Tracked, FingerprintHash>,
+    loads: u64,
+    invalidated_reloads: u64,
+    writes: u64,
+    invalidations: u64,
+    /// Waits from expiry to reload (decayed count and sum of seconds).
+    gaps: f64,
+    gap_secs: f64,
+    last_ttl_secs: f64,
+    auto: Option<AutoTtl>,
+    last_decay: Instant,
+    last_recompute: Instant,
+    since_recompute: u32,
+}
+
+struct Family {
+    state: Mutex<FamilyState>,
+    /// The TTL in use under `auto`, in ms; 0 until the evidence rule lets it move.
+    learned_ms: AtomicU64,
+}
+
+/// The learned-TTL state of one cache.
+pub(crate) struct Analytics {
+    config: AnalyticsConfig,
+    auto_rules: Vec<(Pattern, AutoTtl)>,
+    families: RwLock<HashMap<Box<str>, Arc<Family>>>,
+}
+
+impl Analytics {
+    pub(crate) fn new(config: &CacheConfig) -> Result<Self> {
+        let mut auto_rules = config
+            .ttl_auto
+            .iter()
+            .map(|(p, a)| Ok((Pattern::new(p)?, *a)))
+            .collect::<Result<Vec<_>>>()?;
+        auto_rules.sort_by_key(|(p, _)| std::cmp::Reverse(p.specificity()));
+        Ok(Analytics {
+            config: config.analytics.clone(),
+            auto_rules,
+            families: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The learned-TTL settings of `key`: the call's own (`ttl = "auto"`), else the most specific
+    /// `ttl_auto` pattern's.
+    pub(crate) fn auto_for(&self, key: &str, call: Option<AutoTtl>) -> Option<AutoTtl> {
+        call.or_else(|| {
+            self.auto_rules
+                .iter()
+                .find(|(p, _)| p.matches(key))
+                .map(|(_, a)| *a)
+        })
+    }
+
+    /// The TTL of a write under `auto`: the learned one once there is one, else `start` (the
+    /// pattern table's), within the bounds.
+    pub(crate) fn ttl(&self, key: &str, start: Duration, auto: &AutoTtl) -> Duration {
+        let learned = self
+            .family(key, false)
+            .map_or(0, |f| f.learned_ms.load(Ordering::Relaxed));
+        let ttl = if learned == 0 {
+            start
+        } else {
+            Duration::from_millis(learned)
+        };
+        ttl.clamp(auto.min, auto.max)
+    }
+
+    /// The family of `key`, created when `create` (past the cap, the shared `(other)` one).
+    fn family(&self, key: &str, create: bool) -> Option<Arc<Family>> {
+        let name = family_of(key);
+        {
+            let families = self.families.read();
+            if let Some(f) = families.get(name) {
+                return Some(f.clone());
+            }
+            if !create {
+                // Past the cap its keys are `(other)`'s; before it, the family has no load yet.
+                return (families.len() >= self.config.max_families)
+                    .then(|| families.get(OTHER).cloned())
+                    .flatten();
+            }
+        }
+        let mut families = self.families.write();
+        let name = if families.len() >= self.config.max_families && !families.contains_key(name) {
+            OTHER
+        } else {
+            name
+        };
+        let tracked =
+            std::num::NonZeroUsize::new(self.config.tracked_keys).unwrap_or(std::num::NonZeroUsize::MIN);
+        let now = clock::now();
+        Some(
+            families
+                .entry(name.into())
+                .or_insert_with(|| {
+                    Arc::new(Family {
+                        state: Mutex::new(FamilyState {
+                            model: ChangeModel::default(),
+                            tracked: lru::LruCache::with_hasher(tracked, FingerprintHash),
+                            loads: 0,
+                            invalidated_reloads: 0,
+                            writes: 0,
+                            invalidations: 0,
+                            gaps: 0.0,
+                            gap_secs: 0.0,
+                            last_ttl_secs: 0.0,
+                            auto: None,
+                            last_decay: now,
+                            last_recompute: now,
+                            since_recompute: 0,
+                        }),
+                        learned_ms: AtomicU64::new(0),
+                    })
+                })
+                .clone(),
+        )
+    }
+
+    /// A load of `key` was stored with `ttl`; `digest` is its value's. `seq` is the invalidation
+    /// log's number when the load began: an invalidation of the key since the previous load
+    /// makes this reload no observation.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn observe_load(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        digest: u64,
+        ttl: Duration,
+        seq: u64,
+        auto: Option<AutoTtl>,
+        log: &InvalidationLog,
+        now: Instant,
+    ) {
+        if !self.config.enabled {
+            return;
+        }
+        let Some(family) = self.family(key, true) else {
+            return;
+        };
+        let ttl_secs = ttl.as_secs_f64();
+        let mut st = family.state.lock();
+        st.loads += 1;
+        st.last_ttl_secs = ttl_secs;
+        st.auto = auto;
+        let previous = st.tracked.put(
+            fp.0,
+            Tracked {
+                digest,
+                at: now,
+                ttl_secs,
+                seq,
+            },
+        );
+        let Some(prev) = previous else {
+            return;
+        };
+        if log.overtaken(prev.seq, fp, key) {
+            st.invalidated_reloads += 1;
+            return;
+        }
+        let secs = now.saturating_duration_since(prev.at).as_secs_f64();
+        st.model.observe(secs, digest != prev.digest);
+        let gap = secs - prev.ttl_secs;
+        if gap >= 0.0 {
+            st.gaps += 1.0;
+            st.gap_secs += gap;
+        }
+        st.since_recompute += 1;
+        if st.since_recompute >= RECOMPUTE_EVERY
+            || now.saturating_duration_since(st.last_recompute) >= RECOMPUTE_AFTER
+        {
+            self.recompute(&family, &mut st, now);
+        }
+    }
+
+    /// Decays the evidence to `now` and moves the learned TTL when the rule allows.
+    fn recompute(&self, family: &Family, st: &mut FamilyState, now: Instant) {
+        st.since_recompute = 0;
+        st.last_recompute = now;
+        let elapsed = now.saturating_duration_since(st.last_decay).as_secs_f64();
+        if elapsed > 0.0 {
+            let factor = 0.5f64.powf(elapsed / self.config.half_life.as_secs_f64());
+            st.model.decay(factor);
+            st.gaps *= factor;
+            st.gap_secs *= factor;
+            st.last_decay = now;
+        }
+        let auto = st.auto.unwrap_or_default();
+        let Some(secs) = self.recommend(&st.model.estimate(), &auto) else {
+            return;
+        };
+        let current = family.learned_ms.load(Ordering::Relaxed) as f64 / 1e3;
+        if current == 0.0 || (secs - current).abs() > HYSTERESIS * current {
+            let ms = (secs * 1e3).round().max(1.0) as u64;
+            family.learned_ms.store(ms, Ordering::Relaxed);
+            if st.auto.is_some() {
+                tracing::debug!(ttl_secs = secs, previous_secs = current, "learned TTL moved");
+            }
+        }
+    }
+
+    /// The TTL the evidence supports, within the bounds; `None` until it is enough.
+    fn recommend(&self, est: &Option<RateEstimate>, auto: &AutoTtl) -> Option<f64> {
+        let est = est.as_ref()?;
+        if est.observations < f64::from(self.config.min_observations) {
+            return None;
+        }
+        let secs = model::ttl_for_stale(est.upper, auto.max_stale);
+        Some(secs.clamp(auto.min.as_secs_f64(), auto.max.as_secs_f64()))
+    }
+
+    /// A direct write of `key`.
+    pub(crate) fn wrote(&self, key: &str) {
+        if let Some(f) = self.config.enabled.then(|| self.family(key, false)).flatten() {
+            f.state.lock().writes += 1;
+        }
+    }
+
+    /// A delete of `key` (here or told by another instance).
+    pub(crate) fn invalidated(&self, key: &str) {
+        if let Some(f) = self.config.enabled.then(|| self.family(key, false)).flatten() {
+            f.state.lock().invalidations += 1;
+        }
+    }
+
+    /// The advice for every family, most loaded first.
+    pub(crate) fn advice(&self) -> Vec<TtlAdvice> {
+        let families: Vec<(String, Arc<Family>)> = self
+            .families
+            .read()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let mut out: Vec<TtlAdvice> = families
+            .into_iter()
+            .map(|(name, f)| {
+                let st = f.state.lock();
+                let auto = st.auto.unwrap_or_default();
+                let est = st.model.estimate();
+                let recommended = self.recommend(&est, &auto);
+                let read_rate = (st.gaps > 0.0 && st.gap_secs > 0.0).then(|| st.gaps / st.gap_secs);
+                let current = st.last_ttl_secs;
+                let expect = |ttl: f64| -> (Option<f64>, Option<f64>) {
+                    let hit = read_rate.map(|r| model::hit_rate(r, ttl));
+                    let stale =
+                        est.map(|e| model::stale_fraction(read_rate.unwrap_or(f64::INFINITY), e.rate, ttl));
+                    (hit, stale)
+                };
+                let (hit_cur, stale_cur) = expect(current);
+                let (hit_rec, stale_rec) = recommended.map_or((None, None), expect);
+                TtlAdvice {
+                    family: name,
+                    auto: st.auto.is_some(),
+                    max_stale: auto.max_stale,
+                    loads: st.loads,
+                    observations: est.map_or(0.0, |e| e.observations),
+                    changed: est.map_or(0.0, |e| e.changed),
+                    invalidated_reloads: st.invalidated_reloads,
+                    writes: st.writes,
+                    invalidations: st.invalidations,
+                    change_rate_per_hour: est.map(|e| e.rate * 3600.0),
+                    change_rate_upper_per_hour: est.map(|e| e.upper * 3600.0),
+                    read_rate_per_key: read_rate,
+                    current_ttl_secs: current,
+                    recommended_ttl_secs: recommended,
+                    expected_hit_rate_current: hit_cur,
+                    expected_hit_rate_recommended: hit_rec,
+                    expected_stale_current: stale_cur,
+                    expected_stale_recommended: stale_rec,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.loads.cmp(&a.loads).then_with(|| a.family.cmp(&b.family)));
+        out
+    }
+}
+
+/// A stable digest of a value's encoded form, written straight into the hasher (no buffer).
+pub(crate) fn digest<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
+    struct Sink(xxhash_rust::xxh3::Xxh3);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sink = Sink(xxhash_rust::xxh3::Xxh3::new());
+    // A value that cannot be encoded is never stored either; its digest does not matter.
+    let _ = bincode::serde::encode_into_std_write(value, &mut sink, bincode::config::standard());
+    sink.0.digest()
+}
+
+#[cfg(test)]
+mod tests;
