@@ -50,10 +50,53 @@ fn parse_ttl(input: ParseStream<'_>) -> syn::Result<Ttl> {
     Ok(Ttl(ttl))
 }
 
+/// `max_stale = "1%"`: a fraction in (0, 1).
+fn parse_max_stale(input: ParseStream<'_>) -> syn::Result<f64> {
+    let lit: LitStr = input.parse()?;
+    let v = lit.value();
+    let (num, scale) = match v.trim().strip_suffix('%') {
+        Some(n) => (n.trim().to_owned(), 100.0),
+        None => (v.trim().to_owned(), 1.0),
+    };
+    match num.parse::<f64>().map(|x| x / scale) {
+        Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+        _ => Err(syn::Error::new_spanned(
+            &lit,
+            format!("max_stale takes a percentage between 0 and 100 % (exclusive), e.g. \"1%\"; not {v:?}"),
+        )),
+    }
+}
+
+/// `ttl_bounds = ("30s", "1h")`.
+fn parse_bounds(input: ParseStream<'_>, name: &Ident) -> syn::Result<(Ttl, Ttl)> {
+    let content;
+    let parens = syn::parenthesized!(content in input);
+    let min = parse_ttl(&content)?;
+    content.parse::<Token![,]>()?;
+    let max = parse_ttl(&content)?;
+    let _ = content.parse::<Option<Token![,]>>()?;
+    if !content.is_empty() {
+        return Err(content.error("ttl_bounds takes two durations: (min, max)"));
+    }
+    if min.0 > max.0 {
+        return Err(syn::Error::new(
+            parens.span.join(),
+            format!("`{name}`: the shortest TTL is longer than the longest"),
+        ));
+    }
+    Ok((min, max))
+}
+
 /// Options of `#[cache]` and its presets.
 #[derive(Default)]
 pub(crate) struct CacheArgs {
     pub ttl: Option<Ttl>,
+    /// `ttl = "auto"`: the literal, for errors.
+    pub auto_ttl: Option<LitStr>,
+    /// `max_stale = "1%"` (needs `ttl = "auto"`).
+    pub max_stale: Option<(Ident, f64)>,
+    /// `ttl_bounds = (min, max)` (needs `ttl = "auto"`).
+    pub ttl_bounds: Option<(Ident, Ttl, Ttl)>,
     pub prefix: Option<LitStr>,
     pub key: Option<Template>,
     pub skip: Vec<Ident>,
@@ -73,7 +116,7 @@ pub(crate) struct CacheArgs {
 }
 
 pub(crate) const CACHE_OPTIONS: &str =
-    "ttl, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags";
+    "ttl, max_stale, ttl_bounds, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags";
 
 /// `= ["user:{id}", "orders"]`: tag templates, each with its own span for errors.
 fn parse_tags(input: ParseStream<'_>, name: &Ident) -> syn::Result<Vec<Template>> {
@@ -150,7 +193,27 @@ impl Parse for CacheArgs {
                 }
                 "ttl" => {
                     input.parse::<Token![=]>()?;
-                    once(&mut args.ttl, &name, parse_ttl(input)?)?;
+                    if args.ttl.is_some() || args.auto_ttl.is_some() {
+                        return Err(syn::Error::new_spanned(&name, "duplicate option `ttl`"));
+                    }
+                    if input.peek(LitStr) && input.fork().parse::<LitStr>()?.value() == "auto" {
+                        args.auto_ttl = Some(input.parse()?);
+                    } else {
+                        args.ttl = Some(parse_ttl(input)?);
+                    }
+                }
+                "max_stale" => {
+                    input.parse::<Token![=]>()?;
+                    once(
+                        &mut args.max_stale,
+                        &name,
+                        (name.clone(), parse_max_stale(input)?),
+                    )?;
+                }
+                "ttl_bounds" => {
+                    input.parse::<Token![=]>()?;
+                    let (min, max) = parse_bounds(input, &name)?;
+                    once(&mut args.ttl_bounds, &name, (name.clone(), min, max))?;
                 }
                 "prefix" => {
                     input.parse::<Token![=]>()?;

@@ -90,6 +90,9 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
 /// | option | meaning |
 /// |---|---|
 /// | `ttl = 300` / `ttl = "5m"` | TTL (seconds or a duration string); default: the pattern table |
+/// | `ttl = "auto"` | TTL learned from how often the values change, starting from the pattern table's |
+/// | `max_stale = "1%"` | with `ttl = "auto"`: the stale-read fraction the learned TTL keeps to (default 1 %) |
+/// | `ttl_bounds = ("30s", "1h")` | with `ttl = "auto"`: the shortest and longest TTL it may learn (default 1 s to 1 day) |
 /// | `prefix = "query"` | key prefix (no trailing `:`) |
 /// | `key = "user:{user_id}"` | the whole key as a template over argument names |
 /// | `skip(pool, ..)` | arguments left out of the default key |

@@ -152,3 +152,17 @@ fn invalidate_cache_tags_beside_a_pattern() {
     );
     insta::assert_snapshot!(pretty(out));
 }
+
+#[test]
+fn cache_query_auto_ttl() {
+    let out = crate::cache_tokens(
+        Preset::Query,
+        quote!(ttl = "auto", max_stale = "0.5%", ttl_bounds = ("30s", "1h")),
+        quote!(
+            async fn trending(day: u32) -> Vec<Item> {
+                db::trending(day).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}

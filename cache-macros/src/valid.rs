@@ -37,6 +37,27 @@ pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::R
             "`soft_timeout` serves a stale value, so it needs `stale_if_error = ..` to keep one",
         ));
     }
+    if args.auto_ttl.is_none() {
+        let needs_auto = args
+            .max_stale
+            .as_ref()
+            .map(|(n, _)| n)
+            .or(args.ttl_bounds.as_ref().map(|(n, _, _)| n));
+        if let Some(n) = needs_auto {
+            return Err(syn::Error::new_spanned(
+                n,
+                format!("`{n}` tunes a learned TTL: it needs `ttl = \"auto\"`"),
+            ));
+        }
+    }
+    if let (Some(auto), Some(s)) = (&args.auto_ttl, &args.strategy) {
+        if s == "adaptive" {
+            return Err(syn::Error::new_spanned(
+                auto,
+                "`ttl = \"auto\"` learns the TTL; `strategy = adaptive` picks it from read counts: choose one",
+            ));
+        }
+    }
     if let (Some(i), None) = (&args.include_self, has_receiver(f)) {
         return Err(syn::Error::new_spanned(
             i,
@@ -107,6 +128,11 @@ pub(crate) fn batch(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
         args.stale_if_error.as_ref().map(|_| "stale_if_error"),
         args.soft_timeout.as_ref().map(|_| "soft_timeout"),
         args.tags.as_ref().map(|_| "tags"),
+        args.auto_ttl
+            .as_ref()
+            .map(|_| "ttl = \"auto\" (a `ttl_auto` pattern in the configuration learns a batch's TTL)"),
+        args.max_stale.as_ref().map(|_| "max_stale"),
+        args.ttl_bounds.as_ref().map(|_| "ttl_bounds"),
     ];
     if let Some(name) = unsupported.into_iter().flatten().next() {
         return Err(syn::Error::new(

@@ -10,7 +10,8 @@
 //! pattern, another instance's notice) is not an observation: the application said the value
 //! changed, and such changes cost no stale reads. The time from an entry's expiry to its reload
 //! is, for a key read at random, an exponential wait whose mean is one over the key's read rate:
-//! that gives the advice's read rate without counting hits.
+//! that gives each tracked key's read rate, and so the family's read-weighted hit rate, without
+//! counting a single hit.
 
 pub(crate) mod model;
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-use self::model::{ChangeModel, RateEstimate};
+use self::model::{ChangeModel, RateEstimate, ReadRates};
 use crate::clock::{self, Instant};
 use crate::config::{AnalyticsConfig, AutoTtl, CacheConfig};
 use crate::error::Result;
@@ -40,6 +41,9 @@ const RECOMPUTE_AFTER: Duration = Duration::from_secs(5);
 
 /// A learned TTL moves only when it differs from the one in use by more than this fraction.
 const HYSTERESIS: f64 = 0.05;
+
+/// Waits kept per key: past this the older half is dropped, so a key's rate follows it.
+const GAPS_KEPT: u32 = 32;
 
 /// The family of a key: for a generated key (`{prefix}:{module}::{fn}:{args}`) everything up to
 /// the function's name, so each function is one family; otherwise the text before the first
@@ -95,9 +99,11 @@ pub struct TtlAdvice {
     pub change_rate_per_hour: Option<f64>,
     /// Upper end of its 95 % interval (what the recommendation uses).
     pub change_rate_upper_per_hour: Option<f64>,
-    /// Estimated reads per second of one key that is read again (from the wait between an
-    /// entry's expiry and its reload); `null` before any.
+    /// Mean reads per second of the family's keys that are read again (each from the waits
+    /// between its entry's expiry and its reload); `null` before any.
     pub read_rate_per_key: Option<f64>,
+    /// Keys behind that figure.
+    pub keys_with_read_rate: u64,
     /// The TTL of the family's last stored load.
     pub current_ttl_secs: f64,
     /// The TTL that keeps stale reads at `max_stale` (within the bounds); `null` while the
@@ -121,6 +127,17 @@ struct Tracked {
     ttl_secs: f64,
     /// The invalidation log's number when its load began.
     seq: u64,
+    /// Waits from expiry to reload: how many, and their sum in seconds.
+    gaps: u32,
+    gap_secs: f32,
+}
+
+impl Tracked {
+    /// Reads per second, from the waits; `None` before one.
+    fn read_rate(&self) -> Option<f64> {
+        // A wait under the clock's resolution reads as 0: count it as 1 ms.
+        (self.gaps > 0).then(|| f64::from(self.gaps) / f64::from(self.gap_secs).max(1e-3))
+    }
 }
 
 struct FamilyState {
@@ -130,12 +147,8 @@ struct FamilyState {
     invalidated_reloads: u64,
     writes: u64,
     invalidations: u64,
-    /// Waits from expiry to reload (decayed count and sum of seconds).
-    gaps: f64,
-    gap_secs: f64,
     last_ttl_secs: f64,
     auto: Option<AutoTtl>,
-    last_decay: Instant,
     last_recompute: Instant,
     since_recompute: u32,
 }
@@ -229,11 +242,8 @@ impl Analytics {
                             invalidated_reloads: 0,
                             writes: 0,
                             invalidations: 0,
-                            gaps: 0.0,
-                            gap_secs: 0.0,
                             last_ttl_secs: 0.0,
                             auto: None,
-                            last_decay: now,
                             last_recompute: now,
                             since_recompute: 0,
                         }),
@@ -270,16 +280,15 @@ impl Analytics {
         st.loads += 1;
         st.last_ttl_secs = ttl_secs;
         st.auto = auto;
-        let previous = st.tracked.put(
-            fp.0,
-            Tracked {
-                digest,
-                at: now,
-                ttl_secs,
-                seq,
-            },
-        );
-        let Some(prev) = previous else {
+        let mut next = Tracked {
+            digest,
+            at: now,
+            ttl_secs,
+            seq,
+            gaps: 0,
+            gap_secs: 0.0,
+        };
+        let Some(prev) = st.tracked.put(fp.0, next) else {
             return;
         };
         if log.overtaken(prev.seq, fp, key) {
@@ -288,11 +297,18 @@ impl Analytics {
         }
         let secs = now.saturating_duration_since(prev.at).as_secs_f64();
         st.model.observe(secs, digest != prev.digest);
+        // Reloaded after its expiry (not evicted early): the wait was for its next read.
         let gap = secs - prev.ttl_secs;
+        (next.gaps, next.gap_secs) = (prev.gaps, prev.gap_secs);
         if gap >= 0.0 {
-            st.gaps += 1.0;
-            st.gap_secs += gap;
+            next.gaps += 1;
+            next.gap_secs += gap as f32;
+            if next.gaps > GAPS_KEPT {
+                next.gaps /= 2;
+                next.gap_secs /= 2.0;
+            }
         }
+        st.tracked.put(fp.0, next);
         st.since_recompute += 1;
         if st.since_recompute >= RECOMPUTE_EVERY
             || now.saturating_duration_since(st.last_recompute) >= RECOMPUTE_AFTER
@@ -301,20 +317,18 @@ impl Analytics {
         }
     }
 
-    /// Decays the evidence to `now` and moves the learned TTL when the rule allows.
+    /// Decays the evidence by the observations since the last time and moves the learned TTL
+    /// when the rule allows.
     fn recompute(&self, family: &Family, st: &mut FamilyState, now: Instant) {
+        // By observations, not time: a family reloaded once an hour still gathers evidence.
+        let half_life = f64::from(self.config.half_life_observations);
+        st.model
+            .decay(0.5f64.powf(f64::from(st.since_recompute) / half_life));
         st.since_recompute = 0;
         st.last_recompute = now;
-        let elapsed = now.saturating_duration_since(st.last_decay).as_secs_f64();
-        if elapsed > 0.0 {
-            let factor = 0.5f64.powf(elapsed / self.config.half_life.as_secs_f64());
-            st.model.decay(factor);
-            st.gaps *= factor;
-            st.gap_secs *= factor;
-            st.last_decay = now;
-        }
         let auto = st.auto.unwrap_or_default();
-        let Some(secs) = self.recommend(&st.model.estimate(), &auto) else {
+        let Some(secs) = self.recommend(&st.model.estimate(), &read_rates(st), &auto, st.last_ttl_secs)
+        else {
             return;
         };
         let current = family.learned_ms.load(Ordering::Relaxed) as f64 / 1e3;
@@ -327,14 +341,28 @@ impl Analytics {
         }
     }
 
-    /// The TTL the evidence supports, within the bounds; `None` until it is enough.
-    fn recommend(&self, est: &Option<RateEstimate>, auto: &AutoTtl) -> Option<f64> {
+    /// The TTL the evidence supports for a family now at `current` seconds, within the bounds
+    /// (the evidence rule of [`model`]); `None` until there is enough.
+    fn recommend(
+        &self,
+        est: &Option<RateEstimate>,
+        reads: &ReadRates,
+        auto: &AutoTtl,
+        current: f64,
+    ) -> Option<f64> {
         let est = est.as_ref()?;
         if est.observations < f64::from(self.config.min_observations) {
             return None;
         }
-        let secs = model::ttl_for_stale(est.upper, auto.max_stale);
-        Some(secs.clamp(auto.min.as_secs_f64(), auto.max.as_secs_f64()))
+        let (min, max) = (auto.min.as_secs_f64(), auto.max.as_secs_f64());
+        let safe = model::ttl_for_stale(est.upper, auto.max_stale, reads).clamp(min, max);
+        let longest = model::ttl_for_stale(est.lower, auto.max_stale, reads).clamp(min, max);
+        // Inside the range the evidence cannot tell apart, the TTL in use stays.
+        Some(if (safe..=longest).contains(&current) {
+            current
+        } else {
+            safe
+        })
     }
 
     /// A direct write of `key`.
@@ -365,14 +393,15 @@ impl Analytics {
                 let st = f.state.lock();
                 let auto = st.auto.unwrap_or_default();
                 let est = st.model.estimate();
-                let recommended = self.recommend(&est, &auto);
-                let read_rate = (st.gaps > 0.0 && st.gap_secs > 0.0).then(|| st.gaps / st.gap_secs);
+                let reads = read_rates(&st);
+                let recommended = self.recommend(&est, &reads, &auto, st.last_ttl_secs);
+                let read_rate = reads.mean();
                 let current = st.last_ttl_secs;
+                // Stale = g(λT) · H(T) (module `model`), at the point estimate of λ.
                 let expect = |ttl: f64| -> (Option<f64>, Option<f64>) {
-                    let hit = read_rate.map(|r| model::hit_rate(r, ttl));
-                    let stale =
-                        est.map(|e| model::stale_fraction(read_rate.unwrap_or(f64::INFINITY), e.rate, ttl));
-                    (hit, stale)
+                    let hit = reads.hit_rate(ttl);
+                    let stale = est.map(|e| model::stale_fraction(f64::INFINITY, e.rate, ttl) * hit);
+                    (read_rate.map(|_| hit), stale)
                 };
                 let (hit_cur, stale_cur) = expect(current);
                 let (hit_rec, stale_rec) = recommended.map_or((None, None), expect);
@@ -389,6 +418,7 @@ impl Analytics {
                     change_rate_per_hour: est.map(|e| e.rate * 3600.0),
                     change_rate_upper_per_hour: est.map(|e| e.upper * 3600.0),
                     read_rate_per_key: read_rate,
+                    keys_with_read_rate: reads.keys() as u64,
                     current_ttl_secs: current,
                     recommended_ttl_secs: recommended,
                     expected_hit_rate_current: hit_cur,
@@ -401,6 +431,16 @@ impl Analytics {
         out.sort_by(|a, b| b.loads.cmp(&a.loads).then_with(|| a.family.cmp(&b.family)));
         out
     }
+}
+
+/// The read rates of a family's tracked keys.
+fn read_rates(st: &FamilyState) -> ReadRates {
+    let mut reads = ReadRates::default();
+    st.tracked
+        .iter()
+        .filter_map(|(_, t)| t.read_rate())
+        .for_each(|r| reads.add(r));
+    reads
 }
 
 /// A stable digest of a value's encoded form, written straight into the hasher (no buffer).

@@ -28,17 +28,22 @@
 //! stale(T) = r (T − (1 − e^(−λT)) / λ) / (1 + rT)      (of all reads, misses included)
 //! ```
 //!
-//! `stale(T)` grows with `r` towards `1 − (1 − e^(−x)) / x` with `x = λT`: a bound that holds for
-//! every key of the family, whatever its read rate. The recommended TTL keeps that bound at the
-//! target, so hot keys (which carry most reads, and most stale reads) stay within it; colder keys
-//! are staler less often.
+//! so `stale(T) = g(λT) · hit(T)` with `g(x) = 1 − (1 − e^(−x)) / x`, exactly. Over a family
+//! whose keys are read at different rates, the fraction of its reads that are stale is therefore
+//! `g(λT) · H(T)`, `H` being its read-weighted hit rate: hot keys carry most reads and almost all
+//! stale reads, cold keys (mostly misses) few. [`ReadRates`] estimates `H` from each tracked key's
+//! read rate, and the recommended TTL is the longest with `g(λT) · H(T)` at the target. Where no
+//! read rate is known yet, `H = 1`: the bound that holds for every key, however hot.
 //!
 //! # The evidence rule
-//! A TTL is recommended only after [`AnalyticsConfig::min_observations`](crate::config::AnalyticsConfig::min_observations)
-//! reloads, and from the upper end of the change rate's 95 % likelihood interval (where
-//! `log L` falls 1.92 below its maximum), not from the point estimate: with few observations,
-//! or none that changed, the interval is wide and the TTL stays short; it lengthens only as
-//! evidence that values do not change piles up, and shortens as soon as changes are seen.
+//! Nothing moves before [`AnalyticsConfig::min_observations`](crate::config::AnalyticsConfig::min_observations)
+//! reloads. Then the change rate's 95 % likelihood interval `[λ_low, λ_up]` (where `log L` falls
+//! 1.92 below its maximum) gives a range of TTLs the evidence cannot tell apart,
+//! `[T(λ_up), T(λ_low)]`. A TTL inside it stays; one outside it moves to `T(λ_up)`, the end
+//! that keeps the target even if the rate is as high as the evidence allows. So a TTL lengthens
+//! only once enough unchanged time is seen (with no change in `E` seconds, `T(λ_up) ≈ E / 95`
+//! at 1 %), shortens only once changes show it too long, and settles just inside the target as
+//! evidence piles up.
 
 /// Interval buckets: log₂ of the interval in milliseconds, 1 ms to ~12 days.
 const BUCKETS: usize = 40;
@@ -77,6 +82,8 @@ impl Default for ChangeModel {
 pub(crate) struct RateEstimate {
     /// Maximum-likelihood rate.
     pub(crate) rate: f64,
+    /// Lower end of its 95 % likelihood interval.
+    pub(crate) lower: f64,
     /// Upper end of its 95 % likelihood interval.
     pub(crate) upper: f64,
     /// Observations behind them (decayed).
@@ -173,8 +180,20 @@ impl ChangeModel {
                 peak - self.log_likelihood(r) < INTERVAL_DROP
             })
         };
+        let lower = if rate <= RATE_MIN {
+            0.0
+        } else {
+            // The largest rate below the estimate where log L has fallen by the interval's drop.
+            let within = |r: f64| peak - self.log_likelihood(r) < INTERVAL_DROP;
+            if within(RATE_MIN) {
+                0.0
+            } else {
+                bisect_log(RATE_MIN, rate, |r| !within(r))
+            }
+        };
         Some(RateEstimate {
             rate,
+            lower,
             upper,
             observations,
             changed,
@@ -211,15 +230,75 @@ fn stale_bound(x: f64) -> f64 {
     1.0 + (-x).exp_m1() / x
 }
 
-/// The TTL in seconds that keeps every key's stale fraction at `max_stale`, for change rate
-/// `rate` per second (`f64::INFINITY` when nothing changes).
-pub(crate) fn ttl_for_stale(rate: f64, max_stale: f64) -> f64 {
+/// Read-rate buckets of [`ReadRates`]: log₂ of reads per second, 2⁻³² to 2³¹.
+const RATE_BUCKETS: usize = 64;
+const RATE_BUCKET_BASE: i32 = -32;
+
+/// The read rates of a family's keys, as a log₂ histogram weighted by rate (a key read twice as
+/// often carries twice the reads): enough to compute the read-weighted hit rate `H(T)`.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadRates {
+    /// Per bucket: the sum of the rates in it (its reads per second) and how many keys.
+    sum: [f64; RATE_BUCKETS],
+    keys: [f64; RATE_BUCKETS],
+}
+
+impl Default for ReadRates {
+    fn default() -> Self {
+        ReadRates {
+            sum: [0.0; RATE_BUCKETS],
+            keys: [0.0; RATE_BUCKETS],
+        }
+    }
+}
+
+impl ReadRates {
+    /// One key read at `rate` per second.
+    pub(crate) fn add(&mut self, rate: f64) {
+        if !rate.is_finite() || rate <= 0.0 {
+            return;
+        }
+        let i = (rate.log2().floor() as i32 - RATE_BUCKET_BASE).clamp(0, RATE_BUCKETS as i32 - 1) as usize;
+        self.sum[i] += rate;
+        self.keys[i] += 1.0;
+    }
+
+    /// Keys counted.
+    pub(crate) fn keys(&self) -> f64 {
+        self.keys.iter().sum()
+    }
+
+    /// Mean read rate of the keys counted, per second.
+    pub(crate) fn mean(&self) -> Option<f64> {
+        let n = self.keys();
+        (n > 0.0).then(|| self.sum.iter().sum::<f64>() / n)
+    }
+
+    /// The read-weighted hit rate under TTL `ttl` seconds; 1 (the bound) when nothing is known.
+    pub(crate) fn hit_rate(&self, ttl: f64) -> f64 {
+        let total: f64 = self.sum.iter().sum();
+        if total <= 0.0 {
+            return 1.0;
+        }
+        let hits: f64 = (0..RATE_BUCKETS)
+            .filter(|&i| self.keys[i] > 0.0)
+            .map(|i| self.sum[i] * hit_rate(self.sum[i] / self.keys[i], ttl))
+            .sum();
+        hits / total
+    }
+}
+
+/// The TTL in seconds that keeps the family's stale fraction at `max_stale`, for change rate
+/// `rate` per second and the family's read rates (`f64::INFINITY` when nothing changes).
+pub(crate) fn ttl_for_stale(rate: f64, max_stale: f64, reads: &ReadRates) -> f64 {
     if rate <= 0.0 {
         return f64::INFINITY;
     }
     let max_stale = max_stale.clamp(1e-9, 0.999);
-    // stale_bound is increasing in x: the largest x within the target.
-    let x = bisect_log(1e-9, 1e6, |x| stale_bound(x) <= max_stale);
+    // g(λT) · H(T) grows with T: the longest T within the target.
+    let x = bisect_log(1e-9, 1e6, |x| {
+        stale_bound(x) * reads.hit_rate(x / rate) <= max_stale
+    });
     x / rate
 }
 
@@ -274,6 +353,7 @@ mod tests {
             e.rate * 60.0
         );
         assert!(e.upper > e.rate && e.upper < e.rate * 1.1, "{e:?}");
+        assert!(e.lower < e.rate && e.lower > e.rate * 0.9, "{e:?}");
     }
 
     #[test]
@@ -292,6 +372,7 @@ mod tests {
         }
         let e = m.estimate().unwrap();
         assert_eq!(e.rate, 0.0);
+        assert_eq!(e.lower, 0.0);
         assert!((e.upper - INTERVAL_DROP / 1000.0).abs() < 1e-6, "{e:?}");
     }
 
@@ -306,13 +387,31 @@ mod tests {
     #[test]
     fn the_ttl_for_a_stale_target_meets_it_and_no_more() {
         let rate = 1.0 / 600.0;
-        let t = ttl_for_stale(rate, 0.01);
+        let unknown = ReadRates::default();
+        let t = ttl_for_stale(rate, 0.01, &unknown);
         assert!((stale_fraction(f64::INFINITY, rate, t) - 0.01).abs() < 1e-6);
         // Small x: stale ≈ x/2, so T ≈ 2·0.01/λ = 12 s.
         assert!((t - 12.0).abs() < 0.2, "{t}");
         // Colder keys are staler less often under the same TTL.
         assert!(stale_fraction(0.01, rate, t) < 0.01);
-        assert_eq!(ttl_for_stale(0.0, 0.01), f64::INFINITY);
+        assert_eq!(ttl_for_stale(0.0, 0.01, &unknown), f64::INFINITY);
+    }
+
+    #[test]
+    fn cold_keys_allow_a_longer_ttl_for_the_same_stale_fraction() {
+        let rate = 1.0 / 600.0;
+        // Zipf(1) over 500 keys, 25 reads per second in all.
+        let h: f64 = (1..=500).map(|k| 1.0 / k as f64).sum();
+        let mut reads = ReadRates::default();
+        let rates: Vec<f64> = (1..=500).map(|k| 25.0 / (h * k as f64)).collect();
+        rates.iter().for_each(|&r| reads.add(r));
+        let t = ttl_for_stale(rate, 0.01, &reads);
+        assert!(t > 12.5, "{t}");
+        // The read-weighted stale fraction at that TTL, key by key, is the target.
+        let total: f64 = rates.iter().sum();
+        let stale: f64 = rates.iter().map(|&r| r * stale_fraction(r, rate, t)).sum::<f64>() / total;
+        assert!((stale - 0.01).abs() < 0.001, "{stale} at {t} s");
+        assert!((reads.mean().unwrap() - total / 500.0).abs() < 1e-9);
     }
 
     #[test]

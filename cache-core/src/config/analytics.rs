@@ -100,9 +100,10 @@ pub struct AnalyticsConfig {
     pub enabled: bool,
     /// Reloads of a family needed before its TTL moves from where it started.
     pub min_observations: u32,
-    /// Evidence older than this counts half: the learned rate follows a family that changes.
-    #[serde(with = "humantime_serde")]
-    pub half_life: Duration,
+    /// Observations after which older evidence counts half, so the learned rate follows a
+    /// family whose behaviour changes (counted in reloads, not time, so a family reloaded
+    /// rarely still gathers evidence).
+    pub half_life_observations: u32,
     /// Keys remembered per family (their last digest and load time; least recently loaded
     /// forgotten first).
     pub tracked_keys: usize,
@@ -115,7 +116,7 @@ impl Default for AnalyticsConfig {
         AnalyticsConfig {
             enabled: true,
             min_observations: 30,
-            half_life: Duration::from_secs(3600),
+            half_life_observations: 5000,
             tracked_keys: 4096,
             max_families: 256,
         }
@@ -124,9 +125,10 @@ impl Default for AnalyticsConfig {
 
 impl AnalyticsConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.half_life.is_zero() || self.tracked_keys == 0 || self.max_families == 0 {
+        if self.half_life_observations == 0 || self.tracked_keys == 0 || self.max_families == 0 {
             return Err(CacheError::Config(
-                "analytics: half_life, tracked_keys and max_families must be greater than zero".into(),
+                "analytics: half_life_observations, tracked_keys and max_families must be greater than zero"
+                    .into(),
             ));
         }
         Ok(())

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use crate::cache::Cache;
+pub use crate::config::AutoTtl;
 pub use crate::global::global;
 pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText};
 pub use crate::loader::LoadOptions;

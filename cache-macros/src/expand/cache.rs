@@ -104,12 +104,37 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     };
     let stale_for = duration_option(&krate, args.stale_if_error.as_ref().map(|(_, t)| t.0));
     let soft_timeout = duration_option(&krate, args.soft_timeout.as_ref().map(|(_, t)| t.0));
+    let auto_ttl = match &args.auto_ttl {
+        Some(_) => {
+            // What the attribute leaves out comes from `AutoTtl::DEFAULT`.
+            let stale = match &args.max_stale {
+                Some((_, s)) => quote!(#s),
+                None => quote!(#krate::__private::AutoTtl::DEFAULT.max_stale),
+            };
+            let (min, max) = match &args.ttl_bounds {
+                Some((_, a, b)) => {
+                    let (a, b) = (a.0.as_millis() as u64, b.0.as_millis() as u64);
+                    (
+                        quote!(#krate::__private::Duration::from_millis(#a)),
+                        quote!(#krate::__private::Duration::from_millis(#b)),
+                    )
+                }
+                None => (
+                    quote!(#krate::__private::AutoTtl::DEFAULT.min),
+                    quote!(#krate::__private::AutoTtl::DEFAULT.max),
+                ),
+            };
+            quote!(::core::option::Option::Some(#krate::__private::AutoTtl::new(#stale, #min, #max)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let opts = quote!(#krate::__private::LoadOptions {
         ttl: #ttl,
         use_l1: #use_l1,
         adaptive: #adaptive,
         stale_for: #stale_for,
         soft_timeout: #soft_timeout,
+        auto_ttl: #auto_ttl,
     });
     let body = run_body(f, quote!());
     let fp = format_ident!("__cache_fp");
