@@ -125,37 +125,6 @@ impl ChangeModel {
         self.buckets.iter().map(|b| b.changed + b.unchanged).sum()
     }
 
-    /// `log L(λ)`, each changed bucket at its mean interval.
-    fn log_likelihood(&self, rate: f64) -> f64 {
-        self.buckets
-            .iter()
-            .map(|b| {
-                let mut ll = -rate * b.unchanged_secs;
-                if b.changed > 0.0 {
-                    let d = b.changed_secs / b.changed;
-                    ll += b.changed * (-(-rate * d).exp_m1()).max(f64::MIN_POSITIVE).ln();
-                }
-                ll
-            })
-            .sum()
-    }
-
-    /// `d log L / dλ`: decreasing in λ.
-    fn slope(&self, rate: f64) -> f64 {
-        self.buckets
-            .iter()
-            .map(|b| {
-                let mut s = -b.unchanged_secs;
-                if b.changed > 0.0 {
-                    let d = b.changed_secs / b.changed;
-                    // d·e^(−λd) / (1 − e^(−λd)) = d / (e^(λd) − 1)
-                    s += b.changed * d / (rate * d).exp_m1().max(f64::MIN_POSITIVE);
-                }
-                s
-            })
-            .sum()
-    }
-
     /// The rate and its upper bound; `None` before any observation.
     pub(crate) fn estimate(&self) -> Option<RateEstimate> {
         let observations = self.observations();
@@ -164,27 +133,36 @@ impl ChangeModel {
         }
         let changed: f64 = self.buckets.iter().map(|b| b.changed).sum();
         let unchanged_secs: f64 = self.buckets.iter().map(|b| b.unchanged_secs).sum();
+        let l = Likelihood {
+            unchanged_secs,
+            changed: self
+                .buckets
+                .iter()
+                .filter(|b| b.changed > 0.0)
+                .map(|b| (b.changed, b.changed_secs / b.changed))
+                .collect(),
+        };
         let rate = if changed <= 0.0 {
             0.0
         } else if unchanged_secs <= 0.0 {
             // Every interval changed: the likelihood grows without bound.
             RATE_MAX
         } else {
-            bisect_log(RATE_MIN, RATE_MAX, |r| self.slope(r) > 0.0)
+            bisect_log(RATE_MIN, RATE_MAX, |r| l.slope(r) > 0.0)
         };
-        let peak = self.log_likelihood(rate.max(RATE_MIN));
+        let peak = l.log_likelihood(rate.max(RATE_MIN));
         let upper = if rate >= RATE_MAX {
             RATE_MAX
         } else {
             bisect_log(rate.max(RATE_MIN), RATE_MAX, |r| {
-                peak - self.log_likelihood(r) < INTERVAL_DROP
+                peak - l.log_likelihood(r) < INTERVAL_DROP
             })
         };
         let lower = if rate <= RATE_MIN {
             0.0
         } else {
             // The largest rate below the estimate where log L has fallen by the interval's drop.
-            let within = |r: f64| peak - self.log_likelihood(r) < INTERVAL_DROP;
+            let within = |r: f64| peak - l.log_likelihood(r) < INTERVAL_DROP;
             if within(RATE_MIN) {
                 0.0
             } else {
@@ -201,6 +179,36 @@ impl ChangeModel {
     }
 }
 
+/// `log L` over the observations: the unchanged intervals' total, and each bucket of changed
+/// ones as (count, mean interval); only the buckets that hold some, since it is evaluated
+/// some 150 times per estimate.
+struct Likelihood {
+    unchanged_secs: f64,
+    changed: Vec<(f64, f64)>,
+}
+
+impl Likelihood {
+    fn log_likelihood(&self, rate: f64) -> f64 {
+        let changed: f64 = self
+            .changed
+            .iter()
+            .map(|&(n, d)| n * (-(-rate * d).exp_m1()).max(f64::MIN_POSITIVE).ln())
+            .sum();
+        changed - rate * self.unchanged_secs
+    }
+
+    /// `d log L / dλ`: decreasing in λ.
+    fn slope(&self, rate: f64) -> f64 {
+        // d·e^(−λd) / (1 − e^(−λd)) = d / (e^(λd) − 1)
+        let changed: f64 = self
+            .changed
+            .iter()
+            .map(|&(n, d)| n * d / (rate * d).exp_m1().max(f64::MIN_POSITIVE))
+            .sum();
+        changed - self.unchanged_secs
+    }
+}
+
 /// The largest `x` in `[lo, hi]` (log scale) for which `below(x)` holds, `below` being true up
 /// to a point and false after it.
 fn bisect_log(lo: f64, hi: f64, below: impl Fn(f64) -> bool) -> f64 {
@@ -211,7 +219,8 @@ fn bisect_log(lo: f64, hi: f64, below: impl Fn(f64) -> bool) -> f64 {
         return hi;
     }
     let (mut lo, mut hi) = (lo.ln(), hi.ln());
-    for _ in 0..64 {
+    // 48 halvings of a range of at most e^40: a relative precision of 1e-13.
+    for _ in 0..48 {
         let mid = 0.5 * (lo + hi);
         if below(mid.exp()) {
             lo = mid;
@@ -276,15 +285,30 @@ impl ReadRates {
 
     /// The read-weighted hit rate under TTL `ttl` seconds; 1 (the bound) when nothing is known.
     pub(crate) fn hit_rate(&self, ttl: f64) -> f64 {
-        let total: f64 = self.sum.iter().sum();
+        self.weighted().hit_rate(ttl)
+    }
+
+    /// The buckets that hold keys, as (reads per second, mean rate).
+    fn weighted(&self) -> Weighted {
+        Weighted(
+            (0..RATE_BUCKETS)
+                .filter(|&i| self.keys[i] > 0.0)
+                .map(|i| (self.sum[i], self.sum[i] / self.keys[i]))
+                .collect(),
+        )
+    }
+}
+
+/// [`ReadRates`]' non-empty buckets, for evaluating `H(T)` many times.
+struct Weighted(Vec<(f64, f64)>);
+
+impl Weighted {
+    fn hit_rate(&self, ttl: f64) -> f64 {
+        let total: f64 = self.0.iter().map(|(w, _)| w).sum();
         if total <= 0.0 {
             return 1.0;
         }
-        let hits: f64 = (0..RATE_BUCKETS)
-            .filter(|&i| self.keys[i] > 0.0)
-            .map(|i| self.sum[i] * hit_rate(self.sum[i] / self.keys[i], ttl))
-            .sum();
-        hits / total
+        self.0.iter().map(|&(w, r)| w * hit_rate(r, ttl)).sum::<f64>() / total
     }
 }
 
@@ -295,6 +319,7 @@ pub(crate) fn ttl_for_stale(rate: f64, max_stale: f64, reads: &ReadRates) -> f64
         return f64::INFINITY;
     }
     let max_stale = max_stale.clamp(1e-9, 0.999);
+    let reads = reads.weighted();
     // g(λT) · H(T) grows with T: the longest T within the target.
     let x = bisect_log(1e-9, 1e6, |x| {
         stale_bound(x) * reads.hit_rate(x / rate) <= max_stale
