@@ -299,7 +299,7 @@ fn learned_ttls_come_within_1_5x_of_the_best_fixed_ttl_and_keep_the_stale_target
             .enumerate()
             .filter(|(i, _)| fixed[i].tally[fi].expected_stale_rate() <= f.max_stale)
             .map(|(i, t)| (*t, fixed[&i].tally[fi]))
-            .last();
+            .next_back();
         let row = |policy: &str, ttl: String, s: &Tally| {
             println!(
                 "| {} | every {} s | {:.1} % | {policy} | {ttl} | {:.1} % | {:.2} % | {:.2} % |",
