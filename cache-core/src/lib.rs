@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod acl;
+mod anomaly;
 mod bus;
 mod cache;
 mod clock;
@@ -61,6 +62,7 @@ pub mod warmup;
 pub mod __private;
 
 pub use access::AccessPattern;
+pub use anomaly::{Anomaly, AnomalyCount, AnomalyKind, Severity};
 pub use cache::Cache;
 pub use config::{CacheConfig, CacheConfigBuilder};
 pub use disk::{DiskStats, LatencySummary};

@@ -14,6 +14,7 @@ use crate::error::{CacheError, Result};
 use crate::pattern::Pattern;
 use crate::strategy::Strategy;
 
+mod anomaly;
 mod disk;
 mod redis;
 mod security;
@@ -21,6 +22,7 @@ mod security;
 #[cfg(feature = "disk")]
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
+pub use self::anomaly::{AnomalyConfig, Sensitivity};
 pub use self::disk::{DiskConfig, DiskPolicy, ReadOrder, WritePolicy};
 pub use self::redis::{RedisTopology, Secret};
 pub use self::security::SecurityConfig;
@@ -172,6 +174,8 @@ pub struct CacheConfig {
     pub l3: DiskConfig,
     /// Encryption at rest and key obfuscation: off unless keys or a secret are set.
     pub security: SecurityConfig,
+    /// Anomaly detection over the cache's counters (`[anomaly]` in TOML).
+    pub anomaly: AnomalyConfig,
 }
 
 impl Default for CacheConfig {
@@ -220,6 +224,7 @@ impl Default for CacheConfig {
             tag_ttl: Duration::from_secs(7 * 24 * 3600),
             l3: DiskConfig::default(),
             security: SecurityConfig::default(),
+            anomaly: AnomalyConfig::default(),
         }
     }
 }
@@ -315,6 +320,7 @@ impl CacheConfig {
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
         c.l3.read_lookup(&get)?;
         c.security.read_lookup(&get)?;
+        c.anomaly.read_lookup(&get)?;
         c.validate()?;
         Ok(c)
     }
@@ -398,6 +404,7 @@ impl CacheConfig {
         TtlRules::compile(self)?;
         self.strategy.validate()?;
         self.l3.validate()?;
+        self.anomaly.validate()?;
         Ok(())
     }
 }
