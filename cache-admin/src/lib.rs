@@ -10,7 +10,8 @@
 //! | `GET /api/v1/cache/access-patterns?limit=20` | `read` | hottest keys, counts, hit ratios (keys redacted); with `access_sample_rate` > 1 the counts are estimates and the answer says so (`sampled`, `sample_rate`) |
 //! | `GET /api/v1/cache/performance` | `read` | latency per operation (L1/L2), compression, memory, per-function timings |
 //! | `GET /api/v1/cache/memory?samples=20` | `read` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries (both redacted) |
-//! | `GET /metrics` | `read` | Prometheus text |
+//! | `GET /api/v1/cache/anomalies?limit=100&active=true` | `read` | recent anomalies, newest first (kind, scope, severity, start, end, observed, baseline, threshold, score, peak; key prefixes outside the token's patterns redacted), and per kind and severity how many were raised and are open ([`Cache::anomalies`](cache_core::Cache::anomalies)) |
+//! | `GET /metrics` | `read` | Prometheus text (with `cache_anomalies_total{kind,severity}` and `cache_anomalies_active{kind}`) |
 //! | `GET /dashboard` (+ `/dashboard/app.js`, `/dashboard/app.css`) | open (static); its calls need `read` (and `clear`, `warmup`, `switch` for its buttons) | a live page over the routes above, polling every 2 s, with the bearer token the user types; strict CSP, `no-store` |
 //!
 //! **Tokens.** Requests carry `Authorization: Bearer <secret>`. Each token has a name (what
@@ -84,6 +85,7 @@
 //! # Ok(()) }
 //! ```
 
+mod anomalies;
 mod auth;
 mod dashboard;
 mod handlers;
@@ -134,6 +136,7 @@ pub fn router(cache: Cache, warmer: Option<Warmer>, config: AdminConfig) -> Rout
         .route("/api/v1/cache/access-patterns", get(handlers::access_patterns))
         .route("/api/v1/cache/performance", get(handlers::performance))
         .route("/api/v1/cache/memory", get(handlers::memory))
+        .route("/api/v1/cache/anomalies", get(anomalies::list))
         .route("/metrics", get(handlers::metrics))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/app.js", get(dashboard::script))

@@ -47,9 +47,6 @@ impl Tracked {
     }
 
     fn feed(&mut self, scope: &str, value: f64, noise: impl Fn(f64) -> f64, events: &Events, now_ms: u64) {
-        if std::env::var("ANOMALY_DEBUG").is_ok_and(|k| k == self.kind.as_str()) && scope == "*" {
-            eprintln!("DBG {now_ms} {} {scope} value={value:.3} {:?}", self.kind.as_str(), self.detector);
-        }
         match self.detector.observe(value, noise) {
             Verdict::Start(trip) => {
                 let severity = if trip.score >= 2.0 * self.z {

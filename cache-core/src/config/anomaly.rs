@@ -135,8 +135,12 @@ impl Default for AnomalyConfig {
             l2_latency: Sensitivity::with(5.0, 3.0),
             l2_errors: Sensitivity::with(0.05, 1.0),
             eviction_storm: Sensitivity::with(1.0, 3.0),
-            // Each open and each close is a transition.
-            breaker_flapping: Sensitivity::with(3.0, 1.0),
+            // Each open and each close is a transition; a healthy breaker makes none, an outage
+            // two (open, then close once it is over). Four in a window, twice: flapping.
+            breaker_flapping: Sensitivity {
+                z: 4.0,
+                ..Sensitivity::with(4.0, 1.0)
+            },
         }
     }
 }
