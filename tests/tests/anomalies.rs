@@ -81,7 +81,11 @@ async fn a_miss_storm_is_listed_counted_and_redacted() {
     assert_eq!(quiet["enabled"], true, "{quiet}");
     assert_eq!(quiet["window_secs"], 0.1, "{quiet}");
     assert_eq!(quiet["anomalies"], Value::Array(Vec::new()), "{quiet}");
-    assert_eq!(quiet["counts"].as_array().unwrap().len(), 14, "every kind x severity: {quiet}");
+    assert_eq!(
+        quiet["counts"].as_array().unwrap().len(),
+        14,
+        "every kind x severity: {quiet}"
+    );
 
     // Normal traffic: hot keys, all hits after their first load, past the warm-up.
     for _ in 0..15 {
@@ -105,9 +109,15 @@ async fn a_miss_storm_is_listed_counted_and_redacted() {
         if let Some(a) = found {
             break a;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no miss storm raised: {raised:#?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no miss storm raised: {raised:#?}"
+        );
     };
-    assert!(storm.observed > storm.threshold && storm.threshold > storm.baseline, "{storm:?}");
+    assert!(
+        storm.observed > storm.threshold && storm.threshold > storm.baseline,
+        "{storm:?}"
+    );
     assert!(storm.ended_at.is_none() && storm.started_at > 0, "{storm:?}");
 
     let all = json(&base, "/api/v1/cache/anomalies", "reader-secret").await;
@@ -119,9 +129,15 @@ async fn a_miss_storm_is_listed_counted_and_redacted() {
     assert_eq!(row["kind"], "miss_storm");
     assert_eq!(row["scope"], "tenant-b");
     assert_eq!(row["unit"], "per_second");
-    assert!(row["ended_at"].is_null() && row["observed"].as_f64().unwrap() > 0.0, "{row}");
+    assert!(
+        row["ended_at"].is_null() && row["observed"].as_f64().unwrap() > 0.0,
+        "{row}"
+    );
     let kinds: Vec<&str> = listed.iter().map(|a| a["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"key_cardinality"), "new keys every read: {kinds:?}");
+    assert!(
+        kinds.contains(&"key_cardinality"),
+        "new keys every read: {kinds:?}"
+    );
     let counted: u64 = all["counts"]
         .as_array()
         .unwrap()
@@ -132,13 +148,24 @@ async fn a_miss_storm_is_listed_counted_and_redacted() {
     assert!(counted >= 1, "{all}");
 
     // A token that may not read `tenant-b:*` keys sees the figures, not the prefix.
-    let scoped = json(&base, "/api/v1/cache/anomalies?active=true&limit=50", "tenant-a-secret").await;
+    let scoped = json(
+        &base,
+        "/api/v1/cache/anomalies?active=true&limit=50",
+        "tenant-a-secret",
+    )
+    .await;
     let rows = scoped["anomalies"].as_array().unwrap();
     assert!(!rows.is_empty(), "{scoped}");
-    assert!(rows.iter().all(|a| a["ended_at"].is_null()), "active only: {scoped}");
+    assert!(
+        rows.iter().all(|a| a["ended_at"].is_null()),
+        "active only: {scoped}"
+    );
     assert!(rows.iter().all(|a| a["scope"] != "tenant-b"), "{scoped}");
     assert!(rows.iter().any(|a| a["scope"] == "<redacted>"), "{scoped}");
-    assert!(rows.iter().any(|a| a["scope"] == "*"), "the whole cache's storm: {scoped}");
+    assert!(
+        rows.iter().any(|a| a["scope"] == "*"),
+        "the whole cache's storm: {scoped}"
+    );
 
     // /metrics: the counter and the gauge, described.
     let (status, text) = get(&base, "/metrics", "reader-secret").await;
@@ -156,7 +183,11 @@ async fn a_miss_storm_is_listed_counted_and_redacted() {
         + value(r#"cache_anomalies_total{kind="miss_storm",severity="critical"}"#);
     assert!(raised >= 2.0, "the prefix's and the whole cache's: {raised}");
     assert!(value(r#"cache_anomalies_active{kind="miss_storm"}"#) >= 1.0);
-    assert_eq!(value(r#"cache_anomalies_active{kind="l2_latency"}"#), 0.0, "L1-only: never");
+    assert_eq!(
+        value(r#"cache_anomalies_active{kind="l2_latency"}"#),
+        0.0,
+        "L1-only: never"
+    );
 
     let (status, text) = get(&base, "/api/v1/cache/anomalies?limit=abc", "reader-secret").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");

@@ -257,14 +257,24 @@ mod tests {
         }
         assert!((d.baseline() - 20.0).abs() < 1.0, "{}", d.baseline());
         let mut twin = d.clone();
-        assert_eq!(d.observe(50.0, |m| poisson_noise(m, 10.0)), Verdict::Quiet, "one window is not enough");
+        assert_eq!(
+            d.observe(50.0, |m| poisson_noise(m, 10.0)),
+            Verdict::Quiet,
+            "one window is not enough"
+        );
         let Verdict::Start(trip) = d.observe(50.0, |m| poisson_noise(m, 10.0)) else {
             panic!("the second window in a row starts the event");
         };
-        assert!(trip.value == 50.0 && trip.threshold > 20.0 && trip.threshold < 50.0, "{trip:?}");
+        assert!(
+            trip.value == 50.0 && trip.threshold > 20.0 && trip.threshold < 50.0,
+            "{trip:?}"
+        );
         assert!(trip.score > 6.0, "{trip:?}");
         // Twice the trip distance in one window: at once.
-        assert!(matches!(twin.observe(100.0, |m| poisson_noise(m, 10.0)), Verdict::Start(_)));
+        assert!(matches!(
+            twin.observe(100.0, |m| poisson_noise(m, 10.0)),
+            Verdict::Start(_)
+        ));
         // Hysteresis: back to normal for `recovery` windows ends it.
         assert!(matches!(d.observe(20.0, |_| 1.0), Verdict::Ongoing(_)));
         assert!(matches!(d.observe(20.0, |_| 1.0), Verdict::Ongoing(_)));
@@ -322,7 +332,10 @@ mod tests {
             0,
         );
         for _ in 0..100 {
-            assert_eq!(off.observe(if fastrand::bool() { 0.0 } else { 1e6 }, |_| 0.0), Verdict::Quiet);
+            assert_eq!(
+                off.observe(if fastrand::bool() { 0.0 } else { 1e6 }, |_| 0.0),
+                Verdict::Quiet
+            );
         }
     }
 

@@ -64,9 +64,7 @@ impl AnomalyKind {
     pub(crate) fn unit(self) -> &'static str {
         match self {
             AnomalyKind::HitRateDrop | AnomalyKind::L2Errors => "fraction",
-            AnomalyKind::MissStorm | AnomalyKind::KeyCardinality | AnomalyKind::EvictionStorm => {
-                "per_second"
-            }
+            AnomalyKind::MissStorm | AnomalyKind::KeyCardinality | AnomalyKind::EvictionStorm => "per_second",
             AnomalyKind::L2Latency => "ms",
             AnomalyKind::BreakerFlapping => "per_window",
         }
@@ -178,7 +176,14 @@ impl Events {
     }
 
     /// Opens an event; its id.
-    pub(crate) fn start(&self, kind: AnomalyKind, scope: &str, severity: Severity, trip: Trip, now_ms: u64) -> u64 {
+    pub(crate) fn start(
+        &self,
+        kind: AnomalyKind,
+        scope: &str,
+        severity: Severity,
+        trip: Trip,
+        now_ms: u64,
+    ) -> u64 {
         let mut inner = self.inner.lock();
         let id = inner.next_id;
         inner.next_id += 1;
@@ -294,7 +299,13 @@ mod tests {
     fn the_ring_is_bounded_and_counts_outlive_it() {
         let e = Events::new(2);
         let a = e.start(AnomalyKind::MissStorm, "*", Severity::Warning, trip(5.0), 1000);
-        let b = e.start(AnomalyKind::MissStorm, "query", Severity::Critical, trip(6.0), 2000);
+        let b = e.start(
+            AnomalyKind::MissStorm,
+            "query",
+            Severity::Critical,
+            trip(6.0),
+            2000,
+        );
         e.ongoing(b, 9.0, true);
         e.ongoing(b, 7.0, true);
         let c = e.start(AnomalyKind::L2Latency, "*", Severity::Warning, trip(50.0), 3000);
@@ -305,13 +316,26 @@ mod tests {
         assert_eq!(recent[0].ended_at, None);
         let counts = e.counts();
         assert_eq!(counts.len(), 14);
-        let row = |k, s| counts.iter().find(|r| r.kind == k && r.severity == s).cloned().unwrap();
+        let row = |k, s| {
+            counts
+                .iter()
+                .find(|r| r.kind == k && r.severity == s)
+                .cloned()
+                .unwrap()
+        };
         assert_eq!(row(AnomalyKind::MissStorm, Severity::Warning).raised, 1);
-        assert_eq!(row(AnomalyKind::MissStorm, Severity::Warning).active, 1, "a: open, dropped from the ring");
+        assert_eq!(
+            row(AnomalyKind::MissStorm, Severity::Warning).active,
+            1,
+            "a: open, dropped from the ring"
+        );
         assert_eq!(row(AnomalyKind::MissStorm, Severity::Critical).active, 0);
         e.end(a, 5000);
         assert_eq!(e.counts().iter().map(|r| r.active).sum::<u64>(), 1);
         let json = serde_json::to_value(&e.recent()[0]).unwrap();
-        assert_eq!((json["kind"].as_str(), json["unit"].as_str()), (Some("l2_latency"), Some("ms")));
+        assert_eq!(
+            (json["kind"].as_str(), json["unit"].as_str()),
+            (Some("l2_latency"), Some("ms"))
+        );
     }
 }

@@ -35,8 +35,8 @@ mod sim;
 
 use std::sync::Weak;
 
-pub use events::{Anomaly, AnomalyCount, AnomalyKind, Severity};
 pub(crate) use events::Events;
+pub use events::{Anomaly, AnomalyCount, AnomalyKind, Severity};
 pub(crate) use signals::{Prefixes, Signals};
 
 use crate::engine::Engine;

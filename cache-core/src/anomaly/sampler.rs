@@ -85,7 +85,12 @@ impl Scope {
             name: name.into(),
             hit_rate: Tracked::new(AnomalyKind::HitRateDrop, cfg.hit_rate_drop, Direction::Down, cfg),
             misses: Tracked::new(AnomalyKind::MissStorm, cfg.miss_storm, Direction::Up, cfg),
-            new_keys: Tracked::new(AnomalyKind::KeyCardinality, cfg.key_cardinality, Direction::Up, cfg),
+            new_keys: Tracked::new(
+                AnomalyKind::KeyCardinality,
+                cfg.key_cardinality,
+                Direction::Up,
+                cfg,
+            ),
         }
     }
 }
@@ -171,7 +176,12 @@ impl Monitor {
             latency: Tracked::new(AnomalyKind::L2Latency, cfg.l2_latency, Direction::Up, cfg),
             errors: Tracked::new(AnomalyKind::L2Errors, cfg.l2_errors, Direction::Up, cfg),
             evictions: Tracked::new(AnomalyKind::EvictionStorm, cfg.eviction_storm, Direction::Up, cfg),
-            flapping: Tracked::new(AnomalyKind::BreakerFlapping, cfg.breaker_flapping, Direction::Up, cfg),
+            flapping: Tracked::new(
+                AnomalyKind::BreakerFlapping,
+                cfg.breaker_flapping,
+                Direction::Up,
+                cfg,
+            ),
             cfg: cfg.clone(),
         }
     }

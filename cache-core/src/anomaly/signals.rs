@@ -169,7 +169,11 @@ impl Signals {
         Signals {
             on,
             prefixes: Arc::new(Prefixes::new(max_prefixes)),
-            seen: if on { SeenKeys::default() } else { SeenKeys::empty() },
+            seen: if on {
+                SeenKeys::default()
+            } else {
+                SeenKeys::empty()
+            },
             new_keys: AtomicU64::new(0),
             l2_reads: AtomicU64::new(0),
             l2_read_us: AtomicU64::new(0),
@@ -259,8 +263,14 @@ mod tests {
         let all = s.prefixes.all();
         let names: Vec<&str> = all.iter().map(|(n, _)| &**n).collect();
         assert_eq!(names, [OTHER, "a", "b"]);
-        let misses: Vec<u64> = all.iter().map(|(_, c)| c.misses.load(Ordering::Relaxed)).collect();
-        let new: Vec<u64> = all.iter().map(|(_, c)| c.new_keys.load(Ordering::Relaxed)).collect();
+        let misses: Vec<u64> = all
+            .iter()
+            .map(|(_, c)| c.misses.load(Ordering::Relaxed))
+            .collect();
+        let new: Vec<u64> = all
+            .iter()
+            .map(|(_, c)| c.new_keys.load(Ordering::Relaxed))
+            .collect();
         assert_eq!(misses, [2, 3, 1]);
         assert_eq!(new, [2, 2, 1], "a:1 was missed twice: new once");
         assert_eq!(s.new_keys.load(Ordering::Relaxed), 5);

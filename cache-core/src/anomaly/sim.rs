@@ -44,11 +44,13 @@ impl Sim {
     async fn new(seed: u64, start_hour: u64) -> Sim {
         let fake = FakeTier::default().with_breaker(3, Duration::from_millis(500));
         fake.set_quiet();
-        let mut config = CacheConfig::default();
-        config.max_memory_cache_size = 2500;
-        config.access_sample_rate = 1;
-        // Every key tracked: a full table scans for its least-read key on each new one.
-        config.access_capacity = 4096;
+        let config = CacheConfig {
+            max_memory_cache_size: 2500,
+            access_sample_rate: 1,
+            // Every key tracked: a full table scans for its least-read key on each new one.
+            access_capacity: 4096,
+            ..CacheConfig::default()
+        };
         let engine = Arc::new(Engine::with_remote(config, Box::new(fake.clone())).unwrap());
         Background::start(&engine, None);
         let mut acc = 0.0;
@@ -93,10 +95,7 @@ impl Sim {
     }
 
     async fn read(&self, key: &str) {
-        let v: u64 = self
-            .cache
-            .get_or_insert_with(key, None, || async { 42u64 })
-            .await;
+        let v: u64 = self.cache.get_or_insert_with(key, None, || async { 42u64 }).await;
         assert_eq!(v, 42);
     }
 
@@ -156,7 +155,10 @@ async fn a_normal_day_raises_nothing() {
         println!("| {} | {n} |", kind.as_str());
     }
     assert!(raised.is_empty(), "false positives: {raised:#?}");
-    assert!(stats.hits + stats.misses > 500_000, "the day was simulated: {stats:?}");
+    assert!(
+        stats.hits + stats.misses > 500_000,
+        "the day was simulated: {stats:?}"
+    );
 }
 
 /// A call an injected anomaly makes.

@@ -19,10 +19,10 @@ mod disk;
 mod redis;
 mod security;
 
+pub use self::anomaly::{AnomalyConfig, Sensitivity};
 #[cfg(feature = "disk")]
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
-pub use self::anomaly::{AnomalyConfig, Sensitivity};
 pub use self::disk::{DiskConfig, DiskPolicy, ReadOrder, WritePolicy};
 pub use self::redis::{RedisTopology, Secret};
 pub use self::security::SecurityConfig;

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 // Under `tokio-clock` the cool-down runs on tokio's clock, so a paused clock (the anomaly
 // simulator) moves it; outside a runtime tokio's clock is the system's.
-#[cfg(feature = "tokio-clock")]
-use tokio::time::Instant;
 #[cfg(not(feature = "tokio-clock"))]
 use std::time::Instant;
+#[cfg(feature = "tokio-clock")]
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 

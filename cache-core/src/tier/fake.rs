@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // Under `tokio-clock` entries expire on tokio's clock, as L1's do: a paused clock moves both.
-#[cfg(feature = "tokio-clock")]
-use tokio::time::Instant;
 #[cfg(not(feature = "tokio-clock"))]
 use std::time::Instant;
+#[cfg(feature = "tokio-clock")]
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -55,28 +55,6 @@ impl FakeTier {
     /// Every call fails from now on (or works again).
     pub(crate) fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// A breaker in front of every call, as the Redis tier has: calls it refuses fail with
-    /// [`CacheError::CircuitOpen`].
-    pub(crate) fn with_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
-        self.breaker = Some(Arc::new(Breaker::new(threshold, cooldown)));
-        self
-    }
-
-    /// From now on, this share of calls (per mille) fails at random.
-    pub(crate) fn set_fail_permille(&self, permille: u32) {
-        self.fail_permille.store(permille.min(1000), Ordering::SeqCst);
-    }
-
-    /// From now on, every read takes this long (on tokio's clock).
-    pub(crate) fn set_read_delay(&self, d: Duration) {
-        self.read_delay_us.store(d.as_micros() as u64, Ordering::SeqCst);
-    }
-
-    /// Stops logging calls ([`calls`](Self::calls) stays as it was).
-    pub(crate) fn set_quiet(&self) {
-        self.quiet.store(true, Ordering::SeqCst);
     }
 
     /// The calls made so far, by name.
@@ -180,6 +158,32 @@ impl FakeTier {
             // A closed or released gate lets the read through.
             drop(g.acquire().await);
         }
+    }
+}
+
+/// The anomaly simulator's switches (`crate::anomaly`, under `tokio-clock`).
+#[cfg_attr(not(feature = "tokio-clock"), allow(dead_code))]
+impl FakeTier {
+    /// A breaker in front of every call, as the Redis tier has: calls it refuses fail with
+    /// [`CacheError::CircuitOpen`].
+    pub(crate) fn with_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker = Some(Arc::new(Breaker::new(threshold, cooldown)));
+        self
+    }
+
+    /// From now on, this share of calls (per mille) fails at random.
+    pub(crate) fn set_fail_permille(&self, permille: u32) {
+        self.fail_permille.store(permille.min(1000), Ordering::SeqCst);
+    }
+
+    /// From now on, every read takes this long (on tokio's clock).
+    pub(crate) fn set_read_delay(&self, d: Duration) {
+        self.read_delay_us.store(d.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Stops logging calls ([`calls`](Self::calls) stays as it was).
+    pub(crate) fn set_quiet(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
     }
 }
 
