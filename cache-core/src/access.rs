@@ -17,6 +17,10 @@
 //! count` in every row; what Space-Saving adds for a key that replaced another is apart, in
 //! `inherited`.
 //!
+//! With anomaly detection on, each recorded read is also counted per key prefix (the prefix's
+//! slot is looked up once, when the key enters the thread's table): the per-prefix hit rates
+//! of `crate::anomaly` come from here, so the L1 hit path itself does no work for them.
+//!
 //! The sequence model is a first-order Markov chain over each thread's reads (a task's reads in a
 //! row mostly run on one thread; other threads' reads in between are noise for it): after key A
 //! is read, B is predicted when B followed A at least [`MIN_SUPPORT`] times and in at least half

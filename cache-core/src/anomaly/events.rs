@@ -87,6 +87,10 @@ impl Severity {
     pub const ALL: [Severity; 2] = [Severity::Warning, Severity::Critical];
 
     /// The name used in JSON, logs and metric labels.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::Severity::Critical.as_str(), "critical");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Warning => "warning",

@@ -104,7 +104,8 @@ impl crate::Cache {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let cache = cache_core::Cache::new(Default::default()).unwrap();
     /// for a in cache.anomalies() {
-    ///     println!("{} on {}: {} (baseline {})", a.kind.as_str(), a.scope, a.observed, a.baseline);
+    ///     let line = format!("{} on {}: {} (baseline {})", a.kind.as_str(), a.scope, a.observed, a.baseline);
+    ///     # let _ = line;
     /// }
     /// assert!(cache.anomalies().is_empty()); // a new cache has seen nothing unusual
     /// # }
