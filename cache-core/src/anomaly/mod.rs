@@ -76,7 +76,8 @@ pub(crate) async fn run(engine: Weak<Engine>) {
         (cfg.window, sampler::Monitor::new(cfg))
     };
     let mut tick = tokio::time::interval(window);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Windows stay on their grid; a late one is measured (`secs`), a missed one skipped.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
     let mut last = Clock::now();
     {
