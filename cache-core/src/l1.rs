@@ -779,6 +779,40 @@ mod tests {
         Fingerprint::of(s)
     }
 
+    /// Each store counts the entries it evicts for room, not those replaced, removed or
+    /// cleared (anomaly detection's eviction storm).
+    #[test]
+    fn every_store_counts_evictions_for_room_only() {
+        let later = clock::now() + Duration::from_secs(60);
+        let stores: Vec<(&str, Box<dyn L1Store>)> = vec![
+            ("quick", Box::new(QuickStore::new(64, 1 << 20).unwrap())),
+            ("moka", Box::new(MokaStore::with_spill(64, 1 << 20, false, None))),
+            ("lru", Box::new(MokaStore::with_spill(64, 1 << 20, true, None))),
+            ("fifo", Box::new(FifoStore::new(64, 1 << 20).unwrap())),
+        ];
+        for (name, store) in stores {
+            for i in 0..32 {
+                let k = format!("k{i}");
+                store.insert(fp(&k), entry(&k, 1u32, later, 4));
+                store.insert(fp(&k), entry(&k, 2u32, later, 4));
+            }
+            store.remove(fp("k0"));
+            store.run_pending_tasks();
+            assert_eq!(
+                store.evictions(),
+                0,
+                "{name}: replaced and removed are not evicted"
+            );
+            for i in 0..1000 {
+                let k = format!("n{i}");
+                store.insert(fp(&k), entry(&k, 1u32, later, 4));
+            }
+            store.run_pending_tasks();
+            let (len, ev) = (store.len(), store.evictions());
+            assert!(len <= 64 && ev >= 900, "{name}: {len} entries, {ev} evictions");
+        }
+    }
+
     /// The generation lets a hit skip the stamps only while no tag moved: another tag's
     /// invalidation sends it to the stamps (fresh, and it remembers the new generation), its own
     /// makes it dead, fail-safe read included.

@@ -150,6 +150,8 @@ mod tests {
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.allow() && b.allow());
+        // Opened once (a failed probe re-opens an open breaker: no transition), closed once.
+        assert_eq!(b.transitions(), 2);
     }
 
     /// A probe whose caller never reports (cancelled, or hung) used to leave the breaker
