@@ -81,6 +81,13 @@ pub(crate) struct Detector {
     /// Windows in a row back to normal while open.
     calm: u32,
     open: bool,
+    /// The closest the judged windows came to starting an event without one open (1 starts
+    /// one): the smallest ratio of distance past the baseline to trip distance over the last
+    /// `persistence` windows, or half the last window's (twice the distance starts at once).
+    /// How much margin normal traffic leaves.
+    nearest: f64,
+    /// The last `persistence` windows' ratios.
+    recent: std::collections::VecDeque<f64>,
 }
 
 impl Detector {
@@ -96,7 +103,14 @@ impl Detector {
             over: 0,
             calm: 0,
             open: false,
+            nearest: 0.0,
+            recent: std::collections::VecDeque::new(),
         }
+    }
+
+    /// See the field: 0 before any judged window.
+    pub(crate) fn nearest(&self) -> f64 {
+        self.nearest
     }
 
     /// Whether an event is open.
@@ -131,7 +145,21 @@ impl Detector {
         let trip = self.trip(value, noise);
         let distance = self.distance(noise);
         let delta = self.delta(value);
-        let past = delta >= distance && self.seen > self.warmup && self.settings.enabled;
+        let judged = self.seen > self.warmup && self.settings.enabled;
+        let past = delta >= distance && judged;
+        if judged && !self.open {
+            let ratio = delta / distance;
+            if self.recent.len() >= self.settings.persistence as usize {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(ratio);
+            let run = if self.recent.len() >= self.settings.persistence as usize {
+                self.recent.iter().copied().fold(f64::INFINITY, f64::min)
+            } else {
+                0.0
+            };
+            self.nearest = self.nearest.max(run).max(ratio / 2.0);
+        }
         let verdict = if self.open {
             if delta < distance / 2.0 {
                 self.calm += 1;

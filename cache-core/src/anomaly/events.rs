@@ -151,6 +151,8 @@ struct Inner {
     raised: HashMap<(AnomalyKind, Severity), u64>,
     /// Open events: id → kind and severity (also those the ring dropped).
     open: HashMap<u64, (AnomalyKind, Severity)>,
+    /// Per kind, the closest any detector came to tripping without an event open (1 trips).
+    nearest: HashMap<AnomalyKind, f64>,
 }
 
 /// The events of one cache.
@@ -170,6 +172,7 @@ impl Events {
                 next_id: 1,
                 raised: HashMap::new(),
                 open: HashMap::new(),
+                nearest: HashMap::new(),
             }),
         }
     }
@@ -261,6 +264,19 @@ impl Events {
             anomaly.peak = peak,
             "cache anomaly ended"
         );
+    }
+
+    /// A detector of `kind` came within `ratio` of its trip distance (kept: the largest).
+    pub(crate) fn nearest(&self, kind: AnomalyKind, ratio: f64) {
+        let mut inner = self.inner.lock();
+        let n = inner.nearest.entry(kind).or_default();
+        *n = n.max(ratio);
+    }
+
+    /// Per kind, the closest call so far (the simulator's margin).
+    #[cfg(test)]
+    pub(crate) fn closest(&self, kind: AnomalyKind) -> f64 {
+        self.inner.lock().nearest.get(&kind).copied().unwrap_or(0.0)
     }
 
     /// The recent events, newest first.

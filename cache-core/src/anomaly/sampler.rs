@@ -9,7 +9,7 @@
 //!   `min_reads` estimated ones, so not at all with `access_sample_rate = 0`);
 //! - misses per second, keys never seen before per second ([`super::signals`]);
 //! - L1 evictions per second; the remote tier's mean read latency (from 5 reads a window),
-//!   its share of failed calls (from 10 calls a window), its breaker's transitions.
+//!   its share of failed calls (from 20 calls a window), its breaker's transitions.
 
 use std::sync::atomic::Ordering;
 
@@ -23,7 +23,7 @@ const MIN_SAMPLED_READS: u64 = 20;
 /// Remote reads a window needs before their latency is judged.
 const MIN_L2_READS: u64 = 5;
 /// Remote calls a window needs before their failures are judged.
-const MIN_L2_CALLS: u64 = 10;
+const MIN_L2_CALLS: u64 = 20;
 
 /// One detector and the event it has open.
 struct Tracked {
@@ -68,6 +68,7 @@ impl Tracked {
             }
             Verdict::Quiet => {}
         }
+        events.nearest(self.kind, self.detector.nearest());
     }
 }
 

@@ -8,7 +8,8 @@
 //! The workload: reads through `get_or_insert_with` over four key prefixes (weights 4:3:2:1),
 //! Zipf(1.0) over 400 keys each; TTLs from the default table (5 min, 10 min), L1 copies
 //! 60 s; a daily cycle from 2.4 to 12 reads a second (5x), each second's count drawn ±20 %
-//! around it. Per-prefix hit rates need the access tracker to record every read
+//! around it. The remote tier answers a read in 1 to 3 ms and fails 2 calls in 1000 (its
+//! breaker opens after 3 failures in a row). Per-prefix hit rates need the access tracker to record every read
 //! (`access_sample_rate = 1`); everything else runs on the defaults.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -28,6 +29,9 @@ const KEYS_PER_PREFIX: usize = 400;
 const DAY: u64 = 86_400;
 /// Reads a second at the day's peak; the night's trough is a fifth of it.
 const PEAK: f64 = 12.0;
+/// A remote read normally takes 1 to 3 ms, and 2 calls in 1000 fail.
+const NORMAL_READ: Duration = Duration::from_millis(1);
+const NORMAL_FAILURES: u32 = 2;
 
 struct Sim {
     cache: Cache,
@@ -44,6 +48,9 @@ impl Sim {
     async fn new(seed: u64, start_hour: u64) -> Sim {
         let fake = FakeTier::default().with_breaker(3, Duration::from_millis(500));
         fake.set_quiet();
+        fake.set_read_delay(NORMAL_READ);
+        fake.set_read_jitter(Duration::from_millis(2));
+        fake.set_fail_permille(NORMAL_FAILURES);
         let config = CacheConfig {
             max_memory_cache_size: 2500,
             access_sample_rate: 1,
@@ -109,9 +116,11 @@ impl Sim {
         for act in extra {
             match act {
                 Act::Read(key) => self.read(&key).await,
-                Act::Set(key) => self.cache.set(&key, &1u64, None).await.unwrap(),
-                Act::Clear => drop(self.cache.clear().await.unwrap()),
-                Act::Invalidate(pattern) => drop(self.cache.invalidate_pattern(pattern).await.unwrap()),
+                // The remote tier fails a call now and then: L1 took the value anyway.
+                Act::Set(key) => drop(self.cache.set(&key, &1u64, None).await),
+                // An operator's flush is retried until it went through.
+                Act::Clear => while self.cache.clear().await.is_err() {},
+                Act::Invalidate(pattern) => while self.cache.invalidate_pattern(pattern).await.is_err() {},
             }
         }
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -149,10 +158,11 @@ async fn a_normal_day_raises_nothing() {
         stats.hit_rate,
         wall.elapsed().as_secs_f64()
     );
-    println!("| kind | false positives in 24 h |\n|---|---|");
+    println!("| kind | false positives in 24 h | closest call (1 = trips) |\n|---|---|---|");
     for kind in AnomalyKind::ALL {
         let n = raised.iter().filter(|a| a.kind == kind).count();
-        println!("| {} | {n} |", kind.as_str());
+        let closest = sim.cache.engine.anomalies.closest(kind);
+        println!("| {} | {n} | {closest:.2} |", kind.as_str());
     }
     assert!(raised.is_empty(), "false positives: {raised:#?}");
     assert!(
@@ -221,10 +231,10 @@ fn scenarios() -> Vec<Scenario> {
             what: "the remote tier slows down: +40 ms a read",
             start_hour: 20,
             inject: |sim, _| {
-                sim.fake.set_read_delay(Duration::from_millis(40));
+                sim.fake.set_read_delay(NORMAL_READ + Duration::from_millis(40));
                 Vec::new()
             },
-            stop: |sim| sim.fake.set_read_delay(Duration::ZERO),
+            stop: |sim| sim.fake.set_read_delay(NORMAL_READ),
         },
         Scenario {
             kind: AnomalyKind::L2Errors,
@@ -234,7 +244,7 @@ fn scenarios() -> Vec<Scenario> {
                 sim.fake.set_fail_permille(300);
                 Vec::new()
             },
-            stop: |sim| sim.fake.set_fail_permille(0),
+            stop: |sim| sim.fake.set_fail_permille(NORMAL_FAILURES),
         },
         Scenario {
             kind: AnomalyKind::EvictionStorm,

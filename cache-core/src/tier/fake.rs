@@ -43,9 +43,12 @@ pub(crate) struct FakeTier {
     /// the same every time.
     fail_permille: Arc<AtomicU32>,
     draws: Arc<AtomicU64>,
-    /// Added to every read (tokio's clock: a paused clock advances by it).
+    /// Added to every read (tokio's clock: a paused clock advances by it), plus up to
+    /// `read_jitter_us` more, drawn like the failures.
     read_delay_us: Arc<AtomicU64>,
-    /// Calls are not logged (long simulations).
+    read_jitter_us: Arc<AtomicU64>,
+    /// Calls are not logged, and read delays advance tokio's paused clock rather than sleep
+    /// on it (long simulations: the same time passes, at a fraction of the cost).
     quiet: Arc<AtomicBool>,
     /// A circuit breaker in front of the calls, as Redis has ([`FakeTier::with_breaker`]).
     breaker: Option<Arc<Breaker>>,
@@ -118,8 +121,13 @@ impl FakeTier {
         Ok(())
     }
 
-    /// A number in 0..1000 from a fixed sequence (splitmix64 of a counter).
+    /// A number in 0..1000 from a fixed sequence.
     fn draw(&self) -> u32 {
+        (self.next() % 1000) as u32
+    }
+
+    /// The next number of a fixed sequence (splitmix64 of a counter): runs repeat.
+    fn next(&self) -> u64 {
         let mut z = self
             .draws
             .fetch_add(1, Ordering::Relaxed)
@@ -127,13 +135,20 @@ impl FakeTier {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % 1000) as u32
+        z ^ (z >> 31)
     }
 
     /// The configured read delay, on tokio's clock.
     async fn delay(&self) {
-        let us = self.read_delay_us.load(Ordering::Relaxed);
-        if us > 0 {
+        let jitter = self.read_jitter_us.load(Ordering::Relaxed);
+        let us =
+            self.read_delay_us.load(Ordering::Relaxed) + if jitter > 0 { self.next() % jitter } else { 0 };
+        if us == 0 {
+            return;
+        }
+        if self.quiet.load(Ordering::Relaxed) {
+            tokio::time::advance(Duration::from_micros(us)).await;
+        } else {
             tokio::time::sleep(Duration::from_micros(us)).await;
         }
     }
@@ -181,7 +196,13 @@ impl FakeTier {
         self.read_delay_us.store(d.as_micros() as u64, Ordering::SeqCst);
     }
 
-    /// Stops logging calls ([`calls`](Self::calls) stays as it was).
+    /// From now on, every read takes up to this long more, at random.
+    pub(crate) fn set_read_jitter(&self, d: Duration) {
+        self.read_jitter_us.store(d.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Stops logging calls ([`calls`](Self::calls) stays as it was), and makes read delays
+    /// advance tokio's clock, which must then be paused.
     pub(crate) fn set_quiet(&self) {
         self.quiet.store(true, Ordering::SeqCst);
     }
