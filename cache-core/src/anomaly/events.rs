@@ -274,7 +274,7 @@ impl Events {
     }
 
     /// Per kind, the closest call so far (the simulator's margin).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "tokio-clock"))]
     pub(crate) fn closest(&self, kind: AnomalyKind) -> f64 {
         self.inner.lock().nearest.get(&kind).copied().unwrap_or(0.0)
     }
