@@ -67,7 +67,7 @@ fn bad_query(e: &QueryRejection) -> Response {
 /// A read route's rights and its query: 401/403 first, then 400 for a query that does not parse.
 // The error is the handler's answer, returned at once: boxing it would only be undone.
 #[allow(clippy::result_large_err)]
-fn read_query<'a, Q>(
+pub(crate) fn read_query<'a, Q>(
     state: &'a AppState,
     headers: &HeaderMap,
     peer: Peer,
@@ -388,6 +388,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap, p
         );
     };
     metrics_export::publish(&state.cache.stats().await);
+    metrics_export::publish_anomalies(&state.cache.anomaly_counts());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

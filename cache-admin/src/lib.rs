@@ -11,7 +11,8 @@
 //! | `GET /api/v1/cache/performance` | `read` | latency per operation (L1/L2), compression, memory, per-function timings |
 //! | `GET /api/v1/cache/memory?samples=20` | `read` | memory per key prefix (L1, sampled Redis `MEMORY USAGE`), largest entries (both redacted) |
 //! | `GET /api/v1/cache/ttl-advice` | `read` | per family (a function's keys, a key prefix): observed change rate, read rate, current and recommended TTL, expected hit rate and stale fraction under each (families outside the token's patterns redacted) |
-//! | `GET /metrics` | `read` | Prometheus text |
+//! | `GET /api/v1/cache/anomalies?limit=100&active=true` | `read` | recent anomalies, newest first (kind, scope, severity, start, end, observed, baseline, threshold, score, peak; key prefixes outside the token's patterns redacted), and per kind and severity how many were raised and are open ([`Cache::anomalies`](cache_core::Cache::anomalies)) |
+//! | `GET /metrics` | `read` | Prometheus text (with `cache_anomalies_total{kind,severity}` and `cache_anomalies_active{kind}`) |
 //! | `GET /dashboard` (+ `/dashboard/app.js`, `/dashboard/app.css`) | open (static); its calls need `read` (and `clear`, `warmup`, `switch` for its buttons) | a live page over the routes above, polling every 2 s, with the bearer token the user types; strict CSP, `no-store` |
 //!
 //! **Tokens.** Requests carry `Authorization: Bearer <secret>`. Each token has a name (what
@@ -86,6 +87,7 @@
 //! ```
 
 mod advice;
+mod anomalies;
 mod auth;
 mod dashboard;
 mod handlers;
@@ -137,6 +139,7 @@ pub fn router(cache: Cache, warmer: Option<Warmer>, config: AdminConfig) -> Rout
         .route("/api/v1/cache/performance", get(handlers::performance))
         .route("/api/v1/cache/memory", get(handlers::memory))
         .route("/api/v1/cache/ttl-advice", get(advice::ttl_advice))
+        .route("/api/v1/cache/anomalies", get(anomalies::list))
         .route("/metrics", get(handlers::metrics))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/app.js", get(dashboard::script))

@@ -17,7 +17,7 @@
 
 use std::sync::{Once, OnceLock};
 
-use cache_core::{BreakerState, Stats};
+use cache_core::{AnomalyCount, AnomalyKind, BreakerState, Stats};
 use metrics::Unit;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -215,6 +215,18 @@ pub(crate) const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "99th percentile latency of a disk tier operation (op: read, write).",
     ),
     (
+        "cache_anomalies_total",
+        Kind::Counter,
+        None,
+        "Anomalies the cache's detectors raised, by kind and severity (GET /api/v1/cache/anomalies lists them).",
+    ),
+    (
+        "cache_anomalies_active",
+        Kind::Gauge,
+        None,
+        "Anomalies open now, by kind.",
+    ),
+    (
         "cache_redis_up",
         Kind::Gauge,
         None,
@@ -318,5 +330,24 @@ pub(crate) fn publish(s: &Stats) {
         });
         metrics::gauge!("cache_redis_used_memory_bytes").set(memory);
         metrics::gauge!("cache_redis_connected_clients").set(clients);
+    }
+}
+
+/// The anomaly counters: every kind and severity, zeros included, so alert rules see the
+/// series before the first anomaly.
+pub(crate) fn publish_anomalies(counts: &[AnomalyCount]) {
+    describe();
+    for kind in AnomalyKind::ALL {
+        let mut active = 0;
+        for c in counts.iter().filter(|c| c.kind == kind) {
+            metrics::counter!(
+                "cache_anomalies_total",
+                "kind" => kind.as_str(),
+                "severity" => c.severity.as_str()
+            )
+            .absolute(c.raised);
+            active += c.active;
+        }
+        metrics::gauge!("cache_anomalies_active", "kind" => kind.as_str()).set(active as f64);
     }
 }

@@ -17,6 +17,10 @@
 //! count` in every row; what Space-Saving adds for a key that replaced another is apart, in
 //! `inherited`.
 //!
+//! With anomaly detection on, each recorded read is also counted per key prefix (the prefix's
+//! slot is looked up once, when the key enters the thread's table): the per-prefix hit rates
+//! of `crate::anomaly` come from here, so the L1 hit path itself does no work for them.
+//!
 //! The sequence model is a first-order Markov chain over each thread's reads (a task's reads in a
 //! row mostly run on one thread; other threads' reads in between are noise for it): after key A
 //! is read, B is predicted when B followed A at least [`MIN_SUPPORT`] times and in at least half
@@ -25,6 +29,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::clock::{self, Instant};
 use crossbeam_utils::CachePadded;
@@ -33,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use thread_local::ThreadLocal;
 use tokio::sync::mpsc;
 
+use crate::anomaly::Prefixes;
 use crate::key::{Fingerprint, KeyText};
 use crate::l1::FingerprintHash;
 
@@ -82,12 +88,16 @@ struct KeyStat {
     inherited: u64,
     last: Instant,
     next: Vec<(u128, u32)>,
+    /// Its key prefix's slot for anomaly detection ([`crate::anomaly`]; 0 when off).
+    slot: usize,
 }
 
 #[derive(Default)]
 struct Inner {
     keys: HashMap<u128, KeyStat, FingerprintHash>,
     previous: Option<u128>,
+    /// Recorded reads and hits per key prefix slot (anomaly detection's per-prefix hit rate).
+    prefix_reads: Vec<[u64; 2]>,
 }
 
 pub(crate) struct AccessTracker {
@@ -99,6 +109,8 @@ pub(crate) struct AccessTracker {
     /// Whether a sink is set: without one, a sampled read does not work out (and allocate) a
     /// prediction nobody reads.
     predicting: AtomicBool,
+    /// Key prefixes tracked by anomaly detection: sampled reads are also counted per prefix.
+    prefixes: Option<Arc<Prefixes>>,
 }
 
 thread_local! {
@@ -113,7 +125,35 @@ impl AccessTracker {
             tables: ThreadLocal::new(),
             predictions: Mutex::new(None),
             predicting: AtomicBool::new(false),
+            prefixes: None,
         }
+    }
+
+    /// Also counts sampled reads per key prefix ([`crate::anomaly`]).
+    pub(crate) fn with_prefixes(mut self, prefixes: Option<Arc<Prefixes>>) -> Self {
+        self.prefixes = prefixes;
+        self
+    }
+
+    /// Recorded (sampled, not scaled) reads and hits per prefix slot, all threads added up.
+    pub(crate) fn prefix_reads(&self) -> Vec<[u64; 2]> {
+        let mut sum: Vec<[u64; 2]> = Vec::new();
+        for table in self.tables.iter() {
+            let t = table.lock();
+            if sum.len() < t.prefix_reads.len() {
+                sum.resize(t.prefix_reads.len(), [0, 0]);
+            }
+            for (s, r) in sum.iter_mut().zip(&t.prefix_reads) {
+                s[0] += r[0];
+                s[1] += r[1];
+            }
+        }
+        sum
+    }
+
+    /// The one in N reads that are recorded (0: none).
+    pub(crate) fn sample_rate(&self) -> u32 {
+        self.sample_every
     }
 
     /// Records one read (sampled). Cheap when not sampled: a thread-local increment.
@@ -162,12 +202,13 @@ impl AccessTracker {
             let inner = &mut *guard;
             let now = clock::now();
             let hits = if hit { weight } else { 0 };
-            match inner.keys.get_mut(&fp.0) {
+            let slot = match inner.keys.get_mut(&fp.0) {
                 Some(stat) => {
                     stat.count += weight;
                     stat.hits += hits;
                     stat.samples += 1;
                     stat.last = now;
+                    stat.slot
                 }
                 None => {
                     let mut floor = 0;
@@ -183,19 +224,33 @@ impl AccessTracker {
                             floor = count;
                         }
                     }
+                    let text = key.key_text();
+                    let slot = self
+                        .prefixes
+                        .as_ref()
+                        .map_or(0, |p| p.slot(crate::trace::prefix(text)));
                     inner.keys.insert(
                         fp.0,
                         KeyStat {
-                            key: key.key_text().into(),
+                            key: text.into(),
                             count: floor + weight,
                             hits,
                             samples: 1,
                             inherited: floor,
                             last: now,
                             next: Vec::new(),
+                            slot,
                         },
                     );
+                    slot
                 }
+            };
+            if self.prefixes.is_some() {
+                if inner.prefix_reads.len() <= slot {
+                    inner.prefix_reads.resize(slot + 1, [0, 0]);
+                }
+                inner.prefix_reads[slot][0] += 1;
+                inner.prefix_reads[slot][1] += u64::from(hit);
             }
             let predicted = if self.predicting.load(Ordering::Relaxed) {
                 let keys = &inner.keys;

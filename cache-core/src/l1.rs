@@ -139,6 +139,11 @@ pub(crate) trait L1Store: Send + Sync + 'static {
     }
     /// Applies evictions the store batches (moka); a no-op for the others.
     fn run_pending_tasks(&self) {}
+    /// Entries evicted for room so far (not those expired, replaced or removed), counted on
+    /// the insert path (anomaly detection: an eviction storm).
+    fn evictions(&self) -> u64 {
+        0
+    }
     /// Calls `f(key, bytes)` for every entry (memory profiling).
     fn visit(&self, f: &mut dyn FnMut(&str, u64));
 }
@@ -260,6 +265,11 @@ impl L1 {
         self.store().len()
     }
 
+    /// Entries evicted for room so far.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.store().evictions()
+    }
+
     pub(crate) fn bytes(&self) -> u64 {
         self.store().bytes()
     }
@@ -361,22 +371,39 @@ pub(crate) struct QuickStore {
     /// `shards.len() - 1` (a power of two).
     mask: u64,
     spill: Option<Spill>,
+    /// Entries evicted for room so far.
+    evictions: AtomicU64,
 }
 
 type QuickShard = UnsyncCache<u128, Entry, UnitsWeighter, FingerprintHash, SpillLifecycle>;
 
-/// Collects the marked entries quick_cache evicts during one insert ([`Spill`]).
+/// Collects the marked entries quick_cache evicts during one insert ([`Spill`]) and counts
+/// the evictions.
 #[derive(Clone, Default)]
 struct SpillLifecycle;
 
+/// What one insert evicted.
+#[derive(Default)]
+struct Evicted {
+    /// The key inserted: its own replaced value is not an eviction.
+    inserting: u128,
+    /// The marked entries, for the disk tier.
+    spill: Vec<(u128, Entry)>,
+    /// Other keys' entries pushed out.
+    count: u64,
+}
+
 impl quick_cache::Lifecycle<u128, Entry> for SpillLifecycle {
-    type RequestState = Vec<(u128, Entry)>;
+    type RequestState = Evicted;
 
     /// Also called with the value an insert replaces (filtered out by the insert).
     #[inline]
-    fn on_evict(&self, state: &mut Vec<(u128, Entry)>, key: u128, val: Entry) {
+    fn on_evict(&self, state: &mut Evicted, key: u128, val: Entry) {
+        if key != state.inserting {
+            state.count += 1;
+        }
         if val.spill.is_some() {
-            state.push((key, val));
+            state.spill.push((key, val));
         }
     }
 }
@@ -413,6 +440,7 @@ impl QuickStore {
             mask: shards.len() as u64 - 1,
             shards,
             spill: None,
+            evictions: AtomicU64::new(0),
         })
     }
 
@@ -443,16 +471,21 @@ impl L1Store for QuickStore {
     }
 
     fn insert(&self, fp: Fingerprint, entry: Entry) {
-        let Some(spill) = &self.spill else {
-            self.shard(fp).write().insert(fp.0, entry);
-            return;
+        let new = self.spill.as_ref().map(|_| Arc::clone(&entry));
+        let mut evicted = Evicted {
+            inserting: fp.0,
+            ..Evicted::default()
         };
-        let new = Arc::clone(&entry);
-        let mut evicted = Vec::new();
         self.shard(fp)
             .write()
             .insert_with_lifecycle(fp.0, entry, &mut evicted);
-        for (key, e) in evicted {
+        if evicted.count > 0 {
+            self.evictions.fetch_add(evicted.count, Ordering::Relaxed);
+        }
+        let (Some(spill), Some(new)) = (&self.spill, new) else {
+            return;
+        };
+        for (key, e) in evicted.spill.drain(..) {
             // The value this insert replaced is not evicted; this one, too heavy to keep, is.
             if key != fp.0 || Arc::ptr_eq(&e, &new) {
                 spill(e);
@@ -489,6 +522,10 @@ impl L1Store for QuickStore {
         self.shards.iter().map(|s| s.read().len() as u64).sum()
     }
 
+    fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
     fn bytes(&self) -> u64 {
         self.shards
             .iter()
@@ -506,6 +543,8 @@ impl L1Store for QuickStore {
 /// moka (TinyLFU or LRU): for strategies that need its policies.
 pub(crate) struct MokaStore {
     cache: moka::sync::Cache<u128, Entry, FingerprintHash>,
+    /// Entries evicted for room so far (moka's listener counts them).
+    evictions: Arc<AtomicU64>,
 }
 
 /// Reads that raise a warmed key's frequency estimate above what TinyLFU admission asks of a
@@ -527,17 +566,19 @@ impl MokaStore {
             .max_capacity(max_entries as u64)
             .weigher(move |_: &u128, e: &Entry| weigher.units(e))
             .eviction_policy(policy);
-        let cache = match spill {
-            Some(spill) => builder
-                .eviction_listener(move |_, e: Entry, cause| {
-                    if cause == moka::notification::RemovalCause::Size && e.spill.is_some() {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&evictions);
+        let cache = builder
+            .eviction_listener(move |_, e: Entry, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    if let Some(spill) = spill.as_ref().filter(|_| e.spill.is_some()) {
                         spill(e);
                     }
-                })
-                .build_with_hasher(FingerprintHash),
-            None => builder.build_with_hasher(FingerprintHash),
-        };
-        MokaStore { cache }
+                }
+            })
+            .build_with_hasher(FingerprintHash);
+        MokaStore { cache, evictions }
     }
 }
 
@@ -592,6 +633,9 @@ impl L1Store for MokaStore {
     fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
     }
+    fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
     fn visit(&self, f: &mut dyn FnMut(&str, u64)) {
         self.cache.iter().for_each(|(_, e)| f(&e.key, e.bytes));
     }
@@ -603,6 +647,8 @@ pub(crate) struct FifoStore {
     inner: parking_lot::Mutex<FifoInner>,
     max_bytes: u64,
     spill: Option<Spill>,
+    /// Entries evicted for room so far.
+    evictions: AtomicU64,
 }
 
 struct FifoInner {
@@ -621,6 +667,7 @@ impl FifoStore {
             }),
             max_bytes,
             spill: None,
+            evictions: AtomicU64::new(0),
         })
     }
 
@@ -640,8 +687,12 @@ impl L1Store for FifoStore {
         let mut inner = self.inner.lock();
         let added = entry.bytes;
         // `push` returns the entry it replaced or evicted by count.
+        let mut count = 0;
         if let Some((key, old)) = inner.list.push(fp.0, entry) {
             inner.bytes = inner.bytes.saturating_sub(old.bytes);
+            if key != fp.0 {
+                count += 1;
+            }
             if key != fp.0 && old.spill.is_some() {
                 evicted.push(old);
             }
@@ -651,6 +702,7 @@ impl L1Store for FifoStore {
             match inner.list.pop_lru() {
                 Some((_, old)) => {
                     inner.bytes = inner.bytes.saturating_sub(old.bytes);
+                    count += 1;
                     if old.spill.is_some() {
                         evicted.push(old);
                     }
@@ -659,6 +711,9 @@ impl L1Store for FifoStore {
             }
         }
         drop(inner);
+        if count > 0 {
+            self.evictions.fetch_add(count, Ordering::Relaxed);
+        }
         if let Some(spill) = &self.spill {
             evicted.into_iter().for_each(|e| spill(e));
         }
@@ -700,6 +755,9 @@ impl L1Store for FifoStore {
     fn len(&self) -> u64 {
         self.inner.lock().list.len() as u64
     }
+    fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
     fn bytes(&self) -> u64 {
         self.inner.lock().bytes
     }
@@ -719,6 +777,40 @@ mod tests {
 
     fn fp(s: &str) -> Fingerprint {
         Fingerprint::of(s)
+    }
+
+    /// Each store counts the entries it evicts for room, not those replaced, removed or
+    /// cleared (anomaly detection's eviction storm).
+    #[test]
+    fn every_store_counts_evictions_for_room_only() {
+        let later = clock::now() + Duration::from_secs(60);
+        let stores: Vec<(&str, Box<dyn L1Store>)> = vec![
+            ("quick", Box::new(QuickStore::new(64, 1 << 20).unwrap())),
+            ("moka", Box::new(MokaStore::with_spill(64, 1 << 20, false, None))),
+            ("lru", Box::new(MokaStore::with_spill(64, 1 << 20, true, None))),
+            ("fifo", Box::new(FifoStore::new(64, 1 << 20).unwrap())),
+        ];
+        for (name, store) in stores {
+            for i in 0..32 {
+                let k = format!("k{i}");
+                store.insert(fp(&k), entry(&k, 1u32, later, 4));
+                store.insert(fp(&k), entry(&k, 2u32, later, 4));
+            }
+            store.remove(fp("k0"));
+            store.run_pending_tasks();
+            assert_eq!(
+                store.evictions(),
+                0,
+                "{name}: replaced and removed are not evicted"
+            );
+            for i in 0..1000 {
+                let k = format!("n{i}");
+                store.insert(fp(&k), entry(&k, 1u32, later, 4));
+            }
+            store.run_pending_tasks();
+            let (len, ev) = (store.len(), store.evictions());
+            assert!(len <= 64 && ev >= 900, "{name}: {len} entries, {ev} evictions");
+        }
     }
 
     /// The generation lets a hit skip the stamps only while no tag moved: another tag's

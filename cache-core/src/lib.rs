@@ -24,6 +24,7 @@
 pub mod access;
 pub mod acl;
 pub mod analytics;
+mod anomaly;
 mod bus;
 mod cache;
 mod clock;
@@ -63,6 +64,7 @@ pub mod __private;
 
 pub use access::AccessPattern;
 pub use analytics::TtlAdvice;
+pub use anomaly::{Anomaly, AnomalyCount, AnomalyKind, Severity};
 pub use cache::Cache;
 pub use config::{CacheConfig, CacheConfigBuilder};
 pub use disk::{DiskStats, LatencySummary};

@@ -40,11 +40,12 @@ actions = ["clear", "warmup"]
 
 const KEYS: [&str; 5] = ["tenant-a:1", "tenant-a:2", "tenant-b:1", "tenant-b:2", "other:x"];
 
-const READ_ROUTES: [&str; 5] = [
+const READ_ROUTES: [&str; 6] = [
     "/api/v1/cache/stats",
     "/api/v1/cache/performance",
     "/api/v1/cache/memory",
     "/api/v1/cache/access-patterns",
+    "/api/v1/cache/anomalies",
     "/metrics",
 ];
 

@@ -15,11 +15,13 @@ use crate::pattern::Pattern;
 use crate::strategy::Strategy;
 
 mod analytics;
+mod anomaly;
 mod disk;
 mod redis;
 mod security;
 
 pub use self::analytics::{AnalyticsConfig, AutoTtl};
+pub use self::anomaly::{AnomalyConfig, Sensitivity};
 #[cfg(feature = "disk")]
 pub(crate) use self::disk::DiskPolicies;
 pub(crate) use self::disk::Policy;
@@ -180,6 +182,8 @@ pub struct CacheConfig {
     pub l3: DiskConfig,
     /// Encryption at rest and key obfuscation: off unless keys or a secret are set.
     pub security: SecurityConfig,
+    /// Anomaly detection over the cache's counters (`[anomaly]` in TOML).
+    pub anomaly: AnomalyConfig,
 }
 
 impl Default for CacheConfig {
@@ -230,6 +234,7 @@ impl Default for CacheConfig {
             tag_ttl: Duration::from_secs(7 * 24 * 3600),
             l3: DiskConfig::default(),
             security: SecurityConfig::default(),
+            anomaly: AnomalyConfig::default(),
         }
     }
 }
@@ -326,6 +331,7 @@ impl CacheConfig {
         flag("CACHE_SMART_WARMUP_ENABLED", &mut c.smart_warmup_enabled)?;
         c.l3.read_lookup(&get)?;
         c.security.read_lookup(&get)?;
+        c.anomaly.read_lookup(&get)?;
         c.validate()?;
         Ok(c)
     }
@@ -415,6 +421,7 @@ impl CacheConfig {
         self.analytics.validate()?;
         self.strategy.validate()?;
         self.l3.validate()?;
+        self.anomaly.validate()?;
         Ok(())
     }
 }

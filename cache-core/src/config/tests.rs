@@ -192,3 +192,49 @@ fn every_redis_form_reads_from_env_and_toml_and_two_forms_are_refused() {
     let bad = CacheConfig::from_toml_str(r#"redis_cluster_urls = ["not a url"]"#);
     assert!(bad.unwrap_err().to_string().contains("redis_cluster_urls"));
 }
+
+#[test]
+fn anomaly_settings_read_from_env_and_toml_and_are_checked() {
+    let d = env(&[]).unwrap();
+    assert!(d.anomaly.enabled);
+    assert_eq!(d.anomaly.window, Duration::from_secs(10));
+    let c = env(&[("CACHE_ANOMALY_ENABLED", "off"), ("CACHE_ANOMALY_WINDOW", "30s")]).unwrap();
+    assert!(!c.anomaly.enabled);
+    assert_eq!(c.anomaly.window, Duration::from_secs(30));
+    for bad in [
+        ("CACHE_ANOMALY_ENABLED", "perhaps"),
+        ("CACHE_ANOMALY_WINDOW", "soon"),
+        ("CACHE_ANOMALY_WINDOW", "10ms"),
+    ] {
+        assert!(matches!(env(&[bad]), Err(CacheError::Config(_))), "{bad:?}");
+    }
+    let c = CacheConfig::from_toml_str(
+        r#"
+        [anomaly]
+        warmup_windows = 6
+        [anomaly.l2_latency]
+        min_change = 20.0
+        persistence = 3
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.anomaly.warmup_windows, 6);
+    assert_eq!(
+        (c.anomaly.l2_latency.min_change, c.anomaly.l2_latency.persistence),
+        (20.0, 3)
+    );
+    assert_eq!(c.anomaly.l2_latency.z, 6.0, "unset fields keep their defaults");
+    for bad in [
+        "[anomaly.miss_storm]\nz = 0.0",
+        "[anomaly.miss_storm]\nmin_ratio = 0.5",
+        "[anomaly.miss_storm]\npersistence = 0",
+        "[anomaly]\nmax_prefixes = 0",
+        "[anomaly]\nbaseline_half_life = \"1s\"",
+        "[anomaly]\nunknown = 1",
+    ] {
+        assert!(
+            matches!(CacheConfig::from_toml_str(bad), Err(CacheError::Config(_))),
+            "{bad}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The work a cache runs besides its calls, owned by it: the coarse clock's upkeep thread, the
-//! remote tier's health check and the invalidation listener. Started once, when the cache is
+//! remote tier's health check, the invalidation listener and the anomaly sampler
+//! ([`crate::anomaly`]). Started once, when the cache is
 //! built, on the runtime it is given (else the current one); stopped when the last clone of
 //! the cache is dropped. A cache built outside any runtime says so (a warning in the log and
 //! in [`Health::warnings`](crate::Health)) rather than running without them unnoticed.
@@ -40,10 +41,15 @@ impl Background {
             // On the disk tier's own runtime: it needs none of the application's.
             disk.spawn(Engine::spill_task(Arc::downgrade(engine), rx));
         }
+        let rt = rt.cloned().or_else(|| Handle::try_current().ok());
+        if let (true, Some(rt)) = (engine.config.anomaly.enabled, &rt) {
+            let task = rt.spawn(crate::anomaly::run(Arc::downgrade(engine)));
+            bg.tasks.lock().push(task.abort_handle());
+        }
         let Some(remote) = &engine.remote else {
             return;
         };
-        let Some(rt) = rt.cloned().or_else(|| Handle::try_current().ok()) else {
+        let Some(rt) = rt else {
             let msg = "built outside a tokio runtime: no health checks and no cross-instance L1 \
                        invalidation; build the cache inside a runtime or with Cache::with_runtime";
             tracing::warn!("{msg}");

@@ -30,6 +30,7 @@ pub(crate) use read::Live;
 
 use crate::access::AccessTracker;
 use crate::analytics::Analytics;
+use crate::anomaly::{Events, Signals};
 use crate::bus::{self, Message};
 use crate::clock::{self, Instant};
 use crate::codec::Codec;
@@ -99,6 +100,10 @@ pub(crate) struct Engine {
     /// The cache-off switch ([`CacheConfig::enabled`]): read with one relaxed load on every
     /// path that would touch a tier.
     enabled: AtomicBool,
+    /// What anomaly detection counts on the miss and remote paths ([`crate::anomaly`]).
+    pub(crate) signals: Signals,
+    /// The anomalies raised ([`crate::anomaly`]).
+    pub(crate) anomalies: Events,
 }
 
 /// Milliseconds since the Unix epoch (the codec's expiry clock).
@@ -153,6 +158,9 @@ impl Engine {
         let channel = bus_channel
             .clone()
             .filter(|_| config.l1_enabled || config.l3.dir.is_some());
+        let signals = Signals::new(config.anomaly.enabled, config.anomaly.max_prefixes);
+        let access = AccessTracker::new(config.access_sample_rate, config.access_capacity)
+            .with_prefixes(signals.on().then(|| signals.prefixes.clone()));
         let codec = Codec::new(
             config.compression_threshold,
             config.compression_level,
@@ -167,8 +175,8 @@ impl Engine {
             disk,
             flights: Flights::default(),
             counters: Counters::default(),
-            access: AccessTracker::new(config.access_sample_rate, config.access_capacity),
             analytics: Analytics::new(&config)?,
+            access,
             local_locks: Default::default(),
             too_large_warned: Default::default(),
             log: InvalidationLog::default(),
@@ -185,6 +193,8 @@ impl Engine {
             bus_channel,
             background: Background::default(),
             enabled: AtomicBool::new(config.enabled),
+            signals,
+            anomalies: Events::new(config.anomaly.history),
             config,
         })
     }
@@ -310,12 +320,24 @@ impl Engine {
         }
     }
 
-    /// Runs one remote call and records its latency.
+    /// Runs one remote call and records its latency. Under `tokio-clock` on tokio's clock, so
+    /// a slow tier simulated under a paused clock registers (the anomaly simulator).
     pub(crate) async fn timed<R>(&self, op: Op, fut: impl Future<Output = R>) -> R {
+        #[cfg(feature = "tokio-clock")]
+        let t = tokio::time::Instant::now();
+        #[cfg(not(feature = "tokio-clock"))]
         let t = std::time::Instant::now();
         let r = fut.await;
-        self.latency.record(op, Level::L2, t.elapsed());
+        let took = t.elapsed();
+        self.latency.record(op, Level::L2, took);
+        self.signals.l2_call(matches!(op, Op::Get | Op::Mget), took);
         r
+    }
+
+    /// Counts a read no tier answered (and tells anomaly detection its key).
+    pub(crate) fn count_miss(&self, key: &str, fp: Fingerprint) {
+        self.counters.misses.incr();
+        self.signals.miss(key, fp);
     }
 
     /// Counts (and traces) a load whose value an invalidation made stale before it was stored.

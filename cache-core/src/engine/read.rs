@@ -261,7 +261,7 @@ impl Engine {
             return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
         }
         self.access.record(fp, key, false);
-        self.counters.misses.incr();
+        self.count_miss(key, fp);
         let outcome = if found.is_ok() { "miss" } else { "error" };
         crate::trace::answered(&span, "none", outcome, t0);
         found
@@ -280,7 +280,7 @@ impl Engine {
             return Ok(vec![None; keys.len()]);
         }
         let Some(remote) = &self.remote else {
-            self.counters.misses.add(keys.len() as u64);
+            keys.iter().for_each(|k| self.count_miss(k, Fingerprint::of(k)));
             return Ok(vec![None; keys.len()]);
         };
         if keys.is_empty() {
@@ -291,7 +291,7 @@ impl Engine {
             Ok(v) => v,
             Err(e) => {
                 self.record_error("mget", keys[0], &e);
-                self.counters.misses.add(keys.len() as u64);
+                keys.iter().for_each(|k| self.count_miss(k, Fingerprint::of(k)));
                 return Err(e);
             }
         };
@@ -307,7 +307,7 @@ impl Engine {
             out.push(match found {
                 Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq)),
                 None => {
-                    self.counters.misses.incr();
+                    self.count_miss(key, Fingerprint::of(key));
                     None
                 }
             });

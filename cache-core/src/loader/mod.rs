@@ -189,7 +189,7 @@ impl Engine {
                         remote_lock::Waited::GaveUp => {}
                     }
                 }
-                self.counters.misses.incr();
+                self.count_miss(key, fp);
                 self.counters.loader_calls.incr();
                 self.access.record(fp, key, false);
                 let start = self.load_start_tagged(seq, key, tags).await;

@@ -18,6 +18,9 @@ impl RemoteTier for RedisL2 {
     fn breaker_state(&self) -> BreakerState {
         RedisL2::breaker_state(self)
     }
+    fn breaker_transitions(&self) -> u64 {
+        self.breaker.transitions()
+    }
     fn pool_status(&self) -> PoolStatus {
         RedisL2::pool_status(self)
     }

@@ -2,7 +2,14 @@
 //! cool-down instead of making every call wait for a timeout, then let one probe through.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Under `tokio-clock` the cool-down runs on tokio's clock, so a paused clock (the anomaly
+// simulator) moves it; outside a runtime tokio's clock is the system's.
+#[cfg(not(feature = "tokio-clock"))]
+use std::time::Instant;
+#[cfg(feature = "tokio-clock")]
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +36,8 @@ pub(crate) struct Breaker {
     /// (its caller was cancelled, or its call hung past every timeout) expires after
     /// [`Breaker::probe_lease_ms`], so the breaker cannot stay half-open forever.
     probing: AtomicU64,
+    /// Opens and closes so far (anomaly detection: a flapping breaker).
+    transitions: AtomicU64,
 }
 
 impl Breaker {
@@ -40,6 +49,7 @@ impl Breaker {
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probing: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +90,7 @@ impl Breaker {
         if self.open_until.load(Ordering::Relaxed) != 0 {
             self.open_until.store(0, Ordering::Release);
             self.probing.store(0, Ordering::Release);
+            self.transitions.fetch_add(1, Ordering::Relaxed);
             tracing::info!("redis reachable again; circuit breaker closed");
         }
     }
@@ -90,6 +101,7 @@ impl Breaker {
         if n >= self.threshold || was_probe {
             let until = self.now_ms() + self.cooldown_ms;
             if self.open_until.swap(until, Ordering::AcqRel) == 0 {
+                self.transitions.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     failures = n,
                     cooldown_ms = self.cooldown_ms,
@@ -98,6 +110,11 @@ impl Breaker {
             }
             self.probing.store(0, Ordering::Release);
         }
+    }
+
+    /// Opens and closes so far.
+    pub(crate) fn transitions(&self) -> u64 {
+        self.transitions.load(Ordering::Relaxed)
     }
 
     pub(crate) fn state(&self) -> BreakerState {
@@ -133,6 +150,8 @@ mod tests {
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.allow() && b.allow());
+        // Opened once (a failed probe re-opens an open breaker: no transition), closed once.
+        assert_eq!(b.transitions(), 2);
     }
 
     /// A probe whose caller never reports (cancelled, or hung) used to leave the breaker

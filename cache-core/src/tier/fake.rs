@@ -3,12 +3,19 @@
 //! server does not offer (fail every call, hold reads at a gate) and a log of the calls made.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Under `tokio-clock` entries expire on tokio's clock, as L1's do: a paused clock moves both.
+#[cfg(not(feature = "tokio-clock"))]
+use std::time::Instant;
+#[cfg(feature = "tokio-clock")]
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::breaker::Breaker;
 use super::{BreakerState, Bus, GuardedItem, Item, Notice, PoolStatus, RemoteTier, TierFuture};
 use crate::error::{BackendError, BackendErrorKind, CacheError, Result};
 use crate::guard::Seen;
@@ -32,6 +39,19 @@ pub(crate) struct FakeTier {
     gets: Arc<AtomicU64>,
     /// While set, reads wait for a permit (a slow server).
     gate: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
+    /// Calls that fail at random, per mille (a sick server); drawn from `draws`, so a run is
+    /// the same every time.
+    fail_permille: Arc<AtomicU32>,
+    draws: Arc<AtomicU64>,
+    /// Added to every read (tokio's clock: a paused clock advances by it), plus up to
+    /// `read_jitter_us` more, drawn like the failures.
+    read_delay_us: Arc<AtomicU64>,
+    read_jitter_us: Arc<AtomicU64>,
+    /// Calls are not logged, and read delays advance tokio's paused clock rather than sleep
+    /// on it (long simulations: the same time passes, at a fraction of the cost).
+    quiet: Arc<AtomicBool>,
+    /// A circuit breaker in front of the calls, as Redis has ([`FakeTier::with_breaker`]).
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl FakeTier {
@@ -77,14 +97,60 @@ impl FakeTier {
     }
 
     fn call(&self, name: &'static str) -> Result<()> {
-        self.calls.lock().push(name);
-        if self.failing.load(Ordering::SeqCst) {
+        if !self.quiet.load(Ordering::Relaxed) {
+            self.calls.lock().push(name);
+        }
+        if self.breaker.as_ref().is_some_and(|b| !b.allow()) {
+            return Err(CacheError::CircuitOpen);
+        }
+        let permille = self.fail_permille.load(Ordering::Relaxed);
+        let fails = self.failing.load(Ordering::SeqCst) || (permille > 0 && self.draw() < permille);
+        if let Some(b) = &self.breaker {
+            if fails {
+                b.failure();
+            } else {
+                b.success();
+            }
+        }
+        if fails {
             return Err(CacheError::Backend(BackendError::new(
                 BackendErrorKind::ConnectionRefused,
                 "fake tier is down",
             )));
         }
         Ok(())
+    }
+
+    /// A number in 0..1000 from a fixed sequence.
+    fn draw(&self) -> u32 {
+        (self.next() % 1000) as u32
+    }
+
+    /// The next number of a fixed sequence (splitmix64 of a counter): runs repeat.
+    fn next(&self) -> u64 {
+        let mut z = self
+            .draws
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The configured read delay, on tokio's clock.
+    async fn delay(&self) {
+        let jitter = self.read_jitter_us.load(Ordering::Relaxed);
+        let us =
+            self.read_delay_us.load(Ordering::Relaxed) + if jitter > 0 { self.next() % jitter } else { 0 };
+        if us == 0 {
+            return;
+        }
+        if self.quiet.load(Ordering::Relaxed) {
+            tokio::time::advance(Duration::from_micros(us)).await;
+        } else {
+            tokio::time::sleep(Duration::from_micros(us)).await;
+        }
     }
 
     fn mark(state: &mut State, key: &str) {
@@ -110,6 +176,38 @@ impl FakeTier {
     }
 }
 
+/// The anomaly simulator's switches (`crate::anomaly`, under `tokio-clock`).
+#[cfg_attr(not(feature = "tokio-clock"), allow(dead_code))]
+impl FakeTier {
+    /// A breaker in front of every call, as the Redis tier has: calls it refuses fail with
+    /// [`CacheError::CircuitOpen`].
+    pub(crate) fn with_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker = Some(Arc::new(Breaker::new(threshold, cooldown)));
+        self
+    }
+
+    /// From now on, this share of calls (per mille) fails at random.
+    pub(crate) fn set_fail_permille(&self, permille: u32) {
+        self.fail_permille.store(permille.min(1000), Ordering::SeqCst);
+    }
+
+    /// From now on, every read takes this long (on tokio's clock).
+    pub(crate) fn set_read_delay(&self, d: Duration) {
+        self.read_delay_us.store(d.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// From now on, every read takes up to this long more, at random.
+    pub(crate) fn set_read_jitter(&self, d: Duration) {
+        self.read_jitter_us.store(d.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Stops logging calls ([`calls`](Self::calls) stays as it was), and makes read delays
+    /// advance tokio's clock, which must then be paused.
+    pub(crate) fn set_quiet(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
+    }
+}
+
 fn boxed<'a, T: Send + 'a>(f: impl std::future::Future<Output = Result<T>> + Send + 'a) -> TierFuture<'a, T> {
     Box::pin(f)
 }
@@ -119,7 +217,10 @@ impl RemoteTier for FakeTier {
         "fake://".into()
     }
     fn breaker_state(&self) -> BreakerState {
-        BreakerState::Closed
+        self.breaker.as_ref().map_or(BreakerState::Closed, |b| b.state())
+    }
+    fn breaker_transitions(&self) -> u64 {
+        self.breaker.as_ref().map_or(0, |b| b.transitions())
     }
     fn pool_status(&self) -> PoolStatus {
         PoolStatus {
@@ -143,6 +244,7 @@ impl RemoteTier for FakeTier {
             self.call("get")?;
             self.gets.fetch_add(1, Ordering::SeqCst);
             self.gate().await;
+            self.delay().await;
             Ok(Self::read(&self.state.lock(), key))
         })
     }
@@ -151,6 +253,7 @@ impl RemoteTier for FakeTier {
             self.call("mget")?;
             self.gets.fetch_add(1, Ordering::SeqCst);
             self.gate().await;
+            self.delay().await;
             let s = self.state.lock();
             Ok(keys.iter().map(|k| Self::read(&s, k)).collect())
         })

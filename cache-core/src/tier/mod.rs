@@ -69,6 +69,10 @@ pub(crate) trait RemoteTier: Send + Sync {
     fn display_url(&self) -> String;
     /// The breaker in front of it.
     fn breaker_state(&self) -> BreakerState;
+    /// How many times its breaker opened or closed so far (anomaly detection: flapping).
+    fn breaker_transitions(&self) -> u64 {
+        0
+    }
     /// Its connection pool.
     fn pool_status(&self) -> PoolStatus;
     /// How long invalidation markers live (a load that took longer is not stored remotely).
