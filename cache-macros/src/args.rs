@@ -78,6 +78,13 @@ fn parse_bounds(input: ParseStream<'_>, name: &Ident) -> syn::Result<(Ttl, Ttl)>
     if !content.is_empty() {
         return Err(content.error("ttl_bounds takes two durations: (min, max)"));
     }
+    // The expansion writes whole milliseconds.
+    if min.0 < Duration::from_millis(1) || max.0 > Duration::from_secs(10 * 365 * 24 * 3600) {
+        return Err(syn::Error::new(
+            parens.span.join(),
+            format!("`{name}`: each bound between 1 ms and 10 years"),
+        ));
+    }
     if min.0 > max.0 {
         return Err(syn::Error::new(
             parens.span.join(),

@@ -85,6 +85,8 @@ async fn values_that_never_change_keep_their_ttl_until_the_evidence_allows_more(
     let a = advice(&cache, "::steady");
     assert_eq!(a.current_ttl_secs, 300.0, "{a:?}");
     assert_eq!(a.change_rate_per_hour, Some(0.0), "{a:?}");
+    // Enough reloads for the rule to speak (40 compared), and it says: stay.
+    assert_eq!(a.recommended_ttl_secs, Some(300.0), "{a:?}");
     // Many more rounds: ~ 60 h of unchanged values; now a longer TTL is safe, and used.
     for _ in 0..15 {
         reload_all(cache.clone()).await;
@@ -175,4 +177,24 @@ fn family_names(body: &Value) -> Vec<&str> {
         .iter()
         .map(|f| f["family"].as_str().unwrap())
         .collect()
+}
+
+/// The same map on every run, built afresh (so iterated in another order each time).
+#[cache(cache = cache, ttl = "auto")]
+async fn map_valued(cache: &Cache, id: u64) -> std::collections::HashMap<String, u64> {
+    (0..50).map(|i| (format!("field-{i}"), id + i)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_map_rebuilt_in_another_order_is_not_a_change() {
+    let cache = l1_only();
+    for _ in 0..5 {
+        for id in 0..10 {
+            map_valued(&cache, id).await;
+        }
+        tokio::time::advance(Duration::from_secs(301)).await;
+    }
+    let a = advice(&cache, "::map_valued");
+    assert!(a.observations >= 39.0, "{a:?}");
+    assert_eq!(a.changed, 0.0, "equal maps digest alike: {a:?}");
 }

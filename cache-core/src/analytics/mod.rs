@@ -6,14 +6,22 @@
 //! digest over ([`Analytics::observe_load`]), and a family remembers, for up to
 //! [`tracked_keys`](crate::config::AnalyticsConfig::tracked_keys) of its keys, the last digest and
 //! when it was loaded. The next load of such a key is one observation: the value changed in
-//! those seconds or not. A reload after an invalidation of the key (a delete, a direct write, a
-//! pattern, another instance's notice) is not an observation: the application said the value
-//! changed, and such changes cost no stale reads. The time from an entry's expiry to its reload
+//! those seconds or not. A reload after an invalidation of the key (a delete or a direct write,
+//! here or told by another instance, marks the key) or after any pattern, tag or clear
+//! invalidation (which may have reached it: an epoch every tracked key is checked against) is
+//! not an observation: the application said the value changed, and such changes cost no stale
+//! reads. The time from an entry's expiry to its reload
 //! is, for a key read at random, an exponential wait whose mean is one over the key's read rate:
 //! that gives each tracked key's read rate, and so the family's read-weighted hit rate, without
-//! counting a single hit.
+//! counting a single hit. Only without a remote tier, though: with one, the other instances'
+//! fills serve this one from Redis between its own loads, so its reloads are further apart than
+//! its reads suggest (a wait spans the others' cycles, and the TTL would come out about N times
+//! too long with N instances); there the bound `H = 1`, which holds for any read rate, is used.
 
+mod digest;
 pub(crate) mod model;
+
+pub(crate) use self::digest::digest;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,13 +35,15 @@ use self::model::{ChangeModel, RateEstimate, ReadRates};
 use crate::clock::{self, Instant};
 use crate::config::{AnalyticsConfig, AutoTtl, CacheConfig};
 use crate::error::Result;
-use crate::guard::InvalidationLog;
 use crate::key::Fingerprint;
 use crate::l1::FingerprintHash;
 use crate::pattern::Pattern;
 
-/// Where the keys of families past `max_families` are counted.
+/// Where the keys of families past `max_families` are counted (no TTL is learned for them).
 const OTHER: &str = "(other)";
+
+/// The family of keys without a `:` (each would otherwise be a family of its own).
+const FLAT: &str = "(flat)";
 
 /// Observations between two recomputations of a family's TTL (and at least this often in time):
 /// one costs some 300 evaluations of the likelihood and of `H(T)`, and a walk over the tracked
@@ -62,7 +72,7 @@ const GAPS_KEPT: u32 = 32;
 /// assert_eq!(family_of("query:app::users::get_user:42:alice"), "query:app::users::get_user");
 /// assert_eq!(family_of("app::get_user:7"), "app::get_user");
 /// assert_eq!(family_of("user:42"), "user");
-/// assert_eq!(family_of("flat"), "flat");
+/// assert_eq!(family_of("flat"), "(flat)");
 /// ```
 pub fn family_of(key: &str) -> &str {
     // Argument parts never hold a `:` (they are escaped), so the last `::` is the function's path.
@@ -73,7 +83,7 @@ pub fn family_of(key: &str) -> &str {
             None => key,
         };
     }
-    key.split_once(':').map_or(key, |(p, _)| p)
+    key.split_once(':').map_or(FLAT, |(p, _)| p)
 }
 
 /// What the cache has learned about one family, and what it advises: `GET
@@ -133,8 +143,10 @@ struct Tracked {
     digest: u64,
     at: Instant,
     ttl_secs: f64,
-    /// The invalidation log's number when its load began.
-    seq: u64,
+    /// [`Analytics::epoch`] when it was loaded.
+    epoch: u64,
+    /// Deleted or written directly since.
+    invalidated: bool,
     /// Waits from expiry to reload: how many, and their sum in seconds.
     gaps: u32,
     gap_secs: f32,
@@ -170,6 +182,10 @@ struct Family {
 /// The learned-TTL state of one cache.
 pub(crate) struct Analytics {
     config: AnalyticsConfig,
+    /// Bumped by every pattern, tag and clear invalidation.
+    epoch: AtomicU64,
+    /// Whether per-key read rates are used (no remote tier; see the module docs).
+    read_rates: bool,
     auto_rules: Vec<(Pattern, AutoTtl)>,
     families: RwLock<HashMap<Box<str>, Arc<Family>>>,
 }
@@ -184,6 +200,8 @@ impl Analytics {
         auto_rules.sort_by_key(|(p, _)| std::cmp::Reverse(p.specificity()));
         Ok(Analytics {
             config: config.analytics.clone(),
+            epoch: AtomicU64::new(0),
+            read_rates: !config.has_redis(),
             auto_rules,
             families: RwLock::new(HashMap::new()),
         })
@@ -198,6 +216,9 @@ impl Analytics {
                 .find(|(p, _)| p.matches(key))
                 .map(|(_, a)| *a)
         })
+        // A write that names none (a warmer's refresh of a `ttl = "auto"` function) keeps the
+        // family's own.
+        .or_else(|| self.family(key, false).and_then(|f| f.state.lock().auto))
     }
 
     /// The TTL of a write under `auto`: the learned one once there is one, else `start` (the
@@ -211,7 +232,13 @@ impl Analytics {
         } else {
             Duration::from_millis(learned)
         };
-        ttl.clamp(auto.min, auto.max)
+        // `min <= max` is checked where settings are read; this keeps clamp from panicking.
+        ttl.clamp(auto.min.min(auto.max), auto.max)
+    }
+
+    /// A pattern, tag or clear invalidation: no tracked key's next reload is compared.
+    pub(crate) fn broad_invalidation(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The family of `key`, created when `create` (past the cap, the shared `(other)` one).
@@ -223,10 +250,8 @@ impl Analytics {
                 return Some(f.clone());
             }
             if !create {
-                // Past the cap its keys are `(other)`'s; before it, the family has no load yet.
-                return (families.len() >= self.config.max_families)
-                    .then(|| families.get(OTHER).cloned())
-                    .flatten();
+                // Not `(other)`'s: what it learned mixes unrelated families.
+                return None;
             }
         }
         let mut families = self.families.write();
@@ -235,8 +260,6 @@ impl Analytics {
         } else {
             name
         };
-        let tracked =
-            std::num::NonZeroUsize::new(self.config.tracked_keys).unwrap_or(std::num::NonZeroUsize::MIN);
         let now = clock::now();
         Some(
             families
@@ -245,7 +268,9 @@ impl Analytics {
                     Arc::new(Family {
                         state: Mutex::new(FamilyState {
                             model: ChangeModel::default(),
-                            tracked: lru::LruCache::with_hasher(tracked, FingerprintHash),
+                            // Unbounded, capped by hand: a bounded one allocates its whole
+                            // table up front (~140 KB per family at 4096 keys).
+                            tracked: lru::LruCache::unbounded_with_hasher(FingerprintHash),
                             loads: 0,
                             invalidated_reloads: 0,
                             writes: 0,
@@ -262,19 +287,15 @@ impl Analytics {
         )
     }
 
-    /// A load of `key` was stored with `ttl`; `digest` is its value's. `seq` is the invalidation
-    /// log's number when the load began: an invalidation of the key since the previous load
-    /// makes this reload no observation.
-    #[allow(clippy::too_many_arguments)]
+    /// A load of `key` was stored with `ttl`; `digest` is its value's. An invalidation of the
+    /// key since its previous load makes this reload no observation.
     pub(crate) fn observe_load(
         &self,
         key: &str,
         fp: Fingerprint,
         digest: u64,
         ttl: Duration,
-        seq: u64,
         auto: Option<AutoTtl>,
-        log: &InvalidationLog,
         now: Instant,
     ) {
         if !self.config.enabled {
@@ -287,19 +308,27 @@ impl Analytics {
         let mut st = family.state.lock();
         st.loads += 1;
         st.last_ttl_secs = ttl_secs;
-        st.auto = auto;
+        if auto.is_some() {
+            st.auto = auto;
+        }
+        let epoch = self.epoch.load(Ordering::Relaxed);
         let mut next = Tracked {
             digest,
             at: now,
             ttl_secs,
-            seq,
+            epoch,
+            invalidated: false,
             gaps: 0,
             gap_secs: 0.0,
         };
-        let Some(prev) = st.tracked.put(fp.0, next) else {
+        let previous = st.tracked.put(fp.0, next);
+        if st.tracked.len() > self.config.tracked_keys {
+            st.tracked.pop_lru();
+        }
+        let Some(prev) = previous else {
             return;
         };
-        if log.overtaken(prev.seq, fp, key) {
+        if prev.invalidated || prev.epoch != epoch {
             st.invalidated_reloads += 1;
             return;
         }
@@ -335,8 +364,8 @@ impl Analytics {
         st.since_recompute = 0;
         st.last_recompute = now;
         let auto = st.auto.unwrap_or_default();
-        let Some(secs) = self.recommend(&st.model.estimate(), &read_rates(st), &auto, st.last_ttl_secs)
-        else {
+        let reads = self.read_rates(st);
+        let Some(secs) = self.recommend(&st.model.estimate(), &reads, &auto, st.last_ttl_secs) else {
             return;
         };
         let current = family.learned_ms.load(Ordering::Relaxed) as f64 / 1e3;
@@ -362,7 +391,8 @@ impl Analytics {
         if est.observations < f64::from(self.config.min_observations) {
             return None;
         }
-        let (min, max) = (auto.min.as_secs_f64(), auto.max.as_secs_f64());
+        let max = auto.max.as_secs_f64();
+        let min = auto.min.as_secs_f64().min(max);
         let aim = auto.max_stale * AIM;
         let safe = model::ttl_for_stale(est.upper, aim, reads).clamp(min, max);
         let longest = model::ttl_for_stale(est.lower, aim, reads).clamp(min, max);
@@ -376,16 +406,36 @@ impl Analytics {
 
     /// A direct write of `key`.
     pub(crate) fn wrote(&self, key: &str) {
-        if let Some(f) = self.config.enabled.then(|| self.family(key, false)).flatten() {
-            f.state.lock().writes += 1;
-        }
+        self.mark(key, |st| st.writes += 1);
     }
 
     /// A delete of `key` (here or told by another instance).
     pub(crate) fn invalidated(&self, key: &str) {
-        if let Some(f) = self.config.enabled.then(|| self.family(key, false)).flatten() {
-            f.state.lock().invalidations += 1;
+        self.mark(key, |st| st.invalidations += 1);
+    }
+
+    /// Counts an invalidation of `key` and marks the key: its next reload is not compared.
+    fn mark(&self, key: &str, count: impl FnOnce(&mut FamilyState)) {
+        let Some(f) = self.config.enabled.then(|| self.family(key, false)).flatten() else {
+            return;
+        };
+        let mut st = f.state.lock();
+        count(&mut st);
+        if let Some(t) = st.tracked.peek_mut(&Fingerprint::of(key).0) {
+            t.invalidated = true;
         }
+    }
+
+    /// The read rates of a family's tracked keys; none (so `H = 1`) with a remote tier.
+    fn read_rates(&self, st: &FamilyState) -> ReadRates {
+        let mut reads = ReadRates::default();
+        if self.read_rates {
+            st.tracked
+                .iter()
+                .filter_map(|(_, t)| t.read_rate())
+                .for_each(|r| reads.add(r));
+        }
+        reads
     }
 
     /// The advice for every family, most loaded first.
@@ -402,7 +452,7 @@ impl Analytics {
                 let st = f.state.lock();
                 let auto = st.auto.unwrap_or_default();
                 let est = st.model.estimate();
-                let reads = read_rates(&st);
+                let reads = self.read_rates(&st);
                 let recommended = self.recommend(&est, &reads, &auto, st.last_ttl_secs);
                 let read_rate = reads.mean();
                 let current = st.last_ttl_secs;
@@ -440,34 +490,6 @@ impl Analytics {
         out.sort_by(|a, b| b.loads.cmp(&a.loads).then_with(|| a.family.cmp(&b.family)));
         out
     }
-}
-
-/// The read rates of a family's tracked keys.
-fn read_rates(st: &FamilyState) -> ReadRates {
-    let mut reads = ReadRates::default();
-    st.tracked
-        .iter()
-        .filter_map(|(_, t)| t.read_rate())
-        .for_each(|r| reads.add(r));
-    reads
-}
-
-/// A stable digest of a value's encoded form, written straight into the hasher (no buffer).
-pub(crate) fn digest<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
-    struct Sink(xxhash_rust::xxh3::Xxh3);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut sink = Sink(xxhash_rust::xxh3::Xxh3::new());
-    // A value that cannot be encoded is never stored either; its digest does not matter.
-    let _ = bincode::serde::encode_into_std_write(value, &mut sink, bincode::config::standard());
-    sink.0.digest()
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use super::*;
-use crate::guard::Invalidated;
 
 fn analytics(config: CacheConfig) -> Analytics {
     Analytics::new(&config).unwrap()
@@ -16,7 +15,6 @@ fn secs(s: u64) -> Duration {
 #[allow(clippy::too_many_arguments)]
 fn reload(
     a: &Analytics,
-    log: &InvalidationLog,
     key: &str,
     t0: Instant,
     every: u64,
@@ -32,7 +30,7 @@ fn reload(
         if changed(i) {
             digest += 1;
         }
-        a.observe_load(key, fp, digest, ttl, log.start(), auto, log, now);
+        a.observe_load(key, fp, digest, ttl, auto, now);
         now += secs(every);
     }
     now
@@ -41,17 +39,14 @@ fn reload(
 #[test]
 fn values_that_never_change_earn_a_longer_ttl_only_with_evidence() {
     let a = analytics(CacheConfig::default());
-    let log = InvalidationLog::default();
     let auto = AutoTtl::new(0.01, secs(1), secs(3600));
     let key = "query:app::profile:1";
     // Fewer reloads than `min_observations`: the TTL stays where the pattern table starts it.
-    let t = reload(&a, &log, key, clock::now(), 10, 20, secs(10), Some(auto), |_| {
-        false
-    });
+    let t = reload(&a, key, clock::now(), 10, 20, secs(10), Some(auto), |_| false);
     assert_eq!(a.ttl(key, secs(300), &auto), secs(300));
     // 200 unchanged reloads 10 s apart: ~2000 s without a change bounds the rate at 1.92/2000 s,
     // which allows ~0.0201 / rate ≈ 21 s, not an hour.
-    reload(&a, &log, key, t, 10, 200, secs(10), Some(auto), |_| false);
+    reload(&a, key, t, 10, 200, secs(10), Some(auto), |_| false);
     let ttl = a.ttl(key, secs(300), &auto).as_secs_f64();
     assert!((15.0..30.0).contains(&ttl), "{ttl}");
     let advice = &a.advice()[0];
@@ -64,12 +59,9 @@ fn values_that_never_change_earn_a_longer_ttl_only_with_evidence() {
 #[test]
 fn values_that_always_change_fall_to_the_lower_bound() {
     let a = analytics(CacheConfig::default());
-    let log = InvalidationLog::default();
     let auto = AutoTtl::new(0.01, secs(5), secs(3600));
     let key = "orders:7";
-    reload(&a, &log, key, clock::now(), 60, 100, secs(60), Some(auto), |_| {
-        true
-    });
+    reload(&a, key, clock::now(), 60, 100, secs(60), Some(auto), |_| true);
     assert_eq!(a.ttl(key, secs(300), &auto), secs(5));
 }
 
@@ -78,14 +70,13 @@ fn a_known_change_rate_gives_the_ttl_of_the_stale_target() {
     // Many keys of one family, each changing once every 10 minutes on average (Poisson),
     // reloaded every 30 s: the learned TTL approaches 2 · 1 % · 600 s ≈ 12 s.
     let a = analytics(CacheConfig::default());
-    let log = InvalidationLog::default();
     let auto = AutoTtl::new(0.01, secs(1), secs(3600));
     let mut rng = fastrand::Rng::with_seed(11);
     let p_change = 1.0 - (-30.0f64 / 600.0).exp();
     let t0 = clock::now();
     for k in 0..200 {
         let key = format!("query:app::profile:{k}");
-        reload(&a, &log, &key, t0, 30, 60, secs(30), Some(auto), |_| {
+        reload(&a, &key, t0, 30, 60, secs(30), Some(auto), |_| {
             rng.f64() < p_change
         });
     }
@@ -105,21 +96,19 @@ fn a_known_change_rate_gives_the_ttl_of_the_stale_target() {
 #[test]
 fn a_reload_after_an_invalidation_is_no_observation() {
     let a = analytics(CacheConfig::default());
-    let log = InvalidationLog::default();
     let key = "user:1";
     let fp = Fingerprint::of(key);
     let now = clock::now();
-    a.observe_load(key, fp, 1, secs(10), log.start(), None, &log, now);
-    log.record(Invalidated::Key(fp));
+    a.observe_load(key, fp, 1, secs(10), None, now);
     a.invalidated(key);
-    a.observe_load(key, fp, 2, secs(10), log.start(), None, &log, now + secs(20));
+    a.observe_load(key, fp, 2, secs(10), None, now + secs(20));
     let advice = &a.advice()[0];
     assert_eq!(advice.invalidated_reloads, 1);
     assert_eq!(advice.invalidations, 1);
     assert_eq!(advice.observations, 0.0);
     assert_eq!(advice.change_rate_per_hour, None);
     // The next one is compared with the reload after the invalidation.
-    a.observe_load(key, fp, 2, secs(10), log.start(), None, &log, now + secs(40));
+    a.observe_load(key, fp, 2, secs(10), None, now + secs(40));
     let advice = &a.advice()[0];
     assert!((advice.observations - 1.0).abs() < 0.001, "{advice:?}");
     assert_eq!(advice.changed, 0.0);
@@ -131,33 +120,94 @@ fn a_reload_after_an_invalidation_is_no_observation() {
 }
 
 #[test]
-fn families_past_the_cap_share_one_and_flat_keys_are_their_own() {
+fn families_past_the_cap_share_one_that_never_lends_its_ttl() {
     let mut config = CacheConfig::default();
     config.analytics.max_families = 2;
     let a = analytics(config);
-    let log = InvalidationLog::default();
-    for key in ["a:1", "b:1", "c:1", "d:1", "flat"] {
-        a.observe_load(key, Fingerprint::of(key), 1, secs(1), 0, None, &log, clock::now());
+    let auto = AutoTtl::DEFAULT;
+    for key in ["a:1", "b:1"] {
+        a.observe_load(key, Fingerprint::of(key), 1, secs(1), None, clock::now());
+    }
+    // Past the cap: `c` and `d` are counted under `(other)`, which learns the lower bound...
+    reload(&a, "c:1", clock::now(), 60, 100, secs(60), Some(auto), |_| true);
+    reload(&a, "d:1", clock::now(), 60, 1, secs(60), Some(auto), |_| true);
+    let names: Vec<String> = a.advice().into_iter().map(|x| x.family).collect();
+    assert_eq!(names, [OTHER, "a", "b"], "{names:?}");
+    // ...but a key of another family keeps its start: `(other)` mixes unrelated families.
+    assert_eq!(a.ttl("d:1", secs(300), &auto), secs(300));
+    assert_eq!(a.ttl("e:1", secs(300), &auto), secs(300));
+}
+
+#[test]
+fn keys_without_a_colon_share_one_family() {
+    let a = analytics(CacheConfig::default());
+    for key in ["alpha", "beta", "gamma"] {
+        a.observe_load(key, Fingerprint::of(key), 1, secs(1), None, clock::now());
     }
     let names: Vec<String> = a.advice().into_iter().map(|x| x.family).collect();
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names.contains(&OTHER.to_string()));
-    // A family's TTL is not another's: a new family before the cap reads its own (none yet).
-    let b = analytics(CacheConfig::default());
-    let auto = AutoTtl::DEFAULT;
-    reload(
-        &b,
-        &log,
-        "x:1",
-        clock::now(),
-        60,
-        100,
-        secs(60),
+    assert_eq!(names, [FLAT], "{names:?}");
+}
+
+#[test]
+fn a_pattern_tag_or_clear_invalidation_voids_the_pending_comparisons() {
+    let a = analytics(CacheConfig::default());
+    let key = "user:1";
+    let fp = Fingerprint::of(key);
+    let now = clock::now();
+    a.observe_load(key, fp, 1, secs(10), None, now);
+    a.broad_invalidation();
+    a.observe_load(key, fp, 2, secs(10), None, now + secs(20));
+    let advice = &a.advice()[0];
+    assert_eq!((advice.invalidated_reloads, advice.observations), (1, 0.0));
+    a.observe_load(key, fp, 3, secs(10), None, now + secs(40));
+    // (one observation, decayed by the half-life's share of it)
+    assert!((a.advice()[0].changed - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn a_refresh_that_names_no_settings_keeps_the_family_s_own() {
+    let a = analytics(CacheConfig::default());
+    let auto = AutoTtl::new(0.02, secs(7), secs(70));
+    assert_eq!(a.auto_for("app::f:1", None), None);
+    a.observe_load(
+        "app::f:1",
+        Fingerprint::of("app::f:1"),
+        1,
+        secs(7),
         Some(auto),
-        |_| true,
+        clock::now(),
     );
-    assert_eq!(b.ttl("x:1", secs(300), &auto), secs(1));
-    assert_eq!(b.ttl("y:1", secs(300), &auto), secs(300));
+    assert_eq!(a.auto_for("app::f:2", None), Some(auto));
+    // A load without them (an explicit TTL) does not take them away.
+    a.observe_load(
+        "app::f:2",
+        Fingerprint::of("app::f:2"),
+        1,
+        secs(9),
+        None,
+        clock::now(),
+    );
+    assert_eq!(a.auto_for("app::f:3", None), Some(auto));
+}
+
+#[test]
+fn a_reversed_bound_is_clamped_not_a_panic() {
+    let a = analytics(CacheConfig::default());
+    let reversed = AutoTtl::new(0.01, secs(60), secs(10));
+    assert_eq!(a.ttl("k:1", secs(300), &reversed), secs(10));
+}
+
+#[test]
+fn the_tracked_keys_are_capped() {
+    let mut config = CacheConfig::default();
+    config.analytics.tracked_keys = 10;
+    let a = analytics(config);
+    for i in 0..100 {
+        let key = format!("k:{i}");
+        a.observe_load(&key, Fingerprint::of(&key), 1, secs(1), None, clock::now());
+    }
+    let fam = a.family("k:1", false).unwrap();
+    assert_eq!(fam.state.lock().tracked.len(), 10);
 }
 
 #[test]
@@ -165,8 +215,7 @@ fn turned_off_it_learns_nothing() {
     let mut config = CacheConfig::default();
     config.analytics.enabled = false;
     let a = analytics(config);
-    let log = InvalidationLog::default();
-    reload(&a, &log, "k:1", clock::now(), 10, 100, secs(10), None, |_| true);
+    reload(&a, "k:1", clock::now(), 10, 100, secs(10), None, |_| true);
     assert!(a.advice().is_empty());
 }
 
@@ -195,26 +244,15 @@ fn digests_tell_values_apart() {
 #[test]
 fn a_ttl_moves_only_when_the_evidence_leaves_its_range() {
     let a = analytics(CacheConfig::default());
-    let log = InvalidationLog::default();
     let auto = AutoTtl::DEFAULT;
     let key = "static:page:1";
     // 40 unchanged reloads 300 s apart: 12 000 s without a change could still mean one change
     // in ~100 min, too often for 300 s at 1 %: the TTL in use is inside the range, and stays.
-    let t = reload(
-        &a,
-        &log,
-        key,
-        clock::now(),
-        300,
-        40,
-        secs(300),
-        Some(auto),
-        |_| false,
-    );
+    let t = reload(&a, key, clock::now(), 300, 40, secs(300), Some(auto), |_| false);
     assert_eq!(a.ttl(key, secs(300), &auto), secs(300));
     assert_eq!(a.advice()[0].recommended_ttl_secs, Some(300.0));
     // 200 of them: now even the highest rate the evidence allows permits ~10 min.
-    reload(&a, &log, key, t, 300, 160, secs(300), Some(auto), |_| false);
+    reload(&a, key, t, 300, 160, secs(300), Some(auto), |_| false);
     let ttl = a.ttl(key, secs(300), &auto).as_secs_f64();
     assert!((500.0..700.0).contains(&ttl), "{ttl}");
 }

@@ -125,9 +125,14 @@ impl Default for AnalyticsConfig {
 
 impl AnalyticsConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.half_life_observations == 0 || self.tracked_keys == 0 || self.max_families == 0 {
+        if self.half_life_observations < 2 * self.min_observations.max(1)
+            || !(1..=1_000_000).contains(&self.tracked_keys)
+            || !(1..=65_536).contains(&self.max_families)
+        {
             return Err(CacheError::Config(
-                "analytics: half_life_observations, tracked_keys and max_families must be greater than zero"
+                "analytics: half_life_observations must be at least twice min_observations (older \
+                 evidence would fade before it is enough), tracked_keys 1 to 1 000 000, max_families \
+                 1 to 65 536"
                     .into(),
             ));
         }

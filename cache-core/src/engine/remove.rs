@@ -51,8 +51,10 @@ impl Engine {
         }
         if p.is_literal() {
             self.log.record(Invalidated::Key(Fingerprint::of(p.as_str())));
+            self.analytics.invalidated(p.as_str());
         } else {
             self.log.record(Invalidated::Pattern(p.clone()));
+            self.analytics.broad_invalidation();
         }
         let l1_removed = self
             .l1
@@ -98,6 +100,7 @@ impl Engine {
     /// [`invalidate_pattern`](Self::invalidate_pattern) does.
     pub(crate) async fn clear(&self) -> Result<u64> {
         self.log.record(Invalidated::All);
+        self.analytics.broad_invalidation();
         let l1_removed = self.l1.as_ref().map_or(0, |l1| {
             let n = l1.len();
             l1.clear();
@@ -134,6 +137,7 @@ impl Engine {
     /// Drops every L1 copy, and lets no load in flight store what it read before.
     pub(super) fn forget_all(&self) {
         self.log.record(Invalidated::All);
+        self.analytics.broad_invalidation();
         self.tags.forget();
         if let Some(l1) = &self.l1 {
             l1.clear();
@@ -183,6 +187,7 @@ impl BusHandler for Engine {
             Message::Pattern(p) => match Pattern::new(&p) {
                 Ok(p) => {
                     self.log.record(Invalidated::Pattern(p.clone()));
+                    self.analytics.broad_invalidation();
                     if let Some(l1) = &self.l1 {
                         l1.remove_where(&|k| p.matches(k));
                     }
@@ -194,6 +199,7 @@ impl BusHandler for Engine {
             },
             Message::Clear => self.forget_all(),
             Message::Tags(tags) => {
+                self.analytics.broad_invalidation();
                 for (name, _) in &tags {
                     self.tags.heard(name);
                 }

@@ -17,6 +17,8 @@ impl Engine {
     pub(crate) async fn invalidate_tags(&self, names: &[&str]) -> Result<()> {
         // Any number at once: only the tags of one entry are bounded.
         names.iter().try_for_each(|n| tags::validate(n))?;
+        // Which tracked keys carry the tags is not known here: no reload until then is compared.
+        self.analytics.broad_invalidation();
         let mapped = self.security.tag_names(names);
         let mut names: Vec<&str> = mapped.iter().map(AsRef::as_ref).collect();
         names.sort_unstable();

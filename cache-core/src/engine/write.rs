@@ -261,9 +261,8 @@ impl Engine {
             tags: tags::stamps_of(tags),
             expires_at_ms,
         });
-        if let (Some(digest), Some(start)) = (digest, load) {
-            self.analytics
-                .observe_load(key, fp, digest, ttl, start.seq, auto, &self.log, now);
+        if let Some(digest) = digest {
+            self.analytics.observe_load(key, fp, digest, ttl, auto, now);
         }
         let outcome = if result.is_ok() { "stored" } else { "error" };
         (entry, result, outcome)
@@ -488,16 +487,8 @@ impl Engine {
             self.counters.sets.incr();
             if self.config.analytics.enabled {
                 let digest = (ops.digest)(&*p.value);
-                self.analytics.observe_load(
-                    p.key,
-                    p.fp,
-                    digest,
-                    p.ttl,
-                    p.start.seq,
-                    p.auto,
-                    &self.log,
-                    self.now(),
-                );
+                self.analytics
+                    .observe_load(p.key, p.fp, digest, p.ttl, p.auto, self.now());
             }
             self.write_l1(ToL1 {
                 key: p.key,
