@@ -315,8 +315,78 @@ mod tests {
         }
     }
 
+    /// A shared buffer the test subscriber writes to.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Held by the tests of this module that start and end events: tracing caches each call
+    /// site's interest when it is first hit, and a first hit on another thread while no
+    /// subscriber listened there left the end line unseen.
+    static EMITTING: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn a_start_is_a_warning_and_an_end_an_info_line_with_the_numbers() {
+        let _one_at_a_time = EMITTING.lock();
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // Another test may have registered these call sites while no subscriber listened
+            // (interest "never", cached): ask again now that one does.
+            tracing::callsite::rebuild_interest_cache();
+            let e = Events::new(4);
+            let id = e.start(
+                AnomalyKind::KeyCardinality,
+                "user",
+                Severity::Critical,
+                trip(42.0),
+                1000,
+            );
+            e.end(id, 61_000);
+        });
+        let text = String::from_utf8(out.0.lock().clone()).unwrap();
+        let started = text
+            .lines()
+            .find(|l| l.contains("cache anomaly started"))
+            .unwrap_or("");
+        assert!(started.contains("WARN"), "{text}");
+        for field in [
+            "anomaly.kind=\"key_cardinality\"",
+            "anomaly.scope=\"user\"",
+            "anomaly.severity=\"critical\"",
+            "anomaly.observed=42",
+            "anomaly.baseline=1",
+            "anomaly.threshold=2",
+        ] {
+            assert!(started.contains(field), "{field} in {started}");
+        }
+        let ended = text
+            .lines()
+            .find(|l| l.contains("cache anomaly ended"))
+            .unwrap_or("");
+        assert!(
+            ended.contains("INFO") && ended.contains("anomaly.duration_ms=60000"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn the_ring_is_bounded_and_counts_outlive_it() {
+        let _one_at_a_time = EMITTING.lock();
         let e = Events::new(2);
         let a = e.start(AnomalyKind::MissStorm, "*", Severity::Warning, trip(5.0), 1000);
         let b = e.start(
