@@ -189,27 +189,22 @@ sequential!(
     SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeStruct for &mut Digest {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> R {
-        v.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        Ok(())
-    }
+/// Fields in declaration order; their names are the type's, not the value's.
+macro_rules! named_fields {
+    ($($tr:ident),*) => {
+        $(impl ser::$tr for &mut Digest {
+            type Ok = ();
+            type Error = Unserializable;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> R {
+                v.serialize(&mut **self)
+            }
+            fn end(self) -> R {
+                Ok(())
+            }
+        })*
+    };
 }
-
-impl ser::SerializeStructVariant for &mut Digest {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> R {
-        v.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        Ok(())
-    }
-}
+named_fields!(SerializeStruct, SerializeStructVariant);
 
 /// A map: each entry digested on its own, the digests added up (order-free).
 struct MapDigest<'a> {

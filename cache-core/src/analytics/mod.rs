@@ -321,31 +321,33 @@ impl Analytics {
             gaps: 0,
             gap_secs: 0.0,
         };
-        let previous = st.tracked.put(fp.0, next);
-        if st.tracked.len() > self.config.tracked_keys {
-            st.tracked.pop_lru();
-        }
-        let Some(prev) = previous else {
-            return;
-        };
-        if prev.invalidated || prev.epoch != epoch {
-            st.invalidated_reloads += 1;
-            return;
-        }
-        let secs = now.saturating_duration_since(prev.at).as_secs_f64();
-        st.model.observe(secs, digest != prev.digest);
-        // Reloaded after its expiry (not evicted early): the wait was for its next read.
-        let gap = secs - prev.ttl_secs;
-        (next.gaps, next.gap_secs) = (prev.gaps, prev.gap_secs);
-        if gap >= 0.0 {
-            next.gaps += 1;
-            next.gap_secs += gap as f32;
-            if next.gaps > GAPS_KEPT {
-                next.gaps /= 2;
-                next.gap_secs /= 2.0;
+        // The previous load, when this reload can be compared with it.
+        let prev = st.tracked.peek(&fp.0).copied();
+        let comparable = prev
+            .filter(|p| !p.invalidated && p.epoch == epoch)
+            .map(|p| (p, now.saturating_duration_since(p.at).as_secs_f64()));
+        if let Some((prev, secs)) = comparable {
+            // Reloaded after its expiry (not evicted early): the wait was for its next read.
+            let gap = secs - prev.ttl_secs;
+            (next.gaps, next.gap_secs) = (prev.gaps, prev.gap_secs);
+            if gap >= 0.0 {
+                next.gaps += 1;
+                next.gap_secs += gap as f32;
+                if next.gaps > GAPS_KEPT {
+                    next.gaps /= 2;
+                    next.gap_secs /= 2.0;
+                }
             }
         }
         st.tracked.put(fp.0, next);
+        if st.tracked.len() > self.config.tracked_keys {
+            st.tracked.pop_lru();
+        }
+        let Some((prev, secs)) = comparable else {
+            st.invalidated_reloads += u64::from(prev.is_some());
+            return;
+        };
+        st.model.observe(secs, digest != prev.digest);
         st.since_recompute += 1;
         if st.since_recompute >= RECOMPUTE_EVERY
             || now.saturating_duration_since(st.last_recompute) >= RECOMPUTE_AFTER

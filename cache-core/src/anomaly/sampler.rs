@@ -94,6 +94,15 @@ impl Scope {
             ),
         }
     }
+
+    /// One window's misses and never-seen keys (counts over `secs`), as rates per second.
+    fn feed_counts(&mut self, misses: u64, new_keys: u64, secs: f64, events: &Events, now_ms: u64) {
+        let noise = |m: f64| poisson_noise(m, secs);
+        self.misses
+            .feed(&self.name, misses as f64 / secs, noise, events, now_ms);
+        self.new_keys
+            .feed(&self.name, new_keys as f64 / secs, noise, events, now_ms);
+    }
 }
 
 /// A prefix's cumulative figures.
@@ -205,12 +214,13 @@ impl Monitor {
             o.hit_rate
                 .feed(&o.name, rate, |m| binomial_noise(m, reads), events, now_ms);
         }
-        let misses = d(now.misses, prev.misses) as f64 / secs;
-        o.misses
-            .feed(&o.name, misses, |m| poisson_noise(m, secs), events, now_ms);
-        let new = d(now.new_keys, prev.new_keys) as f64 / secs;
-        o.new_keys
-            .feed(&o.name, new, |m| poisson_noise(m, secs), events, now_ms);
+        o.feed_counts(
+            d(now.misses, prev.misses),
+            d(now.new_keys, prev.new_keys),
+            secs,
+            events,
+            now_ms,
+        );
 
         if engine.l1.is_some() {
             let ev = d(now.evictions, prev.evictions) as f64 / secs;
@@ -249,12 +259,13 @@ impl Monitor {
                 p.hit_rate
                     .feed(&p.name, hr, |m| binomial_noise(m, sampled), events, now_ms);
             }
-            let misses = d(cur.misses, before.misses) as f64 / secs;
-            p.misses
-                .feed(&p.name, misses, |m| poisson_noise(m, secs), events, now_ms);
-            let new = d(cur.new_keys, before.new_keys) as f64 / secs;
-            p.new_keys
-                .feed(&p.name, new, |m| poisson_noise(m, secs), events, now_ms);
+            p.feed_counts(
+                d(cur.misses, before.misses),
+                d(cur.new_keys, before.new_keys),
+                secs,
+                events,
+                now_ms,
+            );
         }
     }
 }
