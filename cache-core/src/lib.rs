@@ -39,6 +39,7 @@ mod guard;
 pub mod key;
 mod l1;
 mod latency;
+mod limit;
 mod loader;
 pub mod pattern;
 pub mod perf;

@@ -39,7 +39,11 @@ pub struct FnStats {
     counts: ThreadLocal<CachePadded<Counts>>,
     load_time: Mutex<Option<Histogram<u64>>>,
     hit_time: Mutex<Option<Histogram<u64>>>,
+    /// Entries its `max_entries` evicted from L1 ([`EntryLimit`]).
+    evicted: AtomicU64,
 }
+
+pub use crate::limit::EntryLimit;
 
 fn registry() -> &'static Mutex<Vec<&'static FnStats>> {
     static REGISTRY: OnceLock<Mutex<Vec<&'static FnStats>>> = OnceLock::new();
@@ -66,6 +70,7 @@ impl FnStats {
             counts: ThreadLocal::new(),
             load_time: Mutex::new(None),
             hit_time: Mutex::new(None),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -106,6 +111,12 @@ impl FnStats {
         record(&self.load_time, took);
     }
 
+    /// An entry of this function evicted from L1 by its `max_entries`.
+    pub(crate) fn evicted_by_limit(&'static self) {
+        self.register();
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Adds one to this thread's slot of a count (only this thread writes it: load + store).
     #[inline]
     fn bump(&self, count: impl Fn(&Counts) -> &AtomicU64) {
@@ -144,6 +155,7 @@ impl FnStats {
             mean_hit_us,
             hit_samples,
             time_saved_ms: hits as f64 * mean_load_ms,
+            evicted_by_max_entries: self.evicted.load(Ordering::Relaxed),
         }
     }
 }
@@ -160,6 +172,9 @@ pub struct FunctionStats {
     pub hits: u64,
     /// Calls that ran the function.
     pub loads: u64,
+    /// Its entries evicted from L1 by its `max_entries` bound (0 without one).
+    #[serde(default)]
+    pub evicted_by_max_entries: u64,
     /// hits / calls.
     pub hit_rate: f64,
     /// Mean run time of the function itself.

@@ -53,6 +53,7 @@ pub(crate) struct Counters {
     pub too_large: Counter,
     pub stale_discarded: Counter,
     pub tag_stale: Counter,
+    pub max_entries_evictions: Counter,
     pub bypassed: Counter,
 }
 
@@ -130,6 +131,10 @@ pub struct Stats {
     /// Redis entries read as misses because one of their tags was invalidated after they were
     /// loaded (L1 copies are not counted: they are dropped without a lookup).
     pub tag_stale: u64,
+    /// L1 entries evicted because their function reached its `max_entries`
+    /// (per function: [`crate::perf::FunctionStats::evicted_by_max_entries`]).
+    #[serde(default)]
+    pub max_entries_evictions: u64,
     /// Tags this instance invalidated ([`Cache::invalidate_tags`](crate::Cache::invalidate_tags)).
     pub tag_invalidations: u64,
     /// The same, per tag prefix (the text before the first `:`; `*` beyond 256 prefixes).
@@ -238,6 +243,7 @@ impl Counters {
             redis_info,
             adaptive_ttls: Vec::new(),
             tag_stale: self.tag_stale.get(),
+            max_entries_evictions: self.max_entries_evictions.get(),
             tag_invalidations: 0,
             tag_invalidations_by_prefix: Default::default(),
             values_refused: 0,

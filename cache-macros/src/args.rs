@@ -120,10 +120,19 @@ pub(crate) struct CacheArgs {
     pub soft_timeout: Option<(Ident, Ttl)>,
     /// `tags = ["user:{id}", ..]`: the option's name and its templates.
     pub tags: Option<(Ident, Vec<Template>)>,
+    /// `condition = expr`: a `bool` over the arguments; `false` runs the body without the cache.
+    pub condition: Option<(Ident, Expr)>,
+    /// `unless = |v| ..`: a `bool` over the value; `true` leaves it out of the cache.
+    pub unless: Option<(Ident, Expr)>,
+    /// `max_entries = 1000`: the function's bound on its L1 entries.
+    pub max_entries: Option<(Ident, syn::LitInt)>,
+    /// `companions = false`: no `{fn}_key`, `{fn}_refresh`, .. (for trait impls, which may not
+    /// hold other items).
+    pub companions: Option<LitBool>,
 }
 
 pub(crate) const CACHE_OPTIONS: &str =
-    "ttl, max_stale, ttl_bounds, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags";
+    "ttl, max_stale, ttl_bounds, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags, condition, unless, max_entries, companions";
 
 /// `= ["user:{id}", "orders"]`: tag templates, each with its own span for errors.
 fn parse_tags(input: ParseStream<'_>, name: &Ident) -> syn::Result<Vec<Template>> {
@@ -257,6 +266,32 @@ impl Parse for CacheArgs {
                     let tags = parse_tags(input, &name)?;
                     once(&mut args.tags, &name, (name.clone(), tags))?;
                 }
+                "condition" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.condition, &name, (name.clone(), input.parse()?))?;
+                }
+                "unless" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.unless, &name, (name.clone(), input.parse()?))?;
+                }
+                "max_entries" => {
+                    input.parse::<Token![=]>()?;
+                    let n: syn::LitInt = input.parse()?;
+                    match n.base10_parse::<u64>() {
+                        Ok(v) if v > 0 => {}
+                        _ => {
+                            return Err(syn::Error::new_spanned(
+                                &n,
+                                "max_entries must be a positive integer",
+                            ))
+                        }
+                    }
+                    once(&mut args.max_entries, &name, (name.clone(), n))?;
+                }
+                "companions" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.companions, &name, input.parse()?)?;
+                }
                 "strategy" => {
                     input.parse::<Token![=]>()?;
                     let s: Ident = input.parse()?;
@@ -310,6 +345,8 @@ fn validate_prefix(lit: &LitStr) -> syn::Result<()> {
 /// `#[invalidate_cache("pattern", ..., tags = [..], cache = expr, crate = path)]`.
 pub(crate) struct InvalidateArgs {
     pub patterns: Vec<Template>,
+    /// `get_user(id)`: calls of cached functions, whose `_key` companion names the key.
+    pub calls: Vec<syn::ExprCall>,
     pub tags: Vec<Template>,
     pub cache: Option<Expr>,
     pub krate: Option<Path>,
@@ -318,6 +355,7 @@ pub(crate) struct InvalidateArgs {
 impl Parse for InvalidateArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut patterns = Vec::new();
+        let mut calls = Vec::new();
         let mut tags = None;
         let mut cache = None;
         let mut krate = None;
@@ -327,6 +365,16 @@ impl Parse for InvalidateArgs {
                 let t = Template::parse(&lit)?;
                 t.validate_glob()?;
                 patterns.push(t);
+            } else if !(input.peek(Token![crate]) || input.peek(Ident) && input.peek2(Token![=])) {
+                match input.parse::<Expr>()? {
+                    Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if p.qself.is_none()) => calls.push(c),
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "expected a key pattern (\"resource:users:{id}\"), a call of a cached function (`get_user(id)`), or `tags = [..]`, `cache = ..`, `crate = ..`",
+                        ))
+                    }
+                }
             } else {
                 let name = option_name(input)?;
                 if name == "tags" {
@@ -353,14 +401,15 @@ impl Parse for InvalidateArgs {
             }
             input.parse::<Token![,]>()?;
         }
-        if patterns.is_empty() && tags.is_none() {
+        if patterns.is_empty() && calls.is_empty() && tags.is_none() {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "#[invalidate_cache] needs at least one pattern or tag, e.g. #[invalidate_cache(\"resource:users:*\")] or #[invalidate_cache(tags = [\"user:{id}\"])]",
+                "#[invalidate_cache] needs at least one pattern, call or tag, e.g. #[invalidate_cache(get_user(id))], #[invalidate_cache(\"resource:users:*\")] or #[invalidate_cache(tags = [\"user:{id}\"])]",
             ));
         }
         Ok(InvalidateArgs {
             patterns,
+            calls,
             tags: tags.unwrap_or_default(),
             cache,
             krate,

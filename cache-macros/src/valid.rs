@@ -58,6 +58,20 @@ pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::R
             ));
         }
     }
+    if let (Some((unless, _)), Some(_)) = (&args.unless, &args.stale_if_error) {
+        return Err(syn::Error::new_spanned(
+            unless,
+            "`unless` cannot be combined with `stale_if_error`: a value left out of the cache could not be served stale",
+        ));
+    }
+    if let (Some((n, _)), Some(l1)) = (&args.max_entries, &args.l1) {
+        if !l1.value {
+            return Err(syn::Error::new_spanned(
+                n,
+                "`max_entries` bounds the function's L1 entries, and `l1 = false` keeps it out of L1",
+            ));
+        }
+    }
     if let (Some(i), None) = (&args.include_self, has_receiver(f)) {
         return Err(syn::Error::new_spanned(
             i,
@@ -128,6 +142,10 @@ pub(crate) fn batch(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
         args.stale_if_error.as_ref().map(|_| "stale_if_error"),
         args.soft_timeout.as_ref().map(|_| "soft_timeout"),
         args.tags.as_ref().map(|_| "tags"),
+        args.condition.as_ref().map(|_| "condition"),
+        args.unless.as_ref().map(|_| "unless"),
+        args.max_entries.as_ref().map(|_| "max_entries"),
+        args.companions.as_ref().map(|_| "companions"),
         args.auto_ttl
             .as_ref()
             .map(|_| "ttl = \"auto\" (a `ttl_auto` pattern in the configuration learns a batch's TTL)"),

@@ -62,10 +62,6 @@ async fn values_that_change_on_every_reload_fall_to_the_lower_bound() {
     assert_eq!(VERSION.load(Ordering::SeqCst), before + 2, "expired after 2 s");
 }
 
-fn changing_key(id: u64) -> String {
-    format!("{}::changing:{id}", module_path!())
-}
-
 #[tokio::test(start_paused = true)]
 async fn values_that_never_change_keep_their_ttl_until_the_evidence_allows_more() {
     let cache = l1_only();

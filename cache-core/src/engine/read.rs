@@ -36,6 +36,8 @@ pub(crate) struct ToL1<'a> {
     /// Its logical expiry, unix ms (0: none), as its envelope says (a disk copy written when
     /// L1 evicts it is then the same bytes as Redis's).
     pub expires_at_ms: u64,
+    /// The loading function's bound on its L1 entries (`max_entries`).
+    pub limit: Option<&'static crate::perf::EntryLimit>,
 }
 
 /// A live remote entry whose tags were checked: the value and its L1 stamps.
@@ -94,6 +96,9 @@ impl Engine {
             if w.since.is_some_and(|seq| self.log.overtaken(seq, w.fp, w.key)) {
                 l1.remove_same(w.fp, &entry);
                 self.discarded(w.key);
+            } else if let Some(old) = w.limit.and_then(|limit| limit.stored(w.fp)) {
+                l1.remove(old);
+                self.counters.max_entries_evictions.incr();
             }
         }
         entry
@@ -212,6 +217,7 @@ impl Engine {
         ops: &'static ValueOps,
         use_l1: bool,
         since: u64,
+        limit: Option<&'static crate::perf::EntryLimit>,
     ) -> Entry {
         let Live { d, stamps, from_disk } = found;
         let use_l1 = if from_disk {
@@ -239,6 +245,7 @@ impl Engine {
             since: Some(since),
             tags: stamps,
             expires_at_ms: d.expires_at_ms,
+            limit,
         })
     }
 
@@ -258,7 +265,7 @@ impl Engine {
         let found = self.tiered_read(key, ops, true).instrument(span.clone()).await;
         if let Ok(Some(found)) = found {
             crate::trace::answered(&span, crate::trace::tier(found.from_disk), "hit", t0);
-            return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq)));
+            return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq, None)));
         }
         self.access.record(fp, key, false);
         self.count_miss(key, fp);
@@ -305,7 +312,7 @@ impl Engine {
                 None => None,
             };
             out.push(match found {
-                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq)),
+                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq, None)),
                 None => {
                     self.count_miss(key, Fingerprint::of(key));
                     None

@@ -260,6 +260,7 @@ impl Engine {
             since: load.map(|s| s.seq),
             tags: tags::stamps_of(tags),
             expires_at_ms,
+            limit: opts.max_entries,
         });
         if let Some(digest) = digest {
             self.analytics.observe_load(key, fp, digest, ttl, auto, now);
@@ -396,6 +397,7 @@ impl Engine {
                 since: None,
                 tags: None,
                 expires_at_ms: exp,
+                limit: None,
             });
         }
         let first_error = first_error.map_or(Ok(()), Err);
@@ -502,6 +504,7 @@ impl Engine {
                 since: Some(p.start.seq),
                 tags: None,
                 expires_at_ms: p.exp,
+                limit: None,
             });
         }
     }

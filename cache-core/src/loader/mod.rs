@@ -63,6 +63,8 @@ pub struct LoadOptions {
     /// within the settings' stale target and bounds ([`crate::analytics`]). An explicit `ttl`
     /// wins over it.
     pub auto_ttl: Option<crate::config::AutoTtl>,
+    /// The function's bound on its L1 entries (`max_entries = 1000` in the macro).
+    pub max_entries: Option<&'static crate::perf::EntryLimit>,
 }
 
 impl Default for LoadOptions {
@@ -74,6 +76,7 @@ impl Default for LoadOptions {
             stale_for: None,
             soft_timeout: None,
             auto_ttl: None,
+            max_entries: None,
         }
     }
 }
@@ -165,7 +168,7 @@ impl Engine {
                     }
                     Ok(Some(found)) => {
                         let tier = trace::tier(found.from_disk);
-                        let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
+                        let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq, opts.max_entries);
                         self.share_unless_overtaken(flight, seq, fp, key, &entry);
                         trace::answered(&read, tier, "hit", t0);
                         return Begin::Found(entry);
@@ -180,7 +183,8 @@ impl Engine {
                 if let (Some(lock_ttl), Some(_)) = (self.config.distributed_lock, &self.remote) {
                     match self.lead_across_instances(key, lock_ttl, ops).await {
                         remote_lock::Waited::Value(found) => {
-                            let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq);
+                            let entry =
+                                self.remote_hit(key, fp, found, ops, opts.use_l1, seq, opts.max_entries);
                             self.share_unless_overtaken(flight, seq, fp, key, &entry);
                             trace::answered(&read, "l2", "hit", t0);
                             return Begin::Found(entry);

@@ -17,9 +17,12 @@ pub use inventory;
 pub use std::time::Duration;
 
 mod batch;
+mod companions;
 mod rules;
 
+pub use crate::perf::EntryLimit;
 pub use batch::{batch_returns, cached_batch, BatchReturn};
+pub use companions::{invalidate_key, invalidate_space, KeySpace};
 pub use rules::{
     hit, skip_none_needs_option, IsOption, ResultRule, Returns, ValueRule, ViaOption, ViaPlain, ViaResult,
 };

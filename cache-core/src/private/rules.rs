@@ -136,9 +136,10 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         hit(cache, key, fp, opts, stats).map(Ok)
     }
 
-    /// The miss: single flight, Redis, then the function (whose run time goes to `stats`).
+    /// The miss: single flight, Redis, then the function (whose run time goes to `stats`). An
+    /// `Ok` for which `unless` says `true` is returned but not stored.
     #[allow(clippy::too_many_arguments)]
-    pub fn load<'a, F, Fut>(
+    pub fn load<'a, F, Fut, U>(
         self,
         cache: &'a Cache,
         key: &'a KeyBuf,
@@ -147,11 +148,13 @@ impl<T: CacheValue, E> ResultRule<T, E> {
         stats: &'static FnStats,
         _skip_none: bool,
         tags: &'a [&'a str],
+        unless: U,
         f: F,
-    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut, U>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        U: FnOnce(&T) -> bool,
     {
         stats.past_l1();
         let rule = Rule::<T, Result<T, E>>::RESULT;
@@ -163,9 +166,47 @@ impl<T: CacheValue, E> ResultRule<T, E> {
             Some(stats),
             tags,
             rule,
-            |_: &T| true,
+            move |v: &T| !unless(v),
             f,
         )
+    }
+
+    /// `{fn}_refresh`: runs the body now and stores an `Ok` (see [`super::companions`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn refresh<Fut, U>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        _skip_none: bool,
+        tags: &[&str],
+        unless: U,
+        body: Fut,
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        U: FnOnce(&T) -> bool,
+    {
+        let keep = move |v: &T| !unless(v);
+        super::companions::refresh(
+            cache,
+            key.as_str(),
+            fp,
+            opts,
+            stats,
+            tags,
+            Rule::RESULT,
+            keep,
+            body,
+        )
+        .await
+    }
+
+    /// `{fn}_peek`: the cached `Ok`, if any; never runs the body.
+    pub async fn peek(self, cache: &Cache, key: &KeyBuf, opts: &LoadOptions) -> Option<Result<T, E>> {
+        super::companions::peek(cache, key.as_str(), opts, Rule::RESULT).await
     }
 
     /// The miss with fail-safe: an `Err` or a soft timeout serves the stale value if any.
@@ -213,9 +254,10 @@ impl<T: CacheValue> ValueRule<T> {
         hit(cache, key, fp, opts, stats)
     }
 
-    /// The miss; with `skip_none` a `None` is returned but not stored.
+    /// The miss; with `skip_none` a `None` is returned but not stored, and so is a value for
+    /// which `unless` says `true`.
     #[allow(clippy::too_many_arguments)]
-    pub fn load<'a, F, Fut>(
+    pub fn load<'a, F, Fut, U>(
         self,
         cache: &'a Cache,
         key: &'a KeyBuf,
@@ -224,15 +266,17 @@ impl<T: CacheValue> ValueRule<T> {
         stats: &'static FnStats,
         skip_none: bool,
         tags: &'a [&'a str],
+        unless: U,
         f: F,
-    ) -> impl Future<Output = T> + use<'a, T, F, Fut>
+    ) -> impl Future<Output = T> + use<'a, T, F, Fut, U>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
+        U: FnOnce(&T) -> bool,
     {
         stats.past_l1();
         let is_none = self.is_none;
-        let keep = move |v: &T| !(skip_none && is_none(v));
+        let keep = move |v: &T| !(skip_none && is_none(v)) && !unless(v);
         crate::loader::load_after_miss(
             &cache.engine,
             key.as_str(),
@@ -244,6 +288,45 @@ impl<T: CacheValue> ValueRule<T> {
             keep,
             f,
         )
+    }
+
+    /// `{fn}_refresh`: runs the body now and stores its value (see [`super::companions`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn refresh<Fut, U>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: LoadOptions,
+        stats: &'static FnStats,
+        skip_none: bool,
+        tags: &[&str],
+        unless: U,
+        body: Fut,
+    ) -> T
+    where
+        Fut: Future<Output = T>,
+        U: FnOnce(&T) -> bool,
+    {
+        let is_none = self.is_none;
+        let keep = move |v: &T| !(skip_none && is_none(v)) && !unless(v);
+        super::companions::refresh(
+            cache,
+            key.as_str(),
+            fp,
+            opts,
+            stats,
+            tags,
+            Rule::VALUE,
+            keep,
+            body,
+        )
+        .await
+    }
+
+    /// `{fn}_peek`: the cached value, if any; never runs the body.
+    pub async fn peek(self, cache: &Cache, key: &KeyBuf, opts: &LoadOptions) -> Option<T> {
+        super::companions::peek(cache, key.as_str(), opts, Rule::VALUE).await
     }
 
     /// The miss with a soft timeout (a value that cannot fail).

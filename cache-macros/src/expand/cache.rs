@@ -2,7 +2,8 @@
 //! `#[cache_analysis]`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::Attribute;
 
 use super::{
@@ -54,7 +55,11 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
 
     // `cache = some_arg` names the cache through an argument: it is never part of the key.
     let cache_arg = match &args.cache {
-        Some(syn::Expr::Path(p)) if p.qself.is_none() => p.path.get_ident().cloned(),
+        Some(syn::Expr::Path(p)) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .filter(|i| named.iter().any(|n| n.name == *i))
+            .cloned(),
         _ => None,
     };
     let skipped = |name: &syn::Ident| args.skip.iter().any(|s| s == name) || cache_arg.as_ref() == Some(name);
@@ -62,17 +67,32 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     let buf = format_ident!("__cache_key");
     let int_tail = int_tail(preset, &args, f, &named, &skipped);
     let mut build = Vec::new();
+    // The function's key space as a glob, for `f_invalidate_all`.
+    let mut space = Vec::new();
     let push = |s: &str| quote!(#buf.push_str(#s););
+    let space_text = |s: TokenStream| quote!(__cache_space.text(#s););
+    let space_arg = quote!(__cache_space.arg(););
+    // The arguments the key is written from (for the key companions' signatures).
+    let mut key_names: Vec<String> = Vec::new();
     match &args.key {
         Some(t) => {
             if let Some(fixed) = preset.fixed_prefix() {
                 build.push(push(&format!("{fixed}:")));
+                space.push(space_text(quote!(::core::concat!(#fixed, ":"))));
             }
             for piece in &t.pieces {
                 build.push(match piece {
-                    Piece::Text(s) => push(s),
-                    Piece::Arg(a) if a == "self" => write_part(&krate, &buf, quote!(self)),
+                    Piece::Text(s) => {
+                        space.push(space_text(quote!(#s)));
+                        push(s)
+                    }
+                    Piece::Arg(a) if a == "self" => {
+                        space.push(space_arg.clone());
+                        write_part(&krate, &buf, quote!(self))
+                    }
                     Piece::Arg(a) => {
+                        space.push(space_arg.clone());
+                        key_names.push(a.clone());
                         let id = format_ident!("{}", a);
                         write_part(&krate, &buf, quote!(#id))
                     }
@@ -82,14 +102,20 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         None => {
             let head = default_head(preset, &args, f, false);
             build.push(quote!(#buf.push_str(#head);));
+            space.push(space_text(head.clone()));
             if args.include_self.is_some() {
                 build.push(push(":"));
                 build.push(write_part(&krate, &buf, quote!(self)));
+                space.push(space_text(quote!(":")));
+                space.push(space_arg.clone());
             }
             for p in named.iter().filter(|p| !skipped(p.name)) {
                 let id = p.name;
+                key_names.push(id.to_string());
                 build.push(push(":"));
                 build.push(write_part(&krate, &buf, quote!(#id)));
+                space.push(space_text(quote!(":")));
+                space.push(space_arg.clone());
             }
         }
     }
@@ -128,6 +154,14 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         }
         None => quote!(::core::option::Option::None),
     };
+    let stats = format_ident!("__CACHE_FN");
+    let (limit_static, limit) = match &args.max_entries {
+        Some((_, n)) => (
+            quote!(static __CACHE_LIMIT: #krate::__private::EntryLimit = #krate::__private::EntryLimit::new(#n, &#stats);),
+            quote!(::core::option::Option::Some(&__CACHE_LIMIT)),
+        ),
+        None => (quote!(), quote!(::core::option::Option::None)),
+    };
     let opts = quote!(#krate::__private::LoadOptions {
         ttl: #ttl,
         use_l1: #use_l1,
@@ -135,13 +169,26 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         stale_for: #stale_for,
         soft_timeout: #soft_timeout,
         auto_ttl: #auto_ttl,
+        max_entries: #limit,
     });
-    let body = run_body(f, quote!());
+    let companions_on = args.companions.as_ref().is_none_or(|b| b.value);
+    // The body: in `f_uncached` when there are companions, else here. A fail-safe load may
+    // finish in the background, so its future must own what it uses: a call of `f_uncached`
+    // would take every argument (a `&Cache` among them), the body alone takes what it names.
+    // There the body is written twice, here and in `f_uncached`.
+    // So is a cache passed as an argument: the call would move it while the load borrows it.
+    let (sig, body_fn) = if companions_on && args.stale_if_error.is_none() && cache_arg.is_none() {
+        let (sig, call) = super::companions::forwarding_sig(&f.sig);
+        let callee = super::companions::callee(f, &format_ident!("{}_uncached", f.sig.ident));
+        (sig, quote!(move || #callee(#(#call),*)))
+    } else {
+        let body = run_body(f, quote!());
+        (f.sig.clone(), quote!(move || async move #body))
+    };
     let fp = format_ident!("__cache_fp");
     let cache_ref = format_ident!("__cache");
     let opts_id = format_ident!("__cache_opts");
     let fail_safe = args.stale_if_error.is_some();
-    let stats = format_ident!("__CACHE_FN");
     let key_ref = if int_tail.is_some() {
         quote!(#buf.buf())
     } else {
@@ -162,12 +209,17 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         }
         None => (quote!(), quote!(&[])),
     };
+    // Written where the rule's `load` takes it, so a closure's argument type is inferred.
+    let unless = match &args.unless {
+        Some((_, e)) => quote_spanned!(e.span()=> #e),
+        None => quote!(|_| false),
+    };
     // The rule is picked by the return type itself (see `__private::Returns`), so an alias of
     // `Result` caches only `Ok` like `Result` does.
     let call = if fail_safe {
-        quote!(#krate::__private::outlined(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #tags, move || async move #body)))
+        quote!(#krate::__private::outlined(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #tags, __cache_body)))
     } else {
-        quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, #tags, move || async move #body)))
+        quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, #tags, #unless, __cache_body)))
     };
     let check_skip_none = skip_none.then(|| quote!(#krate::__private::skip_none_needs_option::<#ret>();));
     let fn_name = f.sig.ident.to_string();
@@ -182,25 +234,108 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
             #(#build)*
         },
     };
+    let rule = quote! {
+        let __cache_rule = {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaOption as _, ViaPlain as _, ViaResult as _};
+            (&&&#krate::__private::Returns::<#ret>::new()).__cache_rule()
+        };
+    };
+    // `condition = ..`: evaluated first, over the arguments as passed.
+    let (condition, hit_guard, bypass) = match &args.condition {
+        Some((_, e)) => (
+            quote_spanned!(e.span()=> let __cache_on: bool = #e;),
+            Some(quote!(__cache_on)),
+            quote!(if !__cache_on {
+                return __cache_body().await;
+            }),
+        ),
+        None => (quote!(), None, quote!()),
+    };
+    let mut hit = quote! {
+        if let ::core::option::Option::Some(__v) = __cache_rule.hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
+            return __v;
+        }
+    };
+    if let Some(guard) = hit_guard {
+        hit = quote!(if #guard { #hit });
+    }
     let new_body = quote! {
         static #stats: #krate::__private::FnStats =
             #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #fn_name));
+        #limit_static
+        #condition
         #make_key
         #cache_src
         let #cache_ref = #cache;
         let #opts_id = #opts;
         let #fp = #buf.fingerprint();
         #check_skip_none
-        let __cache_rule = {
-            #[allow(unused_imports)]
-            use #krate::__private::{ViaOption as _, ViaPlain as _, ViaResult as _};
-            (&&&#krate::__private::Returns::<#ret>::new()).__cache_rule()
-        };
-        if let ::core::option::Option::Some(__v) = __cache_rule.hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
-            return __v;
-        }
+        #rule
+        #hit
         #make_tags
+        let __cache_body = #body_fn;
+        #bypass
         #call.await
+    };
+
+    let companions = if companions_on {
+        let refresh_name = format!("{fn_name}_refresh");
+        let setup = quote! {
+            static #stats: #krate::__private::FnStats =
+                #krate::__private::FnStats::new(::core::concat!(::core::module_path!(), "::", #refresh_name));
+            #limit_static
+            let #opts_id = #opts;
+            #rule
+        };
+        let build_all = quote! {
+            let mut #buf = #krate::__private::KeyBuf::new();
+            #(#build)*
+        };
+        let space = quote!(#(#space)*);
+        let key_args: Vec<&syn::FnArg> = f
+            .sig
+            .inputs
+            .iter()
+            .filter(|a| match a {
+                syn::FnArg::Typed(t) => match &*t.pat {
+                    syn::Pat::Ident(p) => {
+                        key_names.iter().any(|k| p.ident == k) || cache_arg.as_ref() == Some(&p.ident)
+                    }
+                    _ => false,
+                },
+                syn::FnArg::Receiver(_) => false,
+            })
+            .collect();
+        let light_self = args.include_self.is_some()
+            || args
+                .cache
+                .as_ref()
+                .is_some_and(|c| super::companions::mentions(quote!(#c), "self"));
+        let unless_tokens = unless.clone();
+        let refresh_cache_src = match (&cache_arg, &args.cache) {
+            (Some(_), Some(e)) => quote!(let __cache_src = &::core::clone::Clone::clone(&(#e));),
+            _ => cache_src.clone(),
+        };
+        super::companions::companions(&super::companions::Parts {
+            f,
+            krate: &krate,
+            build: &build_all,
+            space: &space,
+            cache_src: &cache_src,
+            cache: &cache,
+            refresh_cache_src: &refresh_cache_src,
+            setup: &setup,
+            make_tags: &make_tags,
+            tags: &tags,
+            skip_none,
+            unless: &unless_tokens,
+            ret: &ret,
+            key_args,
+            light_self,
+        })
+    } else {
+        quote!()
     };
 
     // `#[warmup_cache]` written below this attribute is registered here (the ones above see this
@@ -215,8 +350,8 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     for w in &warmups {
         registrations.push(warmup::registration(&krate, f, &w.parse_args()?, w));
     }
-    let f = f.with_body(new_body);
-    Ok(quote!(#f #(#registrations)*))
+    let f = MaybeItemFn { sig, ..f.clone() }.with_body(new_body);
+    Ok(quote!(#f #companions #(#registrations)*))
 }
 
 /// The default key's constant start, `{prefix}:{module path}::{fn name}`, as a `concat!`; with

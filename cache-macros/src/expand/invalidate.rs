@@ -57,6 +57,28 @@ pub(crate) fn expand(args: InvalidateArgs, f: &MaybeItemFn) -> TokenStream {
         }));
     }
 
+    for c in &args.calls {
+        // `f(a, b)` becomes `f_key(a.clone(), b.clone())`: the compiler checks the name, the
+        // arity and each type at the user's tokens; the clones leave the arguments to the body.
+        let mut func = c.func.clone();
+        if let syn::Expr::Path(p) = &mut *func {
+            if let Some(last) = p.path.segments.last_mut() {
+                last.ident = format_ident!("{}_key", last.ident, span = last.ident.span());
+            }
+        }
+        let call_args = c.args.iter().map(|a| {
+            let span = syn::spanned::Spanned::span(a);
+            // The `let` types the clone by the argument alone; the block's value is then
+            // coerced to the parameter's type (`&String` to `&str`).
+            quote::quote_spanned!(span=> { let __a = ::core::clone::Clone::clone(&(#a)); __a })
+        });
+        patterns.push(quote!({
+            let mut __k = #krate::__private::KeyBuf::new();
+            __k.push_str(&#func(#(#call_args),*));
+            #krate::__private::Invalidation::Key(__k)
+        }));
+    }
+
     let (cache_src, cache) = cache_ref(&krate, args.cache.as_ref());
     let body = run_body(f, quote!());
     // Written before the body runs: it may consume the arguments.

@@ -2,6 +2,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod cache;
+pub(crate) mod companions;
 pub(crate) mod invalidate;
 pub(crate) mod warmup;
 
