@@ -104,6 +104,35 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
 /// | `strategy = adaptive` / `ttl` | TTL from read frequency, or from the pattern table, for this function |
 /// | `stale_if_error = "10m"` | fail-safe: keep values this long past their TTL and serve them when the function fails |
 /// | `soft_timeout = "200ms"` | with `stale_if_error`: serve the stale value after this wait; the call finishes in the background (needs owned arguments) |
+/// | `condition = expr` | a `bool` over the arguments; `false` runs the body without the cache |
+/// | `unless = \|v\| ..` | a `bool` over the value (a `Result`'s `Ok` value); `true` returns it without storing it |
+/// | `max_entries = 1000` | the function keeps at most this many entries in L1 (its oldest evicted first; Redis untouched) |
+/// | `companions = false` | no companion functions (for trait impls, which hold only the trait's items) |
+///
+/// Beside the function `f` it writes its companions: `f_key(..) -> String`, `f_invalidate(..)`,
+/// `f_invalidate_all()`, `f_refresh(..)` (run the body now and store), `f_uncached(..)` (the body
+/// alone) and `f_peek(..)` (the cached answer, never the body). The key companions take the
+/// key's arguments; `f_refresh` and `f_uncached` take the function's.
+///
+/// ```
+/// use cache_core::cache;
+///
+/// #[cache(prefix = "query", max_entries = 1000, condition = id > 0, unless = |v: &String| v.is_empty())]
+/// async fn user(id: u64) -> String {
+///     format!("user {id}")
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(user_peek(7).await, None); // never runs the body
+/// user(7).await;
+/// assert_eq!(user_peek(7).await.as_deref(), Some("user 7"));
+/// assert!(user_key(7).ends_with("::user:7"));
+/// assert!(user_invalidate(7).await.unwrap());
+/// assert_eq!(user_refresh(7).await, "user 7"); // stored again
+/// assert_eq!(user_invalidate_all().await.unwrap(), 1);
+/// assert_eq!(user_uncached(0).await, "user 0");
+/// # }
+/// ```
 ///
 /// `Result<T, E>` returns cache only `Ok`; `Option<T>` caches both unless `skip_none`.
 /// Concurrent callers of a cold key run the function once. Any cache failure (Redis down,
@@ -251,10 +280,11 @@ pub fn cache_batch(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// After the function returns successfully (`Ok` for a `Result`, any value otherwise), deletes
-/// every key matching each pattern, in L1 and in Redis. Patterns are Redis globs and may use
-/// argument templates: `"resource:users:{user_id}"`; a template value is glob-escaped so user
-/// input can never widen the pattern. Options: `cache = expr`, `crate = path`. Invalidation
-/// failures are logged, never returned.
+/// every entry named: by a call of a cached function, `get_user(id)` (its `get_user_key`
+/// companion gives the key, so a wrong name, arity or type is a compile error), or by a pattern.
+/// Patterns are Redis globs and may use argument templates: `"resource:users:{user_id}"`; a
+/// template value is glob-escaped so user input can never widen the pattern. Options:
+/// `tags = [..]`, `cache = expr`, `crate = path`. Invalidation failures are logged, never returned.
 ///
 /// ```
 /// use cache_core::{cache_resource, invalidate_cache};
@@ -262,7 +292,7 @@ pub fn cache_batch(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// #[cache_resource(key = "users:{user_id}")]
 /// async fn user(user_id: u64) -> String { format!("user {user_id}") }
 ///
-/// #[invalidate_cache("resource:users:{user_id}", "query:users:*")]
+/// #[invalidate_cache(user(user_id), "query:users:*")]
 /// async fn update_user(user_id: u64, name: String) -> Result<(), String> {
 ///     let _ = name; // write to the database here
 ///     Ok(())

@@ -307,7 +307,12 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
                 syn::FnArg::Receiver(_) => false,
             })
             .collect();
-        let light_self = args.include_self.is_some()
+        let key_self = args.include_self.is_some()
+            || args
+                .key
+                .as_ref()
+                .is_some_and(|t| t.pieces.iter().any(|p| matches!(p, Piece::Arg(a) if a == "self")));
+        let light_self = key_self
             || args
                 .cache
                 .as_ref()
@@ -333,6 +338,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
             ret: &ret,
             key_args,
             light_self,
+            key_self,
         })
     } else {
         quote!()

@@ -111,6 +111,9 @@ pub(crate) struct Parts<'a> {
     pub key_args: Vec<&'a FnArg>,
     /// Whether `self` makes the key or names the cache: the key companions take `&self`.
     pub light_self: bool,
+    /// Whether `self` makes the key (`include_self`, or `{self}` in the template): `f_key`
+    /// takes `&self`.
+    pub key_self: bool,
 }
 
 /// The six companions.
@@ -122,6 +125,9 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
     let attrs = shared_attrs(&f.attrs);
     let allow =
         quote!(#[allow(dead_code, unused_variables, clippy::too_many_arguments, clippy::needless_lifetimes)]);
+    // `#[inline]`: a companion nobody calls is then never compiled to machine code (what
+    // `scripts/compile-cost.sh` measures would otherwise grow with every unused one).
+    let lazy = quote!(#[inline]);
     let doc_name = name.to_string();
 
     // `f_uncached`: the body as written, under the original signature.
@@ -151,7 +157,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
          entry is deleted."
     );
     let refresh = quote! {
-        #(#attrs)* #allow #[doc = #doc]
+        #(#attrs)* #allow #lazy #[doc = #doc]
         #vis #sig {
             #build
             #cache_src
@@ -172,7 +178,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
         sig.ident = format_ident!("{}_{}", name, suffix);
         sig.asyncness = asyncness.then(|| syn::token::Async(Span::call_site()));
         let mut inputs: Vec<FnArg> = Vec::new();
-        if p.light_self {
+        if (p.light_self && with_cache) || (p.key_self && with_args) {
             inputs.push(parse_quote!(&self));
         }
         inputs.extend(
@@ -190,7 +196,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
     let doc =
         format!(" The cache key of `{doc_name}` for these arguments: the exact text it reads and writes.");
     let key = quote! {
-        #(#attrs)* #allow #[doc = #doc]
+        #(#attrs)* #allow #lazy #[doc = #doc]
         #vis #sig {
             #build
             ::std::string::ToString::to_string(__cache_key.as_str())
@@ -202,7 +208,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
          from other instances' L1; `Ok(true)` when there was one."
     );
     let invalidate = quote! {
-        #(#attrs)* #allow #[doc = #doc]
+        #(#attrs)* #allow #lazy #[doc = #doc]
         #vis #sig {
             #build
             #cache_src
@@ -213,7 +219,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
     let space = p.space;
     let doc = format!(" Deletes every entry of `{doc_name}`, whatever its arguments; returns how many.");
     let invalidate_all = quote! {
-        #(#attrs)* #allow #[doc = #doc]
+        #(#attrs)* #allow #lazy #[doc = #doc]
         #vis #sig {
             let mut __cache_space = #krate::__private::KeySpace::new();
             #space
@@ -227,7 +233,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
          runs the body."
     );
     let peek = quote! {
-        #(#attrs)* #allow #[doc = #doc]
+        #(#attrs)* #allow #lazy #[doc = #doc]
         #vis #sig {
             #build
             #cache_src

@@ -58,11 +58,9 @@ pub async fn get_user(id: i64) -> Result<Option<User>, DemoError> {
     db::user(id).await
 }
 
-/// `@invalidate_cache("resource:users:*") update_user(user_id, data)`, narrowed to this user.
-#[invalidate_cache(
-    "resource:users:{id}",
-    "query:cache_examples::demo::service::get_user_orders:{id}"
-)]
+/// `@invalidate_cache("resource:users:*") update_user(user_id, data)`, narrowed to this user:
+/// the two entries are named by calls of the cached functions, checked by the compiler.
+#[invalidate_cache(get_user(id), get_user_orders(id))]
 pub async fn update_user(id: i64, update: UserUpdate) -> Result<Option<User>, DemoError> {
     db::update_user(id, update.name, update.email).await
 }
