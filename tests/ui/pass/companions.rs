@@ -28,10 +28,11 @@ impl Repo {
         table.len() as u64
     }
 
+    /// No `self`, but `Self` in the signature: the body is called as `Self::assoc_uncached`.
     #[cache(key = "static:{id}")]
-    async fn assoc(id: u64) -> Self {
-        let _ = id;
-        Repo { cache: Cache::new(Default::default()).unwrap() }
+    async fn assoc(id: u64, of: std::marker::PhantomData<Self>) -> u64 {
+        let _ = of;
+        id
     }
 }
 
@@ -57,7 +58,8 @@ async fn main() {
     let _: Option<Result<Vec<u64>, std::io::Error>> = orders_peek(1).await;
     let _ = orders_refresh(1, true).await;
     update(1, "eu".into()).await.unwrap();
-    let repo = Repo::assoc(1).await;
+    let _: u64 = Repo::assoc(1, std::marker::PhantomData).await;
+    let repo = Repo { cache: Cache::new(Default::default()).unwrap() };
     let _: String = Repo::count_key("t");
     let _: Option<u64> = repo.count_peek("t").await;
     let _: u64 = repo.count_refresh("t").await;
