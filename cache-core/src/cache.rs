@@ -519,4 +519,20 @@ impl Cache {
         }
         Some(hit)
     }
+
+    /// [`hit`](Self::hit) of a function with sliding expiration (`ttl_idle`).
+    #[inline]
+    pub(crate) fn hit_sliding<T: CacheValue, K: KeyText + ?Sized>(
+        &self,
+        key: &K,
+        fp: Fingerprint,
+        idle: Duration,
+    ) -> Option<T> {
+        let v = self.engine.l1_get_sliding::<T>(fp, idle)?;
+        self.engine.access.record(fp, key, true);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            crate::trace::l1_hit(key.key_text());
+        }
+        Some(v)
+    }
 }

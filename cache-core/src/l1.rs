@@ -64,6 +64,7 @@ pub(crate) fn set_tags(entry: &mut Entry, tags: Option<EntryTags>) {
 }
 
 /// What an entry evicted from L1 needs to be written to the disk tier.
+#[derive(Clone)]
 pub(crate) struct SpillMeta {
     /// Its type's encoder.
     pub ops: &'static crate::values::ValueOps,
@@ -113,6 +114,32 @@ pub(crate) fn keep_stale_until(entry: &mut Entry, until: Instant) {
     if let Some(e) = Arc::get_mut(entry) {
         e.stale_until = until.max(e.expires_at);
     }
+}
+
+/// Sliding expiration (`ttl_idle`): the entry's L1 deadline is its idle deadline, and its
+/// `stale_until` the latest the deadline may move to (the TTL's own, `min(ttl, l1_ttl)`).
+pub(crate) fn slide(entry: &mut Entry, idle: std::time::Duration, now: Instant) {
+    if let Some(e) = Arc::get_mut(entry) {
+        let hard = e.expires_at;
+        e.expires_at = hard.min(now + idle);
+        e.stale_until = e.stale_until.max(hard);
+    }
+}
+
+/// The same entry with its idle deadline moved to `expires_at` (a read of a sliding entry): a
+/// new `Arc`, since readers hold the old one. `value` is the entry's own, cloned by the reader
+/// that knows its type.
+pub(crate) fn renewed<T: Any + Send + Sync>(old: &L1Entry, value: T, expires_at: Instant) -> Entry {
+    Arc::new(L1Entry {
+        key: old.key.clone(),
+        expires_at: expires_at.min(old.stale_until),
+        stale_until: old.stale_until,
+        bytes: old.bytes,
+        tags: old.tags.clone(),
+        tags_seen: AtomicU64::new(old.tags_seen.load(Ordering::Relaxed)),
+        spill: old.spill.clone(),
+        value,
+    })
 }
 
 /// Rough fixed cost of an entry beyond its value and key: the Arc header, the entry fields and the

@@ -126,13 +126,15 @@ pub(crate) struct CacheArgs {
     pub unless: Option<(Ident, Expr)>,
     /// `max_entries = 1000`: the function's bound on its L1 entries.
     pub max_entries: Option<(Ident, syn::LitInt)>,
+    /// `ttl_idle = "5m"`: sliding expiration in L1.
+    pub ttl_idle: Option<(Ident, Ttl)>,
     /// `companions = false`: no `{fn}_key`, `{fn}_refresh`, .. (for trait impls, which may not
     /// hold other items).
     pub companions: Option<LitBool>,
 }
 
 pub(crate) const CACHE_OPTIONS: &str =
-    "ttl, max_stale, ttl_bounds, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags, condition, unless, max_entries, companions";
+    "ttl, max_stale, ttl_bounds, prefix, key, skip(..), l1, cache, crate, skip_none, include_self, strategy, stale_if_error, soft_timeout, tags, condition, unless, max_entries, ttl_idle, companions";
 
 /// `= ["user:{id}", "orders"]`: tag templates, each with its own span for errors.
 fn parse_tags(input: ParseStream<'_>, name: &Ident) -> syn::Result<Vec<Template>> {
@@ -287,6 +289,10 @@ impl Parse for CacheArgs {
                         }
                     }
                     once(&mut args.max_entries, &name, (name.clone(), n))?;
+                }
+                "ttl_idle" => {
+                    input.parse::<Token![=]>()?;
+                    once(&mut args.ttl_idle, &name, (name.clone(), parse_ttl(input)?))?;
                 }
                 "companions" => {
                     input.parse::<Token![=]>()?;

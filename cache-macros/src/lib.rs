@@ -107,6 +107,7 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
 /// | `condition = expr` | a `bool` over the arguments; `false` runs the body without the cache |
 /// | `unless = \|v\| ..` | a `bool` over the value (a `Result`'s `Ok` value); `true` returns it without storing it |
 /// | `max_entries = 1000` | the function keeps at most this many entries in L1 (its oldest evicted first; Redis untouched) |
+/// | `ttl_idle = "5m"` | sliding expiration: an entry not read for this long leaves L1; reads extend it up to its TTL (Redis keeps the TTL) |
 /// | `companions = false` | no companion functions (for trait impls, which hold only the trait's items) |
 ///
 /// Beside the function `f` it writes its companions: `f_key(..) -> String`, `f_invalidate(..)`,

@@ -72,6 +72,28 @@ pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::R
             ));
         }
     }
+    if let Some((idle, d)) = &args.ttl_idle {
+        if args.l1.as_ref().is_some_and(|l1| !l1.value) {
+            return Err(syn::Error::new_spanned(
+                idle,
+                "`ttl_idle` slides the expiry of L1 entries, and `l1 = false` keeps the function out of L1 (Redis keeps its TTL)",
+            ));
+        }
+        if args.stale_if_error.is_some() {
+            return Err(syn::Error::new_spanned(
+                idle,
+                "`ttl_idle` cannot be combined with `stale_if_error`: an idle entry leaves L1, so there is no stale copy to serve",
+            ));
+        }
+        if let Some(ttl) = &args.ttl {
+            if d.0 >= ttl.0 {
+                return Err(syn::Error::new_spanned(
+                    idle,
+                    "`ttl_idle` must be shorter than `ttl`: an entry lives at most its TTL, read or not",
+                ));
+            }
+        }
+    }
     if let (Some(i), None) = (&args.include_self, has_receiver(f)) {
         return Err(syn::Error::new_spanned(
             i,
@@ -145,6 +167,7 @@ pub(crate) fn batch(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
         args.condition.as_ref().map(|_| "condition"),
         args.unless.as_ref().map(|_| "unless"),
         args.max_entries.as_ref().map(|_| "max_entries"),
+        args.ttl_idle.as_ref().map(|_| "ttl_idle"),
         args.companions.as_ref().map(|_| "companions"),
         args.auto_ttl
             .as_ref()

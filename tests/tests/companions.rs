@@ -256,3 +256,74 @@ async fn max_entries_holds_while_other_functions_keep_their_hits() {
     assert_eq!(search_peek(99_999).await, Some(99_999));
     assert_eq!(search_peek(0).await, None);
 }
+
+static SLIDE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cache(cache = cache, ttl = "30s", ttl_idle = "10s")]
+async fn sliding(cache: &Cache, id: u64) -> u64 {
+    SLIDE_RUNS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+/// Reads 6 s apart keep a `ttl_idle = "10s"` entry alive, up to its 30 s TTL; 11 s without a
+/// read lets it go.
+#[tokio::test(start_paused = true)]
+async fn ttl_idle_slides_with_reads_up_to_the_ttl() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let runs = || SLIDE_RUNS.load(Ordering::SeqCst);
+    let step = std::time::Duration::from_secs(6);
+    sliding(&cache, 1).await;
+    for _ in 0..4 {
+        tokio::time::advance(step).await;
+        sliding(&cache, 1).await; // at 6, 12, 18, 24 s: each within 10 s of the last
+    }
+    assert_eq!(runs(), 1, "a read inside the idle window kept the entry");
+    tokio::time::advance(step).await;
+    sliding(&cache, 1).await; // 30 s: the TTL, however recent the last read
+    assert_eq!(runs(), 2, "reads extended the entry past its TTL");
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
+    sliding(&cache, 1).await;
+    assert_eq!(runs(), 3, "an entry idle for 11 s was still served");
+}
+
+static GATE: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
+static STALL_NEXT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cache_query(cache = cache)]
+async fn gated(cache: &Cache, id: u64) -> String {
+    let name = NAMES.lock().unwrap().get(&id).cloned().unwrap_or_default();
+    if STALL_NEXT.swap(false, Ordering::SeqCst) {
+        GATE.notified().await;
+    }
+    name
+}
+
+/// A miss that read the old row before a write, and finishes after the write's refresh, must
+/// not overwrite the refreshed value. (A refresh stored as a load's fill did not record itself,
+/// so the slower miss stored the old row over it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_wins_over_a_miss_that_read_before_it() {
+    let redis = TestRedis::start();
+    let a = std::sync::Arc::new(cache(&redis, "companions-race"));
+    set_name(7, "old");
+    STALL_NEXT.store(true, Ordering::SeqCst);
+    let slow = {
+        let a = a.clone();
+        tokio::spawn(async move { gated(&a, 7).await })
+    };
+    // The miss has read "old" once STALL_NEXT is consumed.
+    within_5s("the miss read the row", || async {
+        !STALL_NEXT.load(Ordering::SeqCst)
+    })
+    .await;
+    set_name(7, "new");
+    assert_eq!(gated_refresh(&a, 7).await, "new");
+    GATE.notify_one();
+    assert_eq!(slow.await.unwrap(), "old", "the slow miss returns what it read");
+    assert_eq!(
+        gated_peek(&a, 7).await.as_deref(),
+        Some("new"),
+        "the slow miss overwrote the refresh"
+    );
+    assert_eq!(gated(&a, 7).await, "new");
+}

@@ -38,6 +38,8 @@ pub(crate) struct ToL1<'a> {
     pub expires_at_ms: u64,
     /// The loading function's bound on its L1 entries (`max_entries`).
     pub limit: Option<&'static crate::perf::EntryLimit>,
+    /// Its sliding expiration (`ttl_idle`).
+    pub idle: Option<Duration>,
 }
 
 /// A live remote entry whose tags were checked: the value and its L1 stamps.
@@ -63,6 +65,40 @@ impl Engine {
         Some((v, took))
     }
 
+    /// An L1 hit of a function with sliding expiration (`ttl_idle`): a read past half of the
+    /// idle window moves the entry's deadline (so the entry is replaced at most twice per
+    /// window, never on every read). Not timed: the clock is read anyway.
+    #[inline]
+    pub(crate) fn l1_get_sliding<T: CacheValue>(&self, fp: Fingerprint, idle: Duration) -> Option<T> {
+        let l1 = self.l1.as_ref().filter(|_| self.enabled())?;
+        let now = self.now();
+        let (v, renew) = l1.read(fp, |e| {
+            let v = e.value.downcast_ref::<T>().cloned()?;
+            Some((v, e.stale_until > e.expires_at && e.expires_at < now + idle / 2))
+        })?;
+        if renew {
+            self.renew::<T>(l1, fp, idle);
+        }
+        self.counters.l1_hits.incr();
+        Some(v)
+    }
+
+    /// Moves a sliding entry's deadline: a new entry in its place, unless an invalidation of
+    /// its key came meanwhile (the order is the one [`Self::write_l1`] keeps).
+    #[cold]
+    fn renew<T: CacheValue>(&self, l1: &crate::l1::L1, fp: Fingerprint, idle: Duration) {
+        let seq = self.log.start();
+        let Some(old) = l1.get(fp) else { return };
+        let Some(v) = old.value.downcast_ref::<T>().cloned() else {
+            return;
+        };
+        let entry = l1::renewed(&old, v, self.now() + idle);
+        l1.insert(fp, entry.clone());
+        if self.log.overtaken(seq, fp, &old.key) {
+            l1.remove_same(fp, &entry);
+        }
+    }
+
     /// The one rule by which a value enters L1, whoever produced it (a store, a remote read, a
     /// batch): it lives `min(ttl, l1_ttl)` when a remote tier is below (the cap bounds how long
     /// this instance may serve a copy another one replaced; alone, there is nothing to go stale
@@ -86,6 +122,9 @@ impl Engine {
         if !w.stale_for.is_zero() {
             l1::keep_stale_until(&mut entry, now + w.ttl + w.stale_for);
         }
+        if let Some(idle) = w.idle {
+            l1::slide(&mut entry, idle, now);
+        }
         if !w.use_l1 {
             return entry;
         }
@@ -96,7 +135,10 @@ impl Engine {
             if w.since.is_some_and(|seq| self.log.overtaken(seq, w.fp, w.key)) {
                 l1.remove_same(w.fp, &entry);
                 self.discarded(w.key);
-            } else if let Some(old) = w.limit.and_then(|limit| limit.stored(w.fp)) {
+            } else if let Some(old) = w
+                .limit
+                .and_then(|limit| limit.stored(self as *const Engine as usize, w.fp))
+            {
                 l1.remove(old);
                 self.counters.max_entries_evictions.incr();
             }
@@ -218,6 +260,7 @@ impl Engine {
         use_l1: bool,
         since: u64,
         limit: Option<&'static crate::perf::EntryLimit>,
+        idle: Option<Duration>,
     ) -> Entry {
         let Live { d, stamps, from_disk } = found;
         let use_l1 = if from_disk {
@@ -246,6 +289,7 @@ impl Engine {
             tags: stamps,
             expires_at_ms: d.expires_at_ms,
             limit,
+            idle,
         })
     }
 
@@ -265,7 +309,7 @@ impl Engine {
         let found = self.tiered_read(key, ops, true).instrument(span.clone()).await;
         if let Ok(Some(found)) = found {
             crate::trace::answered(&span, crate::trace::tier(found.from_disk), "hit", t0);
-            return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq, None)));
+            return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq, None, None)));
         }
         self.access.record(fp, key, false);
         self.count_miss(key, fp);
@@ -312,7 +356,7 @@ impl Engine {
                 None => None,
             };
             out.push(match found {
-                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq, None)),
+                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq, None, None)),
                 None => {
                     self.count_miss(key, Fingerprint::of(key));
                     None

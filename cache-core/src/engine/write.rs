@@ -261,6 +261,7 @@ impl Engine {
             tags: tags::stamps_of(tags),
             expires_at_ms,
             limit: opts.max_entries,
+            idle: opts.ttl_idle,
         });
         if let Some(digest) = digest {
             self.analytics.observe_load(key, fp, digest, ttl, auto, now);
@@ -398,6 +399,7 @@ impl Engine {
                 tags: None,
                 expires_at_ms: exp,
                 limit: None,
+                idle: None,
             });
         }
         let first_error = first_error.map_or(Ok(()), Err);
@@ -505,6 +507,7 @@ impl Engine {
                 tags: None,
                 expires_at_ms: p.exp,
                 limit: None,
+                idle: None,
             });
         }
     }

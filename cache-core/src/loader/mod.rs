@@ -65,6 +65,10 @@ pub struct LoadOptions {
     pub auto_ttl: Option<crate::config::AutoTtl>,
     /// The function's bound on its L1 entries (`max_entries = 1000` in the macro).
     pub max_entries: Option<&'static crate::perf::EntryLimit>,
+    /// Sliding expiration in L1 (`ttl_idle = "5m"` in the macro): an entry not read for this
+    /// long leaves L1, and each read moves that deadline, up to the entry's own TTL (Redis keeps
+    /// the TTL).
+    pub ttl_idle: Option<Duration>,
 }
 
 impl Default for LoadOptions {
@@ -77,6 +81,7 @@ impl Default for LoadOptions {
             soft_timeout: None,
             auto_ttl: None,
             max_entries: None,
+            ttl_idle: None,
         }
     }
 }
@@ -168,7 +173,16 @@ impl Engine {
                     }
                     Ok(Some(found)) => {
                         let tier = trace::tier(found.from_disk);
-                        let entry = self.remote_hit(key, fp, found, ops, opts.use_l1, seq, opts.max_entries);
+                        let entry = self.remote_hit(
+                            key,
+                            fp,
+                            found,
+                            ops,
+                            opts.use_l1,
+                            seq,
+                            opts.max_entries,
+                            opts.ttl_idle,
+                        );
                         self.share_unless_overtaken(flight, seq, fp, key, &entry);
                         trace::answered(&read, tier, "hit", t0);
                         return Begin::Found(entry);
@@ -183,8 +197,16 @@ impl Engine {
                 if let (Some(lock_ttl), Some(_)) = (self.config.distributed_lock, &self.remote) {
                     match self.lead_across_instances(key, lock_ttl, ops).await {
                         remote_lock::Waited::Value(found) => {
-                            let entry =
-                                self.remote_hit(key, fp, found, ops, opts.use_l1, seq, opts.max_entries);
+                            let entry = self.remote_hit(
+                                key,
+                                fp,
+                                found,
+                                ops,
+                                opts.use_l1,
+                                seq,
+                                opts.max_entries,
+                                opts.ttl_idle,
+                            );
                             self.share_unless_overtaken(flight, seq, fp, key, &entry);
                             trace::answered(&read, "l2", "hit", t0);
                             return Begin::Found(entry);

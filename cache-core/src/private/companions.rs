@@ -34,17 +34,14 @@ where
     let start = engine.load_start_tagged(engine.log.start(), key, tags).await;
     let r = super::rules::run_timed(stats, body).await;
     match (rule.value)(&r) {
+        Some(_) if engine.log.overtaken(start.seq, fp, key) || crate::tags::moved(&start.tags) => {
+            engine.discarded(key);
+        }
         Some(v) if keep(v) => {
+            // Stored as a direct write, not as a load's fill: a refresh after a write must also
+            // win over the loads in flight that read before the write, here and elsewhere.
             let (_, stored) = engine
-                .store(
-                    key,
-                    fp,
-                    erase(v.clone()),
-                    ops::<T>(),
-                    &opts,
-                    Some(&start),
-                    &start.tags,
-                )
+                .store(key, fp, erase(v.clone()), ops::<T>(), &opts, None, &start.tags)
                 .await;
             if let Err(e) = stored {
                 tracing::warn!(key, error = %e, "refresh: the value was not stored");
@@ -68,6 +65,9 @@ pub(super) async fn peek<T: CacheValue, R>(
     opts: &LoadOptions,
     rule: Rule<T, R>,
 ) -> Option<R> {
+    if !cache.engine.enabled() {
+        return None;
+    }
     let found = if opts.use_l1 {
         cache.get::<T>(key).await
     } else {
@@ -101,6 +101,15 @@ pub async fn invalidate_key(cache: &Cache, key: &str) -> crate::Result<bool> {
 
 /// `{fn}_invalidate_all`: deletes every entry of one function: its key space as a glob.
 pub async fn invalidate_space(cache: &Cache, pattern: &str) -> crate::Result<u64> {
+    // A key template that starts with an argument (`key = "{id}"`) has no space of its own: its
+    // glob would match every key of the cache. That is an error, not a flush.
+    if pattern.starts_with('*') {
+        return Err(crate::CacheError::InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason: "the function's key starts with an argument: a pattern cannot tell its keys from others'"
+                .to_owned(),
+        });
+    }
     cache.invalidate_pattern(pattern).await
 }
 

@@ -103,6 +103,11 @@ pub fn hit<T: CacheValue, K: KeyText + ?Sized>(
     if !opts.use_l1 {
         return None;
     }
+    if let Some(idle) = opts.ttl_idle {
+        let v = cache.hit_sliding(key, fp, idle)?;
+        stats.hit(None);
+        return Some(v);
+    }
     // The L1 read is timed about one time in 64, at random gaps (reading the clock costs more
     // than the hit); the function's statistics reuse that measurement.
     let (v, took) = cache.hit(key, fp)?;

@@ -134,6 +134,7 @@ impl Drop for Writing<'_> {
 }
 
 /// An L1 entry's record of one of its tags: fresh while the tag's version is the one seen.
+#[derive(Clone)]
 pub(crate) struct Stamp {
     state: Arc<TagState>,
     version: u64,

@@ -155,9 +155,13 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         None => quote!(::core::option::Option::None),
     };
     let stats = format_ident!("__CACHE_FN");
+    let fn_name = f.sig.ident.to_string();
+    let ttl_idle = duration_option(&krate, args.ttl_idle.as_ref().map(|(_, t)| t.0));
     let (limit_static, limit) = match &args.max_entries {
         Some((_, n)) => (
-            quote!(static __CACHE_LIMIT: #krate::__private::EntryLimit = #krate::__private::EntryLimit::new(#n, &#stats);),
+            // Named after the function, so that `f_refresh`'s stores count against the same bound.
+            quote!(static __CACHE_LIMIT: #krate::__private::EntryLimit = #krate::__private::EntryLimit::new(
+                #n, ::core::concat!(::core::module_path!(), "::", #fn_name), &#stats);),
             quote!(::core::option::Option::Some(&__CACHE_LIMIT)),
         ),
         None => (quote!(), quote!(::core::option::Option::None)),
@@ -170,6 +174,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         soft_timeout: #soft_timeout,
         auto_ttl: #auto_ttl,
         max_entries: #limit,
+        ttl_idle: #ttl_idle,
     });
     let companions_on = args.companions.as_ref().is_none_or(|b| b.value);
     // The body: in `f_uncached` when there are companions, else here. A fail-safe load may
@@ -179,8 +184,8 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     // So is a cache passed as an argument: the call would move it while the load borrows it.
     let (sig, body_fn) = if companions_on && args.stale_if_error.is_none() && cache_arg.is_none() {
         let (sig, call) = super::companions::forwarding_sig(&f.sig);
-        let callee = super::companions::callee(f, &format_ident!("{}_uncached", f.sig.ident));
-        (sig, quote!(move || #callee(#(#call),*)))
+        let call = super::companions::sibling_call(f, &format_ident!("{}_uncached", f.sig.ident), &call);
+        (sig, quote!(move || #call))
     } else {
         let body = run_body(f, quote!());
         (f.sig.clone(), quote!(move || async move #body))
@@ -222,7 +227,6 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, #tags, #unless, __cache_body)))
     };
     let check_skip_none = skip_none.then(|| quote!(#krate::__private::skip_none_needs_option::<#ret>();));
-    let fn_name = f.sig.ident.to_string();
     let make_key = match &int_tail {
         // The head is hashed at compile time and the integer mixed in: a hit writes no key text.
         Some((head, arg)) => quote! {
@@ -299,24 +303,35 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
             .iter()
             .filter(|a| match a {
                 syn::FnArg::Typed(t) => match &*t.pat {
+                    syn::Pat::Ident(p) => key_names.iter().any(|k| p.ident == k),
+                    _ => false,
+                },
+                syn::FnArg::Receiver(_) => false,
+            })
+            .collect();
+        let cache_expr = args.cache.as_ref().map(|c| quote!(#c)).unwrap_or_default();
+        let cache_args: Vec<&syn::FnArg> = f
+            .sig
+            .inputs
+            .iter()
+            .filter(|a| match a {
+                syn::FnArg::Typed(t) => match &*t.pat {
                     syn::Pat::Ident(p) => {
-                        key_names.iter().any(|k| p.ident == k) || cache_arg.as_ref() == Some(&p.ident)
+                        super::companions::mentions(cache_expr.clone(), &p.ident.to_string())
                     }
                     _ => false,
                 },
                 syn::FnArg::Receiver(_) => false,
             })
             .collect();
+        let peek_opts =
+            quote!(#krate::__private::LoadOptions { use_l1: #use_l1, ..::core::default::Default::default() });
         let key_self = args.include_self.is_some()
             || args
                 .key
                 .as_ref()
                 .is_some_and(|t| t.pieces.iter().any(|p| matches!(p, Piece::Arg(a) if a == "self")));
-        let light_self = key_self
-            || args
-                .cache
-                .as_ref()
-                .is_some_and(|c| super::companions::mentions(quote!(#c), "self"));
+        let light_self = super::companions::mentions(cache_expr.clone(), "self");
         let unless_tokens = unless.clone();
         let refresh_cache_src = match (&cache_arg, &args.cache) {
             (Some(_), Some(e)) => quote!(let __cache_src = &::core::clone::Clone::clone(&(#e));),
@@ -337,6 +352,9 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
             unless: &unless_tokens,
             ret: &ret,
             key_args,
+            cache_args,
+            condition: &condition,
+            peek_opts: &peek_opts,
             light_self,
             key_self,
         })

@@ -19,9 +19,12 @@ pub(crate) fn mentions(tokens: TokenStream, word: &str) -> bool {
     })
 }
 
-/// How the function's siblings are called from its own body: `self.x`, `Self::x` or `x`, with
-/// the generic arguments named when the call can (not beside `impl Trait` arguments).
-pub(crate) fn callee(f: &MaybeItemFn, name: &Ident) -> TokenStream {
+/// A call of the function's sibling `name` from its own body: `Self::x({ self }, ..)` for a
+/// method (the block moves a `&mut self` rather than reborrowing it), `Self::x(..)` when the
+/// signature names `Self`, else `x(..)`, with the generic arguments named when the call can (not
+/// beside `impl Trait` arguments). An associated function that names neither `self` nor `Self`
+/// cannot be told from a free one: it needs `companions = false`.
+pub(crate) fn sibling_call(f: &MaybeItemFn, name: &Ident, args: &[TokenStream]) -> TokenStream {
     let params: Vec<TokenStream> = f
         .sig
         .generics
@@ -36,11 +39,50 @@ pub(crate) fn callee(f: &MaybeItemFn, name: &Ident) -> TokenStream {
     let impl_args = f.sig.inputs.iter().any(|a| mentions(a.to_token_stream(), "impl"));
     let turbofish = (!params.is_empty() && !impl_args).then(|| quote!(::<#(#params),*>));
     if has_receiver(f).is_some() {
-        quote!(self.#name #turbofish)
+        quote!(Self::#name #turbofish({ self }, #(#args),*))
     } else if mentions(f.sig.to_token_stream(), "Self") {
-        quote!(Self::#name #turbofish)
+        quote!(Self::#name #turbofish(#(#args),*))
     } else {
-        quote!(#name #turbofish)
+        quote!(#name #turbofish(#(#args),*))
+    }
+}
+
+/// `sig` without the generic parameters its inputs and output no longer name (a companion that
+/// takes only the key's arguments could not infer them), nor the bounds on them.
+fn prune_generics(sig: &mut Signature) {
+    let used = {
+        let inputs = &sig.inputs;
+        let output = &sig.output;
+        quote!(#inputs #output)
+    };
+    let keep = |p: &syn::GenericParam| match p {
+        syn::GenericParam::Type(t) => mentions(used.clone(), &t.ident.to_string()),
+        syn::GenericParam::Const(c) => mentions(used.clone(), &c.ident.to_string()),
+        syn::GenericParam::Lifetime(_) => true,
+    };
+    let dropped: Vec<String> = sig
+        .generics
+        .params
+        .iter()
+        .filter(|p| !keep(p))
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some(t.ident.to_string()),
+            syn::GenericParam::Const(c) => Some(c.ident.to_string()),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    if dropped.is_empty() {
+        return;
+    }
+    sig.generics.params = std::mem::take(&mut sig.generics.params)
+        .into_iter()
+        .filter(|p| keep(p))
+        .collect();
+    if let Some(w) = &mut sig.generics.where_clause {
+        w.predicates = std::mem::take(&mut w.predicates)
+            .into_iter()
+            .filter(|pred| !dropped.iter().any(|d| mentions(pred.to_token_stream(), d)))
+            .collect();
     }
 }
 
@@ -71,17 +113,13 @@ pub(crate) fn forwarding_sig(sig: &Signature) -> (Signature, Vec<TokenStream>) {
     (sig, call)
 }
 
-/// The attributes a companion shares with the function: `cfg`s and lint levels.
+/// The attributes a companion shares with the function: its `cfg`s and `allow`s. (Not
+/// `cfg_attr`, which may wrap an attribute about arguments a companion lacks, nor `expect`,
+/// which a companion's own `allow` would leave unfulfilled.)
 pub(crate) fn shared_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
     attrs
         .iter()
-        .filter(|a| {
-            a.path().get_ident().is_some_and(|i| {
-                ["cfg", "cfg_attr", "allow", "expect", "warn", "deny"]
-                    .iter()
-                    .any(|n| i == n)
-            })
-        })
+        .filter(|a| a.path().get_ident().is_some_and(|i| i == "cfg" || i == "allow"))
         .collect()
 }
 
@@ -107,9 +145,16 @@ pub(crate) struct Parts<'a> {
     pub skip_none: bool,
     pub unless: &'a TokenStream,
     pub ret: &'a TokenStream,
-    /// The arguments that make the key, the cache argument among them when there is one.
+    /// The arguments that make the key.
     pub key_args: Vec<&'a FnArg>,
-    /// Whether `self` makes the key or names the cache: the key companions take `&self`.
+    /// The arguments the `cache = ..` expression names (the key companions that reach the
+    /// cache take them too).
+    pub cache_args: Vec<&'a FnArg>,
+    /// `let __cache_on: bool = ..;` (`condition`), or nothing.
+    pub condition: &'a TokenStream,
+    /// `LoadOptions` for `f_peek`: only whether L1 is read.
+    pub peek_opts: &'a TokenStream,
+    /// Whether `self` names the cache: the companions that reach it take `&self`.
     pub light_self: bool,
     /// Whether `self` makes the key (`include_self`, or `{self}` in the template): `f_key`
     /// takes `&self`.
@@ -136,17 +181,22 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
     sig.ident = uncached_name.clone();
     let inner = &f.inner_attrs;
     let body = &f.body;
+    // The user's braces' span: an error about the block as a whole points there.
+    let mut block = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, quote!(#(#inner)* #body));
+    block.set_span(f.brace_token.span.join());
     let doc = format!(" Runs `{doc_name}`'s body without the cache: nothing is read or stored.");
     let uncached = quote! {
         #(#attrs)* #allow #[doc = #doc]
-        #vis #sig { #(#inner)* #body }
+        #vis #sig #block
     };
 
     // `f_refresh`: all the arguments, as `f` takes them.
     let (fwd, call) = forwarding_sig(&f.sig);
     let mut sig = fwd;
     sig.ident = format_ident!("{}_refresh", name);
-    let call_uncached = callee(f, &uncached_name);
+    let call_uncached = sibling_call(f, &uncached_name, &call);
+    let condition = p.condition;
+    let bypass = (!condition.is_empty()).then(|| quote!(if !__cache_on { return #call_uncached.await; }));
     let (cache_src, cache, setup, build) = (p.refresh_cache_src, p.cache, p.setup, p.build);
     let (make_tags, tags, unless) = (p.make_tags, p.tags, p.unless);
     let skip_none = p.skip_none;
@@ -159,6 +209,8 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
     let refresh = quote! {
         #(#attrs)* #allow #lazy #[doc = #doc]
         #vis #sig {
+            #condition
+            #bypass
             #build
             #cache_src
             let __cache = #cache;
@@ -166,7 +218,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
             let __cache_fp = __cache_key.fingerprint();
             #make_tags
             __cache_rule.refresh(__cache, &__cache_key, __cache_fp, __cache_opts, &__CACHE_FN, #skip_none, #tags, #unless,
-                #call_uncached(#(#call),*)).await
+                #call_uncached).await
         }
     };
     let cache_src = p.cache_src;
@@ -181,14 +233,17 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
         if (p.light_self && with_cache) || (p.key_self && with_args) {
             inputs.push(parse_quote!(&self));
         }
+        // In the function's order.
         inputs.extend(
-            p.key_args
+            f.sig
+                .inputs
                 .iter()
-                .filter(|a| if is_cache_arg(a, p) { with_cache } else { with_args })
-                .map(|a| strip_mut((*a).clone())),
+                .filter(|a| (with_args && p.key_args.contains(a)) || (with_cache && p.cache_args.contains(a)))
+                .map(|a| strip_mut(a.clone())),
         );
         sig.inputs = inputs.into_iter().collect();
         sig.output = syn::parse2(quote!(-> #output)).unwrap_or(syn::ReturnType::Default);
+        prune_generics(&mut sig);
         sig
     };
     let ret = p.ret;
@@ -227,6 +282,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
             #krate::__private::invalidate_space(#cache, __cache_space.as_str()).await
         }
     };
+    let peek_opts = p.peek_opts;
     let sig = light("peek", true, quote!(::core::option::Option<#ret>), true, true);
     let doc = format!(
         " `{doc_name}`'s cached answer for these arguments, from L1 or Redis, or `None`; never \
@@ -237,9 +293,12 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
         #vis #sig {
             #build
             #cache_src
-            let __cache = #cache;
-            #setup
-            __cache_rule.peek(__cache, &__cache_key, &__cache_opts).await
+            let __cache_rule = {
+                #[allow(unused_imports)]
+                use #krate::__private::{ViaOption as _, ViaPlain as _, ViaResult as _};
+                (&&&#krate::__private::Returns::<#ret>::new()).__cache_rule()
+            };
+            __cache_rule.peek(#cache, &__cache_key, &#peek_opts).await
         }
     };
     quote!(#uncached #refresh #key #invalidate #invalidate_all #peek)
@@ -252,10 +311,4 @@ fn strip_mut(mut a: FnArg) -> FnArg {
         }
     }
     a
-}
-
-fn is_cache_arg(a: &FnArg, p: &Parts<'_>) -> bool {
-    let FnArg::Typed(t) = a else { return false };
-    let Pat::Ident(id) = &*t.pat else { return false };
-    mentions(p.cache_src.clone(), &id.ident.to_string())
 }

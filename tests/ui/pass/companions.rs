@@ -36,6 +36,38 @@ impl Repo {
     }
 }
 
+struct Counter {
+    n: u64,
+}
+
+impl Counter {
+    /// `&mut self` with the global cache: the body's call moves the receiver.
+    #[cache(key = "counter:{id}")]
+    async fn bump(&mut self, id: u64) -> u64 {
+        self.n += 1;
+        self.n + id
+    }
+}
+
+struct AppState {
+    cache: Cache,
+}
+
+/// The cache named through an argument that is not in the key: the companions that reach the
+/// cache take it, `user_key` does not.
+#[cache(cache = state.cache, key = "user:{id}")]
+async fn user(state: &AppState, id: u64) -> u64 {
+    let _ = state;
+    id
+}
+
+/// A type parameter only the skipped argument names: the key companions do without it.
+#[cache(key = "gen:{id}")]
+async fn generic<T: std::fmt::Debug + Send>(id: u64, extra: T) -> u64 {
+    let _ = extra;
+    id
+}
+
 trait Source {
     async fn load(&self, id: u64) -> u64;
 }
@@ -65,4 +97,16 @@ async fn main() {
     let _: u64 = repo.count_refresh("t").await;
     let _ = repo.count_invalidate_all().await;
     let _ = repo.load(3).await;
+    let mut c = Counter { n: 0 };
+    let _ = c.bump(1).await;
+    let _ = c.bump_refresh(1).await;
+    let state = AppState { cache: Cache::new(Default::default()).unwrap() };
+    let _: u64 = user(&state, 1).await;
+    let _: String = user_key(1);
+    let _: Option<u64> = user_peek(&state, 1).await;
+    let _ = user_invalidate(&state, 1).await;
+    let _ = user_invalidate_all(&state).await;
+    let _: u64 = generic(1, "x").await;
+    let _: String = generic_key(1);
+    let _: Option<u64> = generic_peek(1).await;
 }

@@ -1,0 +1,8 @@
+use cache_core::cache;
+
+#[cache(ttl_idle = "5m", l1 = false)]
+async fn get(id: u64) -> u64 {
+    id
+}
+
+fn main() {}
