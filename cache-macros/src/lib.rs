@@ -110,6 +110,20 @@ pub(crate) fn warmup_tokens(attr: TokenStream2, item: TokenStream2) -> TokenStre
 /// | `ttl_idle = "5m"` | sliding expiration: an entry not read for this long leaves L1; reads extend it up to its TTL (Redis keeps the TTL) |
 /// | `companions = false` | no companion functions (for trait impls, which hold only the trait's items) |
 ///
+/// On a synchronous `fn` it reads L1 only and never waits: a miss runs the body, stores the value
+/// in L1 at once, and writes it to Redis and the disk tier in a background task when a tokio
+/// runtime is there (without one, L1 only). `stale_if_error`, `tags`, `l1 = false` and
+/// `ttl = "auto"` need Redis on the call path and are compile errors there; `f_refresh` and
+/// `f_uncached` are synchronous too.
+///
+/// ```
+/// #[cache_core::cache(prefix = "static", ttl = 3600)]
+/// fn parse_rules(version: u32) -> Vec<String> {
+///     vec![format!("rules v{version}")]
+/// }
+/// assert_eq!(parse_rules(3), parse_rules(3)); // the second call is an L1 hit
+/// ```
+///
 /// Beside the function `f` it writes its companions: `f_key(..) -> String`, `f_invalidate(..)`,
 /// `f_invalidate_all()`, `f_refresh(..)` (run the body now and store), `f_uncached(..)` (the body
 /// alone) and `f_peek(..)` (the cached answer, never the body). The key companions take the
@@ -222,9 +236,11 @@ pub fn cache_query(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// # }
 /// ```
 ///
+/// A synchronous function reads L1 only; what needs Redis is a compile error on it:
+///
 /// ```compile_fail
-/// #[cache_core::cache_resource]
-/// fn not_async(id: u64) -> u64 { id } // caching attributes need `async fn`
+/// #[cache_core::cache_resource(key = "rate:{id}", stale_if_error = "1m")] // waits on Redis
+/// fn rate(id: u64) -> Result<u64, String> { Ok(id) }
 /// ```
 #[proc_macro_attribute]
 pub fn cache_resource(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -16,7 +16,10 @@ use crate::item::MaybeItemFn;
 /// `#[cache]` and its presets, with the `#[warmup_cache]`s written below them.
 pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
     let attr = preset.attr();
-    check_fn(f, attr)?;
+    check_fn(f, attr, true)?;
+    if f.sig.asyncness.is_none() {
+        sync_options(args, f)?;
+    }
     returns(&f.sig, attr)?;
 
     if let (Some(fixed), Some(p)) = (preset.fixed_prefix(), &args.prefix) {
@@ -150,7 +153,7 @@ pub(crate) fn cache(preset: Preset, args: &CacheArgs, f: &MaybeItemFn) -> syn::R
 
 /// `#[cache_batch]`.
 pub(crate) fn batch(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
-    check_fn(f, "cache_batch")?;
+    check_fn(f, "cache_batch", false)?;
     // The return type is checked by the type system (`__private::BatchReturn`), which sees
     // through aliases; only a missing one is caught here.
     returns(&f.sig, "cache_batch")?;
@@ -193,7 +196,7 @@ pub(crate) fn batch(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
 
 /// `#[invalidate_cache]`.
 pub(crate) fn invalidate(args: &InvalidateArgs, f: &MaybeItemFn) -> syn::Result<()> {
-    check_fn(f, "invalidate_cache")?;
+    check_fn(f, "invalidate_cache", false)?;
     let params = params(f);
     let named: Vec<_> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
     for t in &args.patterns {
@@ -297,14 +300,43 @@ fn warmup(args: &WarmupArgs, f: &MaybeItemFn, attr_tokens: &TokenStream) -> syn:
 }
 
 /// Caching attributes only make sense on `async fn`s that are not `const`.
-fn check_fn(f: &MaybeItemFn, attr: &str) -> syn::Result<()> {
+/// A synchronous cached function reads L1 only and writes Redis in the background: the options
+/// that need to wait on Redis are errors at their names.
+fn sync_options(args: &CacheArgs, f: &MaybeItemFn) -> syn::Result<()> {
+    let why = " needs to wait on Redis, which a synchronous function must not: make the function `async`";
+    let name = |n: &syn::Ident| Err(syn::Error::new_spanned(n, format!("`{n}`{why}")));
+    if let Some((n, _)) = &args.stale_if_error {
+        return name(n);
+    }
+    if let Some((n, _)) = &args.tags {
+        return name(n);
+    }
+    if let Some(l1) = &args.l1 {
+        if !l1.value {
+            return Err(syn::Error::new_spanned(
+                l1,
+                format!("a synchronous function reads only L1, so `l1 = false` would never hit{why}"),
+            ));
+        }
+    }
+    if let Some(a) = &args.auto_ttl {
+        return Err(syn::Error::new_spanned(
+            a,
+            "`ttl = \"auto\"` learns from loads on the async path; a synchronous function takes `ttl = ..` or the pattern table",
+        ));
+    }
+    let _ = f;
+    Ok(())
+}
+
+fn check_fn(f: &MaybeItemFn, attr: &str, allow_sync: bool) -> syn::Result<()> {
     if let Some(c) = &f.sig.constness {
         return Err(syn::Error::new_spanned(
             c,
             format!("#[{attr}] cannot be used on a `const fn`"),
         ));
     }
-    if f.sig.asyncness.is_none() {
+    if f.sig.asyncness.is_none() && !allow_sync {
         return Err(syn::Error::new_spanned(
             f.sig.fn_token,
             format!("#[{attr}] applies to `async fn`s; make this function async"),

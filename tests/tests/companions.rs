@@ -327,3 +327,54 @@ async fn a_refresh_wins_over_a_miss_that_read_before_it() {
     );
     assert_eq!(gated(&a, 7).await, "new");
 }
+
+static SYNC_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cache_query(cache = cache, ttl = 600)]
+fn parse_rules(cache: &Cache, version: u32) -> Vec<String> {
+    SYNC_RUNS.fetch_add(1, Ordering::SeqCst);
+    vec![format!("rules v{version}")]
+}
+
+static SYNC_L1: LazyLock<Cache> = LazyLock::new(|| Cache::new(CacheConfig::default()).unwrap());
+static SYNC_L1_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cache(cache = SYNC_L1, key = "static:sync:{n}")]
+fn square(n: u64) -> u64 {
+    SYNC_L1_RUNS.fetch_add(1, Ordering::SeqCst);
+    n * n
+}
+
+/// A synchronous function outside any runtime: L1 only, the body runs once.
+#[test]
+fn a_sync_function_caches_in_l1_without_a_runtime() {
+    assert_eq!(square(12), 144);
+    assert_eq!(square(12), 144);
+    assert_eq!(SYNC_L1_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(square_key(12), "static:sync:12");
+    assert_eq!(square_uncached(12), 144);
+    assert_eq!(SYNC_L1_RUNS.load(Ordering::SeqCst), 2);
+}
+
+/// Inside a runtime the value reaches Redis in the background, where another instance reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_function_writes_through_to_redis_in_the_background() {
+    let redis = TestRedis::start();
+    let (a, b) = (cache(&redis, "companions-sync"), cache(&redis, "companions-sync"));
+    assert_eq!(parse_rules(&a, 7), vec!["rules v7".to_owned()]);
+    assert_eq!(parse_rules(&a, 7), vec!["rules v7".to_owned()]);
+    assert_eq!(
+        SYNC_RUNS.load(Ordering::SeqCst),
+        1,
+        "the second call was not an L1 hit"
+    );
+    let key = parse_rules_key(7);
+    within_5s("B reads the value from Redis", || async {
+        b.get::<Vec<String>>(&key).await.unwrap() == Some(vec!["rules v7".to_owned()])
+    })
+    .await;
+    // Invalidated through the async companion: the next sync call runs the body again.
+    assert!(parse_rules_invalidate(&a, 7).await.unwrap());
+    parse_rules(&a, 7);
+    assert_eq!(SYNC_RUNS.load(Ordering::SeqCst), 2);
+}

@@ -14,6 +14,7 @@ mod background;
 pub(crate) mod disk;
 mod read;
 mod remove;
+mod sync_fill;
 mod tagged;
 mod write;
 

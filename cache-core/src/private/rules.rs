@@ -115,6 +115,42 @@ pub fn hit<T: CacheValue, K: KeyText + ?Sized>(
     Some(v)
 }
 
+/// Runs a synchronous function's body, counted as a miss and a load; with the invalidation
+/// log's position before it ran (an invalidation while it ran keeps its value out).
+fn sync_load<R>(cache: &Cache, stats: &'static FnStats, body: impl FnOnce() -> R) -> (R, u64) {
+    stats.past_l1();
+    let engine = &cache.engine;
+    if engine.enabled() {
+        engine.counters.misses.incr();
+        engine.counters.loader_calls.incr();
+    }
+    let since = engine.log.start();
+    let t = std::time::Instant::now();
+    let r = body();
+    stats.load(t.elapsed());
+    (r, since)
+}
+
+/// Stores a synchronous function's value.
+fn sync_store<T: CacheValue>(
+    cache: &Cache,
+    key: &KeyBuf,
+    fp: Fingerprint,
+    opts: &LoadOptions,
+    since: u64,
+    v: &T,
+) {
+    cache.engine.store_sync(
+        key.as_str(),
+        fp,
+        crate::values::erase(v.clone()),
+        || crate::values::erase(v.clone()),
+        crate::values::ops::<T>(),
+        opts,
+        since,
+    );
+}
+
 /// Runs the function, recording its run time under its name.
 pub(super) async fn run_timed<Fut: Future>(stats: &'static FnStats, fut: Fut) -> Fut::Output {
     let t = std::time::Instant::now();
@@ -207,6 +243,33 @@ impl<T: CacheValue, E> ResultRule<T, E> {
             body,
         )
         .await
+    }
+
+    /// A synchronous function's miss (and its `f_refresh`): runs the body and stores an `Ok`
+    /// (see `Engine::store_sync`: L1 now, the other tiers in the background).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_sync<U, F>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+        _skip_none: bool,
+        unless: U,
+        body: F,
+    ) -> Result<T, E>
+    where
+        U: FnOnce(&T) -> bool,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let (r, since) = sync_load(cache, stats, body);
+        if let Ok(v) = &r {
+            if !unless(v) {
+                sync_store(cache, key, fp, opts, since, v);
+            }
+        }
+        r
     }
 
     /// `{fn}_peek`: the cached `Ok`, if any; never runs the body.
@@ -327,6 +390,31 @@ impl<T: CacheValue> ValueRule<T> {
             body,
         )
         .await
+    }
+
+    /// A synchronous function's miss (and its `f_refresh`): runs the body and stores the value
+    /// (see `Engine::store_sync`: L1 now, the other tiers in the background).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_sync<U, F>(
+        self,
+        cache: &Cache,
+        key: &KeyBuf,
+        fp: Fingerprint,
+        opts: &LoadOptions,
+        stats: &'static FnStats,
+        skip_none: bool,
+        unless: U,
+        body: F,
+    ) -> T
+    where
+        U: FnOnce(&T) -> bool,
+        F: FnOnce() -> T,
+    {
+        let (v, since) = sync_load(cache, stats, body);
+        if !(skip_none && (self.is_none)(&v)) && !unless(&v) {
+            sync_store(cache, key, fp, opts, since, &v);
+        }
+        v
     }
 
     /// `{fn}_peek`: the cached value, if any; never runs the body.

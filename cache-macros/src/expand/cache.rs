@@ -188,7 +188,11 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         (sig, quote!(move || #call))
     } else {
         let body = run_body(f, quote!());
-        (f.sig.clone(), quote!(move || async move #body))
+        if f.sig.asyncness.is_some() {
+            (f.sig.clone(), quote!(move || async move #body))
+        } else {
+            (f.sig.clone(), quote!(move || #body))
+        }
     };
     let fp = format_ident!("__cache_fp");
     let cache_ref = format_ident!("__cache");
@@ -221,7 +225,12 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     };
     // The rule is picked by the return type itself (see `__private::Returns`), so an alias of
     // `Result` caches only `Ok` like `Result` does.
-    let call = if fail_safe {
+    let is_async = f.sig.asyncness.is_some();
+    let call = if !is_async {
+        // A synchronous function: L1 only on the read side, nothing awaited (see
+        // `cache_core::__private::ValueRule::run_sync`).
+        quote!(__cache_rule.run_sync(#cache_ref, #key_ref, #fp, &#opts_id, &#stats, #skip_none, #unless, __cache_body))
+    } else if fail_safe {
         quote!(#krate::__private::outlined(__cache_rule.load_fail_safe(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #tags, __cache_body)))
     } else {
         quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, #tags, #unless, __cache_body)))
@@ -250,12 +259,19 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         Some((_, e)) => (
             quote_spanned!(e.span()=> let __cache_on: bool = #e;),
             Some(quote!(__cache_on)),
-            quote!(if !__cache_on {
-                return __cache_body().await;
-            }),
+            if is_async {
+                quote!(if !__cache_on {
+                    return __cache_body().await;
+                })
+            } else {
+                quote!(if !__cache_on {
+                    return __cache_body();
+                })
+            },
         ),
         None => (quote!(), None, quote!()),
     };
+    let dot_await = is_async.then(|| quote!(.await));
     let mut hit = quote! {
         if let ::core::option::Option::Some(__v) = __cache_rule.hit(#cache_ref, &#buf, #fp, &#opts_id, &#stats) {
             return __v;
@@ -280,7 +296,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         #make_tags
         let __cache_body = #body_fn;
         #bypass
-        #call.await
+        #call #dot_await
     };
 
     let companions = if companions_on {
@@ -357,6 +373,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
             peek_opts: &peek_opts,
             light_self,
             key_self,
+            is_async,
         })
     } else {
         quote!()

@@ -159,6 +159,8 @@ pub(crate) struct Parts<'a> {
     /// Whether `self` makes the key (`include_self`, or `{self}` in the template): `f_key`
     /// takes `&self`.
     pub key_self: bool,
+    /// Whether the function is `async` (else `f_refresh` and `f_uncached` are synchronous).
+    pub is_async: bool,
 }
 
 /// The six companions.
@@ -196,10 +198,19 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
     sig.ident = format_ident!("{}_refresh", name);
     let call_uncached = sibling_call(f, &uncached_name, &call);
     let condition = p.condition;
-    let bypass = (!condition.is_empty()).then(|| quote!(if !__cache_on { return #call_uncached.await; }));
-    let (cache_src, cache, setup, build) = (p.refresh_cache_src, p.cache, p.setup, p.build);
     let (make_tags, tags, unless) = (p.make_tags, p.tags, p.unless);
     let skip_none = p.skip_none;
+    let dot_await = p.is_async.then(|| quote!(.await));
+    let bypass =
+        (!condition.is_empty()).then(|| quote!(if !__cache_on { return #call_uncached #dot_await; }));
+    let store = if p.is_async {
+        quote!(__cache_rule.refresh(__cache, &__cache_key, __cache_fp, __cache_opts, &__CACHE_FN, #skip_none, #tags, #unless,
+                #call_uncached).await)
+    } else {
+        quote!(__cache_rule.run_sync(__cache, &__cache_key, __cache_fp, &__cache_opts, &__CACHE_FN, #skip_none, #unless,
+                move || #call_uncached))
+    };
+    let (cache_src, cache, setup, build) = (p.refresh_cache_src, p.cache, p.setup, p.build);
     let doc = format!(
         " Runs `{doc_name}`'s body now and stores what it returns, as a miss would, without reading \
          the cache first (warmers, after a write). A value the function does not cache (an `Err`, \
@@ -217,8 +228,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
             #setup
             let __cache_fp = __cache_key.fingerprint();
             #make_tags
-            __cache_rule.refresh(__cache, &__cache_key, __cache_fp, __cache_opts, &__CACHE_FN, #skip_none, #tags, #unless,
-                #call_uncached).await
+            #store
         }
     };
     let cache_src = p.cache_src;
