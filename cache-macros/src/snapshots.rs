@@ -166,3 +166,36 @@ fn cache_query_auto_ttl() {
     );
     insta::assert_snapshot!(pretty(out));
 }
+
+#[test]
+fn cache_sync_fn_with_options() {
+    let out = crate::cache_tokens(
+        Preset::Cache,
+        quote!(
+            prefix = "static",
+            max_entries = 1000,
+            ttl_idle = "5m",
+            condition = version > 0,
+            unless = |v: &Vec<String>| v.is_empty()
+        ),
+        quote!(
+            fn parse_rules(version: u32) -> Vec<String> {
+                load_rules(version)
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn invalidate_cache_typed_calls() {
+    let out = crate::invalidate_tokens(
+        quote!(get_user(id), get_user_orders(id), "query:reports:*"),
+        quote!(
+            async fn update_user(id: u64, name: String) -> Result<(), Error> {
+                db::update(id, name).await
+            }
+        ),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
