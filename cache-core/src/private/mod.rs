@@ -52,6 +52,13 @@ impl<F: std::future::Future> std::future::Future for Outlined<F> {
     }
 }
 
+/// The closure that runs a cached function's body, typed as `FnOnce` where it is written: a
+/// body that moves a `&mut self` out of the closure is then no reborrow that must outlive it.
+#[inline]
+pub fn once<F: FnOnce() -> R, R>(f: F) -> F {
+    f
+}
+
 /// Wraps a miss future in [`Outlined`].
 #[inline]
 pub fn outlined<F: std::future::Future>(fut: F) -> Outlined<F> {

@@ -294,7 +294,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         #rule
         #hit
         #make_tags
-        let __cache_body = #body_fn;
+        let __cache_body = #krate::__private::once(#body_fn);
         #bypass
         #call #dot_await
     };
