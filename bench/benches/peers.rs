@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`], p10 from [`security`]) to run only
+//! memory, hitratio from [`hitratio`], p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`], p10 from [`security`]) to run only
 //! some sections.
 //!
 //! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod disk;
+mod hitratio;
 mod security;
 mod tags;
 mod topologies;
@@ -650,6 +651,10 @@ fn main() {
     // ---------- P10 encryption and key obfuscation ----------
     rows.extend(security::rows(&multi, &redis));
 
+    // ---------- L1 hit ratio over synthetic traces ----------
+    let (hit_rows, hit_table) = hitratio::rows();
+    rows.extend(hit_rows);
+
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");
     for r in &rows {
@@ -666,6 +671,8 @@ fn main() {
             r.target
         ));
     }
+    md.push('\n');
+    md.push_str(&hit_table);
     println!("\n{md}");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-report.md");
     let header = format!(

@@ -17,9 +17,11 @@ pub use inventory;
 pub use std::time::Duration;
 
 mod batch;
+mod l1_replay;
 mod rules;
 
 pub use batch::{batch_returns, cached_batch, BatchReturn};
+pub use l1_replay::L1Replay;
 pub use rules::{
     hit, skip_none_needs_option, IsOption, ResultRule, Returns, ValueRule, ViaOption, ViaPlain, ViaResult,
 };
