@@ -266,7 +266,16 @@ fn with_cpu<R>(ops: u64, f: impl FnOnce() -> R) -> (R, f64) {
 fn redis_benchmark(redis: &RedisServer, size: usize, n: u64) -> Option<(f64, f64)> {
     let run = |test: &str, n: u64| {
         std::process::Command::new("redis-benchmark")
-            .args(["-h", "127.0.0.1", "-p", &redis.port().to_string(), "-c", "64", "-P", "16"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &redis.port().to_string(),
+                "-c",
+                "64",
+                "-P",
+                "16",
+            ])
             .args(["-t", test, "-n", &n.to_string(), "-d", &size.to_string(), "-q"])
             .output()
     };
@@ -400,7 +409,11 @@ fn main() {
             string,
             "ns",
             false,
-            &[("raw quick_cache get, String key of the same text", raw_str, "≥ 0.5×")],
+            &[(
+                "raw quick_cache get, String key of the same text",
+                raw_str,
+                "≥ 0.5×",
+            )],
         ));
 
         let per_task = if quick() { 100_000 } else { 1_000_000 };

@@ -174,9 +174,21 @@ impl Store {
         use crate::strategy::Eviction;
         Ok(match eviction {
             Eviction::Fast => Store::Quick(QuickStore::new(max_entries, max_bytes)?.with_spill(spill)),
-            Eviction::TinyLfu => Store::Other(Box::new(MokaStore::with_spill(max_entries, max_bytes, false, spill))),
-            Eviction::Lru => Store::Other(Box::new(MokaStore::with_spill(max_entries, max_bytes, true, spill))),
-            Eviction::Fifo => Store::Other(Box::new(FifoStore::new(max_entries, max_bytes)?.with_spill(spill))),
+            Eviction::TinyLfu => Store::Other(Box::new(MokaStore::with_spill(
+                max_entries,
+                max_bytes,
+                false,
+                spill,
+            ))),
+            Eviction::Lru => Store::Other(Box::new(MokaStore::with_spill(
+                max_entries,
+                max_bytes,
+                true,
+                spill,
+            ))),
+            Eviction::Fifo => Store::Other(Box::new(
+                FifoStore::new(max_entries, max_bytes)?.with_spill(spill),
+            )),
         })
     }
 }

@@ -129,7 +129,9 @@ fn shifting(sc: Scale, seed: u64) -> Trace {
     let shift = sc.keys / 7; // phases share nothing of their hottest 14 %
     let keys = zipf_ranks(&mut rng, sc.keys, 1.0, sc.requests)
         .enumerate()
-        .map(|(i, r)| ((u64::from(r) + (i / per_phase) as u64 * u64::from(shift)) % u64::from(sc.keys)) as u32)
+        .map(|(i, r)| {
+            ((u64::from(r) + (i / per_phase) as u64 * u64::from(shift)) % u64::from(sc.keys)) as u32
+        })
         .collect();
     Trace {
         name: "shifting hot set",
@@ -326,7 +328,11 @@ pub(super) fn rows() -> (Vec<Row>, String) {
             }
         }
     }
-    let _ = write!(md, "\nSeconds spent replaying (section {:.0} s):", started.elapsed().as_secs_f64());
+    let _ = write!(
+        md,
+        "\nSeconds spent replaying (section {:.0} s):",
+        started.elapsed().as_secs_f64()
+    );
     for (name, t) in COLUMNS.iter().zip(spent) {
         let _ = write!(md, " {name} {t:.1};");
     }
