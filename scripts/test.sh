@@ -7,6 +7,9 @@ scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The peers bench as a smoke test: a debug build of it runs main (harness = false) with short
+# rounds and small traces; it checks that the sections run, not what they measure.
+BENCH_QUICK=1 BENCH_ONLY=p1,hitratio,memory cargo test -p cache-bench --locked --bench peers
 # The suites written against `TestRedis` once more on a Redis Cluster (3 primaries + 3
 # replicas per test; a test of what only one server shows starts one whatever the topology);
 # the TLS, ACL, Sentinel and Cluster failure suites ran above.

@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p cache-bench` starts a private redis-server, prints a table and writes it to
 //! `target/bench-report.md`. Set `BENCH_QUICK=1` for a shorter run, `BENCH_ONLY=p1,p2` (sections p1–p6,
-//! memory, p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`], p10 from [`security`]) to run only
+//! memory, hitratio from [`hitratio`], p2tls, p2cluster, p3cluster from [`topologies`], p8 and p8b from [`tags`], p9 from [`disk`], p10 from [`security`]) to run only
 //! some sections.
 //!
 //! Why this file is past ~600 lines: every section shares the one run's runtimes, server and
@@ -11,6 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod disk;
+mod hitratio;
+mod membound;
 mod security;
 mod tags;
 mod topologies;
@@ -25,6 +27,7 @@ use cache_bench::{payload, Payload};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 use cached::macros::{cached, concurrent_cached};
+use nix::sys::resource::{getrusage, UsageWho};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -56,6 +59,22 @@ fn down_cache() -> &'static Cache {
 #[cache(prefix = "bench", cache = L1_CACHE)]
 async fn ours_l1(id: u64) -> Arc<Payload> {
     Arc::new(payload(id))
+}
+
+// P1's other key shapes: only one-integer keys take the compile-time-hashed fast path.
+#[cache(prefix = "bench2", cache = L1_CACHE)]
+async fn ours_l1_pair(id: u64, part: u32) -> Arc<Payload> {
+    Arc::new(payload(id + u64::from(part)))
+}
+
+#[cache(prefix = "bench3", cache = L1_CACHE)]
+async fn ours_l1_str(name: &str) -> Arc<Payload> {
+    Arc::new(payload(name.len() as u64))
+}
+
+/// The text of P1's string keys.
+fn key_names() -> Vec<String> {
+    (0..KEYS).map(|i| format!("customer-{i:06}")).collect()
 }
 
 #[cached(max_size = 10_000)]
@@ -227,6 +246,58 @@ where
     })
 }
 
+/// CPU time (user + sys) used so far by this process (`Self_`) or by its waited-for children.
+fn cpu_time(who: UsageWho) -> Duration {
+    let u = getrusage(who).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// `f`'s result and this process's CPU time per op (µs) while it ran `ops` ops.
+fn with_cpu<R>(ops: u64, f: impl FnOnce() -> R) -> (R, f64) {
+    let before = cpu_time(UsageWho::RUSAGE_SELF);
+    let r = f();
+    let used = cpu_time(UsageWho::RUSAGE_SELF) - before;
+    (r, used.as_secs_f64() * 1e6 / ops as f64)
+}
+
+/// GET/s of `redis-benchmark -c 64 -P 16 -t get` over `n` GETs of a `size`-byte value on
+/// `redis`, and its CPU time per GET (µs); `None` (and a note) when it is not installed.
+fn redis_benchmark(redis: &RedisServer, size: usize, n: u64) -> Option<(f64, f64)> {
+    let run = |test: &str, n: u64| {
+        std::process::Command::new("redis-benchmark")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &redis.port().to_string(),
+                "-c",
+                "64",
+                "-P",
+                "16",
+            ])
+            .args(["-t", test, "-n", &n.to_string(), "-d", &size.to_string(), "-q"])
+            .output()
+    };
+    // GET reads `key:__rand_int__`: written once first, at the size of our values.
+    if let Err(e) = run("set", 1000) {
+        println!("redis-benchmark not run: {e}");
+        return None;
+    }
+    let before = cpu_time(UsageWho::RUSAGE_CHILDREN);
+    let out = run("get", n).ok()?;
+    let cpu = (cpu_time(UsageWho::RUSAGE_CHILDREN) - before).as_secs_f64() * 1e6 / n as f64;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `-q` prints progress lines ending in '\r', then "GET: 1063829.75 requests per second, ...".
+    let tp = text
+        .rsplit(['\r', '\n'])
+        .find_map(|l| l.trim().strip_prefix("GET: ")?.split(' ').next()?.parse().ok());
+    if tp.is_none() {
+        println!("redis-benchmark output not understood: {text}");
+    }
+    Some((tp?, cpu))
+}
+
 fn p99(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
@@ -304,6 +375,47 @@ fn main() {
             ],
         ));
 
+        // Multi-argument and string keys, beside raw quick_cache with a `String` key of the
+        // same text (`get(&str)`, no allocation on its side either).
+        let names = key_names();
+        let qc_str: quick_cache::sync::Cache<String, Arc<Payload>> = quick_cache::sync::Cache::new(10_000);
+        single.block_on(async {
+            for i in 0..KEYS {
+                ours_l1_pair(i, 7).await;
+                ours_l1_str(&names[i as usize]).await;
+                qc_str.insert(names[i as usize].clone(), Arc::new(payload(i)));
+            }
+        });
+        let [pair, string, raw_str] = best_of(rounds(3, 7), f64::min, || {
+            [
+                ns_per_op_async(&single, hit_ops, |k| ours_l1_pair(k, 7)),
+                ns_per_op_async(&single, hit_ops, |k| ours_l1_str(&names[k as usize])),
+                ns_per_op(hit_ops, |k| {
+                    black_box(qc_str.get(names[k as usize].as_str()));
+                }),
+            ]
+        });
+        rows.extend(rows_against(
+            "P1 L1 hit, 1 task",
+            "#[cache] fn(u64, u32) hit (ns/op)",
+            pair,
+            "ns",
+            false,
+            &[("raw quick_cache get, u64 key", raw_qc, "-")],
+        ));
+        rows.extend(rows_against(
+            "P1 L1 hit, 1 task",
+            "#[cache] fn(&str) hit (ns/op)",
+            string,
+            "ns",
+            false,
+            &[(
+                "raw quick_cache get, String key of the same text",
+                raw_str,
+                "≥ 0.5×",
+            )],
+        ));
+
         let per_task = if quick() { 100_000 } else { 1_000_000 };
         let [ours_mt, cached_mt] = best_of(rounds(2, 3), f64::max, || {
             [
@@ -370,11 +482,17 @@ fn main() {
                 bytes.len()
             }
         };
-        // Best ops/s of: ours, raw multiplexed, cached, deadpool.
+        // Best ops/s of: ours, raw multiplexed, cached, deadpool; and the least client CPU per
+        // GET of ours and raw (the whole process: both runtime threads).
+        let (mut cpu_ours, mut cpu_raw) = (f64::MAX, f64::MAX);
         let [ours_l2_tp, raw_tp, cached_tp, dp_tp] = best_of(rounds(2, 3), f64::max, || {
+            let (ours_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, ours_l2));
+            cpu_ours = cpu_ours.min(cpu);
+            let (raw_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, raw.clone()));
+            cpu_raw = cpu_raw.min(cpu);
             [
-                throughput(&multi, 64, l2_ops, ours_l2),
-                throughput(&multi, 64, l2_ops, raw.clone()),
+                ours_tp,
+                raw_tp,
                 throughput(
                     &multi,
                     64,
@@ -396,6 +514,42 @@ fn main() {
                 ("deadpool-redis GET, checkout per call", dp_tp, "-"),
             ],
         ));
+        // The server's own limit here: redis-benchmark pipelining 16 GETs deep on 64
+        // connections, for a value of the raw keys' size, against the same server.
+        let size = bincode::serde::encode_to_vec(payload(0), bincode::config::standard())
+            .unwrap()
+            .len();
+        let n = if quick() { 200_000 } else { 2_000_000 };
+        if let Some((bench_tp, bench_cpu)) = redis_benchmark(&redis, size, n) {
+            rows.extend(rows_against(
+                "P2 L2 hit, 64 tasks",
+                "#[cache(l1 = false)] hit (ops/s)",
+                ours_l2_tp,
+                "ops/s",
+                true,
+                &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, "≥ 0.6×")],
+            ));
+            rows.push(Row {
+                section: "P2 client CPU per GET",
+                what: format!("ours (µs/GET; raw redis-rs {cpu_raw:.2} µs)"),
+                ours: cpu_ours,
+                peer_name: "redis-benchmark's own client".into(),
+                peer: bench_cpu,
+                unit: "µs",
+                higher_is_better: false,
+                target: "-".into(),
+            });
+        }
+        rows.push(Row {
+            section: "P2 client CPU per GET",
+            what: "ours (µs/GET, user + sys of the whole process)".into(),
+            ours: cpu_ours,
+            peer_name: "raw multiplexed GET + decode".into(),
+            peer: cpu_raw,
+            unit: "µs",
+            higher_is_better: false,
+            target: "-".into(),
+        });
     }
 
     // ---------- P3: batch ----------
@@ -634,8 +788,9 @@ fn main() {
             peer: moka_mem,
             unit: "B",
             higher_is_better: false,
-            target: "-".into(),
+            target: "≥ 1× (no more than moka)".into(),
         });
+        rows.extend(membound::rows(&single));
     }
 
     // ---------- P2 over TLS, P2 and P3 on a cluster ----------
@@ -649,6 +804,10 @@ fn main() {
 
     // ---------- P10 encryption and key obfuscation ----------
     rows.extend(security::rows(&multi, &redis));
+
+    // ---------- L1 hit ratio over synthetic traces ----------
+    let (hit_rows, hit_table) = hitratio::rows();
+    rows.extend(hit_rows);
 
     // ---------- report ----------
     let mut md = String::from("| section | ours | peer | peer value | ratio (ours vs peer, >1 = better) | target |\n|---|---|---|---|---|---|\n");
@@ -666,6 +825,8 @@ fn main() {
             r.target
         ));
     }
+    md.push('\n');
+    md.push_str(&hit_table);
     println!("\n{md}");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-report.md");
     let header = format!(

@@ -189,6 +189,37 @@ pub(crate) enum Store {
     Other(Box<dyn L1Store>),
 }
 
+impl Store {
+    /// The store of an eviction policy: `max_entries` entries and `max_bytes` bytes, handing the
+    /// marked entries it evicts for room to `spill`.
+    pub(crate) fn build(
+        eviction: crate::strategy::Eviction,
+        max_entries: usize,
+        max_bytes: u64,
+        spill: Option<Spill>,
+    ) -> Result<Self> {
+        use crate::strategy::Eviction;
+        Ok(match eviction {
+            Eviction::Fast => Store::Quick(QuickStore::new(max_entries, max_bytes)?.with_spill(spill)),
+            Eviction::TinyLfu => Store::Other(Box::new(MokaStore::with_spill(
+                max_entries,
+                max_bytes,
+                false,
+                spill,
+            ))),
+            Eviction::Lru => Store::Other(Box::new(MokaStore::with_spill(
+                max_entries,
+                max_bytes,
+                true,
+                spill,
+            ))),
+            Eviction::Fifo => Store::Other(Box::new(
+                FifoStore::new(max_entries, max_bytes)?.with_spill(spill),
+            )),
+        })
+    }
+}
+
 impl L1 {
     pub(crate) fn new(store: Store, tag_generation: Arc<AtomicU64>) -> Self {
         L1 {

@@ -41,11 +41,11 @@ use crate::error::{CacheError, Result};
 use crate::flight::Flights;
 use crate::guard::InvalidationLog;
 use crate::key::Fingerprint;
-use crate::l1::{FifoStore, MokaStore, QuickStore, Store, L1};
+use crate::l1::{Store, L1};
 use crate::latency::{Latencies, Level, Op};
 use crate::security::Security;
 use crate::stats::Counters;
-use crate::strategy::{Adaptive, AdaptiveChoice, AdaptiveTtl, Eviction};
+use crate::strategy::{Adaptive, AdaptiveChoice, AdaptiveTtl};
 use crate::tags::Tags;
 use crate::tier::{Notice, RemoteTier};
 
@@ -142,14 +142,7 @@ impl Engine {
         };
         let (entries, bytes) = (config.max_memory_cache_size, config.l1_max_bytes);
         let l1 = if config.l1_enabled {
-            let store = match config.strategy.eviction() {
-                Eviction::Fast => Store::Quick(QuickStore::new(entries, bytes)?.with_spill(spill)),
-                Eviction::TinyLfu => {
-                    Store::Other(Box::new(MokaStore::with_spill(entries, bytes, false, spill)))
-                }
-                Eviction::Lru => Store::Other(Box::new(MokaStore::with_spill(entries, bytes, true, spill))),
-                Eviction::Fifo => Store::Other(Box::new(FifoStore::new(entries, bytes)?.with_spill(spill))),
-            };
+            let store = Store::build(config.strategy.eviction(), entries, bytes, spill)?;
             Some(L1::new(store, tags.generation()))
         } else {
             None

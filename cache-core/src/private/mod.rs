@@ -18,11 +18,13 @@ pub use std::time::Duration;
 
 mod batch;
 mod companions;
+mod l1_replay;
 mod rules;
 
 pub use crate::perf::EntryLimit;
 pub use batch::{batch_returns, cached_batch, BatchReturn};
 pub use companions::{invalidate_key, invalidate_space, KeySpace};
+pub use l1_replay::L1Replay;
 pub use rules::{
     hit, skip_none_needs_option, IsOption, ResultRule, Returns, ValueRule, ViaOption, ViaPlain, ViaResult,
 };
