@@ -176,7 +176,7 @@ static COND_RUNS: AtomicU64 = AtomicU64::new(0);
 #[cache(cache = TYPED, condition = id < 100, unless = |v: &Vec<u64>| v.is_empty())]
 async fn conditional(id: u64) -> Vec<u64> {
     COND_RUNS.fetch_add(1, Ordering::SeqCst);
-    if id % 2 == 0 {
+    if id.is_multiple_of(2) {
         vec![id]
     } else {
         Vec::new()

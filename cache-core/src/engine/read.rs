@@ -251,6 +251,7 @@ impl Engine {
     }
 
     /// A remote hit: counted, and into L1 under the fill rule.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn remote_hit(
         &self,
         key: &str,

@@ -344,7 +344,7 @@ impl<T: CacheValue> ValueRule<T> {
     {
         stats.past_l1();
         let is_none = self.is_none;
-        let keep = move |v: &T| !(skip_none && is_none(v)) && !unless(v);
+        let keep = move |v: &T| !((skip_none && is_none(v)) || unless(v));
         crate::loader::load_after_miss(
             &cache.engine,
             key.as_str(),
@@ -377,7 +377,7 @@ impl<T: CacheValue> ValueRule<T> {
         U: FnOnce(&T) -> bool,
     {
         let is_none = self.is_none;
-        let keep = move |v: &T| !(skip_none && is_none(v)) && !unless(v);
+        let keep = move |v: &T| !((skip_none && is_none(v)) || unless(v));
         super::companions::refresh(
             cache,
             key.as_str(),
@@ -411,7 +411,7 @@ impl<T: CacheValue> ValueRule<T> {
         F: FnOnce() -> T,
     {
         let (v, since) = sync_load(cache, stats, body);
-        if !(skip_none && (self.is_none)(&v)) && !unless(&v) {
+        if !((skip_none && (self.is_none)(&v)) || unless(&v)) {
             sync_store(cache, key, fp, opts, since, &v);
         }
         v
