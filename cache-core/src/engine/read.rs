@@ -250,19 +250,18 @@ impl Engine {
         }
     }
 
-    /// A remote hit: counted, and into L1 under the fill rule.
-    #[allow(clippy::too_many_arguments)]
+    /// A remote hit: counted, and into L1 under the fill rule and the reading function's
+    /// options (`l1`, `max_entries`, `ttl_idle`; a direct read passes the defaults).
     pub(crate) fn remote_hit(
         &self,
         key: &str,
         fp: Fingerprint,
         found: Live,
         ops: &'static ValueOps,
-        use_l1: bool,
         since: u64,
-        limit: Option<&'static crate::perf::EntryLimit>,
-        idle: Option<Duration>,
+        opts: &crate::loader::LoadOptions,
     ) -> Entry {
+        let (use_l1, limit, idle) = (opts.use_l1, opts.max_entries, opts.ttl_idle);
         let Live { d, stamps, from_disk } = found;
         let use_l1 = if from_disk {
             self.counters.l3_hits.incr();
@@ -310,7 +309,14 @@ impl Engine {
         let found = self.tiered_read(key, ops, true).instrument(span.clone()).await;
         if let Ok(Some(found)) = found {
             crate::trace::answered(&span, crate::trace::tier(found.from_disk), "hit", t0);
-            return Ok(Some(self.remote_hit(key, fp, found, ops, true, seq, None, None)));
+            return Ok(Some(self.remote_hit(
+                key,
+                fp,
+                found,
+                ops,
+                seq,
+                &Default::default(),
+            )));
         }
         self.access.record(fp, key, false);
         self.count_miss(key, fp);
@@ -357,7 +363,7 @@ impl Engine {
                 None => None,
             };
             out.push(match found {
-                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, true, seq, None, None)),
+                Some(d) => Some(self.remote_hit(key, Fingerprint::of(key), d, ops, seq, &Default::default())),
                 None => {
                     self.count_miss(key, Fingerprint::of(key));
                     None

@@ -173,16 +173,7 @@ impl Engine {
                     }
                     Ok(Some(found)) => {
                         let tier = trace::tier(found.from_disk);
-                        let entry = self.remote_hit(
-                            key,
-                            fp,
-                            found,
-                            ops,
-                            opts.use_l1,
-                            seq,
-                            opts.max_entries,
-                            opts.ttl_idle,
-                        );
+                        let entry = self.remote_hit(key, fp, found, ops, seq, &opts);
                         self.share_unless_overtaken(flight, seq, fp, key, &entry);
                         trace::answered(&read, tier, "hit", t0);
                         return Begin::Found(entry);
@@ -197,16 +188,7 @@ impl Engine {
                 if let (Some(lock_ttl), Some(_)) = (self.config.distributed_lock, &self.remote) {
                     match self.lead_across_instances(key, lock_ttl, ops).await {
                         remote_lock::Waited::Value(found) => {
-                            let entry = self.remote_hit(
-                                key,
-                                fp,
-                                found,
-                                ops,
-                                opts.use_l1,
-                                seq,
-                                opts.max_entries,
-                                opts.ttl_idle,
-                            );
+                            let entry = self.remote_hit(key, fp, found, ops, seq, &opts);
                             self.share_unless_overtaken(flight, seq, fp, key, &entry);
                             trace::answered(&read, "l2", "hit", t0);
                             return Begin::Found(entry);
