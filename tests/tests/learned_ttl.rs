@@ -65,7 +65,7 @@ async fn values_that_change_on_every_reload_fall_to_the_lower_bound() {
 #[tokio::test(start_paused = true)]
 async fn values_that_never_change_keep_their_ttl_until_the_evidence_allows_more() {
     let cache = l1_only();
-    let key = |id: u64| format!("query:{}::steady:{id}", module_path!());
+    let key = steady_key;
     let reload_all = |cache: Cache| async move {
         for id in 0..20 {
             steady(&cache, id).await;
