@@ -362,6 +362,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
             cache: &cache,
             refresh_cache_src: &refresh_cache_src,
             setup: &setup,
+            rule: &rule,
             make_tags: &make_tags,
             tags: &tags,
             skip_none,

@@ -139,6 +139,8 @@ pub(crate) struct Parts<'a> {
     pub refresh_cache_src: &'a TokenStream,
     /// `__cache_opts`, `__cache_rule` and the statistics, as in the function.
     pub setup: &'a TokenStream,
+    /// `let __cache_rule = ..;`: how the return type is cached, as in the function.
+    pub rule: &'a TokenStream,
     /// The tags of a call, as statements, and their reference.
     pub make_tags: &'a TokenStream,
     pub tags: &'a TokenStream,
@@ -292,7 +294,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
             #krate::__private::invalidate_space(#cache, __cache_space.as_str()).await
         }
     };
-    let peek_opts = p.peek_opts;
+    let (peek_opts, rule) = (p.peek_opts, p.rule);
     let sig = light("peek", true, quote!(::core::option::Option<#ret>), true, true);
     let doc = format!(
         " `{doc_name}`'s cached answer for these arguments, from L1 or Redis, or `None`; never \
@@ -303,11 +305,7 @@ pub(crate) fn companions(p: &Parts<'_>) -> TokenStream {
         #vis #sig {
             #build
             #cache_src
-            let __cache_rule = {
-                #[allow(unused_imports)]
-                use #krate::__private::{ViaOption as _, ViaPlain as _, ViaResult as _};
-                (&&&#krate::__private::Returns::<#ret>::new()).__cache_rule()
-            };
+            #rule
             __cache_rule.peek(#cache, &__cache_key, &#peek_opts).await
         }
     };
