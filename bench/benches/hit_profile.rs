@@ -1,5 +1,7 @@
 //! A hot loop of L1 hits of one `#[cache]` function, for `perf record` / callgrind.
-//! `cargo bench -p cache-bench --bench hit_profile`
+//! `cargo bench -p cache-bench --bench hit_profile`; `MODE=raw` runs the same loop over a raw
+//! quick_cache `get` (the limit P1 is measured against), `ACCESS_SAMPLE=N` sets the access
+//! tracker's sample rate (0: off), `OPS` the number of hits.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
@@ -8,11 +10,26 @@ use std::time::Instant;
 
 use cache_core::{cache, Cache, CacheConfig};
 
-static C: LazyLock<Cache> = LazyLock::new(|| Cache::new(CacheConfig::default()).unwrap());
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+static C: LazyLock<Cache> = LazyLock::new(|| {
+    let mut config = CacheConfig::default();
+    if let Some(rate) = env("ACCESS_SAMPLE") {
+        config.access_sample_rate = rate as u32;
+    }
+    Cache::new(config).unwrap()
+});
 
 #[cache(prefix = "bench", cache = C)]
 async fn hit(id: u64) -> Arc<Vec<u8>> {
     Arc::new(vec![0; 150])
+}
+
+#[cache(prefix = "bench", cache = C)]
+async fn hit_str(name: &str) -> Arc<Vec<u8>> {
+    Arc::new(vec![0; name.len()])
 }
 
 fn main() {
@@ -20,17 +37,44 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let ops: u64 = std::env::var("OPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000_000);
+    let ops = env("OPS").unwrap_or(20_000_000);
+    let mode = std::env::var("MODE").unwrap_or_default();
+    let qc: quick_cache::sync::Cache<u64, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
+    let qc_str: quick_cache::sync::Cache<String, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
+    let names: Vec<String> = (0..1000).map(|i| format!("customer-{i:06}")).collect();
     rt.block_on(async {
         for i in 0..1000 {
             hit(i).await;
+            hit_str(&names[i as usize]).await;
+            qc.insert(i, Arc::new(vec![0; 150]));
+            qc_str.insert(names[i as usize].clone(), Arc::new(vec![0; 150]));
         }
         let t = Instant::now();
-        for i in 0..ops {
-            black_box(hit(i % 1000).await);
+        match mode.as_str() {
+            // `MODE=raw`: a raw quick_cache get, in the same async loop.
+            "raw" => {
+                for i in 0..ops {
+                    let qc = &qc;
+                    black_box(async move { qc.get(&(i % 1000)) }.await);
+                }
+            }
+            // `MODE=str`: `#[cache] fn(&str)`; `MODE=rawstr`: quick_cache with a `String` key.
+            "str" => {
+                for i in 0..ops {
+                    black_box(hit_str(&names[(i % 1000) as usize]).await);
+                }
+            }
+            "rawstr" => {
+                for i in 0..ops {
+                    let (qc, name) = (&qc_str, names[(i % 1000) as usize].as_str());
+                    black_box(async move { qc.get(name) }.await);
+                }
+            }
+            _ => {
+                for i in 0..ops {
+                    black_box(hit(i % 1000).await);
+                }
+            }
         }
         println!("{:.1} ns/op", t.elapsed().as_nanos() as f64 / ops as f64);
     });

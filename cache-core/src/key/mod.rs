@@ -315,7 +315,7 @@ impl KeyBuf {
     #[inline]
     fn push_text_chunk(&mut self, s: &str) {
         // Most parts need no escape: one scan, then one copy.
-        if !s.bytes().any(needs_escape) {
+        if !any_needs_escape(s.as_bytes()) {
             self.push_str(s);
             return;
         }
@@ -392,6 +392,39 @@ const EMPTY_PART: &str = "%";
 #[inline]
 fn needs_escape(b: u8) -> bool {
     b == b'%' || b == b':' || b < 0x20 || b == 0x7f
+}
+
+/// Whether any byte of `s` [needs an escape](needs_escape), eight bytes at a time: a byte at a
+/// time, the scan of a 15-byte string argument was 150 of its hit's ≈ 790 instructions
+/// (callgrind, `hit_profile` with `MODE=str`).
+#[inline]
+fn any_needs_escape(s: &[u8]) -> bool {
+    let Some(last) = s.len().checked_sub(8) else {
+        return s.iter().any(|&b| needs_escape(b));
+    };
+    let (words, _) = s.as_chunks::<8>();
+    // The tail is read as the last eight bytes, overlapping the last whole word: reading a
+    // byte twice cannot change an "any".
+    let tail = s[last..]
+        .first_chunk::<8>()
+        .is_some_and(|w| word_needs_escape(*w));
+    tail || words.iter().any(|w| word_needs_escape(*w))
+}
+
+/// [`needs_escape`] of any of eight bytes, exactly (no false positive, no false negative): the
+/// bit tricks "has a zero byte" and "has a byte below n" (n ≤ 128) are exact as a yes/no.
+#[inline]
+fn word_needs_escape(bytes: [u8; 8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let x = u64::from_ne_bytes(bytes);
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    let zero = |x: u64| below(x, 1);
+    let hits = below(x, 0x20)
+        | zero(x ^ (ONES * u64::from(b'%')))
+        | zero(x ^ (ONES * u64::from(b':')))
+        | zero(x ^ (ONES * 0x7f));
+    hits != 0
 }
 
 /// Escapes each piece a `Display` impl writes; escaping is per byte, so pieces can be split

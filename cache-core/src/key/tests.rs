@@ -168,11 +168,36 @@ fn text_parts_escape_only_what_could_be_confused() {
     assert_eq!(text(&long), "%3A".repeat(100));
 }
 
+/// The word-at-a-time scan against the byte rule: every byte value at every position of every
+/// length up to three words, over backgrounds next to the escaped bytes (the places a borrow
+/// between bytes could give a false answer).
+#[test]
+fn the_word_scan_agrees_with_the_byte_rule() {
+    let bytewise = |s: &[u8]| s.iter().any(|&b| needs_escape(b));
+    for background in [b'a', b'0', 0x21, 0x24, 0x26, 0x39, 0x3b, 0x7e, 0x80, 0xff] {
+        for len in 1..=24 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![background; len];
+                    s[at] = b;
+                    assert_eq!(any_needs_escape(&s), bytewise(&s), "{s:?}");
+                }
+            }
+        }
+    }
+    assert!(!any_needs_escape(b""));
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn the_word_scan_agrees_with_the_byte_rule_on_any_bytes(s in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(any_needs_escape(&s), s.iter().any(|&b| needs_escape(b)));
+        }
+
         #[test]
         fn text_parts_are_injective_and_never_hold_the_separator(a in ".*", b in ".*") {
             let (ta, tb) = (text(&a), text(&b));
