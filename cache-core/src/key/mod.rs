@@ -402,13 +402,10 @@ fn any_needs_escape(s: &[u8]) -> bool {
     let Some(last) = s.len().checked_sub(8) else {
         return s.iter().any(|&b| needs_escape(b));
     };
-    let (words, _) = s.as_chunks::<8>();
+    let word = |w: &[u8]| w.first_chunk::<8>().is_some_and(|w| word_needs_escape(*w));
     // The tail is read as the last eight bytes, overlapping the last whole word: reading a
     // byte twice cannot change an "any".
-    let tail = s[last..]
-        .first_chunk::<8>()
-        .is_some_and(|w| word_needs_escape(*w));
-    tail || words.iter().any(|w| word_needs_escape(*w))
+    word(&s[last..]) || s.chunks_exact(8).any(word)
 }
 
 /// [`needs_escape`] of any of eight bytes, exactly (no false positive, no false negative): the
