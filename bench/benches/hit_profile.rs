@@ -1,6 +1,7 @@
 //! A hot loop of L1 hits of one `#[cache]` function, for `perf record` / callgrind.
 //! `cargo bench -p cache-bench --bench hit_profile`; `MODE=raw` runs the same loop over a raw
-//! quick_cache `get` (the limit P1 is measured against), `ACCESS_SAMPLE=N` sets the access
+//! quick_cache `get` (the limit P1 is measured against), `MODE=sync` the same hit without the
+//! async fn around it, `MODE=str`/`rawstr` a string key, `ACCESS_SAMPLE=N` sets the access
 //! tracker's sample rate (0: off), `OPS` the number of hits.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -30,6 +31,28 @@ async fn hit(id: u64) -> Arc<Vec<u8>> {
 #[cache(prefix = "bench", cache = C)]
 async fn hit_str(name: &str) -> Arc<Vec<u8>> {
     Arc::new(vec![0; name.len()])
+}
+
+/// `hit`'s L1 hit as its expansion makes it, from a plain fn: the same key head (so the same
+/// entries), options and `__private` call. `MODE=sync` runs it in the same async loop as the
+/// others; the difference to `hit` is what the async fn around the hit costs.
+fn sync_hit(id: u64) -> Option<Arc<Vec<u8>>> {
+    use cache_core::__private::{FnStats, KeyHead, LoadOptions};
+    static HEAD: KeyHead = KeyHead::new(concat!("bench:", module_path!(), "::hit:"));
+    static FN: FnStats = FnStats::new(concat!(module_path!(), "::sync_hit"));
+    let key = HEAD.key(id);
+    let opts = LoadOptions {
+        ttl: None,
+        use_l1: true,
+        adaptive: None,
+        stale_for: None,
+        soft_timeout: None,
+        auto_ttl: None,
+        max_entries: None,
+        ttl_idle: None,
+    };
+    let fp = key.fingerprint();
+    cache_core::__private::hit(&C, &key, fp, &opts, &FN)
 }
 
 fn main() {
@@ -62,6 +85,11 @@ fn main() {
             "str" => {
                 for i in 0..ops {
                     black_box(hit_str(&names[(i % 1000) as usize]).await);
+                }
+            }
+            "sync" => {
+                for i in 0..ops {
+                    black_box(async move { sync_hit(i % 1000) }.await);
                 }
             }
             "rawstr" => {
