@@ -72,6 +72,8 @@ fn main() {
             qc.insert(i, Arc::new(vec![0; 150]));
             qc_str.insert(names[i as usize].clone(), Arc::new(vec![0; 150]));
         }
+        // `sync_hit` spells `hit`'s key head by hand: a head that drifted would time misses.
+        assert!(sync_hit(0).is_some(), "sync_hit reads hit's entries");
         let t = Instant::now();
         match mode.as_str() {
             // `MODE=raw`: a raw quick_cache get, in the same async loop.

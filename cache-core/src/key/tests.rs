@@ -198,6 +198,22 @@ mod properties {
             prop_assert_eq!(any_needs_escape(&s), s.iter().any(|&b| needs_escape(b)));
         }
 
+        /// Mostly bytes that need no escape (uniform bytes nearly always hold one), with now
+        /// and then one that does.
+        #[test]
+        fn the_word_scan_agrees_with_the_byte_rule_on_mostly_clean_bytes(
+            s in proptest::collection::vec(
+                prop_oneof![
+                    20 => (0x20u8..0x7f).prop_filter("clean", |b| *b != b'%' && *b != b':'),
+                    10 => 0x80u8..=0xff,
+                    1 => any::<u8>(),
+                ],
+                0..64,
+            )
+        ) {
+            prop_assert_eq!(any_needs_escape(&s), s.iter().any(|&b| needs_escape(b)));
+        }
+
         #[test]
         fn text_parts_are_injective_and_never_hold_the_separator(a in ".*", b in ".*") {
             let (ta, tb) = (text(&a), text(&b));
