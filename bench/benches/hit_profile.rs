@@ -41,16 +41,8 @@ fn sync_hit(id: u64) -> Option<Arc<Vec<u8>>> {
     static HEAD: KeyHead = KeyHead::new(concat!("bench:", module_path!(), "::hit:"));
     static FN: FnStats = FnStats::new(concat!(module_path!(), "::sync_hit"));
     let key = HEAD.key(id);
-    let opts = LoadOptions {
-        ttl: None,
-        use_l1: true,
-        adaptive: None,
-        stale_for: None,
-        soft_timeout: None,
-        auto_ttl: None,
-        max_entries: None,
-        ttl_idle: None,
-    };
+    // `hit`'s options as far as a hit reads them (L1 on, no sliding expiry): the defaults.
+    let opts = LoadOptions::default();
     let fp = key.fingerprint();
     cache_core::__private::hit(&C, &key, fp, &opts, &FN)
 }
