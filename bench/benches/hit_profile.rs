@@ -75,15 +75,16 @@ fn main() {
                     black_box(async move { qc.get(&(i % 1000)) }.await);
                 }
             }
+            // `MODE=sync`: `hit`'s L1 hit without the async fn around it.
+            "sync" => {
+                for i in 0..ops {
+                    black_box(async move { sync_hit(i % 1000) }.await);
+                }
+            }
             // `MODE=str`: `#[cache] fn(&str)`; `MODE=rawstr`: quick_cache with a `String` key.
             "str" => {
                 for i in 0..ops {
                     black_box(hit_str(&names[(i % 1000) as usize]).await);
-                }
-            }
-            "sync" => {
-                for i in 0..ops {
-                    black_box(async move { sync_hit(i % 1000) }.await);
                 }
             }
             "rawstr" => {

@@ -417,8 +417,8 @@ fn main() {
         ));
 
         let per_task = if quick() { 100_000 } else { 1_000_000 };
-        // Raw quick_cache beside them: how far two threads scale on this machine at all (its
-        // hits, like ours and `cached`'s, clone a shared `Arc`, whose count both cores write).
+        // Raw quick_cache beside them: how far two threads scale on this machine at all, for a
+        // cache whose hit also returns a clone of a stored `Arc`.
         // Leaked for a `'static` the tasks can share without an `Arc` of their own to count.
         let qc: &'static quick_cache::sync::Cache<u64, Arc<Payload>> = Box::leak(Box::new(qc));
         let [ours_mt, cached_mt, raw_qc_mt] = best_of(rounds(2, 3), f64::max, || {
