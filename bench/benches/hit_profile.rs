@@ -1,14 +1,16 @@
 //! A hot loop of L1 hits of one `#[cache]` function, for `perf record` / callgrind.
 //! `cargo bench -p cache-bench --bench hit_profile`; `MODE=raw` runs the same loop over a raw
 //! quick_cache `get` (the limit P1 is measured against), `MODE=sync` the same hit without the
-//! async fn around it, `MODE=str`/`rawstr` a string key, `ACCESS_SAMPLE=N` sets the access
-//! tracker's sample rate (0: off), `OPS` the number of hits.
+//! async fn around it, `MODE=str`/`rawstr` a string key, `MODE=floor` the least a hit with stats
+//! and expiry can do ([`cache_bench::floor_hit`]), `ACCESS_SAMPLE=N` sets the access tracker's sample rate
+//! (0: off), `OPS` the number of hits.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
+use cache_bench::{floor_hit, FloorCache, FloorEntry};
 use cache_core::{cache, Cache, CacheConfig};
 
 fn env(name: &str) -> Option<u64> {
@@ -56,16 +58,19 @@ fn main() {
     let mode = std::env::var("MODE").unwrap_or_default();
     let qc: quick_cache::sync::Cache<u64, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let qc_str: quick_cache::sync::Cache<String, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
+    let floor: FloorCache<Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let names: Vec<String> = (0..1000).map(|i| format!("customer-{i:06}")).collect();
     rt.block_on(async {
         for i in 0..1000 {
             hit(i).await;
             hit_str(&names[i as usize]).await;
             qc.insert(i, Arc::new(vec![0; 150]));
+            floor.insert(i, FloorEntry::new(Arc::new(vec![0; 150])));
             qc_str.insert(names[i as usize].clone(), Arc::new(vec![0; 150]));
         }
         // `sync_hit` spells `hit`'s key head by hand: a head that drifted would time misses.
         assert!(sync_hit(0).is_some(), "sync_hit reads hit's entries");
+        assert!(floor_hit(&floor, 0).await.is_some(), "the floor times hits");
         let t = Instant::now();
         match mode.as_str() {
             // `MODE=raw`: a raw quick_cache get, in the same async loop.
@@ -73,6 +78,12 @@ fn main() {
                 for i in 0..ops {
                     let qc = &qc;
                     black_box(async move { qc.get(&(i % 1000)) }.await);
+                }
+            }
+            // `MODE=floor`: the least a hit with stats and expiry does (see `floor_hit`).
+            "floor" => {
+                for i in 0..ops {
+                    black_box(floor_hit(&floor, i % 1000).await);
                 }
             }
             // `MODE=sync`: `hit`'s L1 hit without the async fn around it.

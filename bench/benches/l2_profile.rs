@@ -1,5 +1,6 @@
 //! 64 tasks of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
-//! `cargo bench -p cache-bench --bench l2_profile`
+//! `cargo bench -p cache-bench --bench l2_profile`; `OPS` GETs a task, `IN_FLIGHT` the
+//! coalescer's reads in flight (`l2_reads_in_flight`, default 4).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
@@ -34,6 +35,12 @@ fn main() {
                 CacheConfig::builder()
                     .redis_url(redis.url())
                     .l1_enabled(false)
+                    .l2_reads_in_flight(
+                        std::env::var("IN_FLIGHT")
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(4),
+                    )
                     .build()
                     .unwrap(),
             )

@@ -1,7 +1,11 @@
 //! Benchmarks live in `benches/peers.rs`: `cargo bench -p cache-bench`. This library holds the
 //! workload they share, so a profile (`benches/l2_profile.rs`) measures what the table reports.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 
 /// The workload's value: about 150 bytes serialized.
 ///
@@ -41,4 +45,51 @@ pub fn payload(id: u64) -> Payload {
         score: id as f64 * 1.5,
         active: id.is_multiple_of(2),
     }
+}
+
+/// An entry of [`floor_hit`]'s store: the value and its expiry.
+#[derive(Clone)]
+pub struct FloorEntry<V> {
+    /// When it expires, on the coarse clock L1 reads.
+    pub expires_at: quanta::Instant,
+    /// The value.
+    pub value: V,
+}
+
+impl<V> FloorEntry<V> {
+    /// `value`, expiring in an hour.
+    pub fn new(value: V) -> Self {
+        FloorEntry {
+            expires_at: quanta::Instant::recent() + std::time::Duration::from_secs(3600),
+            value,
+        }
+    }
+}
+
+/// A raw quick_cache of [`FloorEntry`]s, as [`floor_hit`] reads it.
+pub type FloorCache<V> = quick_cache::sync::Cache<u64, FloorEntry<V>>;
+
+/// A hand-written hit that does only the least of what P1's target keeps, over the raw
+/// quick_cache the target is a ratio of: the expiry checked against the coarse clock L1 reads,
+/// one hit counted in a per-thread slot that another thread can sum (what "stats on" takes),
+/// inside an `async fn`. No key prefix, type check, tags, shared byte bound, or access and
+/// latency sampling: a floor for any cache that keeps stats and expiry, not a design.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let c: cache_bench::FloorCache<u32> = quick_cache::sync::Cache::new(10);
+/// c.insert(1, cache_bench::FloorEntry::new(7));
+/// assert_eq!(cache_bench::floor_hit(&c, 1).await, Some(7));
+/// assert_eq!(cache_bench::floor_hit(&c, 2).await, None);
+/// # });
+/// ```
+pub async fn floor_hit<V: Clone>(c: &FloorCache<V>, id: u64) -> Option<V> {
+    static HITS: ThreadLocal<CachePadded<AtomicU64>> = ThreadLocal::new();
+    let e = c.get(&id)?;
+    if e.expires_at <= quanta::Instant::recent() {
+        return None;
+    }
+    let slot = HITS.get_or_default();
+    slot.store(slot.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    Some(e.value)
 }
