@@ -1,8 +1,8 @@
 //! A hot loop of L1 hits of one `#[cache]` function, for `perf record` / callgrind.
 //! `cargo bench -p cache-bench --bench hit_profile`; `MODE=raw` runs the same loop over a raw
 //! quick_cache `get` (the limit P1 is measured against), `MODE=sync` the same hit without the
-//! async fn around it, `MODE=str`/`rawstr` a string key, `MODE=floor` the least a hit with stats
-//! and expiry can do ([`cache_bench::floor_hit`]), `ACCESS_SAMPLE=N` sets the access tracker's sample rate
+//! async fn around it, `MODE=str`/`rawstr` a string key, `MODE=floor`/`floorstr` the least a hit
+//! with stats and expiry can do ([`cache_bench::floor_hit`], [`cache_bench::floor_hit_str`]), `ACCESS_SAMPLE=N` sets the access tracker's sample rate
 //! (0: off), `OPS` the number of hits.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use cache_bench::{floor_hit, FloorCache, FloorEntry};
+use cache_bench::{floor_hit, floor_hit_str, floor_key, FloorCache, FloorEntry, FloorStrCache};
 use cache_core::{cache, Cache, CacheConfig};
 
 fn env(name: &str) -> Option<u64> {
@@ -59,6 +59,9 @@ fn main() {
     let qc: quick_cache::sync::Cache<u64, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let qc_str: quick_cache::sync::Cache<String, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let floor: FloorCache<Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
+    let floor_str: FloorStrCache<Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
+    // `hit_str`'s key head, so the floor hashes a key of the same length.
+    let head = concat!("bench:", module_path!(), "::hit_str:");
     let names: Vec<String> = (0..1000).map(|i| format!("customer-{i:06}")).collect();
     rt.block_on(async {
         for i in 0..1000 {
@@ -66,11 +69,14 @@ fn main() {
             hit_str(&names[i as usize]).await;
             qc.insert(i, Arc::new(vec![0; 150]));
             floor.insert(i, FloorEntry::new(Arc::new(vec![0; 150])));
+            let key = floor_key(head, &names[i as usize]).unwrap();
+            floor_str.insert(key, FloorEntry::new(Arc::new(vec![0; 150])));
             qc_str.insert(names[i as usize].clone(), Arc::new(vec![0; 150]));
         }
         // `sync_hit` spells `hit`'s key head by hand: a head that drifted would time misses.
         assert!(sync_hit(0).is_some(), "sync_hit reads hit's entries");
         assert!(floor_hit(&floor, 0).await.is_some(), "the floor times hits");
+        assert!(floor_hit_str(&floor_str, head, &names[0]).await.is_some());
         let t = Instant::now();
         match mode.as_str() {
             // `MODE=raw`: a raw quick_cache get, in the same async loop.
@@ -84,6 +90,11 @@ fn main() {
             "floor" => {
                 for i in 0..ops {
                     black_box(floor_hit(&floor, i % 1000).await);
+                }
+            }
+            "floorstr" => {
+                for i in 0..ops {
+                    black_box(floor_hit_str(&floor_str, head, &names[(i % 1000) as usize]).await);
                 }
             }
             // `MODE=sync`: `hit`'s L1 hit without the async fn around it.

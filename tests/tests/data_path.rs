@@ -30,6 +30,12 @@ async fn mixed(cache: &Cache, a: &str, n: i64, c: char, flag: bool) -> String {
     format!("{a}|{n}|{c}|{flag}")
 }
 
+/// One `&str` argument: its hit hashes the text alone (`KeyHead::text_key`), not the key.
+#[cache(cache = cache)]
+async fn by_name(cache: &Cache, name: &str) -> String {
+    format!("loaded {name}")
+}
+
 /// A `Display`-only argument (no `KeyPart`): its text is escaped like a string's.
 #[derive(Debug, Clone)]
 struct Shown(String);
@@ -131,12 +137,64 @@ proptest! {
             for (a, b) in [&x, &y] {
                 prop_assert_eq!(pair(&c, a.clone(), b.clone()).await, (a.clone(), b.clone()));
             }
+            prop_assert_eq!(by_name(&c, &x.0).await, format!("loaded {}", x.0));
+            prop_assert_eq!(by_name(&c, &y.0).await, format!("loaded {}", y.0));
+            prop_assert_eq!(by_name(&c, &x.0).await, format!("loaded {}", x.0));
             let first = format!("{}|{n}|{ch}|true", x.0);
             let second = format!("{}|{n}|{ch}|false", x.0);
             prop_assert_eq!(mixed(&c, &x.0, n, ch, true).await, first);
             prop_assert_eq!(mixed(&c, &x.0, n, ch, false).await, second);
             Ok(())
         })?;
+    }
+}
+
+/// What a call's hit reads is the entry its key text names: a value set through the text API
+/// under `by_name_key(name)` is what `by_name(name)` returns (L1-only: a hit that hashed the
+/// argument differently from the text would miss and run the body).
+async fn assert_text_api_and_hit_agree(name: &str) {
+    let c = l1_only();
+    let key = by_name_key(name);
+    c.set(&key, &format!("set {name}"), None).await.unwrap();
+    assert_eq!(
+        by_name(&c, name).await,
+        format!("set {name}"),
+        "{name:?} via {key:?}"
+    );
+    assert!(c.delete(&key).await.unwrap(), "{key:?}");
+    assert_eq!(by_name(&c, name).await, format!("loaded {name}"), "{name:?}");
+    let via_api: Option<String> = c.get(&key).await.unwrap();
+    assert_eq!(via_api, Some(format!("loaded {name}")), "{key:?}");
+}
+
+#[tokio::test]
+async fn a_text_argument_hits_the_entry_its_key_text_names() {
+    for name in [
+        "ann",
+        "customer-000123",
+        "",
+        "a:b",
+        "100%",
+        "%3A",
+        "line\nbreak",
+        "42",
+        "-42",
+        "042",
+        "-x",
+        "Zoë",
+        "日本",
+    ] {
+        assert_text_api_and_hit_agree(name).await;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn any_text_argument_hits_the_entry_its_key_text_names(name in hostile()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(assert_text_api_and_hit_agree(&name));
     }
 }
 

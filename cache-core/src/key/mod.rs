@@ -20,19 +20,21 @@
 //! miss turns the buffer into a `String`. `cache.get("query:...")` hashes the same bytes, so both
 //! paths reach the same L1 entry.
 //!
-//! A key whose last `:`-separated part is an integer is fingerprinted from its head and the
-//! integer's value rather than from all its bytes. The rule still reads only the text, so every
-//! path agrees, and it lets a function keyed by one integer argument skip writing and hashing
-//! its key on an L1 hit: the head is hashed at compile time ([`KeyHead`]) and the integer is
-//! mixed in from a register ([`IntTailKey`]).
+//! A key is fingerprinted from its head (up to and including its last `:`) and its last part,
+//! apart: the part is mixed in as an integer's value when it is a canonical integer, else as the
+//! hash of its text. The rule still reads only the text, so every path agrees, and it lets a
+//! function keyed by one argument skip writing its key on an L1 hit: the head is hashed at
+//! compile time ([`KeyHead`]) and the argument mixed in from a register ([`IntTailKey`]) or
+//! hashed alone ([`TextTailKey`]).
 
-use std::cell::OnceCell;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
 mod escape;
+mod tail;
 use escape::{any_needs_escape, needs_escape, EscapingWriter, EMPTY_PART};
+pub use tail::{IntKeyPart, IntTailKey, KeyHead, TextTailKey};
 
 /// The version of the key encoding described in the [module docs](self); stored values carry it
 /// in their envelope, so entries written under another encoding are never read.
@@ -40,15 +42,19 @@ pub const KEY_FORMAT: u8 = 2;
 
 /// Stable 128-bit hash of a readable key: same value in every process and build.
 ///
-/// A key ending in `:` and a canonical integer (as `itoa` writes it, from `i64::MIN` to
-/// `u64::MAX`) hashes as its head (seeded xxh3-128, up to and including the last `:`) xor a
-/// bijective mix of the integer; any other key is the seedless xxh3-128 of its bytes.
+/// A key with a `:` hashes as its head (seeded xxh3-128, up to and including the last `:`) xor
+/// its tail (the rest): a bijective mix of the integer when the tail is a canonical one (as
+/// `itoa` writes it, from `i64::MIN` to `u64::MAX`), else the xxh3-128 of the tail's bytes under
+/// a third seed. A key without a `:` is the seedless xxh3-128 of its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub u128);
 
 /// Seed of a head's hash: keeps `head ^ mix(n)` apart from the whole-text hashes, such as that
 /// of the head alone.
 const HEAD_SEED: u64 = 0x6b65_795f_6865_6164;
+
+/// Seed of a text tail's hash: keeps it apart from a head's and a whole key's.
+const TAIL_SEED: u64 = 0x6b65_795f_7461_696c;
 
 impl Fingerprint {
     /// Fingerprint of a readable key.
@@ -68,12 +74,23 @@ impl Fingerprint {
     /// The one hashing rule, for a key already known to be UTF-8 (a [`KeyBuf`]'s bytes).
     #[inline]
     fn of_bytes(key: &[u8]) -> Self {
-        match split_int_tail(key) {
-            Some((head, n)) => {
-                Self::of_head_and_int(xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED), n)
+        if let Some((head, n)) = split_int_tail(key) {
+            return Self::of_head_and_int(xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED), n);
+        }
+        match key.iter().rposition(|&b| b == b':') {
+            Some(last) => {
+                let (head, tail) = key.split_at(last + 1);
+                Self::of_head_and_text(xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED), tail)
             }
             None => Fingerprint(xxhash_rust::xxh3::xxh3_128(key)),
         }
+    }
+
+    /// A head's hash and a tail that is not a canonical integer. A function keyed by one text
+    /// argument hashes only the argument on a hit (its head is hashed at compile time).
+    #[inline]
+    fn of_head_and_text(head: u128, tail: &[u8]) -> Self {
+        Fingerprint(head ^ xxhash_rust::xxh3::xxh3_128_with_seed(tail, TAIL_SEED))
     }
 
     #[inline]
@@ -120,119 +137,6 @@ fn split_int_tail(key: &[u8]) -> Option<(&[u8], i128)> {
         magnitude as i128
     };
     Some((&key[..head_end], n))
-}
-
-/// The constant start of a key that ends in one integer argument, hashed at compile time:
-/// `#[cache]` on `async fn f(id: u64)` puts one in a `static`.
-///
-/// ```
-/// use cache_core::key::{Fingerprint, KeyHead};
-/// static HEAD: KeyHead = KeyHead::new("query:orders:");
-/// let key = HEAD.key(42u64);
-/// assert_eq!(key.fingerprint(), Fingerprint::of("query:orders:42"));
-/// assert_eq!(key.as_str(), "query:orders:42");
-/// ```
-#[derive(Debug)]
-pub struct KeyHead {
-    text: &'static str,
-    hash: u128,
-}
-
-impl KeyHead {
-    /// Hashes `text`, which must end with `:` (checked when the `static` is compiled): the text
-    /// rule only reads an integer that follows a `:`.
-    ///
-    /// ```compile_fail
-    /// static NO_COLON: cache_core::key::KeyHead = cache_core::key::KeyHead::new("user");
-    /// ```
-    pub const fn new(text: &'static str) -> Self {
-        let bytes = text.as_bytes();
-        assert!(
-            !bytes.is_empty() && bytes[bytes.len() - 1] == b':',
-            "a KeyHead ends with ':'"
-        );
-        KeyHead {
-            text,
-            hash: xxhash_rust::const_xxh3::xxh3_128_with_seed(bytes, HEAD_SEED),
-        }
-    }
-
-    /// The key `head` + `n`, whose text is written only if asked for.
-    #[inline]
-    pub fn key(&'static self, n: impl IntKeyPart) -> IntTailKey {
-        IntTailKey {
-            head: self,
-            n: n.key_int(),
-            text: OnceCell::new(),
-        }
-    }
-}
-
-/// A key made of a [`KeyHead`] and an integer: its fingerprint needs no text, and the text is
-/// written once, on first use (a miss, or the first sampled read of a new key).
-pub struct IntTailKey {
-    head: &'static KeyHead,
-    n: i128,
-    text: OnceCell<KeyBuf>,
-}
-
-impl IntTailKey {
-    /// The fingerprint [`Fingerprint::of`] gives for [`as_str`](Self::as_str).
-    #[inline]
-    pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of_head_and_int(self.head.hash, self.n)
-    }
-
-    /// The key as a [`KeyBuf`], written on first use.
-    pub fn buf(&self) -> &KeyBuf {
-        self.text.get_or_init(|| {
-            let mut k = KeyBuf::new();
-            k.push_str(self.head.text);
-            // Same digits as the i128, but 64-bit formatting is the cheaper one (P2 profile).
-            match i64::try_from(self.n) {
-                Ok(n) => k.push_part(&n),
-                Err(_) => k.push_part(&(self.n as u64)),
-            }
-            k
-        })
-    }
-
-    /// The readable key.
-    pub fn as_str(&self) -> &str {
-        self.buf().as_str()
-    }
-}
-
-impl fmt::Debug for IntTailKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-/// Integer types whose key text is their decimal value, so a key ending in one can use
-/// [`KeyHead`]: the integers of 64 bits and fewer.
-pub trait IntKeyPart: Copy {
-    /// The value, widened without loss.
-    fn key_int(self) -> i128;
-}
-
-macro_rules! int_key_int {
-    ($($t:ty),*) => {$(
-        impl IntKeyPart for $t {
-            #[inline]
-            fn key_int(self) -> i128 {
-                self as i128
-            }
-        }
-    )*};
-}
-int_key_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
-
-impl<T: IntKeyPart> IntKeyPart for &T {
-    #[inline]
-    fn key_int(self) -> i128 {
-        (*self).key_int()
-    }
 }
 
 /// Bytes a key keeps inline before it moves to the heap.
@@ -411,13 +315,6 @@ impl fmt::Write for KeyBuf {
 pub trait KeyText {
     /// The readable key.
     fn key_text(&self) -> &str;
-}
-
-impl KeyText for IntTailKey {
-    #[inline]
-    fn key_text(&self) -> &str {
-        self.as_str()
-    }
 }
 
 impl KeyText for str {

@@ -80,7 +80,7 @@ fn integer_tails_agree_on_every_path() {
 }
 
 #[test]
-fn non_canonical_tails_are_hashed_whole() {
+fn non_canonical_tails_are_hashed_as_text() {
     for text in [
         "q:042",
         "q:-0",
@@ -96,16 +96,78 @@ fn non_canonical_tails_are_hashed_whole() {
         "",
     ] {
         assert_eq!(split_int_tail(text.as_bytes()), None, "{text}");
-        assert_eq!(
-            Fingerprint::of(text),
-            Fingerprint(xxhash_rust::xxh3::xxh3_128(text.as_bytes())),
-            "{text}"
-        );
+        assert_eq!(Fingerprint::of(text), by_the_rule(text), "{text}");
     }
     assert_eq!(
         split_int_tail(b"q:-9223372036854775808"),
         Some((&b"q:"[..], i128::from(i64::MIN)))
     );
+}
+
+/// The documented rule for a key whose tail is not a canonical integer, spelled out.
+fn by_the_rule(text: &str) -> Fingerprint {
+    use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
+    match text.rfind(':') {
+        Some(i) => Fingerprint(
+            xxh3_128_with_seed(&text.as_bytes()[..=i], HEAD_SEED)
+                ^ xxh3_128_with_seed(&text.as_bytes()[i + 1..], TAIL_SEED),
+        ),
+        None => Fingerprint(xxh3_128(text.as_bytes())),
+    }
+}
+
+/// A text argument through [`KeyHead::text_key`], through a [`KeyBuf`] and as text: one key,
+/// one fingerprint.
+fn assert_text_tail_agrees(arg: &str) {
+    let via_head = HEAD.text_key(arg);
+    let mut buf = KeyBuf::new();
+    buf.push_str("q:mod::f:");
+    buf.push_part(arg);
+    assert_eq!(via_head.as_str(), buf.as_str());
+    let text = buf.as_str();
+    assert_eq!(via_head.fingerprint(), Fingerprint::of(text), "{arg:?}");
+    assert_eq!(buf.fingerprint(), Fingerprint::of(text), "{arg:?}");
+    // A fresh key (its text not yet written) takes the same fast or slow way.
+    assert_eq!(HEAD.text_key(arg).fingerprint(), Fingerprint::of(text), "{arg:?}");
+}
+
+#[test]
+fn text_tails_agree_on_every_path() {
+    for arg in [
+        "ann",
+        "customer-000123",
+        "Zoë",
+        "a b",
+        "",
+        "a:b",
+        "100%",
+        "line\nbreak",
+        "42",
+        "-42",
+        "042",
+        "-0",
+        "-x",
+        "18446744073709551616",
+        "x42",
+        "%",
+        "ünïcode:part",
+    ] {
+        assert_text_tail_agrees(arg);
+    }
+    // Text that reads as an integer is the integer's key: the same entry as `f(42)`.
+    assert_eq!(HEAD.text_key("42").fingerprint(), HEAD.key(42u64).fingerprint());
+    assert_ne!(
+        HEAD.text_key("ann").fingerprint(),
+        HEAD.text_key("ann ").fingerprint()
+    );
+}
+
+#[test]
+fn head_and_tail_hashes_keep_keys_apart() {
+    // Moving the last `:` moves where the text is split: different keys, different prints.
+    let keys = ["a:bc", "ab:c", "abc", "a:b:c", "a::bc", "a:bc:", ":abc", "abc:"];
+    let prints: std::collections::HashSet<_> = keys.iter().map(|k| Fingerprint::of(k)).collect();
+    assert_eq!(prints.len(), keys.len());
 }
 
 #[test]
@@ -212,6 +274,11 @@ mod properties {
             )
         ) {
             prop_assert_eq!(any_needs_escape(&s), s.iter().any(|&b| needs_escape(b)));
+        }
+
+        #[test]
+        fn text_tails_agree_on_any_text(arg in ".{0,40}") {
+            assert_text_tail_agrees(&arg);
         }
 
         #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 pub use crate::cache::Cache;
 pub use crate::config::AutoTtl;
 pub use crate::global::global;
-pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText};
+pub use crate::key::{Fingerprint, IntKeyPart, IntTailKey, KeyBuf, KeyHead, KeyPart, KeyText, TextTailKey};
 pub use crate::loader::LoadOptions;
 pub use crate::perf::FnStats;
 pub use crate::warmup::WarmupEntry;

@@ -65,7 +65,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     let skipped = |name: &syn::Ident| args.skip.iter().any(|s| s == name) || cache_arg.as_ref() == Some(name);
 
     let buf = format_ident!("__cache_key");
-    let int_tail = int_tail(preset, &args, f, &named, &skipped);
+    let tail = tail_key(preset, &args, f, &named, &skipped);
     let mut build = Vec::new();
     // The function's key space as a glob, for `f_invalidate_all`.
     let mut space = Vec::new();
@@ -198,7 +198,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
     let cache_ref = format_ident!("__cache");
     let opts_id = format_ident!("__cache_opts");
     let fail_safe = args.stale_if_error.is_some();
-    let key_ref = if int_tail.is_some() {
+    let key_ref = if tail.is_some() {
         quote!(#buf.buf())
     } else {
         quote!(&#buf)
@@ -236,11 +236,16 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
         quote!(#krate::__private::outlined(__cache_rule.load(#cache_ref, #key_ref, #fp, #opts_id, &#stats, #skip_none, #tags, #unless, __cache_body)))
     };
     let check_skip_none = skip_none.then(|| quote!(#krate::__private::skip_none_needs_option::<#ret>();));
-    let make_key = match &int_tail {
+    let make_key = match &tail {
         // The head is hashed at compile time and the integer mixed in: a hit writes no key text.
-        Some((head, arg)) => quote! {
+        Some((head, arg, Tail::Int)) => quote! {
             static __CACHE_HEAD: #krate::__private::KeyHead = #krate::__private::KeyHead::new(#head);
             let #buf = __CACHE_HEAD.key(#arg);
+        },
+        // The same with the text's hash: a hit writes no key text unless the text needs escaping.
+        Some((head, arg, Tail::Text)) => quote! {
+            static __CACHE_HEAD: #krate::__private::KeyHead = #krate::__private::KeyHead::new(#head);
+            let #buf = __CACHE_HEAD.text_key(#arg);
         },
         None => quote! {
             let mut #buf = #krate::__private::KeyBuf::new();
@@ -397,7 +402,7 @@ pub(crate) fn expand(preset: Preset, args: CacheArgs, f: &MaybeItemFn) -> syn::R
 }
 
 /// The default key's constant start, `{prefix}:{module path}::{fn name}`, as a `concat!`; with
-/// `colon`, the `:` before the first argument too (the text of the `KeyHead` from [`int_tail`]).
+/// `colon`, the `:` before the first argument too (the text of the `KeyHead` from [`tail_key`]).
 fn default_head(preset: Preset, args: &CacheArgs, f: &MaybeItemFn, colon: bool) -> TokenStream {
     let prefix = preset
         .fixed_prefix()
@@ -409,21 +414,34 @@ fn default_head(preset: Preset, args: &CacheArgs, f: &MaybeItemFn, colon: bool) 
     quote!(::core::concat!(#prefix ::core::module_path!(), "::", #name #colon))
 }
 
-/// A key that is constant text ending in `:` followed by one integer argument: `(head, arg)`.
-/// Such a key's fingerprint is the compile-time hash of the head mixed with the integer
-/// (`cache_core::key::KeyHead`), the same value the text rule gives.
-fn int_tail(
+/// What the one argument at the end of a [`tail_key`] is.
+enum Tail {
+    /// An integer of 64 bits or fewer ([`is_int_type`]).
+    Int,
+    /// A `&str` ([`is_str_ref`]).
+    Text,
+}
+
+/// A key that is constant text ending in `:` followed by one integer or `&str` argument:
+/// `(head, arg, kind)`. Such a key's fingerprint is the compile-time hash of the head mixed
+/// with the integer or the text's own hash (`cache_core::key::KeyHead`), the same value the
+/// text rule gives.
+fn tail_key(
     preset: Preset,
     args: &CacheArgs,
     f: &MaybeItemFn,
     named: &[&Param<'_>],
     skipped: &dyn Fn(&syn::Ident) -> bool,
-) -> Option<(TokenStream, syn::Ident)> {
+) -> Option<(TokenStream, syn::Ident, Tail)> {
     let int_param = |name: &str| {
-        named
-            .iter()
-            .find(|p| p.name == name && is_int_type(p.ty))
-            .map(|p| p.name.clone())
+        let p = named.iter().find(|p| p.name == name)?;
+        if is_int_type(p.ty) {
+            Some((p.name.clone(), Tail::Int))
+        } else if is_str_ref(p.ty) {
+            Some((p.name.clone(), Tail::Text))
+        } else {
+            None
+        }
     };
     match &args.key {
         Some(t) => {
@@ -437,8 +455,8 @@ fn int_tail(
                     Piece::Arg(_) => return None,
                 }
             }
-            let arg = int_param(last)?;
-            head.ends_with(':').then(|| (quote!(#head), arg))
+            let (arg, kind) = int_param(last)?;
+            head.ends_with(':').then(|| (quote!(#head), arg, kind))
         }
         None => {
             if args.include_self.is_some() {
@@ -448,9 +466,21 @@ fn int_tail(
             let (Some(only), None) = (keyed.next(), keyed.next()) else {
                 return None;
             };
-            let arg = int_param(&only.name.to_string())?;
-            Some((default_head(preset, args, f, true), arg))
+            let (arg, kind) = int_param(&only.name.to_string())?;
+            Some((default_head(preset, args, f, true), arg, kind))
         }
+    }
+}
+
+/// `&str` (any lifetime, not `&mut`): the key borrows it, and the body gets the same reference.
+fn is_str_ref(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) => {
+            r.mutability.is_none()
+                && matches!(&*r.elem, syn::Type::Path(p) if p.qself.is_none() && p.path.is_ident("str"))
+        }
+        syn::Type::Paren(p) => is_str_ref(&p.elem),
+        _ => false,
     }
 }
 
