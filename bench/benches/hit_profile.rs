@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use cache_bench::{floor_hit, floor_hit_str, floor_key, FloorCache, FloorEntry, FloorStrCache};
+use cache_bench::{floor_head, floor_hit, floor_hit_str, floor_key, FloorCache, FloorEntry, FloorStrCache};
 use cache_core::{cache, Cache, CacheConfig};
 
 fn env(name: &str) -> Option<u64> {
@@ -60,8 +60,7 @@ fn main() {
     let qc_str: quick_cache::sync::Cache<String, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let floor: FloorCache<Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let floor_str: FloorStrCache<Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
-    // `hit_str`'s key head, so the floor hashes a key of the same length.
-    let head = concat!("bench:", module_path!(), "::hit_str:");
+    let head = floor_head(concat!("bench:", module_path!(), "::hit_str:"));
     let names: Vec<String> = (0..1000).map(|i| format!("customer-{i:06}")).collect();
     rt.block_on(async {
         for i in 0..1000 {
@@ -69,7 +68,7 @@ fn main() {
             hit_str(&names[i as usize]).await;
             qc.insert(i, Arc::new(vec![0; 150]));
             floor.insert(i, FloorEntry::new(Arc::new(vec![0; 150])));
-            let key = floor_key(head, &names[i as usize]).unwrap();
+            let key = floor_key(head, &names[i as usize]);
             floor_str.insert(key, FloorEntry::new(Arc::new(vec![0; 150])));
             qc_str.insert(names[i as usize].clone(), Arc::new(vec![0; 150]));
         }
