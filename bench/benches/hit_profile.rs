@@ -49,6 +49,48 @@ fn sync_hit(id: u64) -> Option<Arc<Vec<u8>>> {
     cache_core::__private::hit(&C, &key, fp, &opts, &FN)
 }
 
+/// The fingerprint rule before 2026-12-02 for keys whose tail is not an integer (`MODE=fpold`):
+/// the integer-tail check (`split_int_tail`, copied), then xxh3-128 of the whole text.
+fn old_rule(key: &[u8]) -> u128 {
+    match split_int_tail(key) {
+        Some((_, n)) => n as u128,
+        None => xxhash_rust::xxh3::xxh3_128(key),
+    }
+}
+
+#[inline]
+fn split_int_tail(key: &[u8]) -> Option<(&[u8], i128)> {
+    // Most keys that do not end in a digit are turned away by this one comparison.
+    if !key.last()?.is_ascii_digit() {
+        return None;
+    }
+    let digits_from = key.iter().rposition(|b| !b.is_ascii_digit())? + 1;
+    let digits = &key[digits_from..];
+    let (negative, head_end) = match key[digits_from - 1] {
+        b':' => (false, digits_from),
+        b'-' if digits_from >= 2 && key[digits_from - 2] == b':' => (true, digits_from - 1),
+        _ => return None,
+    };
+    if digits.len() > 20 || (digits[0] == b'0' && (digits.len() > 1 || negative)) {
+        return None;
+    }
+    let magnitude = digits
+        .iter()
+        .fold(0u128, |acc, d| acc * 10 + u128::from(d - b'0'));
+    let n = if negative {
+        if magnitude > 1u128 << 63 {
+            return None;
+        }
+        -(magnitude as i128)
+    } else {
+        if magnitude > u128::from(u64::MAX) {
+            return None;
+        }
+        magnitude as i128
+    };
+    Some((&key[..head_end], n))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,6 +131,24 @@ fn main() {
             "floor" => {
                 for i in 0..ops {
                     black_box(floor_hit(&floor, i % 1000).await);
+                }
+            }
+            // `MODE=fp`: the text rule's fingerprint of a key with a text tail (what the text API
+            // and a multi-argument key pay); `MODE=fpold`: the rule before 2026-12-02 on the
+            // same keys (its integer-tail check, then one xxh3-128 of the whole text).
+            "fp" | "fpold" => {
+                let texts: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("bench:hit_profile::f:7:{n}"))
+                    .collect();
+                let old = mode == "fpold";
+                for i in 0..ops {
+                    let t = texts[(i % 1000) as usize].as_str();
+                    if old {
+                        black_box(async move { old_rule(t.as_bytes()) }.await);
+                    } else {
+                        black_box(async move { cache_core::key::Fingerprint::of(t).0 }.await);
+                    }
                 }
             }
             "floorstr" => {

@@ -439,7 +439,7 @@ fn main() {
                     "≥ 0.5×",
                 ),
                 (
-                    "floor: key built and hashed + expiry + hit count",
+                    "floor: head hash ^ text hash + expiry + hit count",
                     floor_str_ns,
                     "-",
                 ),

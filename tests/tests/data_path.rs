@@ -36,6 +36,18 @@ async fn by_name(cache: &Cache, name: &str) -> String {
     format!("loaded {name}")
 }
 
+/// The same, synchronous (L1 only).
+#[cache(cache = cache)]
+fn by_name_sync(cache: &Cache, name: &str) -> String {
+    format!("loaded {name}")
+}
+
+/// The same through a key template that ends in the argument.
+#[cache(cache = cache, key = "names:{name}")]
+async fn by_name_templated(cache: &Cache, name: &str) -> String {
+    format!("loaded {name}")
+}
+
 /// A `Display`-only argument (no `KeyPart`): its text is escaped like a string's.
 #[derive(Debug, Clone)]
 struct Shown(String);
@@ -154,17 +166,25 @@ proptest! {
 /// argument differently from the text would miss and run the body).
 async fn assert_text_api_and_hit_agree(name: &str) {
     let c = l1_only();
-    let key = by_name_key(name);
-    c.set(&key, &format!("set {name}"), None).await.unwrap();
-    assert_eq!(
-        by_name(&c, name).await,
-        format!("set {name}"),
-        "{name:?} via {key:?}"
-    );
-    assert!(c.delete(&key).await.unwrap(), "{key:?}");
-    assert_eq!(by_name(&c, name).await, format!("loaded {name}"), "{name:?}");
-    let via_api: Option<String> = c.get(&key).await.unwrap();
-    assert_eq!(via_api, Some(format!("loaded {name}")), "{key:?}");
+    for (key, call) in [
+        (by_name_key(name), 0),
+        (by_name_sync_key(name), 1),
+        (by_name_templated_key(name), 2),
+    ] {
+        let read = || async {
+            match call {
+                0 => by_name(&c, name).await,
+                1 => by_name_sync(&c, name),
+                _ => by_name_templated(&c, name).await,
+            }
+        };
+        c.set(&key, &format!("set {name}"), None).await.unwrap();
+        assert_eq!(read().await, format!("set {name}"), "{name:?} via {key:?}");
+        assert!(c.delete(&key).await.unwrap(), "{key:?}");
+        assert_eq!(read().await, format!("loaded {name}"), "{name:?}");
+        let via_api: Option<String> = c.get(&key).await.unwrap();
+        assert_eq!(via_api, Some(format!("loaded {name}")), "{key:?}");
+    }
 }
 
 #[tokio::test]
@@ -183,6 +203,14 @@ async fn a_text_argument_hits_the_entry_its_key_text_names() {
         "-x",
         "Zoë",
         "日本",
+        "+42",
+        "-",
+        "0",
+        "\u{7f}",
+        "2024-05",
+        "9f1c2e4a-uuid",
+        &"n".repeat(200),
+        &":%".repeat(100),
     ] {
         assert_text_api_and_hit_agree(name).await;
     }

@@ -49,8 +49,8 @@ pub const KEY_FORMAT: u8 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub u128);
 
-/// Seed of a head's hash: keeps `head ^ mix(n)` apart from the whole-text hashes, such as that
-/// of the head alone.
+/// Seed of a head's hash: keeps `head ^ tail` apart from the whole-text hashes of keys without
+/// a `:`.
 const HEAD_SEED: u64 = 0x6b65_795f_6865_6164;
 
 /// Seed of a text tail's hash: keeps it apart from a head's and a whole key's.
@@ -74,15 +74,16 @@ impl Fingerprint {
     /// The one hashing rule, for a key already known to be UTF-8 (a [`KeyBuf`]'s bytes).
     #[inline]
     fn of_bytes(key: &[u8]) -> Self {
-        if let Some((head, n)) = split_int_tail(key) {
-            return Self::of_head_and_int(xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED), n);
-        }
-        match key.iter().rposition(|&b| b == b':') {
-            Some(last) => {
-                let (head, tail) = key.split_at(last + 1);
-                Self::of_head_and_text(xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED), tail)
-            }
-            None => Fingerprint(xxhash_rust::xxh3::xxh3_128(key)),
+        // memchr's search, not `rposition`: LLVM folded that byte loop into the hash's setup and
+        // spent ≈ 20 instructions a byte (callgrind, 2026-12-02).
+        let Some(last) = memchr::memrchr(b':', key) else {
+            return Fingerprint(xxhash_rust::xxh3::xxh3_128(key));
+        };
+        let (head, tail) = key.split_at(last + 1);
+        let head = xxhash_rust::xxh3::xxh3_128_with_seed(head, HEAD_SEED);
+        match canonical_int(tail) {
+            Some(n) => Self::of_head_and_int(head, n),
+            None => Self::of_head_and_text(head, tail),
         }
     }
 
@@ -103,40 +104,30 @@ impl Fingerprint {
     }
 }
 
-/// Splits `head:` from a trailing canonical integer in `i64::MIN..=u64::MAX`. Canonical means
-/// what `itoa` writes (no sign on positives, no leading zeros, no `-0`), so each integer has
-/// exactly one text and a text that is not canonical is hashed whole.
+/// The integer a key's tail (the text after its last `:`) is, when it is a canonical one in
+/// `i64::MIN..=u64::MAX`. Canonical means what `itoa` writes (no sign on positives, no leading
+/// zeros, no `-0`), so each integer has exactly one text and any other tail is hashed as text.
 #[inline]
-fn split_int_tail(key: &[u8]) -> Option<(&[u8], i128)> {
-    // Most keys that do not end in a digit are turned away by this one comparison.
-    if !key.last()?.is_ascii_digit() {
+fn canonical_int(tail: &[u8]) -> Option<i128> {
+    let (negative, digits) = match tail.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, tail),
+    };
+    // Most text tails are turned away by their first byte here.
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let digits_from = key.iter().rposition(|b| !b.is_ascii_digit())? + 1;
-    let digits = &key[digits_from..];
-    let (negative, head_end) = match key[digits_from - 1] {
-        b':' => (false, digits_from),
-        b'-' if digits_from >= 2 && key[digits_from - 2] == b':' => (true, digits_from - 1),
-        _ => return None,
-    };
-    if digits.len() > 20 || (digits[0] == b'0' && (digits.len() > 1 || negative)) {
+    if digits[0] == b'0' && (digits.len() > 1 || negative) {
         return None;
     }
     let magnitude = digits
         .iter()
         .fold(0u128, |acc, d| acc * 10 + u128::from(d - b'0'));
-    let n = if negative {
-        if magnitude > 1u128 << 63 {
-            return None;
-        }
-        -(magnitude as i128)
+    if negative {
+        (magnitude <= 1u128 << 63).then(|| -(magnitude as i128))
     } else {
-        if magnitude > u128::from(u64::MAX) {
-            return None;
-        }
-        magnitude as i128
-    };
-    Some((&key[..head_end], n))
+        (magnitude <= u128::from(u64::MAX)).then_some(magnitude as i128)
+    }
 }
 
 /// Bytes a key keeps inline before it moves to the heap.

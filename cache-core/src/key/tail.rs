@@ -1,6 +1,7 @@
 //! Keys of one function argument after a constant head ([`KeyHead`]): their fingerprint is the
 //! head's hash, computed at compile time, mixed with the argument ([`IntTailKey`],
-//! [`TextTailKey`]), so an L1 hit writes no key text.
+//! [`TextTailKey`]), so an L1 hit writes no key text (a text argument that needs escaping, or
+//! reads like an integer, is the exception).
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -8,8 +9,8 @@ use std::fmt;
 use super::escape::any_needs_escape;
 use super::{Fingerprint, KeyBuf, KeyText, HEAD_SEED};
 
-/// The constant start of a key that ends in one integer argument, hashed at compile time:
-/// `#[cache]` on `async fn f(id: u64)` puts one in a `static`.
+/// The constant start of a key that ends in one integer or text argument, hashed at compile
+/// time: `#[cache]` on `async fn f(id: u64)` or `async fn f(name: &str)` puts one in a `static`.
 ///
 /// ```
 /// use cache_core::key::{Fingerprint, KeyHead};
@@ -26,7 +27,7 @@ pub struct KeyHead {
 
 impl KeyHead {
     /// Hashes `text`, which must end with `:` (checked when the `static` is compiled): the text
-    /// rule only reads an integer that follows a `:`.
+    /// rule splits a key at its last `:`, so the argument after the head is the key's tail.
     ///
     /// ```compile_fail
     /// static NO_COLON: cache_core::key::KeyHead = cache_core::key::KeyHead::new("user");
@@ -65,9 +66,10 @@ impl KeyHead {
 }
 
 /// A key made of a [`KeyHead`] and one text argument (escaped as [`KeyBuf::push_text`] escapes
-/// it). Its fingerprint hashes only the argument when the argument is written as it is and
-/// cannot read as an integer (most names and ids); else it writes the key and hashes that. The
-/// text is written once, on first use. It borrows the argument.
+/// it). Its fingerprint hashes only the argument when the argument is written as it is (not
+/// empty, nothing to escape) and is not an optional `-` and digits alone (text the rule could
+/// read as an integer); else it writes the key and hashes that. The text is written once, on
+/// first use. It borrows the argument.
 ///
 /// ```
 /// use cache_core::key::{Fingerprint, KeyHead};
@@ -87,14 +89,15 @@ impl TextTailKey<'_> {
     #[inline]
     pub fn fingerprint(&self) -> Fingerprint {
         let arg = self.arg.as_bytes();
-        // Written as it is (so the key's last `:` is the head's, and the tail is `arg`) and not
-        // starting like an integer (so the tail is text): the tail's hash is the argument's.
-        match arg.first() {
-            Some(&b) if !b.is_ascii_digit() && b != b'-' && !any_needs_escape(arg) => {
-                Fingerprint::of_head_and_text(self.head.hash, arg)
-            }
-            _ => self.buf().fingerprint(),
+        // Written as it is, the key's last `:` is the head's and the tail is `arg`; a tail that
+        // is not `-?[0-9]+` is never a canonical integer, so the tail's hash is the argument's.
+        // (The digit scan stops at the first other byte: one comparison for most text.)
+        let digits = arg.strip_prefix(b"-").unwrap_or(arg);
+        let may_be_int = digits.iter().all(u8::is_ascii_digit);
+        if arg.is_empty() || may_be_int || any_needs_escape(arg) {
+            return self.buf().fingerprint();
         }
+        Fingerprint::of_head_and_text(self.head.hash, arg)
     }
 
     /// The key as a [`KeyBuf`], written on first use.

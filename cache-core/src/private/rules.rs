@@ -91,7 +91,8 @@ impl<T> IsOption for Option<T> {}
 pub fn skip_none_needs_option<R: IsOption + ?Sized>() {}
 
 /// The synchronous L1 hit every cached function tries first. `key` is a [`KeyBuf`], or an
-/// [`IntTailKey`](crate::key::IntTailKey) whose text is written only if this read needs it.
+/// [`IntTailKey`](crate::key::IntTailKey) or [`TextTailKey`](crate::key::TextTailKey) whose
+/// text is written only if this read needs it.
 #[inline]
 pub fn hit<T: CacheValue, K: KeyText + ?Sized>(
     cache: &Cache,
