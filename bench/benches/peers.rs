@@ -556,7 +556,7 @@ fn main() {
             true,
             &[
                 ("raw multiplexed GET + decode", raw_tp, "≥ 0.9×"),
-                ("cached #[concurrent_cached(redis)]", cached_tp, "≥ 1.5×"),
+                ("cached #[concurrent_cached(redis)]", cached_tp, "≥ 2×"),
                 ("deadpool-redis GET, checkout per call", dp_tp, "-"),
             ],
         ));

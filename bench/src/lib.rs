@@ -71,7 +71,8 @@ pub type FloorCache<V> = quick_cache::sync::Cache<u64, FloorEntry<V>>;
 
 /// A hand-written hit that does only the least of what P1's target keeps, over the raw
 /// quick_cache the target is a ratio of: the expiry checked against the coarse clock L1 reads,
-/// one hit counted in a per-thread slot that another thread can sum (what "stats on" takes),
+/// one hit counted in a per-thread slot of the kind another thread could sum (what "stats on"
+/// takes; no reader is written),
 /// inside an `async fn`. No key prefix, type check, tags, shared byte bound, or access and
 /// latency sampling: a floor for any cache that keeps stats and expiry, not a design.
 ///
@@ -99,8 +100,8 @@ pub type FloorStrCache<V> = quick_cache::sync::Cache<u128, FloorEntry<V>>;
 
 /// [`floor_hit`] for a text argument: the least a cache that serves several functions from one
 /// store does for a text key. The function's `head` is hashed once, ahead ([`floor_head`]); the
-/// argument's hash is mixed in ([`floor_key`]). No escape check (a correct key needs one, so this
-/// is below what one can cost), no type check, tags, byte bound or sampling.
+/// argument's hash is mixed in ([`floor_key`]). No escape check (ours needs one so that the text
+/// API reaches the same entry), no type check, tags, byte bound or sampling.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
