@@ -1,13 +1,13 @@
 //! Keys of one function argument after a constant head ([`KeyHead`]): their fingerprint is the
 //! head's hash, computed at compile time, mixed with the argument ([`IntTailKey`],
-//! [`TextTailKey`]), so an L1 hit writes no key text (a text argument that needs escaping, or
-//! reads like an integer, is the exception).
+//! [`TextTailKey`]), so an L1 hit writes no key text (a text argument that is empty or needs
+//! escaping is the exception).
 
 use std::cell::OnceCell;
 use std::fmt;
 
 use super::escape::any_needs_escape;
-use super::{Fingerprint, KeyBuf, KeyText, HEAD_SEED};
+use super::{canonical_int, Fingerprint, KeyBuf, KeyText, HEAD_SEED};
 
 /// The constant start of a key that ends in one integer or text argument, hashed at compile
 /// time: `#[cache]` on `async fn f(id: u64)` or `async fn f(name: &str)` puts one in a `static`.
@@ -66,9 +66,9 @@ impl KeyHead {
 }
 
 /// A key made of a [`KeyHead`] and one text argument (escaped as [`KeyBuf::push_text`] escapes
-/// it). Its fingerprint hashes only the argument when the argument is written as it is (not
-/// empty, nothing to escape) and is not an optional `-` and digits alone (text the rule could
-/// read as an integer); else it writes the key and hashes that. The text is written once, on
+/// it). Its fingerprint takes only the argument when the argument is written as it is (not
+/// empty, nothing to escape): its hash, or its value when it is a canonical integer; else it
+/// writes the key and hashes that. The text is written once, on
 /// first use. It borrows the argument.
 ///
 /// ```
@@ -89,15 +89,15 @@ impl TextTailKey<'_> {
     #[inline]
     pub fn fingerprint(&self) -> Fingerprint {
         let arg = self.arg.as_bytes();
-        // Written as it is, the key's last `:` is the head's and the tail is `arg`; a tail that
-        // is not `-?[0-9]+` is never a canonical integer, so the tail's hash is the argument's.
-        // (The digit scan stops at the first other byte: one comparison for most text.)
-        let digits = arg.strip_prefix(b"-").unwrap_or(arg);
-        let may_be_int = digits.iter().all(u8::is_ascii_digit);
-        if arg.is_empty() || may_be_int || any_needs_escape(arg) {
+        // Written as it is (not empty, nothing to escape), the key's last `:` is the head's and
+        // the tail is `arg`: the rule's own tail step, on the argument alone.
+        if arg.is_empty() || any_needs_escape(arg) {
             return self.buf().fingerprint();
         }
-        Fingerprint::of_head_and_text(self.head.hash, arg)
+        match canonical_int(arg) {
+            Some(n) => Fingerprint::of_head_and_int(self.head.hash, n),
+            None => Fingerprint::of_head_and_text(self.head.hash, arg),
+        }
     }
 
     /// The key as a [`KeyBuf`], written on first use.

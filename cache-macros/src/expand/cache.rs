@@ -433,7 +433,7 @@ fn tail_key(
     named: &[&Param<'_>],
     skipped: &dyn Fn(&syn::Ident) -> bool,
 ) -> Option<(TokenStream, syn::Ident, Tail)> {
-    let int_param = |name: &str| {
+    let tail_param = |name: &str| {
         let p = named.iter().find(|p| p.name == name)?;
         if is_int_type(p.ty) {
             Some((p.name.clone(), Tail::Int))
@@ -455,7 +455,7 @@ fn tail_key(
                     Piece::Arg(_) => return None,
                 }
             }
-            let (arg, kind) = int_param(last)?;
+            let (arg, kind) = tail_param(last)?;
             head.ends_with(':').then(|| (quote!(#head), arg, kind))
         }
         None => {
@@ -466,7 +466,7 @@ fn tail_key(
             let (Some(only), None) = (keyed.next(), keyed.next()) else {
                 return None;
             };
-            let (arg, kind) = int_param(&only.name.to_string())?;
+            let (arg, kind) = tail_param(&only.name.to_string())?;
             Some((default_head(preset, args, f, true), arg, kind))
         }
     }
