@@ -50,10 +50,7 @@ async fn scan_unlink(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("CLEAR_KEYS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let n: usize = cache_bench::env_number("CLEAR_KEYS").unwrap_or(100_000);
     let redis = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

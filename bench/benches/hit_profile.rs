@@ -1,26 +1,25 @@
 //! A hot loop of L1 hits of one `#[cache]` function, for `perf record` / callgrind.
 //! `cargo bench -p cache-bench --bench hit_profile`; `MODE=raw` runs the same loop over a raw
 //! quick_cache `get` (the limit P1 is measured against), `MODE=sync` the same hit without the
-//! async fn around it, `MODE=str`/`rawstr` a string key, `MODE=floor`/`floorstr` the least a hit
-//! with stats and expiry can do ([`cache_bench::floor_hit`], [`cache_bench::floor_hit_str`]), `ACCESS_SAMPLE=N` sets the access tracker's sample rate
-//! (0: off), `OPS` the number of hits.
+//! async fn around it, `MODE=str`/`rawstr` a string key, `MODE=floor`/`floorstr` the least a
+//! hit with stats and expiry can do ([`cache_bench::floor_hit`], [`cache_bench::floor_hit_str`]),
+//! `MODE=fp`/`fpold` the text rule's fingerprint now and before 2026-12-02, `ACCESS_SAMPLE=N`
+//! the access tracker's sample rate (0: off), `OPS` the number of hits.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use cache_bench::{floor_head, floor_hit, floor_hit_str, floor_key, FloorCache, FloorEntry, FloorStrCache};
+use cache_bench::{
+    env_number, floor_head, floor_hit, floor_hit_str, floor_key, FloorCache, FloorEntry, FloorStrCache,
+};
 use cache_core::{cache, Cache, CacheConfig};
-
-fn env(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 static C: LazyLock<Cache> = LazyLock::new(|| {
     let mut config = CacheConfig::default();
-    if let Some(rate) = env("ACCESS_SAMPLE") {
-        config.access_sample_rate = rate as u32;
+    if let Some(rate) = env_number::<u32>("ACCESS_SAMPLE") {
+        config.access_sample_rate = rate;
     }
     Cache::new(config).unwrap()
 });
@@ -96,7 +95,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let ops = env("OPS").unwrap_or(20_000_000);
+    let ops = env_number::<u64>("OPS").unwrap_or(20_000_000);
     let mode = std::env::var("MODE").unwrap_or_default();
     let qc: quick_cache::sync::Cache<u64, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);
     let qc_str: quick_cache::sync::Cache<String, Arc<Vec<u8>>> = quick_cache::sync::Cache::new(10_000);

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cache_bench::{payload, Payload};
+use cache_bench::{env_number, payload, Payload};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
@@ -25,22 +25,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let ops: u64 = std::env::var("OPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
+    let ops: u64 = env_number("OPS").unwrap_or(5_000);
     rt.block_on(async {
         let _ = C.set(
             Cache::new(
                 CacheConfig::builder()
                     .redis_url(redis.url())
                     .l1_enabled(false)
-                    .l2_reads_in_flight(
-                        std::env::var("IN_FLIGHT")
-                            .ok()
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(4),
-                    )
+                    .l2_reads_in_flight(env_number("IN_FLIGHT").unwrap_or(4))
                     .build()
                     .unwrap(),
             )

@@ -47,6 +47,16 @@ pub fn payload(id: u64) -> Payload {
     }
 }
 
+/// A number from the environment (the profiles' knobs: `OPS`, `IN_FLIGHT`, ...); `None` when
+/// unset or not a number.
+///
+/// ```
+/// assert_eq!(cache_bench::env_number::<u64>("CACHE_BENCH_SURELY_UNSET"), None);
+/// ```
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// An entry of [`floor_hit`]'s store: the value and its expiry.
 #[derive(Clone)]
 pub struct FloorEntry<V> {
@@ -85,8 +95,13 @@ pub type FloorCache<V> = quick_cache::sync::Cache<u64, FloorEntry<V>>;
 /// # });
 /// ```
 pub async fn floor_hit<V: Clone>(c: &FloorCache<V>, id: u64) -> Option<V> {
+    live_counted(c.get(&id)?)
+}
+
+/// The floors' common part: the expiry check and the per-thread hit count.
+#[inline]
+fn live_counted<V>(e: FloorEntry<V>) -> Option<V> {
     static HITS: ThreadLocal<CachePadded<AtomicU64>> = ThreadLocal::new();
-    let e = c.get(&id)?;
     if e.expires_at <= quanta::Instant::recent() {
         return None;
     }
@@ -113,14 +128,7 @@ pub type FloorStrCache<V> = quick_cache::sync::Cache<u128, FloorEntry<V>>;
 /// # });
 /// ```
 pub async fn floor_hit_str<V: Clone>(c: &FloorStrCache<V>, head: u128, arg: &str) -> Option<V> {
-    static HITS: ThreadLocal<CachePadded<AtomicU64>> = ThreadLocal::new();
-    let e = c.get(&floor_key(head, arg))?;
-    if e.expires_at <= quanta::Instant::recent() {
-        return None;
-    }
-    let slot = HITS.get_or_default();
-    slot.store(slot.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-    Some(e.value)
+    live_counted(c.get(&floor_key(head, arg))?)
 }
 
 /// A function's key head, hashed for [`floor_key`].
