@@ -45,7 +45,8 @@ pub struct DiskStats {
     pub stale: u64,
     /// Records from before a restart (or an invalidation by pattern) checked and found current.
     pub verified: u64,
-    /// Records written (each is queued; foyer writes in batches).
+    /// Records handed to foyer, which writes them in batches. Counted by the writer task, off
+    /// the caller's path: a write queued a moment ago shows here after [`crate::Cache::flush_disk`].
     pub writes: u64,
     /// Bytes of the records written.
     pub write_bytes: u64,
