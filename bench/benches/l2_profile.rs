@@ -1,6 +1,9 @@
 //! 64 tasks of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
 //! `cargo bench -p cache-bench --bench l2_profile`; `OPS` GETs a task, `IN_FLIGHT` the
-//! coalescer's reads in flight (`l2_reads_in_flight`, default 4).
+//! coalescer's reads in flight (`l2_reads_in_flight`, default 4). `MODE=get` runs the same
+//! loop as raw redis-rs `GET`s + decode on one multiplexed connection, `MODE=mget` as raw `MGET`s
+//! of `BATCH` keys (default 16) + decode: the most any cache on redis-rs could get out of
+//! batching the reads of 64 tasks, with no cache work at all.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
@@ -41,6 +44,12 @@ fn main() {
         for i in 0..1000 {
             hit(i).await;
         }
+        let mode = std::env::var("MODE").unwrap_or_default();
+        if mode == "get" || mode == "mget" {
+            raw(&redis, &mode, ops).await;
+            return;
+        }
+        let cpu0 = cpu_seconds();
         let t = Instant::now();
         let tasks: Vec<_> = (0..64u64)
             .map(|task| {
@@ -55,12 +64,76 @@ fn main() {
             t.await.unwrap();
         }
         let rate = (64 * ops) as f64 / t.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds() - cpu0) * 1e6 / (64 * ops) as f64;
         // How the GETs were answered: Redis read by this call, or shared from another task's
         // in-process flight for the same key (a clone of the shared value).
         let s = C.get().unwrap().stats().await;
         println!(
-            "{rate:.0} ops/s; L2 hits {} , joined another's flight {}",
+            "{rate:.0} ops/s, client CPU {cpu:.2} us/GET; L2 hits {} , joined another's flight {}",
             s.l2_hits, s.coalesced
         );
     });
+}
+
+/// 64 tasks of raw redis-rs reads of the values `hit` stores, written under `raw:{i}`: one
+/// `GET` a call (`mode` "get") or one `MGET` of `BATCH` keys (`mode` "mget"), each value decoded.
+async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
+    let mut c = redis.conn().await;
+    for i in 0..1000u64 {
+        let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
+        redis::cmd("SET")
+            .arg(format!("raw:{i}"))
+            .arg(bytes)
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    }
+    let batch: u64 = if mode == "get" {
+        1
+    } else {
+        env_number("BATCH").unwrap_or(16)
+    };
+    let decode = |bytes: &[u8]| -> Payload {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .unwrap()
+            .0
+    };
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|task| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                for i in (0..ops).step_by(batch as usize) {
+                    let keys: Vec<String> = (0..batch)
+                        .map(|j| format!("raw:{}", (task * 7919 + i + j) % 1000))
+                        .collect();
+                    if batch == 1 {
+                        let v: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query_async(&mut c).await.unwrap();
+                        black_box(decode(&v));
+                    } else {
+                        let vs: Vec<Vec<u8>> =
+                            redis::cmd("MGET").arg(&keys).query_async(&mut c).await.unwrap();
+                        for v in vs {
+                            black_box(decode(&v));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = 64 * ops;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu0) * 1e6 / n as f64;
+    println!("raw {mode} (batch {batch}): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET");
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(u.user_time()) + secs(u.system_time())
 }

@@ -220,9 +220,14 @@ mod tests {
             .map(|_| {
                 let (flights, calls) = (flights.clone(), calls.clone());
                 tokio::spawn(async move {
-                    run(&flights, 1, || async {
+                    let joined = flights.clone();
+                    run(&flights, 1, || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Held until the 199 others wait on it: a fixed sleep let a late
+                        // caller find the flight gone and load again on a loaded machine.
+                        while joined.waiters() < 199 {
+                            tokio::task::yield_now().await;
+                        }
                         Ok(7)
                     })
                     .await

@@ -33,6 +33,10 @@ fn fast_cache() -> Cache {
     config.anomaly.window = Duration::from_millis(100);
     config.anomaly.warmup_windows = 5;
     config.anomaly.baseline_half_life = Duration::from_secs(2);
+    // The test reads the storms while they are active: three calm 100 ms windows would end
+    // them between its HTTP reads on a loaded machine.
+    config.anomaly.miss_storm.recovery = 1000;
+    config.anomaly.key_cardinality.recovery = 1000;
     Cache::new(config).unwrap()
 }
 

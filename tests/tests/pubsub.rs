@@ -41,13 +41,9 @@ async fn the_listener_comes_back_after_every_drop() {
     let (a, b) = (cache(&redis), cache(&redis));
     let key = "resource:users:1";
 
-    // B is subscribed once it hears A's writes.
-    b.set(key, &"v0".to_string(), None).await.unwrap();
-    a.set(key, &"v0-a".to_string(), None).await.unwrap();
-    within_5s("B subscribed", || async {
-        b.get::<String>(key).await.unwrap().as_deref() == Some("v0-a")
-    })
-    .await;
+    // B is subscribed once it hears A's writes; A writes until it does (a single write
+    // published before B's first subscription completes is never heard).
+    common::until_subscribed(&b, &a).await;
 
     let mut recoveries = Vec::new();
     for drop in 1..=8 {
@@ -84,13 +80,9 @@ async fn multi_key_invalidation_survives_newlines_in_keys() {
         "query:é\n",
     ];
 
-    // B is subscribed once it hears A's writes.
-    b.set("query:probe", &0u32, None).await.unwrap();
-    a.set("query:probe", &1u32, None).await.unwrap();
-    within_5s("B subscribed", || async {
-        b.get::<u32>("query:probe").await.unwrap() == Some(1)
-    })
-    .await;
+    // B is subscribed once it hears A's writes; A writes until it does (a single write
+    // published before B's first subscription completes is never heard).
+    common::until_subscribed(&b, &a).await;
 
     let old: Vec<(&str, u32)> = keys.iter().map(|k| (*k, 1)).collect();
     a.mset(&old, None).await.unwrap();

@@ -42,7 +42,7 @@ where
 async fn a_write_on_one_instance_evicts_l1_on_the_other() {
     let redis = TestRedis::start();
     let (a, b) = (cache(&redis), cache(&redis));
-    tokio::time::sleep(Duration::from_millis(200)).await; // both subscribed
+    common::until_subscribed(&b, &a).await;
     a.set("resource:users:1", &"v1".to_string(), None).await.unwrap();
     assert_eq!(
         b.get::<String>("resource:users:1").await.unwrap().as_deref(),
@@ -91,10 +91,11 @@ async fn a_write_on_one_instance_evicts_l1_on_the_other() {
 async fn resubscribing_clears_l1_so_lost_messages_leave_nothing_stale() {
     let redis = TestRedis::start();
     let b = cache(&redis);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     b.set("query:k", &1u32, None).await.unwrap();
     assert_eq!(b.get::<u32>("query:k").await.unwrap(), Some(1));
-    // Drop B's subscription, then change the value while B cannot hear about it.
+    // Drop B's subscription once it is made (in the background, after the cache is built),
+    // then change the value while B cannot hear about it.
+    common::within_5s("B subscribed", || async { redis.pubsub_clients().await == 1 }).await;
     assert_eq!(redis.kill_pubsub_clients().await, 1);
     let other = Cache::new(
         common::on(&redis, CacheConfig::builder())

@@ -147,6 +147,8 @@ async fn an_instance_that_is_off_still_invalidates_the_others() {
     let redis = RedisServer::start();
     let off = two_level(&redis, true);
     let on = two_level(&redis, true);
+    // `on` hears others once its subscription, made in the background, is up.
+    common::until_subscribed(&on, &off).await;
     on.set("resource:users:1", &"old".to_owned(), None).await.unwrap();
     assert_eq!(
         on.get::<String>("resource:users:1").await.unwrap().as_deref(),
