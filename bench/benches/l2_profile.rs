@@ -2,15 +2,15 @@
 //! `cargo bench -p cache-bench --bench l2_profile`; `OPS` GETs a task, `IN_FLIGHT` the
 //! coalescer's reads in flight (`l2_reads_in_flight`, default 4). `MODE=get` runs the same
 //! loop as raw redis-rs `GET`s + decode on one multiplexed connection, `MODE=mget` as raw `MGET`s
-//! of `BATCH` keys (default 16) + decode: the most any cache on redis-rs could get out of
-//! batching the reads of 64 tasks, with no cache work at all.
+//! of `BATCH` keys (default 16) + decode (one task wake per `BATCH` GETs), `MODE=floor` as
+//! [`L2Floor`] reads (shared `MGET`s, one task wake a call: the least a call of this shape costs).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cache_bench::{env_number, payload, Payload};
+use cache_bench::{decode, env_number, payload, L2Floor, Payload};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
@@ -45,6 +45,10 @@ fn main() {
             hit(i).await;
         }
         let mode = std::env::var("MODE").unwrap_or_default();
+        if mode == "floor" {
+            floor(&redis, ops).await;
+            return;
+        }
         if mode == "get" || mode == "mget" {
             raw(&redis, &mode, ops).await;
             return;
@@ -78,25 +82,11 @@ fn main() {
 /// 64 tasks of raw redis-rs reads of the values `hit` stores, written under `raw:{i}`: one
 /// `GET` a call (`mode` "get") or one `MGET` of `BATCH` keys (`mode` "mget"), each value decoded.
 async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
-    let mut c = redis.conn().await;
-    for i in 0..1000u64 {
-        let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
-        redis::cmd("SET")
-            .arg(format!("raw:{i}"))
-            .arg(bytes)
-            .query_async::<()>(&mut c)
-            .await
-            .unwrap();
-    }
+    let c = raw_conn(redis).await;
     let batch: u64 = if mode == "get" {
         1
     } else {
         env_number("BATCH").unwrap_or(16)
-    };
-    let decode = |bytes: &[u8]| -> Payload {
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .unwrap()
-            .0
     };
     let cpu0 = cpu_seconds();
     let t = Instant::now();
@@ -136,4 +126,44 @@ fn cpu_seconds() -> f64 {
     let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     secs(u.user_time()) + secs(u.system_time())
+}
+
+/// 64 tasks of [`L2Floor`] reads.
+async fn floor(redis: &RedisServer, ops: u64) {
+    let max: usize = env_number("IN_FLIGHT").unwrap_or(4);
+    let floor = std::sync::Arc::new(L2Floor::new(raw_conn(redis).await, max));
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|task| {
+            let floor = floor.clone();
+            tokio::spawn(async move {
+                for i in 0..ops {
+                    black_box(floor.get((task * 7919 + i) % 1000).await);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = 64 * ops;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu0) * 1e6 / n as f64;
+    println!("floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET");
+}
+
+/// A connection to `redis`, with `hit`'s values written under `raw:{i}`.
+async fn raw_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let mut c = redis.conn().await;
+    for i in 0..1000u64 {
+        let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
+        redis::cmd("SET")
+            .arg(format!("raw:{i}"))
+            .arg(bytes)
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    }
+    c
 }

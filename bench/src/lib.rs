@@ -3,6 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod l2_floor;
+pub use l2_floor::{decode, L2Floor};
+
 use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
 use thread_local::ThreadLocal;

@@ -5,17 +5,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use cache_bench::{payload, Payload};
+use cache_bench::{decode, payload, Payload};
 use cache_core::{Cache, CacheConfig};
 use cache_test_harness::{RedisCluster, RedisServer, TlsFiles};
 
 use super::{best_of, quick, rounds, section, throughput, Row, KEYS};
-
-fn decode(bytes: &[u8]) -> Payload {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .unwrap()
-        .0
-}
 
 fn encode(p: &Payload) -> Vec<u8> {
     bincode::serde::encode_to_vec(p, bincode::config::standard()).unwrap()

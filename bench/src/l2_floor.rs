@@ -1,0 +1,97 @@
+//! The least an L2 hit can cost in P2's shape: 64 tasks, each awaiting one value a call, over
+//! one multiplexed redis-rs connection. Concurrent reads share `MGET`s, as ours do; what no
+//! design of this shape avoids is one task wake a call, since the value is not there when the
+//! call is first polled. The peers bench reports it beside ours and the peers, so whether a P2
+//! target is within reach of any cache on this transport is read off the same run.
+
+use std::sync::Mutex;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::oneshot;
+
+use crate::Payload;
+
+/// Reads queued for the next `MGET`, and the `MGET`s out.
+struct Queue {
+    waiting: Vec<(u64, oneshot::Sender<Payload>)>,
+    out: usize,
+}
+
+/// Reads `raw:{i}` (a [`Payload`] in bincode's standard form, as the bench writes it): a read
+/// queues its key with a oneshot, and leads an `MGET` of the whole queue while fewer than
+/// `max_out` are out, else waits for a leader to answer it.
+///
+/// ```no_run
+/// # async fn f(conn: redis::aio::MultiplexedConnection) {
+/// let floor = cache_bench::L2Floor::new(conn, 4);
+/// let p = floor.get(7).await;
+/// assert_eq!(p.id, 7);
+/// # }
+/// ```
+pub struct L2Floor {
+    conn: MultiplexedConnection,
+    queue: Mutex<Queue>,
+    max_out: usize,
+}
+
+impl L2Floor {
+    /// Reads over `conn`, at most `max_out` `MGET`s at a time (at least one).
+    pub fn new(conn: MultiplexedConnection, max_out: usize) -> Self {
+        L2Floor {
+            conn,
+            queue: Mutex::new(Queue {
+                waiting: Vec::new(),
+                out: 0,
+            }),
+            max_out: max_out.max(1),
+        }
+    }
+
+    /// The value of `raw:{i}`. Panics on a Redis error or a missing key: a bench's floor.
+    pub async fn get(&self, i: u64) -> Payload {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut q = self.queue.lock().unwrap();
+            q.waiting.push((i, tx));
+            let lead = q.out < self.max_out;
+            q.out += usize::from(lead);
+            lead
+        };
+        if lead {
+            // Until the queue is empty: reads that queued while this `MGET` was out go next.
+            loop {
+                let batch = {
+                    let mut q = self.queue.lock().unwrap();
+                    if q.waiting.is_empty() {
+                        q.out -= 1;
+                        break;
+                    }
+                    std::mem::take(&mut q.waiting)
+                };
+                let keys: Vec<String> = batch.iter().map(|(i, _)| format!("raw:{i}")).collect();
+                let values: Vec<Vec<u8>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .unwrap();
+                for ((_, tx), v) in batch.into_iter().zip(values) {
+                    let _ = tx.send(decode(&v));
+                }
+            }
+        }
+        rx.await.unwrap()
+    }
+}
+
+/// A [`Payload`] from bincode's standard form.
+///
+/// ```
+/// let p = cache_bench::payload(3);
+/// let bytes = bincode::serde::encode_to_vec(&p, bincode::config::standard()).unwrap();
+/// assert_eq!(cache_bench::decode(&bytes), p);
+/// ```
+pub fn decode(bytes: &[u8]) -> Payload {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .unwrap()
+        .0
+}
