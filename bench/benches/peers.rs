@@ -24,8 +24,8 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use cache_bench::{
-    floor_head, floor_hit, floor_hit_str, floor_key, payload, FloorCache, FloorEntry, FloorStrCache, L2Floor,
-    Payload,
+    floor_head, floor_hit, floor_hit_rule, floor_hit_str, floor_key, payload, FloorAnyCache, FloorCache,
+    FloorEntry, FloorStrCache, L2Floor, Payload,
 };
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
@@ -398,6 +398,9 @@ fn main() {
         let qc_str: quick_cache::sync::Cache<String, Arc<Payload>> = quick_cache::sync::Cache::new(10_000);
         let floor_str: FloorStrCache<Arc<Payload>> = quick_cache::sync::Cache::new(10_000);
         let head = floor_head(concat!("bench:", module_path!(), "::ours_l1_str:"));
+        static RULE_HEAD: cache_core::key::KeyHead =
+            cache_core::key::KeyHead::new(concat!("bench:", module_path!(), "::ours_l1_str:"));
+        let floor_rule: FloorAnyCache = quick_cache::sync::Cache::new(10_000);
         single.block_on(async {
             for i in 0..KEYS {
                 ours_l1_pair(i, 7).await;
@@ -405,9 +408,14 @@ fn main() {
                 qc_str.insert(names[i as usize].clone(), Arc::new(payload(i)));
                 let key = floor_key(head, &names[i as usize]);
                 floor_str.insert(key, FloorEntry::new(Arc::new(payload(i))));
+                let erased: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Arc::new(payload(i)));
+                floor_rule.insert(
+                    RULE_HEAD.text_key(&names[i as usize]).fingerprint().0,
+                    FloorEntry::new(erased),
+                );
             }
         });
-        let [pair, string, raw_str, floor_str_ns] = best_of(rounds(3, 7), f64::min, || {
+        let [pair, string, raw_str, floor_str_ns, floor_rule_ns] = best_of(rounds(3, 7), f64::min, || {
             [
                 ns_per_op_async(&single, hit_ops, |k| ours_l1_pair(k, 7)),
                 ns_per_op_async(&single, hit_ops, |k| ours_l1_str(&names[k as usize])),
@@ -416,6 +424,9 @@ fn main() {
                 }),
                 ns_per_op_async(&single, hit_ops, |k| {
                     floor_hit_str(&floor_str, head, &names[k as usize])
+                }),
+                ns_per_op_async(&single, hit_ops, |k| {
+                    floor_hit_rule::<Arc<Payload>>(&floor_rule, &RULE_HEAD, &names[k as usize])
                 }),
             ]
         });
@@ -450,6 +461,16 @@ fn main() {
             "P1 L1 hit, 1 task",
             "floor, text key: head hash ^ text hash + expiry + hit count, async fn (ns/op)",
             floor_str_ns,
+            "ns",
+            false,
+            &[("raw quick_cache get, String key of the same text", raw_str, "-")],
+        ));
+        // The same floor with what a shared L1 with a text API must add: the key rule (escape
+        // check and all) and the type check of an erased value.
+        rows.extend(rows_against(
+            "P1 L1 hit, 1 task",
+            "floor, text key + the key rule + type check, async fn (ns/op)",
+            floor_rule_ns,
             "ns",
             false,
             &[("raw quick_cache get, String key of the same text", raw_str, "-")],

@@ -144,3 +144,35 @@ pub fn floor_head(head: &str) -> u128 {
 pub fn floor_key(head: u128, arg: &str) -> u128 {
     head ^ xxhash_rust::xxh3::xxh3_128_with_seed(arg.as_bytes(), 2)
 }
+
+/// A raw quick_cache of type-erased [`FloorEntry`]s, as [`floor_hit_rule`] reads it: one store
+/// for every function's values, as a shared L1 with one byte bound must be.
+pub type FloorAnyCache =
+    quick_cache::sync::Cache<u128, FloorEntry<std::sync::Arc<dyn std::any::Any + Send + Sync>>>;
+
+/// [`floor_hit_str`] plus the two things a hit must do to keep the contracts of a shared L1
+/// with a text API: the fingerprint by the key rule (`cache_core::key::KeyHead::text_key`: the
+/// escape check, then the head's hash and the argument's), so that `Cache::get` of the key's
+/// text reaches the entry; and the type check of a value stored type-erased. Still no second
+/// count, tags, byte bound or sampling.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use cache_core::key::KeyHead;
+/// static HEAD: KeyHead = KeyHead::new("f:");
+/// let c: cache_bench::FloorAnyCache = quick_cache::sync::Cache::new(10);
+/// let value: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(7u32);
+/// c.insert(HEAD.text_key("ann").fingerprint().0, cache_bench::FloorEntry::new(value));
+/// assert_eq!(cache_bench::floor_hit_rule::<u32>(&c, &HEAD, "ann").await, Some(7));
+/// assert_eq!(cache_bench::floor_hit_rule::<u64>(&c, &HEAD, "ann").await, None);
+/// assert_eq!(cache_bench::floor_hit_rule::<u32>(&c, &HEAD, "bob").await, None);
+/// # });
+/// ```
+pub async fn floor_hit_rule<V: Clone + 'static>(
+    c: &FloorAnyCache,
+    head: &'static cache_core::key::KeyHead,
+    arg: &str,
+) -> Option<V> {
+    let fp = head.text_key(arg).fingerprint();
+    live_counted(c.get(&fp.0)?)?.downcast_ref::<V>().cloned()
+}
