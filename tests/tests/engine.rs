@@ -591,10 +591,21 @@ async fn concurrent_reads_are_coalesced_into_mget() {
 async fn concurrent_loads_of_one_redis_key_share_one_get() {
     let redis = TestRedis::single();
     cache(&redis).set("query:sf", &order(5), None).await.unwrap();
-    let reader = Arc::new(Cache::new(config(&redis).l1_enabled(false).build().unwrap()).unwrap());
+    // The command timeout outlasts the pause: a timed-out GET would run the loader.
+    let reader = Arc::new(
+        Cache::new(
+            config(&redis)
+                .l1_enabled(false)
+                .command_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
     let loads = Arc::new(AtomicUsize::new(0));
-    // Holds the leader's GET while the others join its flight.
-    redis.server().pause_clients(200).await;
+    // Holds the leader's GET while the others join its flight (long enough for 100 spawns on
+    // a loaded machine: a late joiner would read Redis again).
+    redis.server().pause_clients(1000).await;
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let (r, loads) = (reader.clone(), loads.clone());

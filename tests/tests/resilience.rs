@@ -243,6 +243,16 @@ async fn debug_sleep_beyond_the_command_timeout_falls_back() {
         .get_multiplexed_async_connection_with_config(&no_timeout)
         .await
         .unwrap();
+    // Asleep once a PING goes unanswered for 50 ms (a fixed wait could end before the
+    // spawned DEBUG SLEEP reached the server, and the read would find the value). Connected
+    // first: a sleeping server stalls the handshake too.
+    let quick = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_millis(50)));
+    let probe = redis
+        .server()
+        .client()
+        .get_multiplexed_async_connection_with_config(&quick)
+        .await
+        .unwrap();
     let sleeper = tokio::spawn(async move {
         let _: () = redis::cmd("DEBUG")
             .arg("SLEEP")
@@ -251,7 +261,13 @@ async fn debug_sleep_beyond_the_command_timeout_falls_back() {
             .await
             .unwrap();
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    within_2s("Redis asleep", || async {
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe.clone())
+            .await
+            .is_err()
+    })
+    .await;
     let t = Instant::now();
     let v = c.get_or_insert_with("query:slow", None, || async { 7u32 }).await;
     let waited = t.elapsed();
