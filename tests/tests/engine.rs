@@ -400,8 +400,8 @@ async fn redis_killed_mid_test_calls_keep_answering_then_recover() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "L2 did not come back within 2 s"
+            start.elapsed() < Duration::from_secs(5),
+            "L2 did not come back within 5 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

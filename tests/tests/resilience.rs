@@ -22,22 +22,6 @@ fn cache(redis: &TestRedis) -> Cache {
     .unwrap()
 }
 
-/// Polls `f` until it is true or 2 s passed; returns how long it took.
-async fn within_2s<F, Fut>(what: &str, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < Duration::from_secs(2), "{what}: not within 2 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_instance_evicts_l1_on_the_other() {
     let redis = TestRedis::start();
@@ -49,14 +33,14 @@ async fn a_write_on_one_instance_evicts_l1_on_the_other() {
         Some("v1")
     );
     a.set("resource:users:1", &"v2".to_string(), None).await.unwrap();
-    let t = within_2s("set propagates", || async {
+    let t = common::within_5s("set propagates", || async {
         b.get::<String>("resource:users:1").await.unwrap().as_deref() == Some("v2")
     })
     .await;
     eprintln!("set on A seen by B after {t:?}");
 
     a.delete("resource:users:1").await.unwrap();
-    within_2s("delete propagates", || async {
+    common::within_5s("delete propagates", || async {
         b.get::<String>("resource:users:1").await.unwrap().is_none()
     })
     .await;
@@ -66,14 +50,14 @@ async fn a_write_on_one_instance_evicts_l1_on_the_other() {
         .unwrap();
     assert_eq!(b.get::<u32>("resource:users:2").await.unwrap(), Some(2));
     a.set("resource:users:2", &20u32, None).await.unwrap();
-    within_2s("mset/set propagates", || async {
+    common::within_5s("mset/set propagates", || async {
         b.get::<u32>("resource:users:2").await.unwrap() == Some(20)
     })
     .await;
 
     b.get::<u32>("resource:users:3").await.unwrap();
     a.invalidate_pattern("resource:users:*").await.unwrap();
-    within_2s("pattern propagates", || async {
+    common::within_5s("pattern propagates", || async {
         b.get::<u32>("resource:users:3").await.unwrap().is_none()
     })
     .await;
@@ -81,7 +65,7 @@ async fn a_write_on_one_instance_evicts_l1_on_the_other() {
     a.set("static:x", &1u8, None).await.unwrap();
     b.get::<u8>("static:x").await.unwrap();
     a.clear().await.unwrap();
-    within_2s("clear propagates", || async {
+    common::within_5s("clear propagates", || async {
         b.get::<u8>("static:x").await.unwrap().is_none()
     })
     .await;
@@ -105,7 +89,7 @@ async fn resubscribing_clears_l1_so_lost_messages_leave_nothing_stale() {
     )
     .unwrap();
     other.set("query:k", &2u32, None).await.unwrap();
-    let t = within_2s("B re-reads after resubscribing", || async {
+    let t = common::within_5s("B re-reads after resubscribing", || async {
         b.get::<u32>("query:k").await.unwrap() == Some(2)
     })
     .await;
@@ -154,7 +138,7 @@ async fn redis_killed_and_restarted_under_load_fails_no_call() {
     redis.server_mut().restart();
     let restarted = Instant::now();
     let hits_before = c.stats().await.l2_hits;
-    let recovered = within_2s("L2 hits resume", || async {
+    let recovered = common::within_5s("L2 hits resume", || async {
         c.stats().await.l2_hits > hits_before
     })
     .await;
@@ -261,7 +245,7 @@ async fn debug_sleep_beyond_the_command_timeout_falls_back() {
             .await
             .unwrap();
     });
-    within_2s("Redis asleep", || async {
+    common::within_5s("Redis asleep", || async {
         redis::cmd("PING")
             .query_async::<String>(&mut probe.clone())
             .await
@@ -274,7 +258,7 @@ async fn debug_sleep_beyond_the_command_timeout_falls_back() {
     assert_eq!(v, 7, "Redis asleep: the function answered (after {waited:?})");
     assert!(c.stats().await.errors >= 1);
     sleeper.await.unwrap();
-    within_2s("Redis answers again", || async {
+    common::within_5s("Redis answers again", || async {
         c.get::<u32>("query:slow").await.is_ok()
     })
     .await;

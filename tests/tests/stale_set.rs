@@ -275,12 +275,21 @@ async fn markers_expire_and_do_not_accumulate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_answered_before_a_delete_does_not_refill_l1() {
     let redis = TestRedis::single();
-    let a = build(Some(&redis), true, false);
+    // A command timeout beyond the pause: the read must wait for its reply, not fall back.
+    let a = Cache::new(
+        common::on(&redis, CacheConfig::builder().l1_invalidation(false))
+            .command_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     build(Some(&redis), false, false)
         .set(KEY, &1u64, None)
         .await
         .unwrap();
-    redis.server().pause_clients(300).await;
+    // Long enough that the delete's UNLINK, spawned 50 ms later, queues behind the read's GET
+    // even on a loaded machine.
+    redis.server().pause_clients(1000).await;
     let (a1, a2) = (a.clone(), a.clone());
     let read = tokio::spawn(async move { a1.get::<u64>(KEY).await.unwrap() });
     // The read's GET goes out first (it queues on the paused server), then the delete's UNLINK.

@@ -132,20 +132,21 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_probes_once() {
-        let b = Breaker::new(3, Duration::from_millis(30));
+        // A cooldown no preemption between two lines outlasts.
+        let b = Breaker::new(3, Duration::from_millis(300));
         b.failure();
         b.failure();
         assert!(b.allow());
         b.failure();
         assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.allow());
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(320));
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.allow(), "first caller probes");
         assert!(!b.allow(), "second caller waits for the probe");
         b.failure();
         assert_eq!(b.state(), BreakerState::Open, "failed probe reopens");
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(320));
         assert!(b.allow());
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
