@@ -150,7 +150,11 @@ async fn floor(redis: &RedisServer, ops: u64) {
     let n = 64 * ops;
     let rate = n as f64 / t.elapsed().as_secs_f64();
     let cpu = (cpu_seconds() - cpu0) * 1e6 / n as f64;
-    println!("floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET");
+    let mgets = floor.mgets();
+    println!(
+        "floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
+        n as f64 / mgets as f64
+    );
 }
 
 /// A connection to `redis`, with `hit`'s values written under `raw:{i}`.

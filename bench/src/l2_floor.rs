@@ -6,6 +6,7 @@
 // A bench's floor: a Redis error or a poisoned lock ends the run, as in the benches.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use redis::aio::MultiplexedConnection;
@@ -34,6 +35,7 @@ pub struct L2Floor {
     conn: MultiplexedConnection,
     queue: Mutex<Queue>,
     max_out: usize,
+    mgets: AtomicU64,
 }
 
 impl L2Floor {
@@ -46,7 +48,14 @@ impl L2Floor {
                 out: 0,
             }),
             max_out: max_out.max(1),
+            mgets: AtomicU64::new(0),
         }
+    }
+
+    /// `MGET`s sent so far: with the reads made, how full they were. With 64 tasks and 4 out,
+    /// about 15 keys each (`l2_profile` `MODE=floor`), near the 16 that 64 reads in flight allow.
+    pub fn mgets(&self) -> u64 {
+        self.mgets.load(Ordering::Relaxed)
     }
 
     /// The value of `raw:{i}`. Panics on a Redis error or a missing key: a bench's floor.
@@ -70,6 +79,7 @@ impl L2Floor {
                     }
                     std::mem::take(&mut q.waiting)
                 };
+                self.mgets.fetch_add(1, Ordering::Relaxed);
                 let keys: Vec<String> = batch.iter().map(|(i, _)| format!("raw:{i}")).collect();
                 let values: Vec<Vec<u8>> = redis::cmd("MGET")
                     .arg(&keys)
