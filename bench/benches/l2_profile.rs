@@ -53,22 +53,12 @@ fn main() {
             raw(&redis, &mode, ops).await;
             return;
         }
-        let cpu0 = cpu_seconds();
-        let t = Instant::now();
-        let tasks: Vec<_> = (0..64u64)
-            .map(|task| {
-                tokio::spawn(async move {
-                    for i in 0..ops {
-                        black_box(hit((task * 7919 + i) % 1000).await);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let rate = (64 * ops) as f64 / t.elapsed().as_secs_f64();
-        let cpu = (cpu_seconds() - cpu0) * 1e6 / (64 * ops) as f64;
+        let (rate, cpu) = run_64(ops, |task| async move {
+            for i in 0..ops {
+                black_box(hit((task * 7919 + i) % 1000).await);
+            }
+        })
+        .await;
         // How the GETs were answered: Redis read by this call, or shared from another task's
         // in-process flight for the same key (a clone of the shared value).
         let s = C.get().unwrap().stats().await;
@@ -88,36 +78,26 @@ async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
     } else {
         env_number("BATCH").unwrap_or(16)
     };
-    let cpu0 = cpu_seconds();
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..64u64)
-        .map(|task| {
-            let mut c = c.clone();
-            tokio::spawn(async move {
-                for i in (0..ops).step_by(batch as usize) {
-                    let keys: Vec<String> = (0..batch)
-                        .map(|j| format!("raw:{}", (task * 7919 + i + j) % 1000))
-                        .collect();
-                    if batch == 1 {
-                        let v: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query_async(&mut c).await.unwrap();
+    let (rate, cpu) = run_64(ops, |task| {
+        let mut c = c.clone();
+        async move {
+            for i in (0..ops).step_by(batch as usize) {
+                let keys: Vec<String> = (0..batch)
+                    .map(|j| format!("raw:{}", (task * 7919 + i + j) % 1000))
+                    .collect();
+                if batch == 1 {
+                    let v: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query_async(&mut c).await.unwrap();
+                    black_box(decode(&v));
+                } else {
+                    let vs: Vec<Vec<u8>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await.unwrap();
+                    for v in vs {
                         black_box(decode(&v));
-                    } else {
-                        let vs: Vec<Vec<u8>> =
-                            redis::cmd("MGET").arg(&keys).query_async(&mut c).await.unwrap();
-                        for v in vs {
-                            black_box(decode(&v));
-                        }
                     }
                 }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let n = 64 * ops;
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    let cpu = (cpu_seconds() - cpu0) * 1e6 / n as f64;
+            }
+        }
+    })
+    .await;
     println!("raw {mode} (batch {batch}): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET");
 }
 
@@ -132,24 +112,16 @@ fn cpu_seconds() -> f64 {
 async fn floor(redis: &RedisServer, ops: u64) {
     let max: usize = env_number("IN_FLIGHT").unwrap_or(4);
     let floor = std::sync::Arc::new(L2Floor::new(raw_conn(redis).await, max));
-    let cpu0 = cpu_seconds();
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..64u64)
-        .map(|task| {
-            let floor = floor.clone();
-            tokio::spawn(async move {
-                for i in 0..ops {
-                    black_box(floor.get((task * 7919 + i) % 1000).await);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let (rate, cpu) = run_64(ops, |task| {
+        let floor = floor.clone();
+        async move {
+            for i in 0..ops {
+                black_box(floor.get((task * 7919 + i) % 1000).await);
+            }
+        }
+    })
+    .await;
     let n = 64 * ops;
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    let cpu = (cpu_seconds() - cpu0) * 1e6 / n as f64;
     let mgets = floor.mgets();
     println!(
         "floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
@@ -161,13 +133,24 @@ async fn floor(redis: &RedisServer, ops: u64) {
 async fn raw_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     let mut c = redis.conn().await;
     for i in 0..1000u64 {
-        let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
-        redis::cmd("SET")
-            .arg(format!("raw:{i}"))
-            .arg(bytes)
-            .query_async::<()>(&mut c)
-            .await
-            .unwrap();
+        cache_bench::write_raw(&mut c, i).await;
     }
     c
+}
+
+/// Runs `task(0..64)` as 64 tasks of `ops` GETs each; their GETs a second and the process's
+/// CPU time per GET (µs, user + sys).
+async fn run_64<F, Fut>(ops: u64, task: F) -> (f64, f64)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64u64).map(|i| tokio::spawn(task(i))).collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = (64 * ops) as f64;
+    (n / t.elapsed().as_secs_f64(), (cpu_seconds() - cpu0) * 1e6 / n)
 }

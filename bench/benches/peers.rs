@@ -520,13 +520,7 @@ fn main() {
             for i in 0..KEYS {
                 ours_l2(i).await;
                 cached_redis(i).await.unwrap();
-                let bytes = bincode::serde::encode_to_vec(payload(i), bincode::config::standard()).unwrap();
-                redis::cmd("SET")
-                    .arg(format!("raw:{i}"))
-                    .arg(bytes)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .unwrap();
+                cache_bench::write_raw(&mut c, i).await;
             }
             c
         });
@@ -622,30 +616,24 @@ fn main() {
             .len();
         let n = if quick() { 200_000 } else { 2_000_000 };
         if let Some((bench_tp, bench_cpu)) = redis_benchmark(&redis, size, n) {
-            rows.extend(rows_against(
-                "P2 L2 hit, 64 tasks",
-                "#[cache(l1 = false)] hit (ops/s)",
-                ours_l2_tp,
-                "ops/s",
-                true,
-                &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, "≥ 0.6×")],
-            ));
-            rows.extend(rows_against(
-                "P2 L2 hit, 64 tasks",
-                "floor: shared MGETs, one task wake a call (ops/s)",
-                floor_tp,
-                "ops/s",
-                true,
-                &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, "-")],
-            ));
-            rows.extend(rows_against(
-                "P2 L2 hit, 64 tasks",
-                "raw MGET of 16 + decode, one task wake per 16 GETs (GETs/s)",
-                mget_tp,
-                "ops/s",
-                true,
-                &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, "-")],
-            ));
+            for (what, value, target) in [
+                ("#[cache(l1 = false)] hit (ops/s)", ours_l2_tp, "≥ 0.6×"),
+                ("floor: shared MGETs, one task wake a call (ops/s)", floor_tp, "-"),
+                (
+                    "raw MGET of 16 + decode, one task wake per 16 GETs (GETs/s)",
+                    mget_tp,
+                    "-",
+                ),
+            ] {
+                rows.extend(rows_against(
+                    "P2 L2 hit, 64 tasks",
+                    what,
+                    value,
+                    "ops/s",
+                    true,
+                    &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, target)],
+                ));
+            }
             rows.push(Row {
                 section: "P2 client CPU per GET",
                 what: format!("ours (µs/GET; raw redis-rs {cpu_raw:.2} µs)"),
@@ -657,26 +645,21 @@ fn main() {
                 target: "-".into(),
             });
         }
-        rows.push(Row {
-            section: "P2 client CPU per GET",
-            what: "ours (µs/GET, user + sys of the whole process)".into(),
-            ours: cpu_ours,
-            peer_name: "raw multiplexed GET + decode".into(),
-            peer: cpu_raw,
-            unit: "µs",
-            higher_is_better: false,
-            target: "-".into(),
-        });
-        rows.push(Row {
-            section: "P2 client CPU per GET",
-            what: "ours (µs/GET, user + sys of the whole process)".into(),
-            ours: cpu_ours,
-            peer_name: "floor: shared MGETs, one task wake a call".into(),
-            peer: cpu_floor,
-            unit: "µs",
-            higher_is_better: false,
-            target: "-".into(),
-        });
+        for (peer_name, peer) in [
+            ("raw multiplexed GET + decode", cpu_raw),
+            ("floor: shared MGETs, one task wake a call", cpu_floor),
+        ] {
+            rows.push(Row {
+                section: "P2 client CPU per GET",
+                what: "ours (µs/GET, user + sys of the whole process)".into(),
+                ours: cpu_ours,
+                peer_name: peer_name.into(),
+                peer,
+                unit: "µs",
+                higher_is_better: false,
+                target: "-".into(),
+            });
+        }
     }
 
     // ---------- P3: batch ----------

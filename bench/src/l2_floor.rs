@@ -107,3 +107,21 @@ pub fn decode(bytes: &[u8]) -> Payload {
         .unwrap()
         .0
 }
+
+/// Writes `payload(i)` under `raw:{i}` in bincode's standard form, as [`L2Floor`] and the raw
+/// contenders read it.
+///
+/// ```no_run
+/// # async fn f(mut conn: redis::aio::MultiplexedConnection) {
+/// cache_bench::write_raw(&mut conn, 7).await;
+/// # }
+/// ```
+pub async fn write_raw<C: redis::aio::ConnectionLike>(c: &mut C, i: u64) {
+    let bytes = bincode::serde::encode_to_vec(crate::payload(i), bincode::config::standard()).unwrap();
+    redis::cmd("SET")
+        .arg(format!("raw:{i}"))
+        .arg(bytes)
+        .query_async::<()>(c)
+        .await
+        .unwrap();
+}

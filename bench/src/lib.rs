@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod l2_floor;
-pub use l2_floor::{decode, L2Floor};
+pub use l2_floor::{decode, write_raw, L2Floor};
 
 use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};

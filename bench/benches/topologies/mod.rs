@@ -31,13 +31,7 @@ async fn fill<C: redis::aio::ConnectionLike + Clone>(cache: &Cache, raw: &C) {
         cache
             .get_or_insert_with(&format!("query:p:{i}"), None, || async move { payload(i) })
             .await;
-        let mut c = raw.clone();
-        redis::cmd("SET")
-            .arg(format!("raw:{i}"))
-            .arg(encode(&payload(i)))
-            .query_async::<()>(&mut c)
-            .await
-            .unwrap();
+        cache_bench::write_raw(&mut raw.clone(), i).await;
     }
 }
 
