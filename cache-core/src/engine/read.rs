@@ -52,7 +52,7 @@ pub(crate) struct Live {
 
 impl Engine {
     /// An L1 hit and, one time in [`crate::latency::L1_SAMPLE`], how long it took.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn l1_get_timed<T: CacheValue>(&self, fp: Fingerprint) -> Option<(T, Option<Duration>)> {
         let l1 = self.l1.as_ref().filter(|_| self.enabled())?;
         let timer = sample_l1().then(std::time::Instant::now);
