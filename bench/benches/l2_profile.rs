@@ -3,14 +3,16 @@
 //! coalescer's reads in flight (`l2_reads_in_flight`, default 4). `MODE=get` runs the same
 //! loop as raw redis-rs `GET`s + decode on one multiplexed connection, `MODE=mget` as raw `MGET`s
 //! of `BATCH` keys (default 16) + decode (one task wake per `BATCH` GETs), `MODE=floor` as
-//! [`L2Floor`] reads (shared `MGET`s, one task wake a call: the least a call of this shape costs).
+//! [`L2Floor`] reads (shared `MGET`s, one task wake a call: the least a call of this shape costs),
+//! `MODE=wake` the same 64 tasks answered in process instead of by Redis ([`WakeFloor`]: no
+//! socket, no decode): what one task wake a call costs alone.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cache_bench::{decode, env_number, payload, L2Floor, Payload};
+use cache_bench::{env_number, payload, L2Floor, Payload, WakeFloor};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
@@ -49,6 +51,10 @@ fn main() {
             floor(&redis, ops).await;
             return;
         }
+        if mode == "wake" {
+            wake(ops).await;
+            return;
+        }
         if mode == "get" || mode == "mget" {
             raw(&redis, &mode, ops).await;
             return;
@@ -82,17 +88,11 @@ async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
         let mut c = c.clone();
         async move {
             for i in (0..ops).step_by(batch as usize) {
-                let keys: Vec<String> = (0..batch)
-                    .map(|j| format!("raw:{}", (task * 7919 + i + j) % 1000))
-                    .collect();
                 if batch == 1 {
-                    let v: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query_async(&mut c).await.unwrap();
-                    black_box(decode(&v));
+                    black_box(cache_bench::read_raw(&mut c, (task * 7919 + i) % 1000).await);
                 } else {
-                    let vs: Vec<Vec<u8>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await.unwrap();
-                    for v in vs {
-                        black_box(decode(&v));
-                    }
+                    let ids = (0..batch).map(|j| (task * 7919 + i + j) % 1000);
+                    black_box(cache_bench::read_raw_many(&mut c, ids).await);
                 }
             }
         }
@@ -127,6 +127,23 @@ async fn floor(redis: &RedisServer, ops: u64) {
         "floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
         n as f64 / mgets as f64
     );
+}
+
+/// 64 tasks of [`WakeFloor`] calls: P2's shape answered in process, without Redis.
+async fn wake(ops: u64) {
+    let floor = std::sync::Arc::new(WakeFloor::new());
+    let answering = tokio::spawn(floor.clone().answer());
+    let (rate, cpu) = run_64(ops, |_| {
+        let floor = floor.clone();
+        async move {
+            for _ in 0..ops {
+                black_box(floor.get().await);
+            }
+        }
+    })
+    .await;
+    answering.abort();
+    println!("wake (in-process answers, no Redis): {rate:.0} calls/s, CPU {cpu:.2} us/call");
 }
 
 /// A connection to `redis`, with `hit`'s values written under `raw:{i}`.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use cache_bench::{
     floor_head, floor_hit, floor_hit_rule, floor_hit_str, floor_key, payload, FloorAnyCache, FloorCache,
-    FloorEntry, FloorStrCache, L2Floor, Payload,
+    FloorEntry, FloorStrCache, L2Floor, Payload, WakeFloor,
 };
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
@@ -537,15 +537,11 @@ fn main() {
         let mget_conn = raw_conn.clone();
         let mget16 = move |i: u64| {
             let mut c = mget_conn.clone();
-            async move {
-                let keys: Vec<String> = (0..16).map(|j| format!("raw:{}", (i * 16 + j) % KEYS)).collect();
-                let values: Vec<Vec<u8>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await.unwrap();
-                values.iter().map(|v| cache_bench::decode(v).id).sum::<u64>()
-            }
+            async move { cache_bench::read_raw_many(&mut c, (0..16).map(|j| (i * 16 + j) % KEYS)).await }
         };
         let raw = move |i: u64| {
             let mut c = raw_conn.clone();
-            async move { topologies::raw_get_decode(&mut c, i).await }
+            async move { cache_bench::read_raw(&mut c, i).await }
         };
         let pool = deadpool_redis::Config::from_url(redis.url())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
@@ -562,10 +558,19 @@ fn main() {
                 bytes.len()
             }
         };
+        // The shape without Redis: each call answered in process (`WakeFloor`), what one task
+        // wake a call costs on its own.
+        let wake = Arc::new(WakeFloor::new());
+        let answering = multi.spawn(wake.clone().answer());
+        let wake_call = move |_: u64| {
+            let wake = wake.clone();
+            async move { wake.get().await }
+        };
         // Best ops/s of: ours, raw multiplexed, cached, deadpool; and the least client CPU per
         // GET of ours and raw (the whole process: both runtime threads).
-        let (mut cpu_ours, mut cpu_raw, mut cpu_floor) = (f64::MAX, f64::MAX, f64::MAX);
-        let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp] =
+        let (mut cpu_ours, mut cpu_raw, mut cpu_floor, mut cpu_wake) =
+            (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+        let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp, wake_tp] =
             best_of(rounds(2, 3), f64::max, || {
                 let (ours_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, ours_l2));
                 cpu_ours = cpu_ours.min(cpu);
@@ -573,6 +578,9 @@ fn main() {
                 cpu_raw = cpu_raw.min(cpu);
                 let (floor_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, floor.clone()));
                 cpu_floor = cpu_floor.min(cpu);
+                let (wake_tp, cpu) =
+                    with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, wake_call.clone()));
+                cpu_wake = cpu_wake.min(cpu);
                 [
                     ours_tp,
                     raw_tp,
@@ -585,8 +593,10 @@ fn main() {
                         |i| async move { cached_redis(i).await.unwrap() },
                     ),
                     throughput(&multi, 64, l2_ops, deadpool.clone()),
+                    wake_tp,
                 ]
             });
+        answering.abort();
         rows.extend(rows_against(
             "P2 L2 hit, 64 tasks",
             "#[cache(l1 = false)] hit (ops/s)",
@@ -611,9 +621,7 @@ fn main() {
         ));
         // The server's own limit here: redis-benchmark pipelining 16 GETs deep on 64
         // connections, for a value of the raw keys' size, against the same server.
-        let size = bincode::serde::encode_to_vec(payload(0), bincode::config::standard())
-            .unwrap()
-            .len();
+        let size = cache_bench::encode(&payload(0)).len();
         let n = if quick() { 200_000 } else { 2_000_000 };
         if let Some((bench_tp, bench_cpu)) = redis_benchmark(&redis, size, n) {
             for (what, value, target) in [
@@ -622,6 +630,11 @@ fn main() {
                 (
                     "raw MGET of 16 + decode, one task wake per 16 GETs (GETs/s)",
                     mget_tp,
+                    "-",
+                ),
+                (
+                    "one task wake a call, answered in process, no Redis (calls/s)",
+                    wake_tp,
                     "-",
                 ),
             ] {
@@ -648,6 +661,7 @@ fn main() {
         for (peer_name, peer) in [
             ("raw multiplexed GET + decode", cpu_raw),
             ("floor: shared MGETs, one task wake a call", cpu_floor),
+            ("one task wake a call, answered in process, no Redis", cpu_wake),
         ] {
             rows.push(Row {
                 section: "P2 client CPU per GET",
@@ -696,10 +710,9 @@ fn main() {
             let t = Instant::now();
             for _ in 0..rounds {
                 for (k, v) in &items {
-                    let b = bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap();
                     redis::cmd("SET")
                         .arg(k)
-                        .arg(b)
+                        .arg(cache_bench::encode(v))
                         .arg("PX")
                         .arg(300_000)
                         .query_async::<()>(&mut c)

@@ -95,33 +95,58 @@ impl L2Floor {
     }
 }
 
-/// A [`Payload`] from bincode's standard form.
+/// A [`Payload`] in bincode's standard form: how the raw contenders store it.
 ///
 /// ```
 /// let p = cache_bench::payload(3);
-/// let bytes = bincode::serde::encode_to_vec(&p, bincode::config::standard()).unwrap();
-/// assert_eq!(cache_bench::decode(&bytes), p);
+/// assert_eq!(cache_bench::decode(&cache_bench::encode(&p)), p);
 /// ```
+pub fn encode(p: &Payload) -> Vec<u8> {
+    bincode::serde::encode_to_vec(p, bincode::config::standard()).unwrap()
+}
+
+/// A [`Payload`] from bincode's standard form ([`encode`]).
 pub fn decode(bytes: &[u8]) -> Payload {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .unwrap()
         .0
 }
 
-/// Writes `payload(i)` under `raw:{i}` in bincode's standard form, as [`L2Floor`] and the raw
-/// contenders read it.
+/// Writes `payload(i)` under `raw:{i}` ([`encode`]), as [`L2Floor`] and the raw contenders
+/// read it.
 ///
 /// ```no_run
 /// # async fn f(mut conn: redis::aio::MultiplexedConnection) {
 /// cache_bench::write_raw(&mut conn, 7).await;
+/// assert_eq!(cache_bench::read_raw(&mut conn, 7).await, cache_bench::payload(7));
 /// # }
 /// ```
 pub async fn write_raw<C: redis::aio::ConnectionLike>(c: &mut C, i: u64) {
-    let bytes = bincode::serde::encode_to_vec(crate::payload(i), bincode::config::standard()).unwrap();
     redis::cmd("SET")
         .arg(format!("raw:{i}"))
-        .arg(bytes)
+        .arg(encode(&crate::payload(i)))
         .query_async::<()>(c)
         .await
         .unwrap();
+}
+
+/// The raw contender of a read: `GET raw:{i}` and a decode, on any connection.
+pub async fn read_raw<C: redis::aio::ConnectionLike>(c: &mut C, i: u64) -> Payload {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(format!("raw:{i}"))
+        .query_async(c)
+        .await
+        .unwrap();
+    decode(&bytes)
+}
+
+/// One `MGET` of `raw:{i}` for each of `ids`, each value decoded: the transport with one task
+/// wake per batch.
+pub async fn read_raw_many<C: redis::aio::ConnectionLike>(
+    c: &mut C,
+    ids: impl IntoIterator<Item = u64>,
+) -> Vec<Payload> {
+    let keys: Vec<String> = ids.into_iter().map(|i| format!("raw:{i}")).collect();
+    let values: Vec<Vec<u8>> = redis::cmd("MGET").arg(&keys).query_async(c).await.unwrap();
+    values.iter().map(|v| decode(v)).collect()
 }

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod l2_floor;
-pub use l2_floor::{decode, write_raw, L2Floor};
+pub use l2_floor::{decode, encode, read_raw, read_raw_many, write_raw, L2Floor};
+mod wake_floor;
+pub use wake_floor::WakeFloor;
 
 use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};

@@ -5,25 +5,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use cache_bench::{decode, payload, Payload};
+use cache_bench::{decode, encode, payload, read_raw, Payload};
 use cache_core::{Cache, CacheConfig};
 use cache_test_harness::{RedisCluster, RedisServer, TlsFiles};
 
 use super::{best_of, quick, rounds, section, throughput, Row, KEYS};
-
-fn encode(p: &Payload) -> Vec<u8> {
-    bincode::serde::encode_to_vec(p, bincode::config::standard()).unwrap()
-}
-
-/// The raw contender of P2: `GET raw:{i}` and a bincode decode, on any connection.
-pub(super) async fn raw_get_decode<C: redis::aio::ConnectionLike>(c: &mut C, i: u64) -> Payload {
-    let bytes: Vec<u8> = redis::cmd("GET")
-        .arg(format!("raw:{i}"))
-        .query_async(c)
-        .await
-        .unwrap();
-    decode(&bytes)
-}
 
 /// Fills `cache` with every key through its read-through path, and the raw keys beside them.
 async fn fill<C: redis::aio::ConnectionLike + Clone>(cache: &Cache, raw: &C) {
@@ -61,7 +47,7 @@ where
     };
     let raw_get = move |i: u64| {
         let mut c = raw.clone();
-        async move { raw_get_decode(&mut c, i).await }
+        async move { read_raw(&mut c, i).await }
     };
     let [ours_tp, raw_tp] = best_of(rounds(2, 3), f64::max, || {
         [
