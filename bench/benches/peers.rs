@@ -566,8 +566,9 @@ fn main() {
             let wake = wake.clone();
             async move { wake.get().await }
         };
-        // Best ops/s of: ours, raw multiplexed, cached, deadpool; and the least client CPU per
-        // GET of ours and raw (the whole process: both runtime threads).
+        // Best ops/s of: ours, raw multiplexed, the MGET floor, raw MGETs of 16, cached,
+        // deadpool, the wake floor; and the least CPU per GET of ours, raw, the MGET floor and
+        // the wake floor (the whole process: both runtime threads).
         let (mut cpu_ours, mut cpu_raw, mut cpu_floor, mut cpu_wake) =
             (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
         let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp, wake_tp] =

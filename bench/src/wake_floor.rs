@@ -1,6 +1,7 @@
 //! P2's shape without Redis: each call queues a oneshot and awaits it, and one task answers the
-//! whole queue with a ready value each time it wakes. No socket, no encode or decode: what one
-//! task wake a call costs on this runtime, the part of an L2 hit no design of this shape avoids.
+//! whole queue with a ready value each time it wakes. No socket, no encode or decode: one
+//! implementation of a call that costs one task wake (with its oneshot, the shared queue's lock
+//! and the answering task's own wakes), the part of an L2 hit that P2's shape cannot skip.
 // A bench's floor: a poisoned lock ends the run, as in the benches.
 #![allow(clippy::unwrap_used)]
 
@@ -49,7 +50,8 @@ impl WakeFloor {
         rx.await.unwrap()
     }
 
-    /// Answers every queued call each time it is woken; runs until its runtime shuts down.
+    /// Answers every queued call each time it is woken; runs until its runtime shuts down or
+    /// it is aborted (a call made after that never returns).
     pub async fn answer(self: Arc<Self>) {
         loop {
             self.notify.notified().await;
