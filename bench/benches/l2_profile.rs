@@ -26,7 +26,7 @@ async fn hit(id: u64) -> Payload {
 fn main() {
     let redis = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(env_number("WORKERS").unwrap_or(2))
         .enable_all()
         .build()
         .unwrap();
