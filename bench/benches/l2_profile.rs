@@ -4,6 +4,7 @@
 //! loop as raw redis-rs `GET`s + decode on one multiplexed connection, `MODE=mget` as raw `MGET`s
 //! of `BATCH` keys (default 16) + decode (one task wake per `BATCH` GETs), `MODE=floor` as
 //! [`L2Floor`] reads (shared `MGET`s, one task wake a call: the least a call of this shape costs),
+//! `MODE=socket` as [`SocketFloor`] reads (the same calls on a hand-written one-socket transport),
 //! `MODE=wake` the same 64 tasks answered in process instead of by Redis ([`WakeFloor`]: no
 //! socket, no decode): what one task wake a call costs alone.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -12,7 +13,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cache_bench::{env_number, payload, L2Floor, Payload, WakeFloor};
+use cache_bench::{env_number, payload, L2Floor, Payload, SocketFloor, WakeFloor};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
@@ -49,6 +50,10 @@ fn main() {
         let mode = std::env::var("MODE").unwrap_or_default();
         if mode == "floor" {
             floor(&redis, ops).await;
+            return;
+        }
+        if mode == "socket" {
+            socket(&redis, ops).await;
             return;
         }
         if mode == "wake" {
@@ -126,6 +131,27 @@ async fn floor(redis: &RedisServer, ops: u64) {
     println!(
         "floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
         n as f64 / mgets as f64
+    );
+}
+
+/// 64 tasks of [`SocketFloor`] reads.
+async fn socket(redis: &RedisServer, ops: u64) {
+    drop(raw_conn(redis).await);
+    let floor = std::sync::Arc::new(SocketFloor::new());
+    let serving = tokio::spawn(floor.clone().serve(format!("127.0.0.1:{}", redis.port())));
+    let (rate, cpu) = run_64(ops, |task| {
+        let floor = floor.clone();
+        async move {
+            for i in 0..ops {
+                black_box(floor.get((task * 7919 + i) % 1000).await);
+            }
+        }
+    })
+    .await;
+    serving.abort();
+    println!(
+        "socket (hand-written MGETs, one out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
+        (64 * ops) as f64 / floor.mgets() as f64
     );
 }
 

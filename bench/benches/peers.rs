@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use cache_bench::{
     floor_head, floor_hit, floor_hit_rule, floor_hit_str, floor_key, payload, FloorAnyCache, FloorCache,
-    FloorEntry, FloorStrCache, L2Floor, Payload, WakeFloor,
+    FloorEntry, FloorStrCache, L2Floor, Payload, SocketFloor, WakeFloor,
 };
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
@@ -484,13 +484,16 @@ fn main() {
         let qc: &'static quick_cache::sync::Cache<u64, Arc<Payload>> = Box::leak(Box::new(qc));
         // And the limit of any cache whose hit hands out an owned clone of a stored `Arc`: the
         // clone and the drop alone, of the same values in the same order, no lookup at all.
-        let arcs: &'static [Arc<Payload>] = (0..KEYS).map(|i| Arc::new(payload(i))).collect::<Vec<_>>().leak();
+        let arcs: &'static [Arc<Payload>] =
+            (0..KEYS).map(|i| Arc::new(payload(i))).collect::<Vec<_>>().leak();
         let [ours_mt, cached_mt, raw_qc_mt, arc_mt] = best_of(rounds(2, 3), f64::max, || {
             [
                 throughput(&multi, 4, per_task, ours_l1),
                 throughput(&multi, 4, per_task, cached_l1),
                 throughput(&multi, 4, per_task, move |k| async move { qc.get(&k) }),
-                throughput(&multi, 4, per_task, move |k| async move { Arc::clone(&arcs[k as usize]) }),
+                throughput(&multi, 4, per_task, move |k| async move {
+                    Arc::clone(&arcs[k as usize])
+                }),
             ]
         });
         rows.extend(rows_against(
@@ -571,6 +574,14 @@ fn main() {
                 bytes.len()
             }
         };
+        // The same calls on a hand-written transport (`SocketFloor`: one socket, one `MGET` out
+        // at a time, a minimal reply reader): whether what the rows above lose is redis-rs's.
+        let socket = Arc::new(SocketFloor::new());
+        let serving = multi.spawn(socket.clone().serve(format!("127.0.0.1:{}", redis.port())));
+        let socket_call = move |i: u64| {
+            let socket = socket.clone();
+            async move { socket.get(i).await }
+        };
         // The shape without Redis: each call answered in process (`WakeFloor`), what one task
         // wake a call costs on its own.
         let wake = Arc::new(WakeFloor::new());
@@ -580,11 +591,11 @@ fn main() {
             async move { wake.get().await }
         };
         // Best ops/s of: ours, raw multiplexed, the MGET floor, raw MGETs of 16, cached,
-        // deadpool, the wake floor; and the least CPU per GET of ours, raw, the MGET floor and
-        // the wake floor (the whole process: both runtime threads).
-        let (mut cpu_ours, mut cpu_raw, mut cpu_floor, mut cpu_wake) =
-            (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-        let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp, wake_tp] =
+        // deadpool, the wake floor, the socket floor; and the least CPU per GET of ours, raw and
+        // the three floors (the whole process: both runtime threads).
+        let (mut cpu_ours, mut cpu_raw, mut cpu_floor, mut cpu_wake, mut cpu_socket) =
+            (f64::MAX, f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+        let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp, wake_tp, socket_tp] =
             best_of(rounds(2, 3), f64::max, || {
                 let (ours_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, ours_l2));
                 cpu_ours = cpu_ours.min(cpu);
@@ -595,6 +606,10 @@ fn main() {
                 let (wake_tp, cpu) =
                     with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, wake_call.clone()));
                 cpu_wake = cpu_wake.min(cpu);
+                let (socket_tp, cpu) = with_cpu(64 * l2_ops, || {
+                    throughput(&multi, 64, l2_ops, socket_call.clone())
+                });
+                cpu_socket = cpu_socket.min(cpu);
                 [
                     ours_tp,
                     raw_tp,
@@ -608,9 +623,11 @@ fn main() {
                     ),
                     throughput(&multi, 64, l2_ops, deadpool.clone()),
                     wake_tp,
+                    socket_tp,
                 ]
             });
         answering.abort();
+        serving.abort();
         rows.extend(rows_against(
             "P2 L2 hit, 64 tasks",
             "#[cache(l1 = false)] hit (ops/s)",
@@ -622,7 +639,20 @@ fn main() {
                 ("cached #[concurrent_cached(redis)]", cached_tp, "≥ 2×"),
                 ("deadpool-redis GET, checkout per call", dp_tp, "-"),
                 ("floor: shared MGETs, one task wake a call", floor_tp, "-"),
+                (
+                    "floor: hand-written MGETs on one socket, one task wake a call",
+                    socket_tp,
+                    "-",
+                ),
             ],
+        ));
+        rows.extend(rows_against(
+            "P2 L2 hit, 64 tasks",
+            "floor: hand-written MGETs on one socket, one task wake a call (ops/s)",
+            socket_tp,
+            "ops/s",
+            true,
+            &[("cached #[concurrent_cached(redis)]", cached_tp, "-")],
         ));
         // Whether the P2 targets are within reach of any cache of this shape on this transport.
         rows.extend(rows_against(
@@ -641,6 +671,11 @@ fn main() {
             for (what, value, target) in [
                 ("#[cache(l1 = false)] hit (ops/s)", ours_l2_tp, "≥ 0.6×"),
                 ("floor: shared MGETs, one task wake a call (ops/s)", floor_tp, "-"),
+                (
+                    "floor: hand-written MGETs on one socket, one task wake a call (ops/s)",
+                    socket_tp,
+                    "-",
+                ),
                 (
                     "raw MGET of 16 + decode, one task wake per 16 GETs (GETs/s)",
                     mget_tp,
@@ -675,6 +710,10 @@ fn main() {
         for (peer_name, peer) in [
             ("raw multiplexed GET + decode", cpu_raw),
             ("floor: shared MGETs, one task wake a call", cpu_floor),
+            (
+                "floor: hand-written MGETs on one socket, one task wake a call",
+                cpu_socket,
+            ),
             ("one task wake a call, answered in process, no Redis", cpu_wake),
         ] {
             rows.push(Row {
@@ -689,6 +728,10 @@ fn main() {
             });
         }
     }
+
+    // ---------- P2 on one runtime thread ----------
+    // Before P4, which points `cached`'s connection string at a server that is down.
+    rows.extend(one_worker::rows(&redis));
 
     // ---------- P3: batch ----------
     if section("p3") {
@@ -929,9 +972,6 @@ fn main() {
         });
         rows.extend(membound::rows(&single));
     }
-
-    // ---------- P2 on one runtime thread ----------
-    rows.extend(one_worker::rows(&redis));
 
     // ---------- P2 over TLS, P2 and P3 on a cluster ----------
     rows.extend(topologies::rows(&multi));

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod l2_floor;
 pub use l2_floor::{decode, encode, read_raw, read_raw_many, write_raw, L2Floor};
+mod socket_floor;
+pub use socket_floor::SocketFloor;
 mod wake_floor;
 pub use wake_floor::WakeFloor;
 

@@ -81,7 +81,12 @@ pub(crate) fn rows(redis: &RedisServer) -> Vec<Row> {
         let (raw, cpu) = with_cpu(64 * ops, || throughput(&rt, 64, ops, raw.clone()));
         cpu_raw = cpu_raw.min(cpu);
         let (cached, cpu) = with_cpu(64 * ops, || {
-            throughput(&rt, 64, ops, |i| async move { cached_redis_one(i).await.unwrap() })
+            throughput(
+                &rt,
+                64,
+                ops,
+                |i| async move { cached_redis_one(i).await.unwrap() },
+            )
         });
         cpu_cached = cpu_cached.min(cpu);
         [ours, raw, cached, throughput(&rt, 64, ops, floor.clone())]
