@@ -64,12 +64,7 @@ fn main() {
             raw(&redis, &mode, ops).await;
             return;
         }
-        let (rate, cpu) = run_64(ops, |task| async move {
-            for i in 0..ops {
-                black_box(hit((task * 7919 + i) % 1000).await);
-            }
-        })
-        .await;
+        let (rate, cpu) = reads_64(ops, hit).await;
         // How the GETs were answered: Redis read by this call, or shared from another task's
         // in-process flight for the same key (a clone of the shared value).
         let s = C.get().unwrap().stats().await;
@@ -106,6 +101,23 @@ async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
     println!("raw {mode} (batch {batch}): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET");
 }
 
+/// 64 tasks of `ops` reads each through `get`, over the keys in P2's order.
+async fn reads_64<G, Fut>(ops: u64, get: G) -> (f64, f64)
+where
+    G: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Payload> + Send,
+{
+    run_64(ops, |task| {
+        let get = get.clone();
+        async move {
+            for i in 0..ops {
+                black_box(get((task * 7919 + i) % 1000).await);
+            }
+        }
+    })
+    .await
+}
+
 /// User + system CPU seconds of this process so far.
 fn cpu_seconds() -> f64 {
     let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
@@ -117,13 +129,10 @@ fn cpu_seconds() -> f64 {
 async fn floor(redis: &RedisServer, ops: u64) {
     let max: usize = env_number("IN_FLIGHT").unwrap_or(4);
     let floor = std::sync::Arc::new(L2Floor::new(raw_conn(redis).await, max));
-    let (rate, cpu) = run_64(ops, |task| {
-        let floor = floor.clone();
-        async move {
-            for i in 0..ops {
-                black_box(floor.get((task * 7919 + i) % 1000).await);
-            }
-        }
+    let f = floor.clone();
+    let (rate, cpu) = reads_64(ops, move |i| {
+        let f = f.clone();
+        async move { f.get(i).await }
     })
     .await;
     let n = 64 * ops;
@@ -139,13 +148,10 @@ async fn socket(redis: &RedisServer, ops: u64) {
     drop(raw_conn(redis).await);
     let floor = std::sync::Arc::new(SocketFloor::new());
     let serving = tokio::spawn(floor.clone().serve(format!("127.0.0.1:{}", redis.port())));
-    let (rate, cpu) = run_64(ops, |task| {
-        let floor = floor.clone();
-        async move {
-            for i in 0..ops {
-                black_box(floor.get((task * 7919 + i) % 1000).await);
-            }
-        }
+    let f = floor.clone();
+    let (rate, cpu) = reads_64(ops, move |i| {
+        let f = f.clone();
+        async move { f.get(i).await }
     })
     .await;
     serving.abort();

@@ -250,6 +250,29 @@ where
     })
 }
 
+/// Stores every key through `ours` and `cached` (each function's first call, on `rt`, makes its
+/// connection there) and writes the raw contenders' copies; the connection they were written on.
+fn preload_l2<O, C>(
+    rt: &tokio::runtime::Runtime,
+    redis: &RedisServer,
+    ours: impl Fn(u64) -> O,
+    cached: impl Fn(u64) -> C,
+) -> redis::aio::MultiplexedConnection
+where
+    O: std::future::Future<Output = Payload>,
+    C: std::future::Future<Output = Result<Payload, String>>,
+{
+    rt.block_on(async {
+        let mut c = redis.conn().await;
+        for i in 0..KEYS {
+            ours(i).await;
+            cached(i).await.unwrap();
+            cache_bench::write_raw(&mut c, i).await;
+        }
+        c
+    })
+}
+
 /// CPU time (user + sys) used so far by this process (`Self_`) or by its waited-for children.
 fn cpu_time(who: UsageWho) -> Duration {
     let u = getrusage(who).unwrap();
@@ -531,15 +554,7 @@ fn main() {
     .unwrap();
     let _ = L2_CACHE.set(l2);
     if section("p2") {
-        let raw_conn = multi.block_on(async {
-            let mut c = redis.conn().await;
-            for i in 0..KEYS {
-                ours_l2(i).await;
-                cached_redis(i).await.unwrap();
-                cache_bench::write_raw(&mut c, i).await;
-            }
-            c
-        });
+        let raw_conn = preload_l2(&multi, &redis, ours_l2, cached_redis);
         let l2_ops = if quick() { 300 } else { 4000 };
         // The floor of this shape: shared MGETs, one task wake a call (`L2Floor`), as many out
         // as ours lets out (`l2_reads_in_flight`'s default).
@@ -707,26 +722,27 @@ fn main() {
                 target: "-".into(),
             });
         }
-        for (peer_name, peer) in [
-            ("raw multiplexed GET + decode", cpu_raw),
-            ("floor: shared MGETs, one task wake a call", cpu_floor),
-            (
-                "floor: hand-written MGETs on one socket, one task wake a call",
-                cpu_socket,
-            ),
-            ("one task wake a call, answered in process, no Redis", cpu_wake),
-        ] {
-            rows.push(Row {
-                section: "P2 client CPU per GET",
-                what: "ours (µs/GET, user + sys of the whole process)".into(),
-                ours: cpu_ours,
-                peer_name: peer_name.into(),
-                peer,
-                unit: "µs",
-                higher_is_better: false,
-                target: "-".into(),
-            });
-        }
+        rows.extend(rows_against(
+            "P2 client CPU per GET",
+            "ours (µs/GET, user + sys of the whole process)",
+            cpu_ours,
+            "µs",
+            false,
+            &[
+                ("raw multiplexed GET + decode", cpu_raw, "-"),
+                ("floor: shared MGETs, one task wake a call", cpu_floor, "-"),
+                (
+                    "floor: hand-written MGETs on one socket, one task wake a call",
+                    cpu_socket,
+                    "-",
+                ),
+                (
+                    "one task wake a call, answered in process, no Redis",
+                    cpu_wake,
+                    "-",
+                ),
+            ],
+        ));
     }
 
     // ---------- P2 on one runtime thread ----------

@@ -15,7 +15,7 @@ use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 use cached::macros::concurrent_cached;
 
-use super::{best_of, quick, redis_benchmark, rounds, section, throughput, with_cpu, Row, KEYS};
+use super::{best_of, quick, redis_benchmark, rounds, section, throughput, with_cpu, Row};
 
 static ONE_CACHE: OnceLock<Cache> = OnceLock::new();
 
@@ -55,15 +55,7 @@ pub(crate) fn rows(redis: &RedisServer) -> Vec<Row> {
     )
     .unwrap();
     let _ = ONE_CACHE.set(cache);
-    let conn = rt.block_on(async {
-        let mut c = redis.conn().await;
-        for i in 0..KEYS {
-            ours_one(i).await;
-            cached_redis_one(i).await.unwrap();
-            cache_bench::write_raw(&mut c, i).await;
-        }
-        c
-    });
+    let conn = super::preload_l2(&rt, redis, ours_one, cached_redis_one);
     let ops = if quick() { 300 } else { 4000 };
     let floor = Arc::new(L2Floor::new(conn.clone(), 4));
     let floor = move |i: u64| {
@@ -116,21 +108,17 @@ pub(crate) fn rows(redis: &RedisServer) -> Vec<Row> {
             &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, "-")],
         ));
     }
-    for (peer_name, peer) in [
-        ("raw multiplexed GET + decode", cpu_raw),
-        ("cached #[concurrent_cached(redis)]", cpu_cached),
-    ] {
-        rows.push(Row {
-            section: "P2 client CPU per GET, 1 runtime thread",
-            what: "ours (µs/GET, user + sys of the whole process)".into(),
-            ours: cpu_ours,
-            peer_name: peer_name.into(),
-            peer,
-            unit: "µs",
-            higher_is_better: false,
-            target: "-".into(),
-        });
-    }
+    rows.extend(super::rows_against(
+        "P2 client CPU per GET, 1 runtime thread",
+        "ours (µs/GET, user + sys of the whole process)",
+        cpu_ours,
+        "µs",
+        false,
+        &[
+            ("raw multiplexed GET + decode", cpu_raw, "-"),
+            ("cached #[concurrent_cached(redis)]", cpu_cached, "-"),
+        ],
+    ));
     drop(rt);
     rows
 }
