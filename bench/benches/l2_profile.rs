@@ -1,5 +1,6 @@
 //! 64 tasks of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
-//! `cargo bench -p cache-bench --bench l2_profile`; `OPS` GETs a task, `IN_FLIGHT` the
+//! `cargo bench -p cache-bench --bench l2_profile`; `WORKERS` the runtime's worker threads
+//! (default 2; 1 is the peers bench's `p2one`), `OPS` GETs a task, `IN_FLIGHT` the
 //! coalescer's reads in flight (`l2_reads_in_flight`, default 4). `MODE=get` runs the same
 //! loop as raw redis-rs `GET`s + decode on one multiplexed connection, `MODE=mget` as raw `MGET`s
 //! of `BATCH` keys (default 16) + decode (one task wake per `BATCH` GETs), `MODE=floor` as

@@ -746,7 +746,7 @@ fn main() {
     }
 
     // ---------- P2 on one runtime thread ----------
-    // Before P4, which points `cached`'s connection string at a server that is down.
+    // Before P5, which points `cached`'s connection string at a server that is down.
     rows.extend(one_worker::rows(&redis));
 
     // ---------- P3: batch ----------

@@ -2,8 +2,9 @@
 //! answering it, without redis-rs. Each call queues its key with a oneshot and awaits it; one
 //! task owns the socket and, each time it is free, sends everything queued as one `MGET` in one
 //! write, reads the reply (a minimal RESP reader: one array of bulk strings), decodes each value
-//! and answers its call. No connection task to hop through, no command or reply objects, no
-//! timers; one `MGET` out at a time, so a batch is whatever queued while the last was out.
+//! and answers its call. One task between the calls and the socket (not a leading call plus
+//! redis-rs's connection task), no command or reply objects, no timers; one `MGET` out at a
+//! time, so a batch is whatever queued while the last was out.
 //!
 //! Beside [`crate::L2Floor`] (the same calls over redis-rs) it tells whether what the P2 rows
 //! lose is in the transport or in the shape: 64 calls awaited one at a time, each woken once.
@@ -74,8 +75,9 @@ impl SocketFloor {
             request.clear();
             write!(request, "*{}\r\n$4\r\nMGET\r\n", batch.len() + 1).unwrap();
             for (i, _) in &batch {
-                let key = format!("raw:{i}");
-                write!(request, "${}\r\n{key}\r\n", key.len()).unwrap();
+                // "raw:" and the digits, written straight into the request.
+                let len = 4 + i.checked_ilog10().map_or(1, |d| d + 1);
+                write!(request, "${len}\r\nraw:{i}\r\n").unwrap();
             }
             socket.write_all(&request).await.unwrap();
             let n = replies.header(&mut socket, b'*').await;
