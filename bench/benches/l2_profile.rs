@@ -146,6 +146,7 @@ async fn floor(redis: &RedisServer, ops: u64) {
 
 /// 64 tasks of [`SocketFloor`] reads.
 async fn socket(redis: &RedisServer, ops: u64) {
+    // Only the raw keys it writes are wanted: the floor makes its own connection.
     drop(raw_conn(redis).await);
     let floor = std::sync::Arc::new(SocketFloor::new());
     let serving = tokio::spawn(floor.clone().serve(format!("127.0.0.1:{}", redis.port())));
