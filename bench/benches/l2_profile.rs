@@ -1,4 +1,4 @@
-//! 64 tasks of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
+//! 64 tasks (`TASKS`) of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
 //! `cargo bench -p cache-bench --bench l2_profile`; `WORKERS` the runtime's worker threads
 //! (default 2; 1 is the peers bench's `p2one`), `OPS` GETs a task, `IN_FLIGHT` the
 //! coalescer's reads in flight (`l2_reads_in_flight`, default 4). `MODE=get` runs the same
@@ -6,8 +6,12 @@
 //! of `BATCH` keys (default 16) + decode (one task wake per `BATCH` GETs), `MODE=floor` as
 //! [`L2Floor`] reads (shared `MGET`s, one task wake a call: the least a call of this shape costs),
 //! `MODE=socket` as [`SocketFloor`] reads (the same calls on a hand-written one-socket transport),
-//! `MODE=wake` the same 64 tasks answered in process instead of by Redis ([`WakeFloor`]: no
-//! socket, no decode): what one task wake a call costs alone.
+//! `MODE=wake` the same tasks answered in process instead of by Redis ([`WakeFloor`]: no
+//! socket, no decode): what one task wake a call costs alone. `TASKS` the calling tasks
+//! (default 64, P2's): more tasks keep more GETs outstanding, which tells whether a mode's
+//! rate is bound by its round trip (it rises with the tasks) or by the CPU (it does not).
+//! Every mode prints the client's CPU a GET, redis-server's (its `INFO cpu`, all its threads)
+//! and how idle the machine's cores were over the run (`/proc/stat`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
@@ -65,7 +69,7 @@ fn main() {
             raw(&redis, &mode, ops).await;
             return;
         }
-        let (rate, cpu) = reads_64(ops, hit).await;
+        let (rate, cpu) = reads(Some(&redis), ops, hit).await;
         // How the GETs were answered: Redis read by this call, or shared from another task's
         // in-process flight for the same key (a clone of the shared value).
         let s = C.get().unwrap().stats().await;
@@ -76,7 +80,7 @@ fn main() {
     });
 }
 
-/// 64 tasks of raw redis-rs reads of the values `hit` stores, written under `raw:{i}`: one
+/// [`tasks`] tasks of raw redis-rs reads of the values `hit` stores, written under `raw:{i}`: one
 /// `GET` a call (`mode` "get") or one `MGET` of `BATCH` keys (`mode` "mget"), each value decoded.
 async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
     let c = raw_conn(redis).await;
@@ -85,7 +89,7 @@ async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
     } else {
         env_number("BATCH").unwrap_or(16)
     };
-    let (rate, cpu) = run_64(ops, |task| {
+    let (rate, cpu) = run_tasks(Some(redis), ops, |task| {
         let mut c = c.clone();
         async move {
             for i in (0..ops).step_by(batch as usize) {
@@ -102,13 +106,13 @@ async fn raw(redis: &RedisServer, mode: &str, ops: u64) {
     println!("raw {mode} (batch {batch}): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET");
 }
 
-/// 64 tasks of `ops` reads each through `get`, over the keys in P2's order.
-async fn reads_64<G, Fut>(ops: u64, get: G) -> (f64, f64)
+/// [`tasks`] tasks of `ops` reads each through `get`, over the keys in P2's order.
+async fn reads<G, Fut>(server: Option<&RedisServer>, ops: u64, get: G) -> (f64, f64)
 where
     G: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Payload> + Send,
 {
-    run_64(ops, |task| {
+    run_tasks(server, ops, |task| {
         let get = get.clone();
         async move {
             for i in 0..ops {
@@ -126,17 +130,17 @@ fn cpu_seconds() -> f64 {
     secs(u.user_time()) + secs(u.system_time())
 }
 
-/// 64 tasks of [`L2Floor`] reads.
+/// [`tasks`] tasks of [`L2Floor`] reads.
 async fn floor(redis: &RedisServer, ops: u64) {
     let max: usize = env_number("IN_FLIGHT").unwrap_or(4);
     let floor = std::sync::Arc::new(L2Floor::new(raw_conn(redis).await, max));
     let f = floor.clone();
-    let (rate, cpu) = reads_64(ops, move |i| {
+    let (rate, cpu) = reads(Some(redis), ops, move |i| {
         let f = f.clone();
         async move { f.get(i).await }
     })
     .await;
-    let n = 64 * ops;
+    let n = tasks() * ops;
     let mgets = floor.mgets();
     println!(
         "floor (queued MGETs, {max} out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
@@ -144,14 +148,14 @@ async fn floor(redis: &RedisServer, ops: u64) {
     );
 }
 
-/// 64 tasks of [`SocketFloor`] reads.
+/// [`tasks`] tasks of [`SocketFloor`] reads.
 async fn socket(redis: &RedisServer, ops: u64) {
     // Only the raw keys it writes are wanted: the floor makes its own connection.
     drop(raw_conn(redis).await);
     let floor = std::sync::Arc::new(SocketFloor::new());
     let serving = tokio::spawn(floor.clone().serve(format!("127.0.0.1:{}", redis.port())));
     let f = floor.clone();
-    let (rate, cpu) = reads_64(ops, move |i| {
+    let (rate, cpu) = reads(Some(redis), ops, move |i| {
         let f = f.clone();
         async move { f.get(i).await }
     })
@@ -159,15 +163,15 @@ async fn socket(redis: &RedisServer, ops: u64) {
     serving.abort();
     println!(
         "socket (hand-written MGETs, one out): {rate:.0} GETs/s, client CPU {cpu:.2} us/GET, {:.1} GETs an MGET",
-        (64 * ops) as f64 / floor.mgets() as f64
+        (tasks() * ops) as f64 / floor.mgets() as f64
     );
 }
 
-/// 64 tasks of [`WakeFloor`] calls: P2's shape answered in process, without Redis.
+/// [`tasks`] tasks of [`WakeFloor`] calls: P2's shape answered in process, without Redis.
 async fn wake(ops: u64) {
     let floor = std::sync::Arc::new(WakeFloor::new());
     let answering = tokio::spawn(floor.clone().answer());
-    let (rate, cpu) = run_64(ops, |_| {
+    let (rate, cpu) = run_tasks(None, ops, |_| {
         let floor = floor.clone();
         async move {
             for _ in 0..ops {
@@ -189,19 +193,72 @@ async fn raw_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     c
 }
 
-/// Runs `task(0..64)` as 64 tasks of `ops` GETs each; their GETs a second and the process's
-/// CPU time per GET (µs, user + sys).
-async fn run_64<F, Fut>(ops: u64, task: F) -> (f64, f64)
+/// The calling tasks: `TASKS`, default 64 (P2's).
+fn tasks() -> u64 {
+    env_number("TASKS").unwrap_or(64)
+}
+
+/// Runs `task(0..tasks())` as that many tasks of `ops` GETs each; their GETs a second and the
+/// process's CPU time per GET (µs, user + sys). Also prints what the server and the machine
+/// spent over the same time (`server`: the Redis the GETs went to; `None` for the wake floor).
+async fn run_tasks<F, Fut>(server: Option<&RedisServer>, ops: u64, task: F) -> (f64, f64)
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut info = match server {
+        Some(r) => Some(r.conn().await),
+        None => None,
+    };
+    let server0 = match info.as_mut() {
+        Some(c) => server_cpu_seconds(c).await,
+        None => 0.0,
+    };
+    let machine0 = machine_jiffies();
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let tasks: Vec<_> = (0..64u64).map(|i| tokio::spawn(task(i))).collect();
-    for t in tasks {
-        t.await.unwrap();
+    let handles: Vec<_> = (0..tasks()).map(|i| tokio::spawn(task(i))).collect();
+    for h in handles {
+        h.await.unwrap();
     }
-    let n = (64 * ops) as f64;
-    (n / t.elapsed().as_secs_f64(), (cpu_seconds() - cpu0) * 1e6 / n)
+    let elapsed = t.elapsed().as_secs_f64();
+    let client = cpu_seconds() - cpu0;
+    let machine1 = machine_jiffies();
+    let n = (tasks() * ops) as f64;
+    let idle = (machine1.0 - machine0.0) as f64 / (machine1.1 - machine0.1).max(1) as f64;
+    let server = match info.as_mut() {
+        Some(c) => format!("{:.2}", (server_cpu_seconds(c).await - server0) * 1e6 / n),
+        None => "-".into(),
+    };
+    println!(
+        "  {} tasks: client {:.2} cores, server CPU {server} us/GET, machine idle {:.0} %",
+        tasks(),
+        client / elapsed,
+        idle * 100.0
+    );
+    (n / elapsed, client * 1e6 / n)
+}
+
+/// redis-server's user + system CPU seconds so far, all its threads (`INFO cpu`).
+async fn server_cpu_seconds(c: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(c).await.unwrap();
+    info.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_sys" || *k == "used_cpu_user")
+        .map(|(_, v)| v.trim().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The machine's (idle + iowait, all) jiffies so far, over all its cores (`/proc/stat`).
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (cpu[3] + cpu[4], cpu.iter().sum())
 }
