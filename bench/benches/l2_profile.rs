@@ -16,9 +16,9 @@
 
 use std::hint::black_box;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cache_bench::{env_number, payload, L2Floor, Payload, SocketFloor, WakeFloor};
+use cache_bench::{env_number, payload, server_cpu, Jiffies, L2Floor, Payload, SocketFloor, WakeFloor};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
@@ -211,10 +211,10 @@ where
         None => None,
     };
     let server0 = match info.as_mut() {
-        Some(c) => server_cpu_seconds(c).await,
-        None => 0.0,
+        Some(c) => server_cpu(c).await.unwrap(),
+        None => Duration::ZERO,
     };
-    let machine0 = machine_jiffies();
+    let machine0 = Jiffies::now();
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     let handles: Vec<_> = (0..tasks()).map(|i| tokio::spawn(task(i))).collect();
@@ -223,11 +223,13 @@ where
     }
     let elapsed = t.elapsed().as_secs_f64();
     let client = cpu_seconds() - cpu0;
-    let machine1 = machine_jiffies();
+    let idle = Jiffies::now().idle_share_since(machine0);
     let n = (tasks() * ops) as f64;
-    let idle = (machine1.0 - machine0.0) as f64 / (machine1.1 - machine0.1).max(1) as f64;
     let server = match info.as_mut() {
-        Some(c) => format!("{:.2}", (server_cpu_seconds(c).await - server0) * 1e6 / n),
+        Some(c) => format!(
+            "{:.2}",
+            (server_cpu(c).await.unwrap() - server0).as_secs_f64() * 1e6 / n
+        ),
         None => "-".into(),
     };
     println!(
@@ -237,28 +239,4 @@ where
         idle * 100.0
     );
     (n / elapsed, client * 1e6 / n)
-}
-
-/// redis-server's user + system CPU seconds so far, all its threads (`INFO cpu`).
-async fn server_cpu_seconds(c: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(c).await.unwrap();
-    info.lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| *k == "used_cpu_sys" || *k == "used_cpu_user")
-        .map(|(_, v)| v.trim().parse::<f64>().unwrap())
-        .sum()
-}
-
-/// The machine's (idle + iowait, all) jiffies so far, over all its cores (`/proc/stat`).
-fn machine_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap())
-        .collect();
-    (cpu[3] + cpu[4], cpu.iter().sum())
 }

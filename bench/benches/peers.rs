@@ -288,9 +288,39 @@ fn with_cpu<R>(ops: u64, f: impl FnOnce() -> R) -> (R, f64) {
     (r, used.as_secs_f64() * 1e6 / ops as f64)
 }
 
-/// GET/s of `redis-benchmark -c 64 -P 16 -t get` over `n` GETs of a `size`-byte value on
-/// `redis`, and its CPU time per GET (µs); `None` (and a note) when it is not installed.
-fn redis_benchmark(redis: &RedisServer, size: usize, n: u64) -> Option<(f64, f64)> {
+/// What one round cost besides the client's own CPU: redis-server's CPU a GET (µs) and the
+/// share of the machine's cores left idle (a round that leaves cores idle waited on round trips
+/// and wake-ups; one that leaves none was bound by CPU).
+#[derive(Clone, Copy, Default)]
+struct Costs {
+    server: f64,
+    idle: f64,
+}
+
+/// `f`'s result and [`Costs`] over its `ops` GETs; `server_now` reads redis-server's CPU so far.
+fn with_costs<R>(ops: u64, server_now: &mut impl FnMut() -> Duration, f: impl FnOnce() -> R) -> (R, Costs) {
+    let (server0, machine0) = (server_now(), cache_bench::Jiffies::now());
+    let r = f();
+    let idle = cache_bench::Jiffies::now().idle_share_since(machine0);
+    let server = (server_now() - server0).as_secs_f64() * 1e6 / ops as f64;
+    (r, Costs { server, idle })
+}
+
+/// `redis-benchmark`'s run: GET/s, its own CPU a GET (µs), and the server's and machine's share.
+struct BenchRun {
+    tp: f64,
+    cpu: f64,
+    costs: Costs,
+}
+
+/// `redis-benchmark -c 64 -P 16 -t get` over `n` GETs of a `size`-byte value on `redis`;
+/// `None` (and a note) when it is not installed.
+fn redis_benchmark(
+    redis: &RedisServer,
+    size: usize,
+    n: u64,
+    server_now: &mut impl FnMut() -> Duration,
+) -> Option<BenchRun> {
     let run = |test: &str, n: u64| {
         std::process::Command::new("redis-benchmark")
             .args([
@@ -312,9 +342,9 @@ fn redis_benchmark(redis: &RedisServer, size: usize, n: u64) -> Option<(f64, f64
         return None;
     }
     let before = cpu_time(UsageWho::RUSAGE_CHILDREN);
-    let out = run("get", n).ok()?;
+    let (out, costs) = with_costs(n, server_now, || run("get", n));
     let cpu = (cpu_time(UsageWho::RUSAGE_CHILDREN) - before).as_secs_f64() * 1e6 / n as f64;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.ok()?.stdout).into_owned();
     // `-q` prints progress lines ending in '\r', then "GET: 1063829.75 requests per second, ...".
     let tp = text
         .rsplit(['\r', '\n'])
@@ -322,7 +352,7 @@ fn redis_benchmark(redis: &RedisServer, size: usize, n: u64) -> Option<(f64, f64
     if tp.is_none() {
         println!("redis-benchmark output not understood: {text}");
     }
-    Some((tp?, cpu))
+    Some(BenchRun { tp: tp?, cpu, costs })
 }
 
 fn p99(samples: &mut [Duration]) -> Duration {
@@ -610,10 +640,29 @@ fn main() {
         // the three floors (the whole process: both runtime threads).
         let (mut cpu_ours, mut cpu_raw, mut cpu_floor, mut cpu_wake, mut cpu_socket) =
             (f64::MAX, f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+        // The server's CPU a GET (least over the rounds) and the machine's idle share in each
+        // contender's fastest round, for ours and the socket floor.
+        let mut info = multi.block_on(redis.conn());
+        let mut server_now = || multi.block_on(cache_bench::server_cpu(&mut info)).unwrap();
+        let (mut costs_ours, mut costs_socket) = ((0.0, Costs::default()), (0.0, Costs::default()));
+        let keep = |kept: &mut (f64, Costs), tp: f64, c: Costs| {
+            let server = if kept.0 == 0.0 {
+                c.server
+            } else {
+                kept.1.server.min(c.server)
+            };
+            let idle = if tp > kept.0 { c.idle } else { kept.1.idle };
+            *kept = (tp.max(kept.0), Costs { server, idle });
+        };
         let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp, wake_tp, socket_tp] =
             best_of(rounds(2, 3), f64::max, || {
-                let (ours_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, ours_l2));
+                let ((ours_tp, costs), cpu) = with_cpu(64 * l2_ops, || {
+                    with_costs(64 * l2_ops, &mut server_now, || {
+                        throughput(&multi, 64, l2_ops, ours_l2)
+                    })
+                });
                 cpu_ours = cpu_ours.min(cpu);
+                keep(&mut costs_ours, ours_tp, costs);
                 let (raw_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, raw.clone()));
                 cpu_raw = cpu_raw.min(cpu);
                 let (floor_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, floor.clone()));
@@ -621,10 +670,13 @@ fn main() {
                 let (wake_tp, cpu) =
                     with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, wake_call.clone()));
                 cpu_wake = cpu_wake.min(cpu);
-                let (socket_tp, cpu) = with_cpu(64 * l2_ops, || {
-                    throughput(&multi, 64, l2_ops, socket_call.clone())
+                let ((socket_tp, costs), cpu) = with_cpu(64 * l2_ops, || {
+                    with_costs(64 * l2_ops, &mut server_now, || {
+                        throughput(&multi, 64, l2_ops, socket_call.clone())
+                    })
                 });
                 cpu_socket = cpu_socket.min(cpu);
+                keep(&mut costs_socket, socket_tp, costs);
                 [
                     ours_tp,
                     raw_tp,
@@ -641,6 +693,16 @@ fn main() {
                     socket_tp,
                 ]
             });
+        // redis-benchmark below keeps 64 × 16 = 1 024 GETs outstanding; the same calls from
+        // 1 024 tasks keep as many (ours shares most of these reads by single flight: 1 024
+        // tasks walk 1 000 keys).
+        let wide_ops = l2_ops.div_ceil(16);
+        let [ours_wide, socket_wide] = best_of(rounds(1, 2), f64::max, || {
+            [
+                throughput(&multi, 1024, wide_ops, ours_l2),
+                throughput(&multi, 1024, wide_ops, socket_call.clone()),
+            ]
+        });
         answering.abort();
         serving.abort();
         rows.extend(rows_against(
@@ -682,7 +744,8 @@ fn main() {
         // connections, for a value of the raw keys' size, against the same server.
         let size = cache_bench::encode(&payload(0)).len();
         let n = if quick() { 200_000 } else { 2_000_000 };
-        if let Some((bench_tp, bench_cpu)) = redis_benchmark(&redis, size, n) {
+        if let Some(bench) = redis_benchmark(&redis, size, n, &mut server_now) {
+            let (bench_tp, bench_cpu) = (bench.tp, bench.cpu);
             for (what, value, target) in [
                 ("#[cache(l1 = false)] hit (ops/s)", ours_l2_tp, "≥ 0.6×"),
                 ("floor: shared MGETs, one task wake a call (ops/s)", floor_tp, "-"),
@@ -721,6 +784,78 @@ fn main() {
                 higher_is_better: false,
                 target: "-".into(),
             });
+            for (what, value) in [
+                (
+                    "ours, 1 024 tasks (ops/s; single flight shares most of its reads)",
+                    ours_wide,
+                ),
+                (
+                    "floor: hand-written MGETs on one socket, 1 024 tasks (ops/s)",
+                    socket_wide,
+                ),
+            ] {
+                rows.extend(rows_against(
+                    "P2 L2 hit, as many GETs outstanding as redis-benchmark",
+                    what,
+                    value,
+                    "ops/s",
+                    true,
+                    &[("redis-benchmark -c 64 -P 16 -t get", bench_tp, "-")],
+                ));
+            }
+            // What the machine spends a GET, client and server, and whether the cores were
+            // busy: a round that leaves them idle waited; one that leaves none hit the CPU.
+            let idle = |c: Costs| format!("machine idle {:.0} %", c.idle * 100.0);
+            let bench_total = bench_cpu + bench.costs.server;
+            let ours_total = cpu_ours + costs_ours.1.server;
+            let socket_total = cpu_socket + costs_socket.1.server;
+            let peer = format!(
+                "redis-benchmark (server {:.2} µs; {})",
+                bench.costs.server,
+                idle(bench.costs)
+            );
+            rows.extend(rows_against(
+                "P2 client + server CPU per GET",
+                &format!(
+                    "ours (µs/GET; server {:.2} µs; {})",
+                    costs_ours.1.server,
+                    idle(costs_ours.1)
+                ),
+                ours_total,
+                "µs",
+                false,
+                &[(peer.as_str(), bench_total, "-")],
+            ));
+            rows.extend(rows_against(
+                "P2 client + server CPU per GET",
+                &format!(
+                    "floor: hand-written MGETs on one socket (µs/GET; server {:.2} µs; {})",
+                    costs_socket.1.server,
+                    idle(costs_socket.1)
+                ),
+                socket_total,
+                "µs",
+                false,
+                &[(peer.as_str(), bench_total, "-")],
+            ));
+            // At this CPU a GET, how many cores 0.6× redis-benchmark's rate would take.
+            let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+            for (what, total) in [
+                ("ours: cores needed at 0.6× redis-benchmark's rate", ours_total),
+                (
+                    "floor: hand-written MGETs on one socket: cores needed at 0.6× redis-benchmark's rate",
+                    socket_total,
+                ),
+            ] {
+                rows.extend(rows_against(
+                    "P2 client + server CPU per GET",
+                    what,
+                    0.6 * bench_tp * total / 1e6,
+                    "cores",
+                    false,
+                    &[("the machine's cores", cores, "-")],
+                ));
+            }
         }
         rows.extend(rows_against(
             "P2 client CPU per GET",

@@ -1,0 +1,69 @@
+//! What a round of L2 reads cost the machine besides the client's own CPU: redis-server's CPU
+//! and the share of the machine's cores left idle. A round that leaves cores idle is bound by
+//! waiting (round trips, wake-ups), one that leaves none by CPU.
+
+use std::time::Duration;
+
+/// redis-server's user + system CPU so far, all its threads (`INFO cpu`).
+///
+/// ```no_run
+/// # async fn f(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()> {
+/// let before = cache_bench::server_cpu(c).await?;
+/// // ... the round ...
+/// let used = cache_bench::server_cpu(c).await? - before;
+/// # Ok(()) }
+/// ```
+pub async fn server_cpu(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<Duration> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(c).await?;
+    let secs: f64 = info
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_sys" || *k == "used_cpu_user")
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum();
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The machine's CPU time so far, in jiffies summed over its cores (`/proc/stat`'s first line).
+///
+/// ```
+/// let before = cache_bench::Jiffies::now();
+/// let idle = cache_bench::Jiffies::now().idle_share_since(before);
+/// assert!((0.0..=1.0).contains(&idle));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Jiffies {
+    idle: u64,
+    all: u64,
+}
+
+impl Jiffies {
+    /// Now; all zero where `/proc/stat` cannot be read (not Linux), so shares come out 0.
+    pub fn now() -> Self {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return Self::default();
+        };
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Self {
+            // idle and iowait
+            idle: fields.iter().skip(3).take(2).sum(),
+            all: fields.iter().sum(),
+        }
+    }
+
+    /// The share of all cores' time since `earlier` that was idle, 0 to 1.
+    pub fn idle_share_since(self, earlier: Jiffies) -> f64 {
+        let all = self.all.saturating_sub(earlier.all);
+        if all == 0 {
+            return 0.0;
+        }
+        self.idle.saturating_sub(earlier.idle) as f64 / all as f64
+    }
+}
