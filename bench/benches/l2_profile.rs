@@ -1,4 +1,5 @@
-//! 64 tasks (`TASKS`) of L2 hits (L1 off) on 2 threads, the workload of the peers bench's P2, for `perf record`.
+//! Tasks of L2 hits (L1 off) on worker threads, the workload of the peers bench's P2 (64 tasks,
+//! 2 threads), for `perf record`.
 //! `cargo bench -p cache-bench --bench l2_profile`; `WORKERS` the runtime's worker threads
 //! (default 2; 1 is the peers bench's `p2one`), `OPS` GETs a task, `IN_FLIGHT` the
 //! coalescer's reads in flight (`l2_reads_in_flight`, default 4). `MODE=get` runs the same

@@ -1,6 +1,6 @@
 //! What a round of L2 reads cost the machine besides the client's own CPU: redis-server's CPU
-//! and the share of the machine's cores left idle. A round that leaves cores idle is bound by
-//! waiting (round trips, wake-ups), one that leaves none by CPU.
+//! and the share of the machine's cores left idle. Idle cores suggest a round that waited
+//! (round trips, wake-ups); none idle, one bound by CPU.
 
 use std::time::Duration;
 
@@ -51,8 +51,11 @@ impl Jiffies {
             .skip(1)
             .filter_map(|v| v.parse().ok())
             .collect();
+        // user nice system idle iowait irq softirq steal; the guest fields after them are
+        // already inside user and nice. Steal (time the hypervisor gave elsewhere) counts as
+        // not idle: these cores were not free for the client or the server either.
+        let fields = &fields[..fields.len().min(8)];
         Self {
-            // idle and iowait
             idle: fields.iter().skip(3).take(2).sum(),
             all: fields.iter().sum(),
         }
