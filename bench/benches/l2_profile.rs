@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cache_bench::{env_number, payload, server_cpu, Jiffies, L2Floor, Payload, SocketFloor, WakeFloor};
+use cache_bench::{env_number, payload, server_cpu, L2Floor, Payload, RoundMeter, SocketFloor, WakeFloor};
 use cache_core::{cache, Cache, CacheConfig};
 use cache_test_harness::RedisServer;
 
@@ -211,11 +211,10 @@ where
         Some(r) => Some(r.conn().await),
         None => None,
     };
-    let server0 = match info.as_mut() {
+    let meter = RoundMeter::start(match info.as_mut() {
         Some(c) => server_cpu(c).await.unwrap(),
         None => Duration::ZERO,
-    };
-    let machine0 = Jiffies::now();
+    });
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     let handles: Vec<_> = (0..tasks()).map(|i| tokio::spawn(task(i))).collect();
@@ -224,12 +223,12 @@ where
     }
     let elapsed = t.elapsed().as_secs_f64();
     let client = cpu_seconds() - cpu0;
-    let idle = Jiffies::now().idle_share_since(machine0);
+    let idle = meter.idle();
     let n = (tasks() * ops) as f64;
     let server = match info.as_mut() {
         Some(c) => format!(
             "{:.2}",
-            (server_cpu(c).await.unwrap() - server0).as_secs_f64() * 1e6 / n
+            meter.server_us_per_op(server_cpu(c).await.unwrap(), tasks() * ops)
         ),
         None => "-".into(),
     };

@@ -302,11 +302,28 @@ struct Costs {
 
 /// `f`'s result and [`Costs`] over its `ops` GETs; `server_now` reads redis-server's CPU so far.
 fn with_costs<R>(ops: u64, server_now: &mut impl FnMut() -> Duration, f: impl FnOnce() -> R) -> (R, Costs) {
-    let (server0, machine0) = (server_now(), cache_bench::Jiffies::now());
+    let meter = cache_bench::RoundMeter::start(server_now());
     let r = f();
-    let idle = cache_bench::Jiffies::now().idle_share_since(machine0);
-    let server = (server_now() - server0).as_secs_f64() * 1e6 / ops as f64;
+    let idle = meter.idle();
+    let server = meter.server_us_per_op(server_now(), ops);
     (r, Costs { server, idle })
+}
+
+/// A contender's fastest round: its rate, the client's CPU a GET (µs) and [`Costs`].
+#[derive(Clone, Copy, Default)]
+struct Fastest {
+    tp: f64,
+    client: f64,
+    costs: Costs,
+}
+
+impl Fastest {
+    /// Keeps this round if it is the fastest so far.
+    fn keep(&mut self, tp: f64, client: f64, costs: Costs) {
+        if tp > self.tp {
+            *self = Fastest { tp, client, costs };
+        }
+    }
 }
 
 /// `redis-benchmark`'s run: GET/s, its own CPU a GET (µs), and the server's and machine's share.
@@ -648,12 +665,7 @@ fn main() {
         // figures are one run's too).
         let mut info = multi.block_on(redis.conn());
         let mut server_now = || multi.block_on(cache_bench::server_cpu(&mut info)).unwrap();
-        let (mut costs_ours, mut costs_socket) = ((0.0, 0.0, Costs::default()), (0.0, 0.0, Costs::default()));
-        let keep = |kept: &mut (f64, f64, Costs), tp: f64, client: f64, c: Costs| {
-            if tp > kept.0 {
-                *kept = (tp, client, c);
-            }
-        };
+        let (mut fastest_ours, mut fastest_socket) = (Fastest::default(), Fastest::default());
         let [ours_l2_tp, raw_tp, floor_tp, mget_tp, cached_tp, dp_tp, wake_tp, socket_tp] =
             best_of(rounds(2, 3), f64::max, || {
                 let ((ours_tp, costs), cpu) = with_cpu(64 * l2_ops, || {
@@ -662,7 +674,7 @@ fn main() {
                     })
                 });
                 cpu_ours = cpu_ours.min(cpu);
-                keep(&mut costs_ours, ours_tp, cpu, costs);
+                fastest_ours.keep(ours_tp, cpu, costs);
                 let (raw_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, raw.clone()));
                 cpu_raw = cpu_raw.min(cpu);
                 let (floor_tp, cpu) = with_cpu(64 * l2_ops, || throughput(&multi, 64, l2_ops, floor.clone()));
@@ -676,7 +688,7 @@ fn main() {
                     })
                 });
                 cpu_socket = cpu_socket.min(cpu);
-                keep(&mut costs_socket, socket_tp, cpu, costs);
+                fastest_socket.keep(socket_tp, cpu, costs);
                 [
                     ours_tp,
                     raw_tp,
@@ -807,8 +819,8 @@ fn main() {
             // busy: a round that leaves them idle waited; one that leaves none hit the CPU.
             let idle = |c: Costs| format!("machine idle {:.0} %", c.idle * 100.0);
             let bench_total = bench_cpu + bench.costs.server;
-            let ours_total = costs_ours.1 + costs_ours.2.server;
-            let socket_total = costs_socket.1 + costs_socket.2.server;
+            let ours_total = fastest_ours.client + fastest_ours.costs.server;
+            let socket_total = fastest_socket.client + fastest_socket.costs.server;
             let peer = format!(
                 "redis-benchmark (server {:.2} µs; {})",
                 bench.costs.server,
@@ -818,8 +830,8 @@ fn main() {
                 "P2 client + server CPU per GET",
                 &format!(
                     "ours (µs/GET; server {:.2} µs; {})",
-                    costs_ours.2.server,
-                    idle(costs_ours.2)
+                    fastest_ours.costs.server,
+                    idle(fastest_ours.costs)
                 ),
                 ours_total,
                 "µs",
@@ -830,8 +842,8 @@ fn main() {
                 "P2 client + server CPU per GET",
                 &format!(
                     "floor: hand-written MGETs on one socket (µs/GET; server {:.2} µs; {})",
-                    costs_socket.2.server,
-                    idle(costs_socket.2)
+                    fastest_socket.costs.server,
+                    idle(fastest_socket.costs)
                 ),
                 socket_total,
                 "µs",

@@ -70,3 +70,39 @@ impl Jiffies {
         self.idle.saturating_sub(earlier.idle) as f64 / all as f64
     }
 }
+
+/// One round's measure of what [`server_cpu`] and [`Jiffies`] read: started with redis-server's
+/// CPU so far, it gives the round's idle share and the server's CPU an op. Read [`Self::idle`]
+/// before asking the server again, so that the `INFO` round trip falls outside the round.
+///
+/// ```
+/// use std::time::Duration;
+/// let meter = cache_bench::RoundMeter::start(Duration::from_millis(10));
+/// assert!((0.0..=1.0).contains(&meter.idle()));
+/// assert_eq!(meter.server_us_per_op(Duration::from_millis(30), 1000), 20.0);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RoundMeter {
+    server0: Duration,
+    machine0: Jiffies,
+}
+
+impl RoundMeter {
+    /// Starts the round; `server_cpu` is redis-server's CPU so far (zero where there is none).
+    pub fn start(server_cpu: Duration) -> Self {
+        Self {
+            server0: server_cpu,
+            machine0: Jiffies::now(),
+        }
+    }
+
+    /// The share of all cores' time since the start that was idle, 0 to 1.
+    pub fn idle(&self) -> f64 {
+        Jiffies::now().idle_share_since(self.machine0)
+    }
+
+    /// redis-server's CPU since the start (`server_cpu` its CPU so far), in µs an op over `ops`.
+    pub fn server_us_per_op(&self, server_cpu: Duration, ops: u64) -> f64 {
+        server_cpu.saturating_sub(self.server0).as_secs_f64() * 1e6 / ops as f64
+    }
+}

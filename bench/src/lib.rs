@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod cpu;
-pub use cpu::{server_cpu, Jiffies};
+pub use cpu::{server_cpu, Jiffies, RoundMeter};
 mod l2_floor;
 pub use l2_floor::{decode, encode, read_raw, read_raw_many, write_raw, L2Floor};
 mod socket_floor;
